@@ -1,0 +1,279 @@
+"""The hypervisor driver interface: plain dataclasses in, plain dataclasses out.
+
+The compute layer talks to VMM nodes only through :class:`Driver`. A driver never sees HTTP
+requests or database rows; it takes a :class:`DomainSpec` and answers with :class:`DomainInfo`.
+The hypervisor is the authority on power state; the database holds the API state machine and
+reconciles against :meth:`Driver.info` / :meth:`Driver.list_domains`.
+
+Every method may raise :class:`NodeUnavailable` when the node does not answer within the
+driver's timeout or its connection broke; callers treat that as "state unknown, retry later",
+never as "the domain is gone".
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backends.networks import NetworkDriver
+    from backends.volumes import VolumeDriver
+
+DOMAIN_TYPES = ("test", "qemu", "kvm", "xen")
+DISK_FORMATS = ("raw", "qcow2")
+DISK_DEVICES = ("disk", "cdrom")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class DriverError(Exception):
+    """Base class of every error a driver raises on purpose."""
+
+
+class NodeUnavailable(DriverError):
+    """The node did not answer within the timeout, refused the connection, or the connection broke.
+
+    The state of the domain on that node is unknown; the driver re-opens its connection on the
+    next call, so retrying later is the right reaction.
+    """
+
+
+class NotFound(DriverError):
+    """The named domain, pool, volume or network does not exist on the node."""
+
+
+class AlreadyExists(DriverError):
+    """Something of that name already exists on the node; it was left untouched."""
+
+
+class DomainNotFound(NotFound):
+    """The named domain does not exist on the node."""
+
+
+class DomainExists(AlreadyExists):
+    """spawn() was asked for a name that is already defined on the node (left untouched)."""
+
+
+class InvalidSpec(DriverError, ValueError):
+    """The spec is malformed or the hypervisor rejected the definition built from it."""
+
+
+class SpawnFailed(DriverError):
+    """The domain was defined but could not be started; the definition was removed again."""
+
+
+class NotSupported(DriverError):
+    """The driver (for example libvirt's test driver) cannot perform this operation."""
+
+
+class PowerState(enum.Enum):
+    """Power state of a domain as the hypervisor reports it."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTDOWN_IN_PROGRESS = "shutdown-in-progress"
+    SHUTOFF = "shutoff"
+    CRASHED = "crashed"
+    SUSPENDED = "suspended"
+    UNKNOWN = "unknown"
+    MISSING = "missing"
+
+
+@dataclass(slots=True)
+class DiskSpec:
+    """One block device: a file path on the node, or a volume of a libvirt storage pool.
+
+    ``bus`` None lets the policy choose (virtio for disks, sata for cdroms). ``target`` None lets
+    the policy number devices per bus (vda, vdb, ..., sda, ...). A cdrom is always read-only.
+    """
+
+    path: str | None = None
+    pool: str | None = None
+    volume: str | None = None
+    format: str = "raw"
+    device: str = "disk"
+    bus: str | None = None
+    target: str | None = None
+    readonly: bool = False
+
+    def __post_init__(self) -> None:
+        by_path = self.path is not None
+        by_volume = self.pool is not None or self.volume is not None
+        if by_path == by_volume or (by_volume and not (self.pool and self.volume)):
+            raise InvalidSpec("a disk needs either path, or both pool and volume")
+        if self.format not in DISK_FORMATS:
+            raise InvalidSpec(f"disk format {self.format!r} is not one of {DISK_FORMATS}")
+        if self.device not in DISK_DEVICES:
+            raise InvalidSpec(f"disk device {self.device!r} is not one of {DISK_DEVICES}")
+
+
+@dataclass(slots=True)
+class NicSpec:
+    """One network interface: a MAC on a libvirt network, or on a host bridge.
+
+    With neither ``network`` nor ``bridge`` the interface uses user-mode networking (every guest
+    gets 10.0.2.15; only useful for tests).
+    """
+
+    mac: str
+    network: str | None = None
+    bridge: str | None = None
+    model: str = "virtio"
+
+    def __post_init__(self) -> None:
+        self.mac = self.mac.lower()
+        if not _MAC_RE.match(self.mac) or int(self.mac[:2], 16) & 1:
+            raise InvalidSpec(f"{self.mac!r} is not a unicast MAC address like 52:54:00:12:34:56")
+        if self.network is not None and self.bridge is not None:
+            raise InvalidSpec("a NIC is on a network or on a bridge, not both")
+
+
+@dataclass(slots=True)
+class DomainSpec:
+    """Everything a driver needs to create one guest. ``name`` is the instance id.
+
+    ``domain_type`` None means the driver's own type (``Driver.domain_type``), which comes from
+    configuration and is never auto-detected. ``kernel`` (with optional ``initrd``/``cmdline``)
+    selects direct kernel boot. ``console_log`` is a path on the node where the serial console is
+    also written (its directory must exist there).
+    """
+
+    name: str
+    uuid: str
+    memory_mib: int
+    vcpus: int
+    domain_type: str | None = None
+    disks: list[DiskSpec] = field(default_factory=list)
+    nics: list[NicSpec] = field(default_factory=list)
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+    console_log: str | None = None
+    acpi: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise InvalidSpec(f"invalid domain name {self.name!r}")
+        self.uuid = self.uuid.lower()
+        if not _UUID_RE.match(self.uuid):
+            raise InvalidSpec(f"{self.uuid!r} is not a UUID")
+        if self.memory_mib <= 0 or self.vcpus <= 0:
+            raise InvalidSpec("memory_mib and vcpus must be positive")
+        if self.domain_type is not None and self.domain_type not in DOMAIN_TYPES:
+            raise InvalidSpec(f"domain type {self.domain_type!r} is not one of {DOMAIN_TYPES}")
+        if (self.initrd or self.cmdline) and not self.kernel:
+            raise InvalidSpec("initrd and cmdline need a kernel (direct kernel boot)")
+
+
+@dataclass(frozen=True, slots=True)
+class DomainInfo:
+    """What the hypervisor says about one domain. A MISSING domain has zero memory and vcpus."""
+
+    name: str
+    state: PowerState
+    memory_mib: int = 0
+    vcpus: int = 0
+    uuid: str | None = None
+    persistent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """Capacity of a node, for placement."""
+
+    hostname: str
+    memory_mib: int
+    vcpus: int
+
+
+class Driver(ABC):
+    """A connection to one VMM node.
+
+    Guarantees common to all methods: they are safe to call from several threads; a call never
+    blocks longer than the driver's timeout (then :class:`NodeUnavailable`); after a broken
+    connection the next call reconnects by itself.
+    """
+
+    #: The domain type this node runs ('test', 'qemu', 'kvm' or 'xen'), from configuration.
+    domain_type: str
+
+    @abstractmethod
+    def spawn(self, spec: DomainSpec) -> DomainInfo:
+        """Define ``spec`` as a persistent domain and start it.
+
+        Raises :class:`DomainExists` if the name is taken (the existing domain is not touched),
+        :class:`InvalidSpec` if the definition is rejected, :class:`SpawnFailed` if it was defined
+        but did not start. In every failure case the driver removes what it defined, so a failed
+        spawn leaves nothing behind (if the node stops answering midway, destroy(name) finishes
+        the clean-up). Disks are not created or deleted here.
+        """
+
+    @abstractmethod
+    def start(self, name: str) -> None:
+        """Start an existing, defined domain. Already running: no-op. Missing: DomainNotFound."""
+
+    @abstractmethod
+    def destroy(self, name: str) -> None:
+        """Hard-stop the domain if it runs and undefine it. A missing domain is success.
+
+        Disks and volumes referenced by the domain stay; deleting them is the caller's job.
+        """
+
+    @abstractmethod
+    def power_off(self, name: str, timeout: float | None = None) -> bool:
+        """Stop the domain, keeping it defined. Returns True if the guest shut down by itself.
+
+        Sends an ACPI power-button request and waits up to ``timeout`` seconds for the guest to
+        stop, then hard-stops it. ``timeout`` None or 0 hard-stops at once. An already stopped
+        domain is success (True). Missing: DomainNotFound.
+        """
+
+    @abstractmethod
+    def reboot(self, name: str, hard: bool = False) -> None:
+        """Ask the guest to reboot (ACPI), or reset it at once when ``hard``.
+
+        A domain that is not running is started instead. Missing: DomainNotFound.
+        """
+
+    @abstractmethod
+    def info(self, name: str) -> DomainInfo:
+        """State of one domain; ``PowerState.MISSING`` (never an error) if it does not exist."""
+
+    @abstractmethod
+    def list_domains(self) -> list[DomainInfo]:
+        """Every domain on the node, defined or running, sorted by name."""
+
+    @abstractmethod
+    def console_output(self, name: str, max_bytes: int = 65536) -> bytes:
+        """The latest ``max_bytes`` bytes of the domain's serial console.
+
+        b"" when the driver has no console (libvirt's test driver) or nothing was written yet.
+        Missing domain: DomainNotFound.
+        """
+
+    @abstractmethod
+    def node_info(self) -> NodeInfo:
+        """Hostname, memory and logical CPUs of the node."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection. The driver may be used again afterwards (it reconnects)."""
+
+    @property
+    def volumes(self) -> VolumeDriver:
+        """Storage pools and volumes on this node (see backends.volumes)."""
+        raise NotSupported(f"{type(self).__name__} has no storage API")
+
+    @property
+    def networks(self) -> NetworkDriver:
+        """Virtual networks and their DHCP host entries on this node (see backends.networks)."""
+        raise NotSupported(f"{type(self).__name__} has no network API")
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,288 @@
+"""LibvirtDriver: the Driver interface over libvirt-python, for QEMU/KVM, Xen and libvirt's test driver.
+
+Every libvirt call goes through Connection.call(), so it is bounded by the driver's timeout and
+a broken connection is re-opened on the next call. libvirtError never escapes: refusals become
+the DriverError subclasses of backends.base.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, TypeVar
+from urllib.parse import urlsplit
+
+import libvirt
+
+from backends.base import (
+    DOMAIN_TYPES, DomainExists, DomainInfo, DomainNotFound, DomainSpec, Driver, DriverError,
+    InvalidSpec, NodeInfo, NodeUnavailable, PowerState, SpawnFailed)
+from backends.libvirt import console, designer
+from backends.libvirt.connection import Connection
+from backends.libvirt.network import LibvirtNetworks
+from backends.libvirt.storage import LibvirtVolumes
+
+T = TypeVar("T")
+
+_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: PowerState.UNKNOWN,
+    libvirt.VIR_DOMAIN_RUNNING: PowerState.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: PowerState.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: PowerState.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: PowerState.SHUTDOWN_IN_PROGRESS,
+    libvirt.VIR_DOMAIN_SHUTOFF: PowerState.SHUTOFF,
+    libvirt.VIR_DOMAIN_CRASHED: PowerState.CRASHED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: PowerState.SUSPENDED,
+}
+_UNDEFINE_FLAGS = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                   | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA)
+
+
+def is_test_uri(uri: str) -> bool:
+    """True for libvirt's test driver (test:///default, test:///path/node.xml, test+unix://...)."""
+    return urlsplit(uri).scheme.split("+")[0] == "test"
+
+
+def error_code(exc: libvirt.libvirtError) -> int:
+    return exc.get_error_code() or 0
+
+
+def find_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    """The domain called ``name``, or None."""
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        if error_code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise
+
+
+def get_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain:
+    """The domain called ``name``; DomainNotFound otherwise."""
+    dom = find_domain(conn, name)
+    if dom is None:
+        raise DomainNotFound(f"no domain {name!r} on this node")
+    return dom
+
+
+def domain_info(dom: libvirt.virDomain) -> DomainInfo:
+    state, max_kib, _cur_kib, vcpus, _cpu_ns = dom.info()
+    return DomainInfo(name=dom.name(), state=_STATES.get(state, PowerState.UNKNOWN),
+                      memory_mib=max_kib // 1024, vcpus=vcpus, uuid=dom.UUIDString(),
+                      persistent=bool(dom.isPersistent()))
+
+
+def _stop_quietly(dom: libvirt.virDomain) -> None:
+    """Hard-stop ``dom`` unless it already is stopped (or gone) by the time the call lands."""
+    try:
+        dom.destroy()
+    except libvirt.libvirtError as exc:
+        if error_code(exc) not in (libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_NO_DOMAIN):
+            raise
+
+
+def _remove(dom: libvirt.virDomain) -> None:
+    """Hard-stop and undefine ``dom``; it vanishing meanwhile is fine."""
+    try:
+        if dom.isActive():
+            _stop_quietly(dom)
+        if dom.isPersistent():
+            try:
+                dom.undefineFlags(_UNDEFINE_FLAGS)
+            except libvirt.libvirtError as exc:
+                if error_code(exc) not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+                    raise
+                dom.undefine()  # a driver (test, Xen) that rejects some of the flags
+    except libvirt.libvirtError as exc:
+        if error_code(exc) != libvirt.VIR_ERR_NO_DOMAIN:
+            raise
+
+
+class LibvirtDriver(Driver):
+    """The Driver interface on one libvirt node.
+
+    ``domain_type`` comes from configuration and is never auto-detected (libvirt advertises kvm
+    on machines where KVM crawls): 'kvm' on real hosts, 'qemu' for TCG. A test-driver URI always
+    uses 'test'. ``timeout`` bounds every libvirt call; ``poll_interval`` paces power_off's wait;
+    ``console_wait`` is how long console_output listens on a live console without a log file.
+    """
+
+    def __init__(self, uri: str, *, domain_type: str | None = None, timeout: float = 30.0,
+                 keepalive: tuple[int, int] = (5, 3), poll_interval: float = 0.25,
+                 console_wait: float = 1.0) -> None:
+        self.uri = uri
+        if is_test_uri(uri):
+            domain_type = "test"
+        if domain_type not in DOMAIN_TYPES:
+            raise ValueError(f"domain_type must be one of {DOMAIN_TYPES} for {uri} (kvm on real hosts,"
+                             f" qemu where KVM is unavailable), got {domain_type!r}")
+        self.domain_type = domain_type
+        self.poll_interval = poll_interval
+        self.console_wait = console_wait
+        self.connection = Connection(uri, timeout=timeout, keepalive=keepalive)
+        self._volumes = LibvirtVolumes(self.connection)
+        self._networks = LibvirtNetworks(self.connection)
+
+    def __repr__(self) -> str:
+        return f"LibvirtDriver({self.uri!r}, domain_type={self.domain_type!r})"
+
+    def _call(self, fn: Callable[[libvirt.virConnect], T], what: str, timeout: float | None = None) -> T:
+        try:
+            return self.connection.call(fn, what, timeout)
+        except libvirt.libvirtError as exc:
+            raise DriverError(f"{what} failed on {self.uri}: {exc.get_error_message()}") from exc
+
+    def spawn(self, spec: DomainSpec) -> DomainInfo:
+        xml = designer.domain_config(spec, self.domain_type).to_xml()
+
+        def define(conn: libvirt.virConnect) -> None:
+            if find_domain(conn, spec.name) is not None:
+                raise DomainExists(f"domain {spec.name!r} already exists on {self.uri}")
+            try:
+                conn.defineXML(xml)
+            except libvirt.libvirtError as exc:
+                if find_domain(conn, spec.name) is not None and error_code(exc) == libvirt.VIR_ERR_OPERATION_FAILED:
+                    raise DomainExists(f"domain {spec.name!r} already exists on {self.uri}") from exc
+                raise InvalidSpec(f"{self.uri} rejected domain {spec.name!r}: {exc.get_error_message()}") from exc
+
+        def boot(conn: libvirt.virConnect) -> DomainInfo:
+            dom = get_domain(conn, spec.name)
+            try:
+                dom.create()
+            except libvirt.libvirtError as exc:
+                self._cleanup(conn, spec)
+                raise SpawnFailed(f"domain {spec.name!r} did not start on {self.uri}: "
+                                  f"{exc.get_error_message()}") from exc
+            return domain_info(dom)
+
+        self._call(define, f"defining {spec.name}")
+        try:
+            return self._call(boot, f"starting {spec.name}")
+        except (NodeUnavailable, DomainNotFound):
+            try:
+                self._call(lambda conn: self._cleanup(conn, spec), f"cleaning up {spec.name}")
+            except NodeUnavailable:
+                pass
+            raise
+
+    @staticmethod
+    def _cleanup(conn: libvirt.virConnect, spec: DomainSpec) -> None:
+        """Remove what spawn() defined, and only that (matched by UUID)."""
+        dom = find_domain(conn, spec.name)
+        if dom is not None and dom.UUIDString() == spec.uuid:
+            _remove(dom)
+
+    def start(self, name: str) -> None:
+        def op(conn: libvirt.virConnect) -> None:
+            dom = get_domain(conn, name)
+            if dom.isActive():
+                return
+            try:
+                dom.create()
+            except libvirt.libvirtError:
+                if not dom.isActive():
+                    raise
+        self._call(op, f"starting {name}")
+
+    def destroy(self, name: str) -> None:
+        def op(conn: libvirt.virConnect) -> None:
+            dom = find_domain(conn, name)
+            if dom is not None:
+                _remove(dom)
+        self._call(op, f"destroying {name}")
+
+    def _hard_stop(self, name: str) -> None:
+        def op(conn: libvirt.virConnect) -> None:
+            dom = get_domain(conn, name)
+            if dom.isActive():
+                _stop_quietly(dom)
+        self._call(op, f"stopping {name}")
+
+    def power_off(self, name: str, timeout: float | None = None) -> bool:
+        state = self._call(lambda conn: domain_info(get_domain(conn, name)).state, f"state of {name}")
+        if state is PowerState.SHUTOFF:
+            return True
+        if not timeout or state is not PowerState.RUNNING:
+            self._hard_stop(name)
+            return False
+
+        def request(conn: libvirt.virConnect) -> None:
+            dom = get_domain(conn, name)
+            try:
+                dom.shutdown()
+            except libvirt.libvirtError:
+                if dom.isActive():
+                    raise
+        self._call(request, f"shutting down {name}")
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.info(name).state in (PowerState.SHUTOFF, PowerState.MISSING):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(self.poll_interval, remaining))
+        self._hard_stop(name)
+        return False
+
+    def reboot(self, name: str, hard: bool = False) -> None:
+        def op(conn: libvirt.virConnect) -> None:
+            dom = get_domain(conn, name)
+            if not dom.isActive():
+                dom.create()
+            elif hard:
+                dom.reset(0)
+            else:
+                dom.reboot(0)
+        self._call(op, f"rebooting {name}")
+
+    def info(self, name: str) -> DomainInfo:
+        def op(conn: libvirt.virConnect) -> DomainInfo:
+            dom = find_domain(conn, name)
+            try:
+                return domain_info(dom) if dom is not None else DomainInfo(name, PowerState.MISSING)
+            except libvirt.libvirtError as exc:
+                if error_code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
+                    return DomainInfo(name, PowerState.MISSING)
+                raise
+        return self._call(op, f"state of {name}")
+
+    def list_domains(self) -> list[DomainInfo]:
+        def op(conn: libvirt.virConnect) -> list[DomainInfo]:
+            found = []
+            for dom in conn.listAllDomains(0):
+                try:
+                    found.append(domain_info(dom))
+                except libvirt.libvirtError as exc:
+                    if error_code(exc) != libvirt.VIR_ERR_NO_DOMAIN:
+                        raise
+            return sorted(found, key=lambda d: d.name)
+        return self._call(op, "listing domains")
+
+    def console_output(self, name: str, max_bytes: int = 65536) -> bytes:
+        if self.domain_type == "test":
+            self._call(lambda conn: get_domain(conn, name), f"console of {name}")
+            return b""
+        timeout = self.connection.timeout + self.console_wait
+        local = urlsplit(self.uri).netloc == ""
+        return self._call(lambda conn: console.read_console(conn, get_domain(conn, name), max_bytes,
+                                                            local=local, wait=self.console_wait),
+                          f"console of {name}", timeout)
+
+    def node_info(self) -> NodeInfo:
+        def op(conn: libvirt.virConnect) -> NodeInfo:
+            _model, memory_mib, cpus, *_ = conn.getInfo()
+            return NodeInfo(hostname=conn.getHostname(), memory_mib=memory_mib, vcpus=cpus)
+        return self._call(op, "node info")
+
+    def close(self) -> None:
+        self.connection.close()
+
+    @property
+    def volumes(self) -> LibvirtVolumes:
+        """Storage pools and volumes on this node."""
+        return self._volumes
+
+    @property
+    def networks(self) -> LibvirtNetworks:
+        """Virtual networks of this node."""
+        return self._networks

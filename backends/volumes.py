@@ -1,0 +1,78 @@
+"""Storage on a node: directory pools and their volumes, reachable without file access to the node.
+
+Images reach a node by streaming them through the hypervisor's storage API; each instance gets a
+copy-on-write qcow2 overlay whose backing store is the image volume; image saving streams a volume
+back. Everything moves in bounded chunks, never a whole image in memory.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import BinaryIO
+
+CHUNK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeInfo:
+    """One volume. ``capacity`` is the guest-visible size, ``allocation`` the bytes used on disk."""
+
+    pool: str
+    name: str
+    path: str
+    format: str
+    capacity: int
+    allocation: int
+    backing_path: str | None = None
+
+
+class VolumeDriver(ABC):
+    """Pools and volumes of one node. A missing pool or volume raises base.NotFound unless stated."""
+
+    @abstractmethod
+    def ensure_pool(self, name: str, path: str) -> None:
+        """Make sure a directory pool ``name`` at ``path`` exists, is built, started and autostarts.
+
+        Idempotent. An existing pool of that name is started if needed and otherwise left as is.
+        """
+
+    @abstractmethod
+    def delete_pool(self, name: str) -> None:
+        """Stop and undefine the pool (its directory and volumes stay). Missing pool: success."""
+
+    @abstractmethod
+    def list_volumes(self, pool: str) -> list[VolumeInfo]:
+        """Every volume in the pool, sorted by name."""
+
+    @abstractmethod
+    def volume_info(self, pool: str, name: str) -> VolumeInfo | None:
+        """The volume, or None if the pool has no such volume."""
+
+    @abstractmethod
+    def upload_volume(self, pool: str, name: str, source: BinaryIO, size: int,
+                      chunk_size: int = CHUNK_SIZE) -> VolumeInfo:
+        """Create volume ``name`` and fill it with exactly ``size`` bytes read from ``source``.
+
+        The bytes are streamed in chunks of at most ``chunk_size`` (memory stays bounded). The
+        format (raw or qcow2) is detected by the node from the content. If the source ends early
+        or anything fails, the half-written volume is deleted and the error raised. An existing
+        volume of that name: base.AlreadyExists.
+        """
+
+    @abstractmethod
+    def create_overlay(self, pool: str, name: str, backing_pool: str, backing_name: str,
+                       capacity: int | None = None) -> VolumeInfo:
+        """Create a qcow2 volume whose backing store is volume ``backing_name``.
+
+        ``capacity`` None means the backing volume's size; a smaller one is refused.
+        """
+
+    @abstractmethod
+    def delete_volume(self, pool: str, name: str) -> None:
+        """Delete the volume. A missing volume (or pool) is success."""
+
+    @abstractmethod
+    def download_volume(self, pool: str, name: str, sink: BinaryIO,
+                        chunk_size: int = CHUNK_SIZE) -> int:
+        """Write the volume's bytes to ``sink`` in bounded chunks; returns the number written."""

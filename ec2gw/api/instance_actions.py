@@ -1,0 +1,257 @@
+"""Stop, Start, Reboot, Terminate, GetConsoleOutput and the instance attributes.
+
+Every request is checked whole before anything changes: one instance in a wrong state refuses
+the request for all, as EC2 does. The API only records the request (state + task); the compute
+worker carries it out on the node.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime, timezone
+from typing import Any
+
+from ec2gw.api.context import RequestContext
+from ec2gw.api.instance_query import check_instance_ids, load_instances
+from ec2gw.api.instance_views import state_change
+from ec2gw.aws.dispatch import operation
+from ec2gw.compute import states
+from ec2gw.db.models import Instance
+from ec2gw.errors import ServiceError, incorrect_state, invalid_value
+
+
+@operation("TerminateInstances")
+def terminate_instances(ctx: RequestContext, instance_ids: list[str], dry_run: bool | None = None) -> dict[str, Any]:
+    wanted = check_instance_ids(instance_ids)
+    with ctx.db.session(write=True) as s:
+        rows = load_instances(s, ctx, wanted, for_update=True)
+        for inst in rows:
+            if inst.disable_api_termination and inst.state != "terminated":
+                raise ServiceError(
+                    "OperationNotPermitted",
+                    f"The instance '{inst.id}' may not be terminated. Modify its 'disableApiTermination' attribute and try again.",
+                )
+        ctx.check_dry_run(dry_run)
+        changes = []
+        for inst in rows:
+            previous = inst.state
+            if previous not in ("terminated", "shutting-down"):
+                inst.state = "shutting-down"
+                inst.task = "terminate"
+                inst.state_transition_reason = f"User initiated ({_now()})"
+                inst.state_reason_code = "Client.UserInitiatedShutdown"
+                inst.state_reason_message = "Client.UserInitiatedShutdown: User initiated shutdown"
+            changes.append(state_change(inst.id, previous, inst.state))
+    return {"TerminatingInstances": changes}
+
+
+@operation("StopInstances")
+def stop_instances(
+    ctx: RequestContext, instance_ids: list[str], force: bool | None = None, hibernate: bool | None = None,
+    dry_run: bool | None = None,
+) -> dict[str, Any]:
+    wanted = check_instance_ids(instance_ids)
+    if hibernate:
+        raise ServiceError("UnsupportedHibernationConfiguration", "Hibernation is not supported here; stop without Hibernate.")
+    with ctx.db.session(write=True) as s:
+        rows = load_instances(s, ctx, wanted, for_update=True)
+        for inst in rows:
+            if not states.can_stop(inst.state):
+                raise incorrect_state(inst.id, inst.state, "stopped")
+        ctx.check_dry_run(dry_run)
+        changes = []
+        for inst in rows:
+            previous = inst.state
+            if previous == "running":
+                inst.state = "stopping"
+                inst.task = "stop"
+                inst.force_stop = bool(force)
+                inst.state_transition_reason = f"User initiated ({_now()})"
+                inst.state_reason_code = "Client.UserInitiatedShutdown"
+                inst.state_reason_message = "Client.UserInitiatedShutdown: User initiated shutdown"
+            elif previous == "stopping" and force:
+                inst.force_stop = True
+            changes.append(state_change(inst.id, previous, inst.state))
+    return {"StoppingInstances": changes}
+
+
+@operation("StartInstances")
+def start_instances(ctx: RequestContext, instance_ids: list[str], dry_run: bool | None = None) -> dict[str, Any]:
+    wanted = check_instance_ids(instance_ids)
+    with ctx.db.session(write=True) as s:
+        rows = load_instances(s, ctx, wanted, for_update=True)
+        for inst in rows:
+            if not states.can_start(inst.state):
+                raise incorrect_state(inst.id, inst.state, "started")
+        ctx.check_dry_run(dry_run)
+        changes = []
+        for inst in rows:
+            previous = inst.state
+            if previous == "stopped":
+                inst.state = "pending"
+                inst.task = "start"
+                inst.state_reason_code = None
+                inst.state_reason_message = None
+                inst.state_transition_reason = ""
+            changes.append(state_change(inst.id, previous, inst.state))
+    return {"StartingInstances": changes}
+
+
+@operation("RebootInstances")
+def reboot_instances(ctx: RequestContext, instance_ids: list[str], dry_run: bool | None = None) -> dict[str, Any]:
+    wanted = check_instance_ids(instance_ids)
+    with ctx.db.session(write=True) as s:
+        rows = load_instances(s, ctx, wanted, for_update=True)
+        for inst in rows:
+            if not states.can_reboot(inst.state):
+                raise incorrect_state(inst.id, inst.state, "rebooted")
+        ctx.check_dry_run(dry_run)
+        for inst in rows:
+            if inst.state == "running":
+                inst.reboot_pending = True
+    return {}
+
+
+@operation("GetConsoleOutput")
+def get_console_output(
+    ctx: RequestContext, instance_id: str, latest: bool | None = None, dry_run: bool | None = None
+) -> dict[str, Any]:
+    wanted = check_instance_ids([instance_id])
+    with ctx.db.session() as s:
+        inst = load_instances(s, ctx, wanted)[0]
+        ctx.check_dry_run(dry_run)
+        node_name, state = inst.node_name, inst.state
+    data = b""
+    if state in ("running", "stopping", "stopped", "pending"):
+        data = ctx.app.console_output(node_name, instance_id)
+    out: dict[str, Any] = {"InstanceId": instance_id, "Timestamp": datetime.now(timezone.utc)}
+    if data:
+        out["Output"] = base64.b64encode(data[-65536:]).decode()
+    return out
+
+
+_ATTRIBUTES = {
+    "instanceType": "InstanceType", "kernel": "KernelId", "ramdisk": "RamdiskId", "userData": "UserData",
+    "disableApiTermination": "DisableApiTermination", "instanceInitiatedShutdownBehavior": "InstanceInitiatedShutdownBehavior",
+    "rootDeviceName": "RootDeviceName", "blockDeviceMapping": "BlockDeviceMappings", "productCodes": "ProductCodes",
+    "sourceDestCheck": "SourceDestCheck", "groupSet": "Groups", "ebsOptimized": "EbsOptimized",
+    "sriovNetSupport": "SriovNetSupport", "enaSupport": "EnaSupport", "enclaveOptions": "EnclaveOptions",
+    "disableApiStop": "DisableApiStop",
+}
+
+
+def _attribute_value(inst: Instance, attribute: str, group_id: str | None) -> Any:
+    value: Any = {
+        "instanceType": {"Value": inst.instance_type},
+        "kernel": {"Value": inst.kernel_id} if inst.kernel_id else {},
+        "ramdisk": {"Value": inst.ramdisk_id} if inst.ramdisk_id else {},
+        "userData": {"Value": inst.user_data} if inst.user_data else {},
+        "disableApiTermination": {"Value": inst.disable_api_termination},
+        "instanceInitiatedShutdownBehavior": {"Value": inst.shutdown_behavior},
+        "rootDeviceName": {"Value": "/dev/vda"},
+        "blockDeviceMapping": [],
+        "productCodes": [],
+        "sourceDestCheck": {"Value": True},
+        "groupSet": [{"GroupName": "default", "GroupId": group_id}] if group_id else [],
+        "ebsOptimized": {"Value": False},
+        "sriovNetSupport": {},
+        "enaSupport": {"Value": False},
+        "enclaveOptions": {"Enabled": False},
+        "disableApiStop": {"Value": False},
+    }[attribute]
+    return value
+
+
+@operation("DescribeInstanceAttribute")
+def describe_instance_attribute(
+    ctx: RequestContext, attribute: str, instance_id: str, dry_run: bool | None = None
+) -> dict[str, Any]:
+    if attribute not in _ATTRIBUTES:
+        raise invalid_value("Attribute", attribute, f"Known attributes: {', '.join(_ATTRIBUTES)}.")
+    wanted = check_instance_ids([instance_id])
+    from ec2gw.api.instances import _default_group_id
+
+    with ctx.db.session() as s:
+        inst = load_instances(s, ctx, wanted)[0]
+        ctx.check_dry_run(dry_run)
+        value = _attribute_value(inst, attribute, _default_group_id(s, ctx.user_id))
+    return {"InstanceId": instance_id, _ATTRIBUTES[attribute]: value}
+
+
+def _bool(value: str, name: str) -> bool:
+    low = value.strip().lower()
+    if low not in ("true", "false"):
+        raise invalid_value(name, value, "Use true or false.")
+    return low == "true"
+
+
+@operation("ModifyInstanceAttribute")
+def modify_instance_attribute(
+    ctx: RequestContext, instance_id: str, attribute: str | None = None, value: str | None = None,
+    instance_type: dict[str, Any] | None = None, user_data: dict[str, Any] | None = None,
+    instance_initiated_shutdown_behavior: dict[str, Any] | None = None,
+    disable_api_termination: dict[str, Any] | None = None, dry_run: bool | None = None,
+) -> dict[str, Any]:
+    wanted = check_instance_ids([instance_id])
+    changes: dict[str, Any] = {}
+    if attribute is not None:
+        if value is None:
+            raise ServiceError("MissingParameter", f"The request must contain the parameter Value for attribute {attribute}.")
+        if attribute == "instanceType":
+            changes["instanceType"] = value
+        elif attribute == "userData":
+            try:
+                changes["userData"] = base64.b64decode(value.encode("ascii"), validate=True)
+            except (binascii.Error, ValueError, UnicodeEncodeError):
+                raise invalid_value("Value", value[:20], "userData must be base64-encoded.") from None
+        elif attribute == "instanceInitiatedShutdownBehavior":
+            changes["shutdown"] = value
+        elif attribute == "disableApiTermination":
+            changes["disableApiTermination"] = _bool(value, "Value")
+        else:
+            raise invalid_value(
+                "Attribute", attribute, "Modifiable here: instanceType, userData, instanceInitiatedShutdownBehavior, disableApiTermination."
+            )
+    if instance_type and instance_type.get("Value") is not None:
+        changes["instanceType"] = instance_type["Value"]
+    if user_data and user_data.get("Value") is not None:
+        raw = user_data["Value"]
+        changes["userData"] = raw if isinstance(raw, bytes) else str(raw).encode()
+    if instance_initiated_shutdown_behavior and instance_initiated_shutdown_behavior.get("Value") is not None:
+        changes["shutdown"] = instance_initiated_shutdown_behavior["Value"]
+    if disable_api_termination and disable_api_termination.get("Value") is not None:
+        changes["disableApiTermination"] = bool(disable_api_termination["Value"])
+    if not changes:
+        raise ServiceError("MissingParameter", "Name an attribute to change, e.g. InstanceType.Value=m1.large.")
+    settings = ctx.settings
+    if "instanceType" in changes and changes["instanceType"] not in settings.instance_types:
+        raise invalid_value("InstanceType", changes["instanceType"], f"Known types: {', '.join(sorted(settings.instance_types))}.")
+    if "shutdown" in changes and changes["shutdown"] not in ("stop", "terminate"):
+        raise invalid_value("InstanceInitiatedShutdownBehavior", changes["shutdown"], "Use stop or terminate.")
+    if "userData" in changes and len(changes["userData"]) > settings.max_user_data_bytes:
+        raise invalid_value("UserData", "...", f"User data is limited to {settings.max_user_data_bytes} bytes.")
+    with ctx.db.session(write=True) as s:
+        inst = load_instances(s, ctx, wanted, for_update=True)[0]
+        if ("instanceType" in changes or "userData" in changes) and inst.state != "stopped":
+            raise ServiceError(
+                "IncorrectInstanceState",
+                f"The instance '{inst.id}' is not in the 'stopped' state; stop it before changing its type or user data.",
+            )
+        if inst.state == "terminated":
+            raise incorrect_state(inst.id, inst.state, "modified")
+        ctx.check_dry_run(dry_run)
+        if "instanceType" in changes:
+            inst.instance_type = changes["instanceType"]
+            inst.vcpus, inst.memory_mib = settings.instance_types[inst.instance_type]
+        if "userData" in changes:
+            inst.user_data = base64.b64encode(changes["userData"]).decode() if changes["userData"] else None
+        if "shutdown" in changes:
+            inst.shutdown_behavior = changes["shutdown"]
+        if "disableApiTermination" in changes:
+            inst.disable_api_termination = changes["disableApiTermination"]
+    return {}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S GMT")

@@ -1,0 +1,129 @@
+"""Visibility and lookup of a caller's instances, shared by the instance actions."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from ec2gw import ids
+from ec2gw.api.context import RequestContext
+from ec2gw.compute.states import CODES
+from ec2gw.db.models import Instance
+from ec2gw.errors import ServiceError
+
+
+def visible(ctx: RequestContext) -> ColumnElement[bool]:
+    """The caller's instances, terminated ones only for settings.terminated_visible_seconds."""
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=ctx.settings.terminated_visible_seconds)
+    return and_(
+        Instance.owner_id == ctx.user_id,
+        or_(Instance.state != "terminated", Instance.terminated_at > cutoff),
+    )
+
+
+def check_instance_ids(instance_ids: Iterable[str] | None) -> list[str]:
+    out: list[str] = []
+    for iid in instance_ids or []:
+        ids.check_id(iid, "i")
+        if iid not in out:
+            out.append(iid)
+    return out
+
+
+def load_instances(s: Session, ctx: RequestContext, instance_ids: list[str], for_update: bool = False) -> list[Instance]:
+    """The named instances in request order; InvalidInstanceID.NotFound names every missing one."""
+    if not instance_ids:
+        raise ServiceError("MissingParameter", "The request must contain the parameter InstanceId.1.")
+    q = select(Instance).where(visible(ctx), Instance.id.in_(instance_ids))
+    if for_update and s.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    rows = {i.id: i for i in s.scalars(q)}
+    missing = [i for i in instance_ids if i not in rows]
+    if missing:
+        quoted = ", ".join(f"'{m}'" for m in missing)
+        raise ServiceError(
+            "InvalidInstanceID.NotFound",
+            f"The instance ID{'s' if len(missing) > 1 else ''} {quoted} do{'' if len(missing) > 1 else 'es'} not exist",
+        )
+    return [rows[i] for i in instance_ids]
+
+
+def state_code_condition(values: list[str]) -> ColumnElement[bool]:
+    names = []
+    for v in values:
+        try:
+            code = int(v)
+        except ValueError:
+            raise ServiceError(
+                "InvalidParameterValue", f"The filter instance-state-code takes numbers such as 16, not '{v}'."
+            ) from None
+        names += [n for n, c in CODES.items() if c == (code & 0xFF)]
+    return Instance.state.in_(names)
+
+
+def time_condition(column: Any, values: list[str]) -> ColumnElement[bool]:
+    """launch-time filter: an exact time, or a prefix with wildcards (2024-05-*) as a time range."""
+    conds = []
+    for v in values:
+        prefix = v.split("*", 1)[0].split("?", 1)[0]
+        start, end = _prefix_range(prefix, v)
+        conds.append(and_(column >= start, column < end))
+    return or_(*conds)
+
+
+def _prefix_range(prefix: str, original: str) -> tuple[datetime, datetime]:
+    text = prefix.rstrip("-T:. ").replace("Z", "")
+    formats = [("%Y-%m-%dT%H:%M:%S.%f", "ms"), ("%Y-%m-%dT%H:%M:%S", "s"), ("%Y-%m-%dT%H:%M", "m"),
+               ("%Y-%m-%dT%H", "h"), ("%Y-%m-%d", "d"), ("%Y-%m", "mo"), ("%Y", "y")]
+    if original == prefix and "+" in text:
+        text = text.split("+")[0]
+    for fmt, unit in formats:
+        try:
+            start = datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+        except ValueError:
+            continue
+        if unit == "mo":
+            end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+        elif unit == "y":
+            end = start.replace(year=start.year + 1)
+        else:
+            end = start + {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1), "m": timedelta(minutes=1),
+                           "h": timedelta(hours=1), "d": timedelta(days=1)}[unit]
+        return start, end
+    if not text:
+        return datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
+    raise ServiceError(
+        "InvalidParameterValue", f"The filter launch-time takes times such as 2024-05-01T12:00:00.000Z or 2024-05-*, not '{original}'."
+    )
+
+
+def _int(value: str, name: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ServiceError("InvalidParameterValue", f"The filter {name} takes whole numbers, not '{value}'.") from None
+
+
+FILTERS: dict[str, Any] = {
+    "instance-id": Instance.id,
+    "instance-state-name": Instance.state,
+    "instance-state-code": state_code_condition,
+    "instance-type": Instance.instance_type,
+    "image-id": Instance.image_id,
+    "key-name": Instance.key_name,
+    "availability-zone": Instance.availability_zone,
+    "reservation-id": Instance.reservation_id,
+    "private-ip-address": Instance.private_ip,
+    "ip-address": Instance.public_ip,
+    "private-dns-name": Instance.private_dns,
+    "kernel-id": Instance.kernel_id,
+    "ramdisk-id": Instance.ramdisk_id,
+    "ami-launch-index": lambda values: Instance.launch_index.in_([_int(v, "ami-launch-index") for v in values]),
+    "launch-time": lambda values: time_condition(Instance.launch_time, values),
+    "state-reason-code": Instance.state_reason_code,
+    "network-interface.mac-address": Instance.mac,
+}

@@ -1,0 +1,83 @@
+"""Instance rows -> EC2 shapes (Instance, Reservation, InstanceStatus)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ec2gw.compute.states import state_dict
+from ec2gw.db.models import Instance
+
+
+def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "InstanceId": inst.id,
+        "ImageId": inst.image_id,
+        "State": state_dict(inst.state),
+        "PrivateDnsName": inst.private_dns or "",
+        "PublicDnsName": "",
+        "StateTransitionReason": inst.state_transition_reason or "",
+        "KeyName": inst.key_name,
+        "AmiLaunchIndex": inst.launch_index,
+        "ProductCodes": [],
+        "InstanceType": inst.instance_type,
+        "LaunchTime": inst.launch_time,
+        "Placement": {"AvailabilityZone": inst.availability_zone, "GroupName": "", "Tenancy": "default"},
+        "KernelId": inst.kernel_id,
+        "RamdiskId": inst.ramdisk_id,
+        "Monitoring": {"State": "disabled"},
+        "PrivateIpAddress": inst.private_ip,
+        "PublicIpAddress": inst.public_ip,
+        "Architecture": "x86_64",
+        "RootDeviceType": "instance-store",
+        "RootDeviceName": "/dev/vda",
+        "BlockDeviceMappings": [],
+        "VirtualizationType": "hvm",
+        "Hypervisor": "xen",
+        "EbsOptimized": False,
+        "EnaSupport": False,
+        "SourceDestCheck": True,
+        "PlatformDetails": "Linux/UNIX",
+        "UsageOperation": "RunInstances",
+        "CpuOptions": {"CoreCount": inst.vcpus, "ThreadsPerCore": 1},
+        "Tags": tags or None,
+        "SecurityGroups": [{"GroupName": "default", "GroupId": group_id}] if group_id else [],
+        "NetworkInterfaces": [],
+        "MetadataOptions": {"State": "applied", "HttpTokens": "optional", "HttpEndpoint": "disabled"},
+    }
+    if inst.state_reason_code:
+        item["StateReason"] = {"Code": inst.state_reason_code, "Message": inst.state_reason_message or ""}
+    if inst.mac:
+        item["NetworkInterfaces"] = [
+            {
+                "MacAddress": inst.mac,
+                "PrivateIpAddress": inst.private_ip,
+                "PrivateDnsName": inst.private_dns or "",
+                "Status": "in-use",
+                "Attachment": {"DeviceIndex": 0, "Status": "attached", "AttachTime": inst.launch_time},
+                "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": inst.private_ip}],
+                "Association": {"PublicIp": inst.public_ip, "IpOwnerId": "amazon"} if inst.public_ip else None,
+            }
+        ]
+    return item
+
+
+def reservations(
+    rows: Iterable[Instance], owner_account: str, tags: dict[str, list[dict[str, str]]], group_id: str | None
+) -> list[dict[str, Any]]:
+    """Group instances into reservations in the order their first instance appears."""
+    out: dict[str, dict[str, Any]] = {}
+    for inst in rows:
+        res = out.get(inst.reservation_id)
+        if res is None:
+            res = out[inst.reservation_id] = {
+                "ReservationId": inst.reservation_id,
+                "OwnerId": owner_account,
+                "Groups": [],
+                "Instances": [],
+            }
+        res["Instances"].append(instance_item(inst, tags.get(inst.id, []), group_id))
+    return list(out.values())
+
+
+def state_change(inst_id: str, previous: str, current: str) -> dict[str, Any]:
+    return {"InstanceId": inst_id, "PreviousState": state_dict(previous), "CurrentState": state_dict(current)}

@@ -1,0 +1,303 @@
+"""RunInstances, DescribeInstances, DescribeInstanceStatus.
+
+Launching only writes rows (state pending, task spawn); the compute worker turns them into
+domains and moves them to running. Every check happens before anything is written, so a
+refused launch leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ec2gw import ids
+from ec2gw.api import instance_views as views
+from ec2gw.api.context import RequestContext
+from ec2gw.api.instance_query import FILTERS, check_instance_ids, load_instances, visible
+from ec2gw.api.tagging import set_tags, tags_for, tags_from_specifications
+from ec2gw.aws.dispatch import operation
+from ec2gw.aws.filters import build_conditions
+from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
+from ec2gw.compute import placement as node_placement
+from ec2gw.compute.states import CODES
+from ec2gw.compute.zones import list_zones
+from ec2gw.db.models import Instance, KeyPair, Reservation, SecurityGroup, Tag
+from ec2gw.errors import ServiceError, invalid_combination, invalid_value
+from ec2gw.network import pools
+
+
+def _user_data(raw: str | None, limit: int) -> str | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        decoded = base64.b64decode(raw.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise ServiceError(
+            "InvalidParameterValue", "Invalid BASE64 encoding of user data: base64-encode UserData (the AWS CLI and boto3 do it for you)."
+        ) from None
+    if len(decoded) > limit:
+        raise ServiceError(
+            "InvalidParameterValue", f"User data is limited to {limit} bytes; {len(decoded)} were given. Keep it smaller or fetch the rest from Cumulus."
+        )
+    return raw
+
+
+def _default_group_id(s: Any, user_id: int) -> str | None:
+    return s.scalar(select(SecurityGroup.id).where(SecurityGroup.owner_id == user_id, SecurityGroup.name == "default"))
+
+
+def _check_groups(s: Any, user_id: int, names: list[str] | None, group_ids: list[str] | None) -> None:
+    for name in names or []:
+        if s.scalar(select(SecurityGroup.id).where(SecurityGroup.owner_id == user_id, SecurityGroup.name == name)) is None:
+            raise ServiceError("InvalidGroup.NotFound", f"The security group '{name}' does not exist; DescribeSecurityGroups lists yours.")
+    for gid in group_ids or []:
+        if s.scalar(select(SecurityGroup.id).where(SecurityGroup.owner_id == user_id, SecurityGroup.id == gid)) is None:
+            raise ServiceError("InvalidGroup.NotFound", f"The security group ID '{gid}' does not exist.")
+
+
+def _request_hash(params: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _describe_reservation(ctx: RequestContext, s: Any, reservation_id: str) -> dict[str, Any]:
+    rows = list(s.scalars(select(Instance).where(Instance.reservation_id == reservation_id).order_by(Instance.launch_index)))
+    res = views.reservations(rows, ctx.principal.account_id, tags_for(s, [r.id for r in rows]), _default_group_id(s, ctx.user_id))
+    return res[0] if res else {"ReservationId": reservation_id, "OwnerId": ctx.principal.account_id, "Groups": [], "Instances": []}
+
+
+@operation("RunInstances")
+def run_instances(
+    ctx: RequestContext, min_count: int, max_count: int, image_id: str | None = None, instance_type: str | None = None,
+    key_name: str | None = None, user_data: str | None = None, client_token: str | None = None,
+    tag_specifications: list[dict[str, Any]] | None = None, placement: dict[str, Any] | None = None,
+    kernel_id: str | None = None, ramdisk_id: str | None = None, security_groups: list[str] | None = None,
+    security_group_ids: list[str] | None = None, instance_initiated_shutdown_behavior: str | None = None,
+    dry_run: bool | None = None,
+) -> dict[str, Any]:
+    settings = ctx.settings
+    if image_id is None:
+        raise ServiceError("MissingParameter", "The request must contain the parameter ImageId.")
+    if min_count < 1 or max_count < 1:
+        raise invalid_value("MinCount/MaxCount", f"{min_count}/{max_count}", "Both must be at least 1.")
+    if min_count > max_count:
+        raise invalid_value("MinCount", min_count, "MinCount must not be larger than MaxCount.")
+    if max_count > 10000:
+        raise invalid_value("MaxCount", max_count, "At most 10000 instances can be asked for at once.")
+    itype = instance_type or settings.default_instance_type
+    if itype not in settings.instance_types:
+        raise ServiceError(
+            "InvalidParameterValue",
+            f"Invalid value '{itype}' for InstanceType. Known types: {', '.join(sorted(settings.instance_types))}.",
+        )
+    vcpus, memory = settings.instance_types[itype]
+    behavior = instance_initiated_shutdown_behavior or "stop"
+    if behavior not in ("stop", "terminate"):
+        raise invalid_value("InstanceInitiatedShutdownBehavior", behavior, "Use stop or terminate.")
+    udata = _user_data(user_data, settings.max_user_data_bytes)
+    tags = tags_from_specifications(tag_specifications, "instance")
+    zone = (placement or {}).get("AvailabilityZone") or None
+    if client_token is not None and len(client_token) > 64:
+        raise invalid_value("ClientToken", client_token[:20] + "...", "Client tokens are at most 64 ASCII characters.")
+    fingerprint = _request_hash(
+        {"image": image_id, "type": itype, "min": min_count, "max": max_count, "key": key_name, "ud": udata, "zone": zone}
+    )
+    from ec2gw.images import find_launchable_image  # the images area owns image visibility rules
+
+    with ctx.db.session(write=True) as s:
+        if client_token:
+            prior = s.scalar(select(Reservation).where(Reservation.owner_id == ctx.user_id, Reservation.client_token == client_token))
+            if prior is not None:
+                if prior.request_hash != fingerprint:
+                    raise ServiceError(
+                        "IdempotentParameterMismatch",
+                        f"The client token '{client_token}' was used before with other parameters; use a new token for a new request.",
+                    )
+                return _describe_reservation(ctx, s, prior.id)
+        image = find_launchable_image(s, ctx.user_id, image_id)
+        kernel = kernel_id or image.kernel_id
+        ramdisk = ramdisk_id or image.ramdisk_id
+        if kernel:
+            find_launchable_image(s, ctx.user_id, kernel, kind="kernel")
+        if ramdisk:
+            find_launchable_image(s, ctx.user_id, ramdisk, kind="ramdisk")
+        if key_name is not None and s.scalar(
+            select(KeyPair.id).where(KeyPair.owner_id == ctx.user_id, KeyPair.name == key_name)
+        ) is None:
+            raise ServiceError("InvalidKeyPair.NotFound", f"The key pair '{key_name}' does not exist; create or import it first.")
+        _check_groups(s, ctx.user_id, security_groups, security_group_ids)
+        if zone is not None and zone not in {z.name for z in list_zones(s, settings)}:
+            raise ServiceError(
+                "InvalidParameterValue", f"Invalid availability zone: [{zone}]. DescribeAvailabilityZones lists the zones."
+            )
+        limit = ctx.app.instance_limit(ctx.principal)
+        active = s.query(Instance).filter(Instance.owner_id == ctx.user_id, Instance.state != "terminated").count()
+        allowed = min(max_count, max(0, limit - active))
+        if allowed < min_count:
+            raise ServiceError(
+                "InstanceLimitExceeded",
+                f"Your quota allows running {limit} instances; you have {active}. Terminate instances or ask for a larger quota.",
+            )
+        slots = node_placement.place(s, settings, zone, allowed, vcpus, memory)
+        if len(slots) < min_count:
+            raise ServiceError(
+                "InsufficientInstanceCapacity",
+                f"There is not enough capacity for {min_count} {itype} instance(s)"
+                f"{' in ' + zone if zone else ''}; ask for fewer, a smaller type or another zone.",
+            )
+        ctx.check_dry_run(dry_run)
+        reservation = Reservation(id=ids.new_id("r"), owner_id=ctx.user_id, client_token=client_token, request_hash=fingerprint)
+        s.add(reservation)
+        try:
+            s.flush()
+        except IntegrityError:
+            raise ServiceError(
+                "IdempotentParameterMismatch", f"The client token '{client_token}' is being used by a concurrent request; retry it."
+            ) from None
+        now = datetime.now(timezone.utc)
+        lease_end = now + timedelta(hours=settings.lease_default_hours)
+        instances = []
+        for index, node in enumerate(slots):
+            inst = Instance(
+                id=ids.new_id("i"), owner_id=ctx.user_id, reservation_id=reservation.id, launch_index=index,
+                image_id=image.id, kernel_id=kernel, ramdisk_id=ramdisk, instance_type=itype, vcpus=vcpus,
+                memory_mib=memory, key_name=key_name, state="pending", task="spawn", shutdown_behavior=behavior,
+                availability_zone=node.zone, node_name=node.name, user_data=udata, launch_time=now, lease_end=lease_end,
+            )
+            instances.append(inst)
+        ctx.app.assign_addresses(s, instances, slots)
+        s.add_all(instances)
+        s.flush()
+        for inst in instances:
+            if tags:
+                set_tags(s, ctx.user_id, inst.id, tags)
+        return _describe_reservation(ctx, s, reservation.id)
+
+
+@operation("DescribeInstances")
+def describe_instances(
+    ctx: RequestContext, instance_ids: list[str] | None = None, filters: Any = None, max_results: int | None = None,
+    next_token: str | None = None, dry_run: bool | None = None,
+) -> dict[str, Any]:
+    ctx.check_dry_run(dry_run)
+    wanted = check_instance_ids(instance_ids)
+    if wanted and max_results is not None:
+        raise invalid_combination("The parameter instancesSet cannot be used with the parameter maxResults")
+    check_max_results(max_results)
+    conds = build_conditions(filters, FILTERS, tag_model=Tag, resource_column=Instance.id)
+    scope = scope_digest("instances", filters)
+    with ctx.db.session() as s:
+        if wanted:
+            load_instances(s, ctx, wanted)
+        q = select(Instance).where(visible(ctx), *conds)
+        if wanted:
+            q = q.where(Instance.id.in_(wanted))
+        if next_token:
+            q = q.where(Instance.id > decode_token(next_token, scope))
+        q = q.order_by(Instance.id)
+        if max_results:
+            q = q.limit(max_results + 1)
+        rows = list(s.scalars(q))
+        token = None
+        if max_results and len(rows) > max_results:
+            rows = rows[:max_results]
+            token = encode_token(rows[-1].id, scope)
+        tags = tags_for(s, [r.id for r in rows])
+        group = _default_group_id(s, ctx.user_id)
+    out: dict[str, Any] = {"Reservations": views.reservations(rows, ctx.principal.account_id, tags, group)}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+@operation("DescribeInstanceStatus")
+def describe_instance_status(
+    ctx: RequestContext, instance_ids: list[str] | None = None, filters: Any = None, max_results: int | None = None,
+    next_token: str | None = None, include_all_instances: bool | None = None, dry_run: bool | None = None,
+) -> dict[str, Any]:
+    ctx.check_dry_run(dry_run)
+    wanted = check_instance_ids(instance_ids)
+    if wanted and max_results is not None:
+        raise invalid_combination("The parameter instancesSet cannot be used with the parameter maxResults")
+    check_max_results(max_results)
+    status_filters = {
+        "availability-zone": Instance.availability_zone,
+        "instance-state-name": Instance.state,
+        "instance-state-code": FILTERS["instance-state-code"],
+    }
+    plain = [f for f in (filters or []) if f.get("Name") not in HEALTH_FILTERS]
+    health = [f for f in (filters or []) if f.get("Name") in HEALTH_FILTERS]
+    conds = build_conditions(plain, status_filters)
+    scope = scope_digest("status", filters, include_all_instances)
+    with ctx.db.session() as s:
+        if wanted:
+            load_instances(s, ctx, wanted)
+        q = select(Instance).where(visible(ctx), *conds)
+        if not include_all_instances:
+            q = q.where(Instance.state == "running")
+        if wanted:
+            q = q.where(Instance.id.in_(wanted))
+        if next_token:
+            q = q.where(Instance.id > decode_token(next_token, scope))
+        q = q.order_by(Instance.id)
+        if max_results:
+            q = q.limit(max_results + 1)
+        rows = list(s.scalars(q))
+        reachable = ctx.app.node_reachability(s)
+    token = None
+    if max_results and len(rows) > max_results:
+        rows = rows[:max_results]
+        token = encode_token(rows[-1].id, scope)
+    items = [_status_item(inst, reachable.get(inst.node_name or node_placement.LOCAL_NODE, True)) for inst in rows]
+    for f in health:
+        section, field = HEALTH_FILTERS[f["Name"]]
+        values = f.get("Values") or []
+        if field == "Status":
+            items = [i for i in items if i[section]["Status"] in values]
+        else:
+            items = [i for i in items if any(d["Status"] in values for d in i[section]["Details"])]
+    out: dict[str, Any] = {"InstanceStatuses": items}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+HEALTH_FILTERS = {
+    "instance-status.status": ("InstanceStatus", "Status"),
+    "system-status.status": ("SystemStatus", "Status"),
+    "instance-status.reachability": ("InstanceStatus", "Details"),
+    "system-status.reachability": ("SystemStatus", "Details"),
+}
+
+
+def _status_item(inst: Instance, node_ok: bool) -> dict[str, Any]:
+    """Status checks: impaired when the instance's node does not answer."""
+    running = inst.state == "running"
+    status = ("ok" if node_ok else "impaired") if running else "not-applicable"
+    detail = [{"Name": "reachability", "Status": "passed" if node_ok else "failed"}] if running else []
+    return {
+        "InstanceId": inst.id,
+        "AvailabilityZone": inst.availability_zone,
+        "InstanceState": {"Code": CODES[inst.state], "Name": inst.state},
+        "InstanceStatus": {"Status": status, "Details": detail},
+        "SystemStatus": {"Status": status, "Details": detail},
+        "Events": [],
+    }
+
+
+def new_addresses(s: Any, instances: list[Instance], pool_names: list[str]) -> None:
+    """Allocate one address per instance from the first pool; fills the instance's network fields."""
+    pool = pool_names[0] if pool_names else pools.DEFAULT_POOL
+    if pool == pools.DEFAULT_POOL:
+        pools.ensure_default_pool(s)
+    addrs = pools.allocate(s, pool, [i.id for i in instances])
+    for inst, addr in zip(instances, addrs):
+        inst.private_ip = addr.ip
+        inst.mac = addr.mac
+        inst.private_dns = addr.hostname

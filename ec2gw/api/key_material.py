@@ -1,0 +1,150 @@
+"""SSH key material for key pairs: generation, parsing of imported public keys, fingerprints.
+
+Pure functions (no database), so the fingerprints can be checked against what AWS prints:
+- a key pair EC2 creates, RSA: SHA-1 of the DER PKCS#8 private key, as colon-separated hex;
+- an imported RSA or ECDSA public key: MD5 of the DER SubjectPublicKeyInfo, colon-separated hex;
+- ED25519, created or imported: base64 of the SHA-256 of the OpenSSH key blob, '=' padding kept
+  (what `ssh-keygen -l` prints, but with the padding).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from ec2gw.errors import ServiceError
+
+RSA_BITS = 2048
+#: RSA sizes EC2 accepts on import
+RSA_IMPORT_BITS = (1024, 4096)
+MAX_MATERIAL = 16384
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key pair just generated: what CreateKeyPair returns and what is stored."""
+
+    key_type: str
+    private_key: str  # what the user saves (KeyMaterial)
+    public_key: str  # OpenSSH line "ssh-rsa AAAA..." without comment
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class ImportedKey:
+    key_type: str  # rsa | ed25519 | ecdsa
+    public_key: str
+    fingerprint: str
+
+
+def colon_hex(digest: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in digest)
+
+
+def openssh_blob(openssh_line: str) -> bytes:
+    return base64.b64decode(openssh_line.split()[1])
+
+
+def sha256_fingerprint(openssh_line: str) -> str:
+    return base64.b64encode(hashlib.sha256(openssh_blob(openssh_line)).digest()).decode()
+
+
+def _openssh_public(public_key: rsa.RSAPublicKey | ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey) -> str:
+    return public_key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+def _spki_md5(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return colon_hex(hashlib.md5(der, usedforsecurity=False).digest())
+
+
+def generate(key_type: str) -> NewKey:
+    """A new key pair as EC2 makes it: RSA 2048 in PKCS#1 PEM, ED25519 in OpenSSH's private format."""
+    none = serialization.NoEncryption()
+    if key_type == "rsa":
+        rkey = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+        pem = rkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, none)
+        pkcs8 = rkey.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, none)
+        fingerprint = colon_hex(hashlib.sha1(pkcs8, usedforsecurity=False).digest())
+        return NewKey("rsa", pem.decode(), _openssh_public(rkey.public_key()), fingerprint)
+    ekey = ed25519.Ed25519PrivateKey.generate()
+    pem = ekey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, none)
+    public = _openssh_public(ekey.public_key())
+    return NewKey("ed25519", pem.decode(), public, sha256_fingerprint(public))
+
+
+def _bad_format(why: str) -> ServiceError:
+    return ServiceError(
+        "InvalidKey.Format",
+        f"Key is not in valid OpenSSH public key format: {why}. Pass the contents of a public key file "
+        "such as ~/.ssh/id_ed25519.pub (one line 'ssh-ed25519 AAAA... comment').",
+    )
+
+
+def _rfc4716_line(text: str) -> str:
+    """An RFC 4716 ('---- BEGIN SSH2 PUBLIC KEY ----') key as an OpenSSH line."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    try:
+        body = lines[1 : lines.index("---- END SSH2 PUBLIC KEY ----")]
+    except ValueError:
+        raise _bad_format("the RFC 4716 block has no END line") from None
+    b64: list[str] = []
+    continued = False
+    for ln in body:
+        if continued or ":" in ln:
+            continued = ln.endswith("\\")
+            continue
+        b64.append(ln)
+    blob = base64.b64decode("".join(b64), validate=True)
+    (length,) = struct.unpack(">I", blob[:4])
+    algorithm = blob[4 : 4 + length].decode("ascii")
+    return f"{algorithm} {base64.b64encode(blob).decode()}"
+
+
+def _load(material: bytes) -> object:
+    if len(material) > MAX_MATERIAL:
+        raise _bad_format(f"the material is {len(material)} bytes long, more than any public key")
+    try:
+        text = material.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise _bad_format("the material is not ASCII text") from None
+    if not text:
+        raise _bad_format("the material is empty")
+    try:
+        if text.startswith("---- BEGIN SSH2 PUBLIC KEY ----"):
+            text = _rfc4716_line(text)
+        if text.startswith("-----BEGIN PUBLIC KEY-----"):
+            return serialization.load_pem_public_key(text.encode())
+        fields = text.split()
+        if fields[0].startswith(("ssh-", "ecdsa-")) and len(fields) >= 2:
+            return serialization.load_ssh_public_key(f"{fields[0]} {fields[1]}".encode())
+        return serialization.load_der_public_key(base64.b64decode("".join(fields), validate=True))
+    except UnsupportedAlgorithm:
+        raise _bad_format("the key type is not supported (use RSA, ED25519 or ECDSA)") from None
+    except (ValueError, TypeError, IndexError, struct.error, binascii.Error, UnicodeDecodeError):
+        raise _bad_format("the key could not be decoded") from None
+
+
+def parse_public(material: bytes) -> ImportedKey:
+    """An imported public key (OpenSSH line, RFC 4716, PEM or base64 DER), with AWS's fingerprint."""
+    key = _load(material)
+    if isinstance(key, rsa.RSAPublicKey):
+        low, high = RSA_IMPORT_BITS
+        if not low <= key.key_size <= high:
+            raise _bad_format(f"RSA keys must have {low} to {high} bits, this one has {key.key_size}")
+        return ImportedKey("rsa", _openssh_public(key), _spki_md5(key))
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        public = _openssh_public(key)
+        return ImportedKey("ed25519", public, sha256_fingerprint(public))
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
+            raise _bad_format(f"the ECDSA curve {key.curve.name} is not supported (use nistp256, nistp384 or nistp521)")
+        return ImportedKey("ecdsa", _openssh_public(key), _spki_md5(key))
+    raise _bad_format(f"{type(key).__name__.replace('PublicKey', '')} keys are not supported (use RSA, ED25519 or ECDSA)")

@@ -1,0 +1,158 @@
+"""DescribeRegions, DescribeAvailabilityZones, DescribeAccountAttributes, DescribeInstanceTypes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ec2gw.api.context import RequestContext
+from ec2gw.aws.dispatch import operation
+from ec2gw.aws.filters import filter_items
+from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
+from ec2gw.compute.zones import list_zones
+from ec2gw.errors import ServiceError
+
+
+def _endpoint(ctx: RequestContext) -> str:
+    st = ctx.settings
+    return f"{'https' if st.tls else 'http'}://{st.advertised_host}:{st.ec2_port}"
+
+
+@operation("DescribeRegions")
+def describe_regions(
+    ctx: RequestContext, region_names: list[str] | None = None, filters: Any = None,
+    all_regions: bool | None = None, dry_run: bool | None = None,
+) -> dict[str, Any]:
+    ctx.check_dry_run(dry_run)
+    region = {"RegionName": ctx.settings.region, "Endpoint": _endpoint(ctx), "OptInStatus": "opt-in-not-required"}
+    for name in region_names or []:
+        if name != ctx.settings.region:
+            raise ServiceError("InvalidParameterValue", f"Invalid region: {name}. This cloud has one region, {ctx.settings.region}.")
+    items = filter_items(
+        [region],
+        filters,
+        {"region-name": lambda r: r["RegionName"], "endpoint": lambda r: r["Endpoint"], "opt-in-status": lambda r: r["OptInStatus"]},
+    )
+    return {"Regions": items}
+
+
+@operation("DescribeAvailabilityZones")
+def describe_availability_zones(
+    ctx: RequestContext, zone_names: list[str] | None = None, zone_ids: list[str] | None = None,
+    filters: Any = None, all_availability_zones: bool | None = None, dry_run: bool | None = None,
+) -> dict[str, Any]:
+    ctx.check_dry_run(dry_run)
+    with ctx.db.session() as s:
+        zones = list_zones(s, ctx.settings)
+    items = [
+        {
+            "ZoneName": z.name, "ZoneId": z.name, "State": z.state, "RegionName": ctx.settings.region,
+            "ZoneType": "availability-zone", "OptInStatus": "opt-in-not-required", "GroupName": ctx.settings.region,
+            "NetworkBorderGroup": ctx.settings.region,
+            "Messages": [] if z.state == "available" else [{"Message": f"Some VMM nodes of zone {z.name} do not answer."}],
+        }
+        for z in zones
+    ]
+    for wanted, key in ((zone_names, "ZoneName"), (zone_ids, "ZoneId")):
+        for name in wanted or []:
+            if not any(i[key] == name for i in items):
+                raise ServiceError(
+                    "InvalidParameterValue", f"The zone '{name}' does not exist; DescribeAvailabilityZones lists the zones."
+                )
+        if wanted:
+            items = [i for i in items if i[key] in wanted]
+    return {
+        "AvailabilityZones": filter_items(
+            items,
+            filters,
+            {
+                "zone-name": lambda z: z["ZoneName"], "zone-id": lambda z: z["ZoneId"], "state": lambda z: z["State"],
+                "region-name": lambda z: z["RegionName"], "zone-type": lambda z: z["ZoneType"],
+                "group-name": lambda z: z["GroupName"], "opt-in-status": lambda z: z["OptInStatus"],
+                "message": lambda z: [m["Message"] for m in z["Messages"]],
+            },
+        )
+    }
+
+
+@operation("DescribeAccountAttributes")
+def describe_account_attributes(
+    ctx: RequestContext, attribute_names: list[str] | None = None, dry_run: bool | None = None
+) -> dict[str, Any]:
+    ctx.check_dry_run(dry_run)
+    attrs = {
+        "supported-platforms": ["EC2"],
+        "default-vpc": ["none"],
+        "max-instances": [str(ctx.app.instance_limit(ctx.principal))],
+        "max-elastic-ips": ["0"],
+        "vpc-max-elastic-ips": ["0"],
+        "vpc-max-security-groups-per-interface": ["1"],
+    }
+    names = attribute_names or list(attrs)
+    for n in names:
+        if n not in attrs:
+            raise ServiceError("InvalidParameterValue", f"Unknown account attribute '{n}'; known: {', '.join(attrs)}.")
+    return {
+        "AccountAttributes": [
+            {"AttributeName": n, "AttributeValues": [{"AttributeValue": v} for v in attrs[n]]} for n in names
+        ]
+    }
+
+
+def instance_type_item(name: str, vcpus: int, memory: int) -> dict[str, Any]:
+    return {
+        "InstanceType": name,
+        "CurrentGeneration": True,
+        "FreeTierEligible": False,
+        "SupportedUsageClasses": ["on-demand"],
+        "SupportedRootDeviceTypes": ["instance-store"],
+        "SupportedVirtualizationTypes": ["hvm"],
+        "BareMetal": False,
+        "Hypervisor": "nitro",
+        "ProcessorInfo": {"SupportedArchitectures": ["x86_64"]},
+        "VCpuInfo": {"DefaultVCpus": vcpus, "DefaultCores": vcpus, "DefaultThreadsPerCore": 1},
+        "MemoryInfo": {"SizeInMiB": memory},
+        "InstanceStorageSupported": False,
+        "NetworkInfo": {"MaximumNetworkInterfaces": 2, "Ipv6Supported": False},
+        "PlacementGroupInfo": {"SupportedStrategies": []},
+        "AutoRecoverySupported": False,
+        "HibernationSupported": False,
+        "BurstablePerformanceSupported": False,
+        "DedicatedHostsSupported": False,
+    }
+
+
+@operation("DescribeInstanceTypes")
+def describe_instance_types(
+    ctx: RequestContext, instance_types: list[str] | None = None, filters: Any = None,
+    max_results: int | None = None, next_token: str | None = None, dry_run: bool | None = None,
+) -> dict[str, Any]:
+    ctx.check_dry_run(dry_run)
+    known = ctx.settings.instance_types
+    for t in instance_types or []:
+        if t not in known:
+            raise ServiceError(
+                "InvalidInstanceType", f"The instance type '{t}' does not exist here; known types: {', '.join(sorted(known))}."
+            )
+    names = sorted(instance_types or known)
+    items = [instance_type_item(n, *known[n]) for n in names]
+    items = filter_items(
+        items,
+        filters,
+        {
+            "instance-type": lambda i: i["InstanceType"],
+            "vcpu-info.default-vcpus": lambda i: i["VCpuInfo"]["DefaultVCpus"],
+            "memory-info.size-in-mib": lambda i: i["MemoryInfo"]["SizeInMiB"],
+            "current-generation": lambda i: i["CurrentGeneration"],
+            "processor-info.supported-architecture": lambda i: i["ProcessorInfo"]["SupportedArchitectures"],
+        },
+    )
+    check_max_results(max_results, 5, 100)
+    scope = scope_digest("types", instance_types, filters)
+    if next_token:
+        last = decode_token(next_token, scope)
+        items = [i for i in items if i["InstanceType"] > last]
+    out: dict[str, Any] = {"InstanceTypes": items}
+    if max_results and len(items) > max_results:
+        out["InstanceTypes"] = items[:max_results]
+        out["NextToken"] = encode_token(items[max_results - 1]["InstanceType"], scope)
+    return out

@@ -1,0 +1,82 @@
+"""Tags shared by every taggable resource: validation, reading in bulk, TagSpecifications."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ec2gw.db.models import Tag
+from ec2gw.errors import ServiceError
+
+MAX_TAGS = 50
+
+#: id prefix -> EC2 resource type
+RESOURCE_TYPES = {
+    "i": "instance", "ami": "image", "aki": "image", "ari": "image", "key": "key-pair",
+    "sg": "security-group", "r": "reservation",
+}
+
+
+def resource_type_of(resource_id: str) -> str | None:
+    return RESOURCE_TYPES.get(resource_id.split("-", 1)[0])
+
+
+def validate_tags(tags: Iterable[dict[str, Any]] | None, *, need_value: bool = False) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for t in tags or []:
+        key = t.get("Key")
+        value = t.get("Value", "")
+        if key is None or key == "":
+            raise ServiceError("InvalidParameterValue", "Tag keys must not be empty; give every Tag.N.Key a value.")
+        if len(key) > 128:
+            raise ServiceError("InvalidParameterValue", f"Tag key '{key[:40]}...' is longer than 128 characters.")
+        if key.lower().startswith("aws:"):
+            raise ServiceError("InvalidParameterValue", f"Tag keys starting with 'aws:' are reserved; rename '{key}'.")
+        if value is None:
+            value = ""
+        if len(value) > 256:
+            raise ServiceError("InvalidParameterValue", f"The value of tag '{key}' is longer than 256 characters.")
+        out.append((key, value))
+    if len(out) > MAX_TAGS:
+        raise ServiceError("TagLimitExceeded", f"At most {MAX_TAGS} tags are allowed per resource; {len(out)} were given.")
+    return out
+
+
+def tags_for(s: Session, resource_ids: list[str]) -> dict[str, list[dict[str, str]]]:
+    """Tags of many resources in one query (chunked for the parameter limit)."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for i in range(0, len(resource_ids), 500):
+        chunk = resource_ids[i : i + 500]
+        for rid, key, value in s.execute(
+            select(Tag.resource_id, Tag.key, Tag.value).where(Tag.resource_id.in_(chunk)).order_by(Tag.resource_id, Tag.key)
+        ):
+            out.setdefault(rid, []).append({"Key": key, "Value": value})
+    return out
+
+
+def set_tags(s: Session, owner_id: int, resource_id: str, tags: list[tuple[str, str]]) -> None:
+    existing = {t.key: t for t in s.scalars(select(Tag).where(Tag.resource_id == resource_id))}
+    new_keys = {k for k, _ in tags} - set(existing)
+    if len(existing) + len(new_keys) > MAX_TAGS:
+        raise ServiceError("TagLimitExceeded", f"The resource {resource_id} would have more than {MAX_TAGS} tags.")
+    rtype = resource_type_of(resource_id) or "unknown"
+    for key, value in tags:
+        if key in existing:
+            existing[key].value = value
+        else:
+            s.add(Tag(resource_id=resource_id, key=key, value=value, owner_id=owner_id, resource_type=rtype))
+
+
+def tags_from_specifications(specs: list[dict[str, Any]] | None, resource_type: str) -> list[tuple[str, str]]:
+    """The tags a TagSpecifications list asks for on `resource_type`; other types are validated and ignored."""
+    out: list[tuple[str, str]] = []
+    for spec in specs or []:
+        rtype = spec.get("ResourceType")
+        if not rtype:
+            raise ServiceError("InvalidParameterValue", "Each TagSpecification needs a ResourceType, e.g. instance.")
+        tags = validate_tags(spec.get("Tags"))
+        if rtype == resource_type:
+            out.extend(tags)
+    return out

@@ -1,0 +1,124 @@
+"""The application factory: settings -> database, providers, gateways, one WSGI callable.
+
+One App per process. Gunicorn builds it in each worker after forking, so no database connection
+or libvirt connection is ever shared across processes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backends.base import DomainNotFound, NodeUnavailable
+from ec2gw import accounts
+from ec2gw.api.context import RequestContext
+from ec2gw.aws import dispatch
+from ec2gw.aws.gateway import Ec2Gateway, Principal
+from ec2gw.compute.drivers import DriverPool
+from ec2gw.compute.placement import NodeRef, node_ref
+from ec2gw.config import Settings
+from ec2gw.db.models import Instance, Node
+from ec2gw.db.session import Database
+from ec2gw.errors import ServiceError
+from ec2gw.network import pools
+
+log = logging.getLogger("ec2gw")
+
+API_MODULES = ("regions", "instances", "instance_actions", "images", "keypairs", "tags", "security_groups")
+
+
+def load_providers() -> dispatch.Registry:
+    for name in API_MODULES:
+        try:
+            importlib.import_module(f"ec2gw.api.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ec2gw.api.{name}":
+                raise
+    return dispatch.ec2
+
+
+class App:
+    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+        self.settings = settings
+        self.db = db or Database(settings.db_url)
+        self.drivers = DriverPool()
+        self.registry = load_providers()
+        self.ec2 = Ec2Gateway(self.registry, self.principal_lookup, self.make_context)
+        self.s3 = self._s3_gateway()
+
+    def _s3_gateway(self) -> Callable[..., Iterable[bytes]] | None:
+        try:
+            from storage.gateway import S3Gateway
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("storage.gateway",):
+                raise
+            return None
+        return S3Gateway(self)
+
+    def principal_lookup(self, access_key: str) -> Principal | None:
+        with self.db.session() as s:
+            u = accounts.by_access_key(s, access_key)
+            if u is None:
+                return None
+            return Principal(u.id, u.name, u.account_id, u.secret_key, u.is_admin, u.group)
+
+    def make_context(self, principal: Principal, request_id: str, version: str | None) -> RequestContext:
+        return RequestContext(self, principal, request_id, version)
+
+    # -- services the providers use -----------------------------------------------------------
+    def instance_limit(self, principal: Principal) -> int:
+        """How many instances the caller may have (quotas refine this)."""
+        try:
+            from ec2gw.quotas import instance_limit
+        except ModuleNotFoundError as exc:
+            if exc.name != "ec2gw.quotas":
+                raise
+            return self.settings.max_instances_per_user
+        return instance_limit(self, principal)
+
+    def assign_addresses(self, s: Session, instances: list[Instance], slots: list[NodeRef]) -> None:
+        """One address per instance from the first pool its node serves (the default pool otherwise)."""
+        groups: dict[tuple[str, ...], list[Instance]] = {}
+        for inst, node in zip(instances, slots):
+            groups.setdefault(node.pools, []).append(inst)
+        for pool_names, members in groups.items():
+            pool = pool_names[0] if pool_names else pools.DEFAULT_POOL
+            if pool == pools.DEFAULT_POOL:
+                pools.ensure_default_pool(s)
+            addrs = pools.allocate(s, pool, [i.id for i in members], self.settings.address_grace_seconds)
+            for inst, addr in zip(members, addrs):
+                inst.private_ip = addr.ip
+                inst.mac = addr.mac
+                inst.private_dns = addr.hostname
+
+    def node_reachability(self, s: Session) -> dict[str, bool]:
+        return {name: ok for name, ok in s.execute(select(Node.name, Node.reachable))}
+
+    def console_output(self, node_name: str | None, instance_id: str) -> bytes:
+        with self.db.session() as s:
+            node = node_ref(s, self.settings, node_name)
+        try:
+            return self.drivers.get(node).console_output(instance_id)
+        except DomainNotFound:
+            return b""
+        except NodeUnavailable as exc:
+            raise ServiceError(
+                "ServiceUnavailable", f"The node running {instance_id} does not answer ({exc}); try again later.", status=503
+            ) from None
+
+    def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Both endpoints in one callable: the listener's port decides which answers."""
+        port = str(environ.get("SERVER_PORT", ""))
+        if port == str(self.settings.s3_port) and self.s3 is not None:
+            return self.s3(environ, start_response)
+        if port == str(self.settings.s3_port):
+            body = b"<Error><Code>NotImplemented</Code><Message>Cumulus is not available.</Message></Error>"
+            start_response("501 Not Implemented", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+            return [body]
+        return self.ec2(environ, start_response)
+
+    __call__ = wsgi

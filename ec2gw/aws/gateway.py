@@ -1,0 +1,201 @@
+"""The EC2 Query endpoint as a WSGI application: parse -> authenticate -> dispatch -> serialize.
+
+This is the only module that sees HTTP. It knows nothing of the database: credentials come from
+a `principal_lookup` callable and providers get whatever `make_context` builds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl, quote
+
+from werkzeug.datastructures import EnvironHeaders
+
+from ec2gw.aws.auth import RequestView, authenticate
+from ec2gw.aws.dispatch import Registry
+from ec2gw.aws.query_parser import parse_query
+from ec2gw.aws.serializer import serialize_error, serialize_response
+from ec2gw.aws.spec import has_operation, operation_model
+from ec2gw.errors import ServiceError
+
+log = logging.getLogger("ec2gw.ec2")
+
+MAX_BODY = 2 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller."""
+
+    user_id: int
+    name: str
+    account_id: str
+    secret: str
+    is_admin: bool = False
+    group: str = "users"
+
+
+def raw_path(environ: dict[str, Any]) -> str:
+    """The path exactly as the client sent it (percent-encoded), as signatures need it."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        path = raw.split("?", 1)[0]
+        if path.startswith(("http://", "https://")):
+            path = "/" + path.split("/", 3)[-1] if path.count("/") >= 3 else "/"
+        return path or "/"
+    return quote(environ.get("PATH_INFO", "/").encode("latin-1"), safe="-_.~/!$&'()*+,;=:@%") or "/"
+
+
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The whole request body, refusing oversize and cut-off bodies with AWS-style errors."""
+    stream = environ["wsgi.input"]
+    length_header = environ.get("CONTENT_LENGTH") or ""
+    if length_header.strip():
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise ServiceError("InvalidRequest", "The Content-Length header is not a number.") from None
+        if length > limit:
+            raise ServiceError(
+                "RequestEntityTooLarge",
+                f"The request body is {length} bytes; at most {limit} are accepted. Send fewer or smaller parameters.",
+                status=413,
+            )
+        chunks, got = [], 0
+        while got < length:
+            chunk = stream.read(min(_READ_CHUNK, length - got))
+            if not chunk:
+                raise ServiceError(
+                    "IncompleteBody",
+                    f"The request body ended after {got} of the {length} bytes announced in Content-Length; resend the whole request.",
+                )
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    if environ.get("wsgi.input_terminated") or environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
+        data = bytearray()
+        while True:
+            chunk = stream.read(_READ_CHUNK)
+            if not chunk:
+                return bytes(data)
+            data += chunk
+            if len(data) > limit:
+                raise ServiceError(
+                    "RequestEntityTooLarge",
+                    f"The request body is larger than {limit} bytes. Send fewer or smaller parameters.",
+                    status=413,
+                )
+    return b""
+
+
+def decode_params(data: str, where: str) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(data, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ServiceError(
+            "InvalidParameterValue", f"The {where} holds percent-escapes that are not valid UTF-8; encode parameters as UTF-8."
+        ) from None
+
+
+class Ec2Gateway:
+    """WSGI application for the EC2 Query API."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        principal_lookup: Callable[[str], Principal | None],
+        make_context: Callable[[Principal, str, str | None], Any],
+    ) -> None:
+        self.registry = registry
+        self.principal_lookup = principal_lookup
+        self.make_context = make_context
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        action = "-"
+        try:
+            action, status, body = self.handle(environ, request_id)
+        except ServiceError as err:
+            status, body = err.status, serialize_error(err.code, err.message, request_id)
+            log.info("%s %s -> %s %s", request_id, action, err.status, err.code)
+        except Exception:  # a bug: logged with its traceback, the client gets AWS's InternalError
+            log.exception("%s %s failed", request_id, action)
+            status = 500
+            body = serialize_error(
+                "InternalError", "The server hit an unexpected error; the request id identifies it in the service log.", request_id
+            )
+        else:
+            log.debug("%s %s -> %s in %.1f ms", request_id, action, status, (time.perf_counter() - started) * 1000)
+        start_response(
+            f"{status} {_REASONS.get(status, 'Error')}",
+            [
+                ("Content-Type", "text/xml;charset=UTF-8"),
+                ("Content-Length", str(len(body))),
+                ("x-amzn-RequestId", request_id),
+                ("Server", "ec2gw"),
+            ],
+        )
+        return [body]
+
+    def handle(self, environ: dict[str, Any], request_id: str) -> tuple[str, int, bytes]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if method not in ("GET", "POST"):
+            raise ServiceError("InvalidAction", f"The EC2 Query API takes GET or POST requests, not {method}.", status=405)
+        query_string = environ.get("QUERY_STRING", "")
+        try:
+            query_string.encode("ascii")
+        except UnicodeEncodeError:
+            raise ServiceError("InvalidParameterValue", "The query string holds raw non-ASCII bytes; percent-encode it.") from None
+        body = read_body(environ, MAX_BODY) if method == "POST" else b""
+        params = decode_params(query_string, "query string")
+        ctype = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if body and ctype in ("application/x-www-form-urlencoded", ""):
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ServiceError(
+                    "InvalidParameterValue", "The request body is not valid UTF-8; send urlencoded UTF-8 parameters."
+                ) from None
+            params += decode_params(text, "request body")
+        headers = EnvironHeaders(environ)
+        view = RequestView(method=method, path=raw_path(environ), query=query_string, headers=headers)
+        principal_box: list[Principal] = []
+
+        def lookup_secret(access_key: str) -> str | None:
+            p = self.principal_lookup(access_key)
+            if p is None:
+                return None
+            principal_box[:] = [p]
+            return p.secret
+
+        auth = authenticate(view, service="ec2", lookup_secret=lookup_secret, form_body=body)
+        if not principal_box or principal_box[0] is None or auth.access_key is None:
+            raise ServiceError("AuthFailure", "AWS was not able to validate the provided access credentials.", status=401)
+        principal = principal_box[0]
+        values = dict(params)
+        action = values.get("Action", "")
+        if not action:
+            raise ServiceError("MissingAction", "The request must contain the parameter Action (e.g. Action=DescribeInstances).")
+        if self.registry.get(action) is None or not has_operation("ec2", action):
+            raise ServiceError(
+                "InvalidAction", f"The action {action} is not valid for this web service; see the README for the supported actions."
+            )
+        model = operation_model("ec2", action)
+        inputs = parse_query(model, params)
+        version = values.get("Version")
+        ctx = self.make_context(principal, request_id, version)
+        result = self.registry.call(action, ctx, inputs)
+        return action, 200, serialize_response(model, result, request_id, version)
+
+
+_REASONS = {
+    200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 409: "Conflict", 412: "Precondition Failed", 413: "Request Entity Too Large",
+    500: "Internal Server Error", 503: "Service Unavailable",
+}

@@ -1,0 +1,534 @@
+"""AWS Signature Version 4 verification for the EC2 Query API and the Cumulus S3 store.
+
+What: checks an ``Authorization: AWS4-HMAC-SHA256 ...`` header or the ``X-Amz-*`` query parameters of
+a presigned request, and says who signed it.
+
+Why this way: the canonical request is built by botocore's own ``SigV4Auth`` / ``S3SigV4Auth``
+(``canonical_request`` -> ``string_to_sign`` -> ``signature``) on an ``AWSRequest`` rebuilt from exactly
+the headers the client listed in ``SignedHeaders``, so the server canonicalizes the way the clients
+we serve do. ``add_auth()`` is never called (it would re-date and re-sign the request). Clients encode
+paths and queries differently, so a few faithful renderings of the same request (raw as sent, and
+decoded then RFC 3986 re-encoded) are tried; each is an HMAC over the same request facts, so this
+widens compatibility without letting anything unsigned through.
+
+This module also holds what sigv2.py and auth.py share: the request/result types, header and query
+helpers, and the per-service error table (EC2 and S3 name the same failure differently).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, unquote
+
+from botocore.auth import SIGV4_TIMESTAMP, S3SigV4Auth, SigV4Auth
+from botocore.awsrequest import AWSRequest, HTTPHeaders
+from botocore.credentials import Credentials
+
+from ec2gw.aws.chunked import ChunkSigner
+from ec2gw.errors import ServiceError
+
+MAX_SKEW = timedelta(minutes=15)
+MAX_PRESIGN_EXPIRES = 604800  # seconds: 7 days, the S3 limit for SigV4 presigned URLs
+ALGORITHM = "AWS4-HMAC-SHA256"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+STREAMING_SIGNED = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_SIGNED_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+PAYLOAD_LITERALS = (UNSIGNED_PAYLOAD, STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, STREAMING_UNSIGNED_TRAILER)
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """The parts of an HTTP request a signature covers, as the client sent them."""
+
+    method: str
+    path: str  # raw percent-encoded path as sent, e.g. "/bucket/a%20b"
+    query: str  # raw query string without '?'
+    headers: Mapping[str, str]  # case-insensitive lookup (werkzeug Headers or similar)
+
+
+@dataclass
+class AuthResult:
+    """Who signed the request and what the body must still be checked against."""
+
+    access_key: str | None  # None for anonymous S3 requests
+    scheme: str  # "sigv4-header" | "sigv4-query" | "sigv2-query" | "sigv2-header" | "anonymous"
+    region: str | None = None
+    payload_hash: str | None = None  # declared x-amz-content-sha256 (hex, UNSIGNED-PAYLOAD, STREAMING-...)
+    chunk_signer: object | None = None  # ChunkSigner for STREAMING-AWS4-HMAC-SHA256-PAYLOAD bodies
+
+
+# --------------------------------------------------------------------------- errors per service
+
+_CODES: dict[str, dict[str, tuple[str, int]]] = {
+    "ec2": {
+        "signature": ("SignatureDoesNotMatch", 403),
+        "unknown_key": ("InvalidClientTokenId", 401),
+        "skew": ("RequestExpired", 400),
+        "expired": ("RequestExpired", 400),
+        "malformed": ("IncompleteSignature", 400),
+        "malformed_query": ("IncompleteSignature", 400),
+        "unsupported": ("AuthFailure", 401),
+        "missing": ("MissingAuthenticationToken", 401),
+    },
+    "s3": {
+        "signature": ("SignatureDoesNotMatch", 403),
+        "unknown_key": ("InvalidAccessKeyId", 403),
+        "skew": ("RequestTimeTooSkewed", 403),
+        "expired": ("AccessDenied", 403),
+        "malformed": ("AuthorizationHeaderMalformed", 400),
+        "malformed_query": ("AuthorizationQueryParametersError", 400),
+        "unsupported": ("InvalidArgument", 400),
+        "missing": ("AccessDenied", 403),
+    },
+}
+
+SIGNATURE_HINT = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your secret access key and signing method, and that nothing (a proxy?) changed the request."
+)
+
+
+def auth_error(service: str, kind: str, message: str, **extra: str) -> ServiceError:
+    """Build the error the given service answers for one kind of authentication failure."""
+    code, status = _CODES[service][kind]
+    return ServiceError(code, message, status, **extra)
+
+
+def unknown_key_error(service: str, access_key: str) -> ServiceError:
+    return auth_error(
+        service,
+        "unknown_key",
+        f"The access key id {access_key!r} does not exist in our records or is disabled; "
+        "check the access key you configured.",
+        **({"AWSAccessKeyId": access_key} if service == "s3" else {}),
+    )
+
+
+def signature_error(service: str, access_key: str, provided: str, sts: str, creq: str | None) -> ServiceError:
+    """SignatureDoesNotMatch; for S3 carries what AWS puts in the error document to debug it."""
+    extra: dict[str, str] = {}
+    if service == "s3":
+        extra = {"AWSAccessKeyId": access_key, "StringToSign": sts, "SignatureProvided": provided}
+        if creq is not None:
+            extra["CanonicalRequest"] = creq
+    return auth_error(service, "signature", SIGNATURE_HINT, **extra)
+
+
+# --------------------------------------------------------------------------- request helpers
+
+
+def lower_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """All header values keyed by lowercased name (works for dicts and werkzeug Headers alike)."""
+    items = headers.items() if hasattr(headers, "items") else headers
+    out: dict[str, list[str]] = {}
+    for name, value in items:
+        out.setdefault(str(name).lower(), []).append(str(value))
+    return out
+
+
+def first(hdrs: dict[str, list[str]], name: str) -> str | None:
+    values = hdrs.get(name)
+    return values[0] if values else None
+
+
+def split_query(query: str) -> list[tuple[str, str]]:
+    """The query as raw (still percent-encoded) name/value pairs, in the order sent."""
+    pairs = []
+    for part in query.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((name, value))
+    return pairs
+
+
+def decode_pairs(raw: Iterable[tuple[str, str]], plus_is_space: bool = False) -> list[tuple[str, str]]:
+    """Percent-decode name/value pairs (``+`` stays ``+`` unless form-encoding rules apply)."""
+    dec = (lambda s: unquote(s.replace("+", " "))) if plus_is_space else unquote
+    return [(dec(k), dec(v)) for k, v in raw]
+
+
+def param(pairs: Iterable[tuple[str, str]], name: str) -> str | None:
+    for k, v in pairs:
+        if k == name:
+            return v
+    return None
+
+
+def reencode_path(path: str) -> str:
+    """The path decoded and re-encoded per RFC 3986 (how SDKs build the canonical URI)."""
+    return quote(unquote(path), safe="/-_.~")
+
+
+def parse_amz_date(value: str | None) -> datetime | None:
+    """Parse an ISO 8601 basic timestamp (20130524T000000Z) or an RFC 1123 Date header."""
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value.strip(), SIGV4_TIMESTAMP).replace(tzinfo=timezone.utc)
+    except ValueError:
+        pass
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if parsed is None:
+        return None
+    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def check_skew(service: str, when: datetime, now: datetime, what: str) -> None:
+    """Reject a request dated more than 15 minutes away from the server clock."""
+    if abs(now - when) > MAX_SKEW:
+        stamp, server = when.strftime(SIGV4_TIMESTAMP), now.strftime(SIGV4_TIMESTAMP)
+        msg = (
+            f"The request time {stamp} ({what}) is more than 15 minutes away from the server time {server}; "
+            "check that your clock is right (use NTP) and sign the request again."
+        )
+        extra = {"RequestTime": stamp, "ServerTime": server, "MaxAllowedSkewMilliseconds": "900000"}
+        raise auth_error(service, "skew", msg, **(extra if service == "s3" else {}))
+
+
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """The SigV4 signing key (kSigning), needed to verify aws-chunked chunk signatures."""
+    key = f"AWS4{secret}".encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
+    return key
+
+
+# --------------------------------------------------------------------------- botocore canonicalizer
+
+
+class _ExactHeaders:
+    """Canonicalize exactly the client's SignedHeaders and a payload hash decided by the server.
+
+    botocore's signers drop headers such as user-agent or expect when *signing*; a verifier must
+    include whatever the client listed, so ``headers_to_sign`` is the request's headers verbatim
+    (the request is rebuilt from the signed headers only). ``payload`` returns the hash the caller
+    determined (body sha256 for EC2, the declared x-amz-content-sha256 for S3) instead of reading a body.
+    """
+
+    def headers_to_sign(self, request: AWSRequest) -> HTTPHeaders:
+        out = HTTPHeaders()
+        for name, value in request.headers.items():
+            out[name.lower()] = value
+        return out
+
+    def payload(self, request: AWSRequest) -> str:
+        return str(request.context["payload_hash"])
+
+
+class _Ec2Canonicalizer(_ExactHeaders, SigV4Auth):
+    pass
+
+
+class _S3Canonicalizer(_ExactHeaders, S3SigV4Auth):
+    pass
+
+
+@dataclass
+class _Signed:
+    """What the client claims: credential scope, signed headers, date and signature."""
+
+    access_key: str
+    date: str
+    region: str
+    scope_service: str
+    signed_headers: list[str]
+    signature: str
+    amz_date: str
+    when: datetime
+
+
+def verify_signature(
+    req: RequestView,
+    hdrs: dict[str, list[str]],
+    claim: _Signed,
+    *,
+    service: str,
+    secret: str,
+    payload_hash: str,
+    query_pairs: list[tuple[str, str]] | None = None,
+) -> None:
+    """Recompute the signature with botocore for each faithful rendering of the request; raise if none match."""
+    creds = Credentials(claim.access_key, secret)
+    cls = _S3Canonicalizer if service == "s3" else _Ec2Canonicalizer
+    signer: Any = cls(creds, claim.scope_service, claim.region)
+    headers = HTTPHeaders()
+    for name in claim.signed_headers:
+        for value in hdrs.get(name, [""]):
+            headers[name] = value
+    queries: list[tuple[list[tuple[str, str]], str]]
+    if query_pairs is None:  # from the URL: decoded + re-encoded by botocore, or raw as sent
+        raw_pairs = [(k, v) for k, v in split_query(req.query) if k != "X-Amz-Signature"]
+        queries = [(decode_pairs(raw_pairs), "")]
+        if raw_pairs:
+            queries.append(([], "&".join(f"{k}={v}" for k, v in raw_pairs)))
+    else:
+        queries = [([(k, v) for k, v in query_pairs if k != "X-Amz-Signature"], "")]
+    path = req.path or "/"
+    paths = [path] if service == "ec2" else list(dict.fromkeys([path, reencode_path(path)]))
+    seen: set[str] = set()
+    first_try: tuple[str, str] | None = None
+    for p in paths:
+        for params, raw_query in queries:
+            url = f"http://{first(hdrs, 'host') or 'localhost'}{p}" + (f"?{raw_query}" if raw_query else "")
+            request = AWSRequest(method=req.method.upper(), url=url, headers=headers, params=list(params))
+            request.context["timestamp"] = claim.amz_date
+            request.context["payload_hash"] = payload_hash
+            creq = signer.canonical_request(request)
+            if creq in seen:
+                continue
+            seen.add(creq)
+            sts = signer.string_to_sign(request, creq)
+            first_try = first_try or (sts, creq)
+            if hmac.compare_digest(signer.signature(sts, request), claim.signature.lower()):
+                return
+    assert first_try is not None
+    raise signature_error(service, claim.access_key, claim.signature, first_try[0], first_try[1])
+
+
+# --------------------------------------------------------------------------- claim parsing
+
+
+def _parse_credential(service: str, kind: str, credential: str) -> tuple[str, str, str, str]:
+    """Split ``AKID/20130524/region/service/aws4_request``; any region is accepted."""
+    parts = credential.split("/")
+    if len(parts) != 5 or not all(parts) or parts[4] != "aws4_request":
+        raise auth_error(
+            service,
+            kind,
+            f"The Credential {credential!r} is malformed; expected "
+            "'<access key id>/<YYYYMMDD>/<region>/<service>/aws4_request'.",
+        )
+    if parts[3] != service:
+        raise auth_error(
+            service,
+            kind if service == "s3" else "signature",
+            f"The credential is scoped to service {parts[3]!r} but this endpoint is {service!r}; "
+            f"sign the request for service {service!r}.",
+        )
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def _check_scope_date(service: str, kind: str, date: str, amz_date: str) -> None:
+    if date != amz_date[:8]:
+        raise auth_error(
+            service,
+            kind,
+            f"The date {date} in the credential scope does not match the request date {amz_date}; "
+            "sign with the same date in the scope and in X-Amz-Date.",
+        )
+
+
+def _claim_time(service: str, kind: str, hdrs: dict[str, list[str]], explicit: str | None) -> tuple[str, datetime]:
+    """The signing time: X-Amz-Date (query or header), else an RFC 1123 Date header."""
+    raw = explicit if explicit is not None else first(hdrs, "x-amz-date") or first(hdrs, "date")
+    when = parse_amz_date(raw)
+    if when is None:
+        raise auth_error(
+            service,
+            kind,
+            f"The request has no valid X-Amz-Date or Date (got {raw!r}); SigV4 needs the signing time, "
+            "e.g. X-Amz-Date: 20130524T000000Z.",
+        )
+    return when.strftime(SIGV4_TIMESTAMP), when
+
+
+def parse_authorization(service: str, value: str, hdrs: dict[str, list[str]]) -> _Signed:
+    """Parse ``AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...``."""
+    algorithm, _, rest = value.strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise auth_error(service, "unsupported", f"Unsupported authorization algorithm {algorithm!r}; use {ALGORITHM}.")
+    fields: dict[str, str] = {}
+    for item in rest.split(","):
+        name, eq, val = item.strip().partition("=")
+        if eq:
+            fields[name.strip()] = val.strip()
+    missing = [f for f in ("Credential", "SignedHeaders", "Signature") if not fields.get(f)]
+    if missing:
+        raise auth_error(
+            service,
+            "malformed",
+            f"The Authorization header lacks {', '.join(missing)}; it must read "
+            "'AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...'.",
+        )
+    access_key, date, region, scope_service = _parse_credential(service, "malformed", fields["Credential"])
+    amz_date, when = _claim_time(service, "missing" if service == "s3" else "malformed", hdrs, None)
+    _check_scope_date(service, "malformed", date, amz_date)
+    signed = fields["SignedHeaders"].lower().split(";")
+    if "host" not in signed:
+        raise auth_error(service, "malformed", "The 'host' header must be listed in SignedHeaders; sign the Host header.")
+    return _Signed(access_key, date, region, scope_service, signed, fields["Signature"], amz_date, when)
+
+
+def _lookup(service: str, access_key: str, lookup_secret: Callable[[str], str | None]) -> str:
+    secret = lookup_secret(access_key)
+    if not secret:
+        raise unknown_key_error(service, access_key)
+    return secret
+
+
+def _s3_payload_hash(hdrs: dict[str, list[str]], required: bool) -> str:
+    value = first(hdrs, "x-amz-content-sha256")
+    if value is None:
+        if required:
+            raise ServiceError(
+                "InvalidRequest",
+                "Missing required header for this request: x-amz-content-sha256; SigV4 S3 requests must "
+                "declare the payload hash (hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING-* value).",
+            )
+        return UNSIGNED_PAYLOAD
+    value = value.strip()
+    if value not in PAYLOAD_LITERALS and not _HEX64.fullmatch(value):
+        raise ServiceError(
+            "InvalidArgument",
+            f"x-amz-content-sha256 {value!r} is not a lowercase hex SHA-256, UNSIGNED-PAYLOAD or a supported "
+            "STREAMING-* value.",
+        )
+    return value
+
+
+def _result(scheme: str, claim: _Signed, secret: str, payload_hash: str, service: str) -> AuthResult:
+    signer = None
+    if payload_hash in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER):
+        key = signing_key(secret, claim.date, claim.region, claim.scope_service)
+        scope = f"{claim.date}/{claim.region}/{claim.scope_service}/aws4_request"
+        signer = ChunkSigner(key, claim.amz_date, scope, claim.signature.lower())
+    return AuthResult(claim.access_key, scheme, claim.region, payload_hash, signer)
+
+
+def _ec2_payload(hdrs: dict[str, list[str]], body: bytes) -> str:
+    """EC2 signs the body: its sha256 is the payload hash, and a declared hash must agree."""
+    actual = hashlib.sha256(body).hexdigest()
+    declared = first(hdrs, "x-amz-content-sha256")
+    if declared is not None and declared.strip() != actual:
+        raise auth_error(
+            "ec2",
+            "signature",
+            "The x-amz-content-sha256 header does not match the SHA-256 of the request body; "
+            "sign the exact body you send.",
+        )
+    return actual
+
+
+def verify_header(
+    req: RequestView,
+    hdrs: dict[str, list[str]],
+    *,
+    service: str,
+    lookup_secret: Callable[[str], str | None],
+    form_body: bytes | None,
+    now: datetime,
+) -> AuthResult:
+    """Verify a request carrying ``Authorization: AWS4-HMAC-SHA256 ...``."""
+    claim = parse_authorization(service, first(hdrs, "authorization") or "", hdrs)
+    check_skew(service, claim.when, now, "X-Amz-Date")
+    secret = _lookup(service, claim.access_key, lookup_secret)
+    if service == "s3":
+        payload_hash = _s3_payload_hash(hdrs, required=True)
+    else:
+        payload_hash = _ec2_payload(hdrs, form_body or b"")
+    verify_signature(req, hdrs, claim, service=service, secret=secret, payload_hash=payload_hash)
+    return _result("sigv4-header", claim, secret, payload_hash, service)
+
+
+def verify_query(
+    req: RequestView,
+    hdrs: dict[str, list[str]],
+    *,
+    service: str,
+    lookup_secret: Callable[[str], str | None],
+    now: datetime,
+    form_body: bytes | None = None,
+    body_pairs: list[tuple[str, str]] | None = None,
+) -> AuthResult:
+    """Verify a presigned request (``X-Amz-Algorithm``, ``X-Amz-Credential``, ... ``X-Amz-Signature``).
+
+    For EC2 the auth parameters may have been moved from the query into the POST form (``body_pairs``);
+    then the form parameters are canonicalized as if they were the query and the payload is empty,
+    which is how botocore's ``SigV4QueryAuth`` presigns a POST.
+    """
+    pairs = decode_pairs(split_query(req.query))
+    if body_pairs:
+        pairs = pairs + body_pairs
+    kind = "malformed_query"
+    algorithm = param(pairs, "X-Amz-Algorithm")
+    if algorithm != ALGORITHM:
+        raise auth_error(
+            service,
+            kind if algorithm is None else "unsupported",
+            f"X-Amz-Algorithm must be {ALGORITHM} (got {algorithm!r}); presign with Signature Version 4.",
+        )
+    values = {n: param(pairs, n) for n in ("X-Amz-Credential", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Date")}
+    missing = [n for n, v in values.items() if not v]
+    if missing:
+        raise auth_error(service, kind, f"The presigned request lacks {', '.join(missing)}; presign it again.")
+    access_key, date, region, scope_service = _parse_credential(service, kind, values["X-Amz-Credential"] or "")
+    amz_date, when = _claim_time(service, kind, hdrs, values["X-Amz-Date"])
+    _check_scope_date(service, kind, date, amz_date)
+    signed = (values["X-Amz-SignedHeaders"] or "").lower().split(";")
+    if "host" not in signed:
+        raise auth_error(service, kind, "X-Amz-SignedHeaders must include 'host'; presign the Host header.")
+    claim = _Signed(access_key, date, region, scope_service, signed, values["X-Amz-Signature"] or "", amz_date, when)
+    _check_expiry(service, param(pairs, "X-Amz-Expires"), when, now)
+    secret = _lookup(service, access_key, lookup_secret)
+    if service == "s3":
+        declared = first(hdrs, "x-amz-content-sha256") if "x-amz-content-sha256" in signed else None
+        payload_hash = (declared or UNSIGNED_PAYLOAD).strip()
+    elif body_pairs:
+        payload_hash = EMPTY_SHA256
+    else:
+        payload_hash = _ec2_payload(hdrs, form_body or b"")
+    verify_signature(
+        req, hdrs, claim, service=service, secret=secret, payload_hash=payload_hash,
+        query_pairs=pairs if body_pairs else None,
+    )
+    return _result("sigv4-query", claim, secret, payload_hash, service)
+
+
+def _check_expiry(service: str, expires: str | None, when: datetime, now: datetime) -> None:
+    """X-Amz-Expires: 1..604800 seconds from X-Amz-Date; not yet valid if dated in the future."""
+    kind = "malformed_query"
+    if expires is None:
+        if service == "s3":
+            raise auth_error(service, kind, "X-Amz-Expires is missing; presign the URL with an expiry.")
+        seconds = 300
+    else:
+        try:
+            seconds = int(expires)
+        except ValueError:
+            raise auth_error(service, kind, f"X-Amz-Expires should be a number of seconds (got {expires!r}).") from None
+        if seconds < 0:
+            raise auth_error(service, kind, "X-Amz-Expires must be non-negative.")
+        if seconds > MAX_PRESIGN_EXPIRES:
+            raise auth_error(
+                service, kind,
+                f"X-Amz-Expires must be less than a week (in seconds) that is; {MAX_PRESIGN_EXPIRES}.",
+            )
+    if when - now > MAX_SKEW:
+        raise auth_error(
+            service, "expired",
+            f"Request is not valid yet: it is dated {when.strftime(SIGV4_TIMESTAMP)}, more than 15 minutes "
+            "in the future; check that your clock is right.",
+        )
+    deadline = when + timedelta(seconds=seconds)
+    if now > deadline:
+        extra = {"X-Amz-Expires": str(seconds), "Expires": deadline.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        raise auth_error(
+            service, "expired",
+            f"Request has expired: the presigned request was valid until {deadline.strftime(SIGV4_TIMESTAMP)} "
+            "and the server time is later; presign a new one (and check your clock).",
+            **(extra if service == "s3" else {}),
+        )

@@ -1,0 +1,159 @@
+"""`ec2gw serve`: both listeners on gunicorn, plus the compute worker process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ec2gw.cli.main import CliState, cli, open_app
+
+
+def first_start(app: Any) -> None:
+    """Create the administrator on first start and write <data-dir>/admin.credentials once."""
+    from ec2gw import accounts
+
+    with app.db.session(write=True) as s:
+        created = accounts.ensure_admin(s)
+    path = Path(app.settings.data_dir) / "admin.credentials"
+    if created is not None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(accounts.credentials_file_text(created))
+        click.echo(f"Created the administrator; credentials written to {path}:")
+        click.echo(accounts.credentials_file_text(created))
+
+
+def _gunicorn_app(settings: Any, options: dict[str, Any]) -> Any:
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from ec2gw.app import App
+
+            return App(settings)
+
+    return Server()
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address both listeners bind to [default: 127.0.0.1].")
+@click.option("--ec2-port", type=int, default=None, help="EC2 Query API port [default: 8444].")
+@click.option("--s3-port", type=int, default=None, help="Cumulus (S3) port [default: 8888].")
+@click.option("--tls", is_flag=True, default=None, help="Serve HTTPS on both ports with certificates from the service's CA.")
+@click.option("--workers", type=int, default=None, help="Server worker processes [default: 2].")
+@click.pass_obj
+def serve(state: CliState, host: str | None, ec2_port: int | None, s3_port: int | None, tls: bool | None,
+          workers: int | None) -> None:
+    """Serve the EC2 API and Cumulus until interrupted (Ctrl-C or SIGTERM)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = open_app(state, host=host, ec2_port=ec2_port, s3_port=s3_port, tls=tls or None, workers=workers)
+    settings = app.settings
+    first_start(app)
+    options: dict[str, Any] = {
+        "bind": [f"{settings.host}:{settings.ec2_port}", f"{settings.host}:{settings.s3_port}"],
+        "workers": settings.workers,
+        "worker_class": "gthread",
+        "threads": 8,
+        "timeout": 120,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "limit_request_line": 8190,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "ec2gw",
+    }
+    if settings.tls:
+        options.update(tls_options(settings))
+    app.db.dispose()
+    worker = start_compute_worker(state)
+    scheme = "https" if settings.tls else "http"
+    click.echo(f"ec2gw: EC2 API on {scheme}://{settings.host}:{settings.ec2_port}, "
+               f"Cumulus on {scheme}://{settings.host}:{settings.s3_port}")
+    try:
+        _gunicorn_app(settings, options).run()
+    finally:
+        stop_process(worker)
+
+
+def tls_options(settings: Any) -> dict[str, Any]:
+    try:
+        from certs.ca import CertificateAuthority
+        from certs.server import ensure_server_certificate
+    except ModuleNotFoundError as exc:  # pragma: no cover - certs ships with the package
+        raise click.ClickException(f"TLS needs the certs package: {exc}") from None
+    cert_dir = Path(settings.data_dir) / "certs"
+    ca = CertificateAuthority.load_or_create(cert_dir)
+    names = sorted({"localhost", settings.advertised_host} - {""})
+    hostnames = [n for n in names if not _is_ip(n)]
+    addresses = sorted({"127.0.0.1", *(n for n in names if _is_ip(n)), *([settings.host] if _is_ip(settings.host) else [])})
+    cert, key = ensure_server_certificate(ca, cert_dir, hostnames or ["localhost"], addresses)
+    return {"certfile": str(cert), "keyfile": str(key)}
+
+
+def _is_ip(value: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def start_compute_worker(state: CliState) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "ec2gw.cli.main"]
+    for flag, value in (("--data-dir", state.data_dir), ("--config", state.config), ("--database-url", state.database_url)):
+        if value:
+            args += [flag, value]
+    args += ["compute-worker", "--parent-pid", str(os.getpid())]
+    return subprocess.Popen(args)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@cli.command("compute-worker", hidden=True)
+@click.option("--parent-pid", type=int, default=None, help="Exit when this process goes away.")
+@click.pass_obj
+def compute_worker(state: CliState, parent_pid: int | None) -> None:
+    """Run the compute worker (started by `ec2gw serve`; one per installation holds the lease)."""
+    from ec2gw.compute.worker import ComputeWorker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = open_app(state)
+    stop = threading.Event()
+
+    def on_signal(*_: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if parent_pid:
+        def watch_parent() -> None:
+            while not stop.wait(1.0):
+                if os.getppid() != parent_pid:
+                    stop.set()
+
+        threading.Thread(target=watch_parent, daemon=True).start()
+    ComputeWorker(app.settings, app.db, app.drivers).run(stop)

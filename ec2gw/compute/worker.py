@@ -1,0 +1,310 @@
+"""The compute worker: carries out what the API recorded, on the VMM nodes.
+
+The API only writes rows (state + task). This worker, one per installation at a time (a lease
+in the database), picks up tasks, calls the hypervisor driver and moves instances along EC2's
+state machine with compare-and-set updates, so a request that arrives meanwhile (terminate
+during spawn) is never overwritten. It also reconciles the database with the nodes: the
+database is the source of truth, so domains the test driver forgot are created again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from sqlalchemy import delete, or_, select, update
+
+from backends.base import DomainNotFound, DriverError, NodeUnavailable, PowerState
+from ec2gw.compute import locks
+from ec2gw.compute.drivers import DriverPool
+from ec2gw.compute.placement import NodeRef, node_ref
+from ec2gw.compute.specs import test_domain_spec
+from ec2gw.config import Settings
+from ec2gw.db.models import Instance, Node, Tag
+from ec2gw.db.session import Database
+from ec2gw.network import pools
+
+log = logging.getLogger("ec2gw.compute")
+
+LOCK_NAME = "compute-worker"
+
+
+@dataclass(frozen=True)
+class Job:
+    instance_id: str
+    task: str  # spawn | start | stop | terminate | reboot
+    node: NodeRef
+    vcpus: int
+    memory_mib: int
+    mac: str | None
+    force: bool
+
+
+class ComputeWorker:
+    def __init__(self, settings: Settings, db: Database, drivers: DriverPool | None = None, threads: int = 8) -> None:
+        self.settings = settings
+        self.db = db
+        self.drivers = drivers or DriverPool()
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="compute")
+        self.in_flight: set[str] = set()
+        self._lock = threading.Lock()
+        self._reconciled = False
+        self._last_sync = 0.0
+        self._last_reap = 0.0
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        log.info("compute worker %s started", self.holder)
+        try:
+            while not stop.is_set():
+                try:
+                    if locks.acquire(self.db, LOCK_NAME, self.holder, ttl=max(10.0, self.settings.worker_interval * 20)):
+                        self.run_once()
+                    else:
+                        self._reconciled = False
+                except Exception:  # keep the worker alive whatever one pass hit; the log has the cause
+                    log.exception("compute worker pass failed")
+                    stop.wait(1.0)
+                stop.wait(self.settings.worker_interval)
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=False)
+            locks.release(self.db, LOCK_NAME, self.holder)
+            self.drivers.close()
+            log.info("compute worker %s stopped", self.holder)
+
+    def run_once(self) -> int:
+        if not self._reconciled:
+            self.reconcile()
+            self._reconciled = True
+        jobs = self._pending_jobs()
+        for job in jobs:
+            self._submit(job)
+        now = time.monotonic()
+        if now - self._last_sync > 5.0:
+            self._last_sync = now
+            self.sync_power_states()
+        if now - self._last_reap > 30.0:
+            self._last_reap = now
+            self.reap_terminated()
+        return len(jobs)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self.in_flight:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def _submit(self, job: Job) -> None:
+        with self._lock:
+            if job.instance_id in self.in_flight:
+                return
+            self.in_flight.add(job.instance_id)
+        fut: Future[None] = self.pool.submit(self._run_job, job)
+        fut.add_done_callback(lambda _f, iid=job.instance_id: self._done(iid))
+
+    def _done(self, instance_id: str) -> None:
+        with self._lock:
+            self.in_flight.discard(instance_id)
+
+    def _pending_jobs(self) -> list[Job]:
+        with self.db.session() as s:
+            rows = list(
+                s.scalars(
+                    select(Instance)
+                    .where(or_(Instance.task.is_not(None), Instance.reboot_pending.is_(True)))
+                    .order_by(Instance.updated_at)
+                    .limit(500)
+                )
+            )
+            nodes: dict[str | None, NodeRef] = {}
+            jobs = []
+            for inst in rows:
+                if inst.node_name not in nodes:
+                    nodes[inst.node_name] = node_ref(s, self.settings, inst.node_name)
+                task = inst.task or "reboot"
+                jobs.append(Job(inst.id, task, nodes[inst.node_name], inst.vcpus, inst.memory_mib, inst.mac, inst.force_stop))
+        return jobs
+
+    # -- one task -----------------------------------------------------------------------------
+    def _run_job(self, job: Job) -> None:
+        handler: Callable[[Job], None] = getattr(self, f"_do_{job.task}")
+        try:
+            handler(job)
+        except NodeUnavailable as exc:
+            log.warning("%s: node %s does not answer (%s); will retry", job.instance_id, job.node.name, exc)
+            self._mark_node(job.node.name, False, str(exc))
+        except Exception:
+            log.exception("%s: %s failed", job.instance_id, job.task)
+            if job.task in ("spawn", "start"):
+                self._fail_launch(job, "Server.InternalError", "Server.InternalError: the hypervisor could not start the instance")
+
+    def _spec(self, job: Job) -> Any:
+        return test_domain_spec(job.node, job.instance_id, job.vcpus, job.memory_mib, job.mac)
+
+    def _do_spawn(self, job: Job) -> None:
+        drv = self.drivers.get(job.node)
+        if drv.info(job.instance_id).state is PowerState.MISSING:
+            drv.spawn(self._spec(job))
+        elif drv.info(job.instance_id).state is not PowerState.RUNNING:
+            drv.start(job.instance_id)
+        self._finish(job, "spawn", state="running")
+
+    def _do_start(self, job: Job) -> None:
+        drv = self.drivers.get(job.node)
+        if drv.info(job.instance_id).state is PowerState.MISSING:
+            drv.spawn(self._spec(job))
+        else:
+            drv.start(job.instance_id)
+        self._finish(job, "start", state="running")
+
+    def _do_stop(self, job: Job) -> None:
+        drv = self.drivers.get(job.node)
+        try:
+            drv.power_off(job.instance_id, None if job.force else self.settings.stop_timeout)
+        except DomainNotFound:
+            pass
+        self._finish(job, "stop", state="stopped")
+
+    def _do_terminate(self, job: Job) -> None:
+        self.drivers.get(job.node).destroy(job.instance_id)
+        now = datetime.now(timezone.utc)
+        with self.db.session(write=True) as s:
+            res = s.execute(
+                update(Instance)
+                .where(Instance.id == job.instance_id, Instance.task == "terminate")
+                .values(state="terminated", task=None, terminated_at=now, reboot_pending=False)
+            )
+            if res.rowcount == 1:  # type: ignore[attr-defined]
+                pools.release(s, job.instance_id)
+
+    def _do_reboot(self, job: Job) -> None:
+        try:
+            self.drivers.get(job.node).reboot(job.instance_id)
+        except DomainNotFound:
+            pass
+        with self.db.session(write=True) as s:
+            s.execute(update(Instance).where(Instance.id == job.instance_id).values(reboot_pending=False))
+
+    def _finish(self, job: Job, task: str, **values: Any) -> None:
+        with self.db.session(write=True) as s:
+            s.execute(
+                update(Instance).where(Instance.id == job.instance_id, Instance.task == task).values(task=None, **values)
+            )
+
+    def _fail_launch(self, job: Job, code: str, message: str) -> None:
+        try:
+            self.drivers.get(job.node).destroy(job.instance_id)
+        except DriverError:
+            pass
+        now = datetime.now(timezone.utc)
+        with self.db.session(write=True) as s:
+            res = s.execute(
+                update(Instance)
+                .where(Instance.id == job.instance_id, Instance.task == job.task)
+                .values(state="terminated", task=None, terminated_at=now, state_reason_code=code, state_reason_message=message)
+            )
+            if res.rowcount == 1:  # type: ignore[attr-defined]
+                pools.release(s, job.instance_id)
+
+    def _mark_node(self, name: str, reachable: bool, error: str = "") -> None:
+        with self.db.session(write=True) as s:
+            s.execute(update(Node).where(Node.name == name).values(reachable=reachable, last_error=error[:500]))
+
+    # -- reconciliation -----------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Make the nodes match the database after a start: recreate what a node forgot.
+
+        Running (and pending) instances whose domain is missing are spawned again on the test
+        driver, whose state dies with the process; on real nodes a vanished domain means the
+        instance stopped, and it is shown stopped. Domains the database does not know are
+        reported in the log and never destroyed.
+        """
+        with self.db.session() as s:
+            rows = list(s.scalars(select(Instance).where(Instance.state.in_(("running", "stopped", "stopping", "pending")))))
+            refs = {r.id: node_ref(s, self.settings, r.node_name) for r in rows}
+        by_node: dict[NodeRef, list[Instance]] = {}
+        for r in rows:
+            by_node.setdefault(refs[r.id], []).append(r)
+        for node, insts in by_node.items():
+            try:
+                drv = self.drivers.get(node)
+                present = {d.name: d for d in drv.list_domains()}
+            except NodeUnavailable as exc:
+                log.warning("reconcile: node %s does not answer: %s", node.name, exc)
+                continue
+            known = {i.id for i in insts}
+            for name in sorted(set(present) - known):
+                if name.startswith("i-"):
+                    log.warning("reconcile: node %s has domain %s that the database does not know; left alone", node.name, name)
+            for inst in insts:
+                if inst.id in present or inst.task is not None:
+                    continue
+                if inst.state == "running":
+                    if node.domain_type == "test":
+                        drv.spawn(test_domain_spec(node, inst.id, inst.vcpus, inst.memory_mib, inst.mac))
+                    else:
+                        self._set_state(inst.id, "running", "stopped", "Server.InternalError",
+                                        "Server.InternalError: the domain vanished from its node")
+        self._reconciled = True
+
+    def sync_power_states(self) -> None:
+        """A guest that powered itself off shows stopped (or terminated, per its shutdown behaviour)."""
+        with self.db.session() as s:
+            rows = list(s.scalars(select(Instance).where(Instance.state == "running", Instance.task.is_(None))))
+            refs = {r.id: node_ref(s, self.settings, r.node_name) for r in rows}
+        by_node: dict[NodeRef, list[Instance]] = {}
+        for r in rows:
+            by_node.setdefault(refs[r.id], []).append(r)
+        for node, insts in by_node.items():
+            try:
+                present = {d.name: d for d in self.drivers.get(node).list_domains()}
+                self._mark_node(node.name, True)
+            except NodeUnavailable as exc:
+                self._mark_node(node.name, False, str(exc))
+                continue
+            for inst in insts:
+                with self._lock:
+                    if inst.id in self.in_flight:
+                        continue
+                info = present.get(inst.id)
+                if info is None or info.state not in (PowerState.SHUTOFF, PowerState.CRASHED):
+                    continue
+                if inst.shutdown_behavior == "terminate":
+                    with self.db.session(write=True) as s:
+                        s.execute(
+                            update(Instance)
+                            .where(Instance.id == inst.id, Instance.state == "running", Instance.task.is_(None))
+                            .values(state="shutting-down", task="terminate", state_reason_code="Client.InstanceInitiatedShutdown",
+                                    state_reason_message="Client.InstanceInitiatedShutdown: Instance initiated shutdown")
+                        )
+                else:
+                    self._set_state(inst.id, "running", "stopped", "Client.InstanceInitiatedShutdown",
+                                    "Client.InstanceInitiatedShutdown: Instance initiated shutdown")
+
+    def _set_state(self, instance_id: str, expected: str, state: str, code: str, message: str) -> None:
+        with self.db.session(write=True) as s:
+            s.execute(
+                update(Instance)
+                .where(Instance.id == instance_id, Instance.state == expected, Instance.task.is_(None))
+                .values(state=state, state_reason_code=code, state_reason_message=message)
+            )
+
+    def reap_terminated(self) -> None:
+        """Forget terminated instances once they are no longer visible."""
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.settings.terminated_visible_seconds)
+        with self.db.session(write=True) as s:
+            gone = list(s.scalars(select(Instance.id).where(Instance.state == "terminated", Instance.terminated_at < cutoff).limit(1000)))
+            if gone:
+                s.execute(delete(Tag).where(Tag.resource_id.in_(gone)))
+                s.execute(delete(Instance).where(Instance.id.in_(gone)))

@@ -1,0 +1,162 @@
+"""One Settings object for the whole service, read from a file, the environment and flags.
+
+Precedence: command-line flags > environment (EC2GW_*) > settings file (TOML or INI) > defaults.
+The object is passed to whatever needs it; nothing reads settings from a global.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+#: name -> (vCPUs, memory MiB). Nimbus mapped types to memory and CPUs; EC2 names are what clients send.
+DEFAULT_INSTANCE_TYPES: dict[str, tuple[int, int]] = {
+    "t2.micro": (1, 1024),
+    "t2.small": (1, 2048),
+    "t2.medium": (2, 4096),
+    "m1.small": (1, 1740),
+    "m1.large": (2, 7680),
+    "m1.xlarge": (4, 15360),
+}
+
+
+@dataclass
+class Settings:
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    ec2_port: int = 8444
+    s3_port: int = 8888
+    tls: bool = False
+    workers: int = 2
+    region: str = "us-east-1"
+    #: host names / addresses written into client bundles and server certificates
+    public_host: str = ""
+    instance_types: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_INSTANCE_TYPES))
+    default_instance_type: str = "m1.small"
+    #: how long terminated instances stay visible (EC2: about an hour)
+    terminated_visible_seconds: int = 3600
+    #: seconds a graceful stop waits for the guest before a hard power-off
+    stop_timeout: float = 60.0
+    #: seconds between compute worker passes over pending work
+    worker_interval: float = 0.2
+    #: Cumulus image repository (Nimbus defaults)
+    image_bucket: str = "Repo"
+    image_prefix: str = "VMS"
+    #: lease defaults (hours) as Nimbus had them
+    lease_default_hours: float = 24.0
+    lease_max_hours: float = 24.0 * 14
+    #: libvirt URI of the implicit node used when none is registered
+    default_node_uri: str = "test:///default"
+    max_user_data_bytes: int = 16384
+    #: instances a user may have when no quota says otherwise
+    max_instances_per_user: int = 20000
+    #: seconds a released address waits before it is handed out again
+    address_grace_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ec2gw.sqlite').resolve()}"
+
+    @property
+    def default_zone(self) -> str:
+        return f"{self.region}a"
+
+    @property
+    def advertised_host(self) -> str:
+        return self.public_host or self.host
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | os.PathLike[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> "Settings":
+        """Build settings from a file, the environment and explicit overrides (None values ignored)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path = config_file or env.get("EC2GW_CONFIG")
+        if path:
+            values.update(_read_file(Path(path)))
+        for f in dataclasses.fields(cls):
+            key = "EC2GW_" + f.name.upper()
+            if key in env and f.name != "instance_types":
+                values[f.name] = env[key]
+        for k, v in (overrides or {}).items():
+            if v is not None:
+                values[k] = v
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Settings":
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for name, raw in values.items():
+            if name not in known:
+                raise ValueError(f"unknown setting {name!r}; known settings: {', '.join(sorted(known))}")
+            kwargs[name] = _coerce(name, known[name], raw)
+        return cls(**kwargs)
+
+
+def _coerce(name: str, f: dataclasses.Field[Any], raw: Any) -> Any:
+    default = f.default if f.default is not dataclasses.MISSING else None
+    try:
+        if name == "instance_types":
+            return _instance_types(raw)
+        if name == "data_dir":
+            return Path(raw)
+        if isinstance(default, bool):
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {name!r} has an invalid value {raw!r}: {exc}") from None
+
+
+def _instance_types(raw: Any) -> dict[str, tuple[int, int]]:
+    """Accept {name: {vcpus, memory}} or {name: "vcpus,memory"} or {name: [vcpus, memory]}."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, spec in dict(raw).items():
+        if isinstance(spec, Mapping):
+            out[name] = (int(spec["vcpus"]), int(spec["memory"]))
+        elif isinstance(spec, str):
+            cpu, mem = spec.split(",")
+            out[name] = (int(cpu), int(mem))
+        else:
+            cpu, mem = spec
+            out[name] = (int(cpu), int(mem))
+    return out
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ValueError(f"settings file {path} does not exist; pass an existing file to --config")
+    text = path.read_text()
+    if path.suffix == ".toml":
+        data = tomllib.loads(text)
+        flat = dict(data.get("ec2gw", data))
+        if "instance_types" in data:
+            flat["instance_types"] = data["instance_types"]
+        return flat
+    parser = configparser.ConfigParser()
+    parser.read_string(text)
+    flat = dict(parser["ec2gw"]) if parser.has_section("ec2gw") else {}
+    if parser.has_section("instance_types"):
+        flat["instance_types"] = dict(parser["instance_types"])
+    return flat

@@ -1,0 +1,71 @@
+"""Engine and session scope. SQLite runs in WAL mode with a busy timeout; any SQLAlchemy URL works."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+
+class Database:
+    """Owns the engine and hands out sessions; one per process, created by the app factory."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine: Engine = create_engine(
+                url, connect_args={"timeout": 30, "check_same_thread": False}, pool_size=10, max_overflow=20
+            )
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_schema(self) -> None:
+        from ec2gw.db.migrate import upgrade_schema
+
+        upgrade_schema(self)
+
+    @contextmanager
+    def session(self, write: bool = False) -> Iterator[Session]:
+        """A transaction: committed when the block ends normally, rolled back on any exception.
+
+        write=True takes SQLite's write lock at the start (BEGIN IMMEDIATE), so a transaction that
+        reads and then writes never fails half-way on a lock held by another process.
+        """
+        s = self._factory()
+        if write and self.is_sqlite:
+            s.connection(execution_options={"ec2gw_immediate": True})
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA case_sensitive_like=ON")
+    cur.close()
+    # let SQLAlchemy emit BEGIN itself (pysqlite's implicit transactions defer locking oddly)
+    dbapi_conn.isolation_level = None  # type: ignore[attr-defined]
+
+
+def _sqlite_begin(conn: object) -> None:
+    immediate = conn.get_execution_options().get("ec2gw_immediate")  # type: ignore[attr-defined]
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")  # type: ignore[attr-defined]
