@@ -50,14 +50,22 @@ class VolumeDriver(ABC):
         """The volume, or None if the pool has no such volume."""
 
     @abstractmethod
+    def create_volume(self, pool: str, name: str, capacity: int, format: str = "qcow2") -> VolumeInfo:
+        """Create an empty volume (a blank data disk) of ``capacity`` bytes, raw or qcow2.
+
+        An existing volume of that name: base.AlreadyExists.
+        """
+
+    @abstractmethod
     def upload_volume(self, pool: str, name: str, source: BinaryIO, size: int,
                       chunk_size: int = CHUNK_SIZE) -> VolumeInfo:
         """Create volume ``name`` and fill it with exactly ``size`` bytes read from ``source``.
 
         The bytes are streamed in chunks of at most ``chunk_size`` (memory stays bounded). The
         format (raw or qcow2) is detected by the node from the content. If the source ends early
-        or anything fails, the half-written volume is deleted and the error raised. An existing
-        volume of that name: base.AlreadyExists.
+        or anything fails, the half-written volume is deleted and the error raised; only when the
+        node stops answering (NodeUnavailable) may a partial volume remain, for delete_volume()
+        to remove later. An existing volume of that name: base.AlreadyExists.
         """
 
     @abstractmethod

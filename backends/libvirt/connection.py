@@ -74,6 +74,11 @@ def uses_daemon(uri: str) -> bool:
     return parts.scheme != "test" or bool(parts.netloc)
 
 
+def describe(err: libvirt.libvirtError) -> str:
+    """libvirt's message for the error (errors raised without a libvirt error record have none)."""
+    return err.get_error_message() or str(err)
+
+
 def is_connection_error(err: libvirt.libvirtError) -> bool:
     """True when the error says the connection broke rather than the request being refused."""
     return (err.get_error_code() in _CONNECTION_ERRORS
@@ -114,11 +119,29 @@ def run_with_deadline(fn: Callable[[], T], timeout: float | None, what: str) -> 
     return out.value  # type: ignore[return-value]
 
 
+class _Handle:
+    """A virConnect plus the number of calls using it, so it is closed only once they are done."""
+
+    __slots__ = ("conn", "users", "retired", "closed")
+
+    def __init__(self, conn: libvirt.virConnect) -> None:
+        self.conn = conn
+        self.users = 0
+        self.retired = False
+        self.closed = False
+
+
+class _Stale(Exception):
+    """The cached connection died while idle; re-open and try once more."""
+
+
 class Connection:
     """One node's libvirt connection: opened lazily, every call bounded by ``timeout`` seconds.
 
     ``keepalive`` (interval seconds, missed count) is enabled for daemon URIs so that libvirt
     itself closes a connection whose peer went silent, which also releases abandoned calls.
+    A connection given up on is closed only after the last call still using it has returned:
+    closing a virConnect under a running call is not safe.
     """
 
     def __init__(self, uri: str, *, timeout: float = 30.0, keepalive: tuple[int, int] = (5, 3)) -> None:
@@ -127,7 +150,8 @@ class Connection:
         self.keepalive = keepalive
         self.via_daemon = uses_daemon(uri)
         self._lock = threading.Lock()
-        self._conn: libvirt.virConnect | None = None
+        self._handle: _Handle | None = None
+        self._local = threading.local()
         silence_libvirt_errors()
 
     def _open(self) -> libvirt.virConnect:
@@ -146,32 +170,67 @@ class Connection:
         try:
             return run_with_deadline(do_open, self.timeout, f"connecting to {self.uri}")
         except libvirt.libvirtError as exc:
-            raise NodeUnavailable(f"cannot connect to {self.uri}: {exc.get_error_message()}") from exc
+            raise NodeUnavailable(f"cannot connect to {self.uri}: {describe(exc)}") from exc
 
-    def _current(self) -> libvirt.virConnect:
+    def _acquire(self) -> _Handle:
         with self._lock:
-            conn = self._conn
-        if conn is not None:
-            return conn
+            if self._handle is not None:
+                self._handle.users += 1
+                return self._handle
         conn = self._open()
         with self._lock:
-            if self._conn is None:
-                self._conn = conn
-                return conn
-            winner = self._conn
-        _close_quietly(conn)
-        return winner
+            if self._handle is None:
+                self._handle = _Handle(conn)
+                conn = None
+            self._handle.users += 1
+            handle = self._handle
+        if conn is not None:  # another thread connected first
+            _close_quietly(conn)
+        return handle
 
-    def _drop(self, conn: libvirt.virConnect) -> None:
-        """Forget ``conn`` if it is still current and close it without waiting."""
+    def _release(self, handle: _Handle) -> None:
         with self._lock:
-            if self._conn is conn:
-                self._conn = None
-        threading.Thread(target=_close_quietly, args=(conn,), daemon=True).start()
+            handle.users -= 1
+            close = handle.retired and handle.users == 0 and not handle.closed
+            handle.closed = handle.closed or close
+        if close:  # in the background: closing is an RPC too and must not delay this call's result
+            threading.Thread(target=_close_quietly, args=(handle.conn,), daemon=True).start()
+
+    def _retire(self, handle: _Handle, wait: bool = False) -> None:
+        """Stop handing out ``handle``; close it now if idle, else when its last call returns.
+
+        ``wait``: close within the timeout in this thread rather than in the background.
+        """
+        with self._lock:
+            if self._handle is handle:
+                self._handle = None
+            handle.retired = True
+            close = handle.users == 0 and not handle.closed
+            handle.closed = handle.closed or close
+        if close and wait:
+            try:
+                run_with_deadline(lambda: _close_quietly(handle.conn), self.timeout, f"closing {self.uri}")
+            except NodeUnavailable:
+                pass
+        elif close:
+            threading.Thread(target=_close_quietly, args=(handle.conn,), daemon=True).start()
 
     def bounded(self, fn: Callable[[], T], what: str) -> T:
-        """Run one step of a long operation (a stream chunk) within the per-call timeout."""
-        return run_with_deadline(fn, self.timeout, f"{what} on {self.uri}")
+        """Run one step of a stepwise call (a stream chunk) within the per-call timeout.
+
+        Only valid inside a function run by call(stepwise=True), whose connection it keeps open
+        until the step has returned, even if the step is abandoned.
+        """
+        handle: _Handle = self._local.handle
+        with self._lock:
+            handle.users += 1
+
+        def step() -> T:
+            try:
+                return fn()
+            finally:
+                self._release(handle)
+        return run_with_deadline(step, self.timeout, f"{what} on {self.uri}")
 
     def call(self, fn: Callable[[libvirt.virConnect], T], what: str, timeout: float | None = None,
              *, stepwise: bool = False) -> T:
@@ -182,25 +241,33 @@ class Connection:
         ``stepwise``: no overall deadline, for streaming whole volumes; ``fn`` must then run each
         libvirt call through bounded().
         """
-        limit = self.timeout if timeout is None else timeout
-        conn = self._current()
-        if self.via_daemon and not run_with_deadline(lambda: self._alive(conn), limit, f"checking {self.uri}"):
-            self._drop(conn)
-            conn = self._current()
+        limit = None if stepwise else (self.timeout if timeout is None else timeout)
+        for _ in range(2):
+            handle = self._acquire()
 
-        def attempt() -> T:
+            def attempt(handle: _Handle = handle) -> T:
+                self._local.handle = handle
+                try:
+                    if self.via_daemon and not self._alive(handle.conn):
+                        raise _Stale()
+                    try:
+                        return fn(handle.conn)
+                    except libvirt.libvirtError as exc:
+                        if is_connection_error(exc) or not self._alive(handle.conn):
+                            raise NodeUnavailable(f"{what} on {self.uri}: {describe(exc)}") from exc
+                        raise
+                finally:
+                    self._local.handle = None
+                    self._release(handle)
+
             try:
-                return fn(conn)
-            except libvirt.libvirtError as exc:
-                if is_connection_error(exc) or not self._alive(conn):
-                    raise NodeUnavailable(f"{what} on {self.uri}: {exc.get_error_message()}") from exc
+                return run_with_deadline(attempt, limit, f"{what} on {self.uri}")
+            except _Stale:
+                self._retire(handle)
+            except NodeUnavailable:
+                self._retire(handle)
                 raise
-
-        try:
-            return run_with_deadline(attempt, None if stepwise else limit, f"{what} on {self.uri}")
-        except NodeUnavailable:
-            self._drop(conn)
-            raise
+        raise NodeUnavailable(f"{what} on {self.uri}: the connection closed again right after opening")
 
     @staticmethod
     def _alive(conn: libvirt.virConnect) -> bool:
@@ -210,14 +277,11 @@ class Connection:
             return False
 
     def close(self) -> None:
-        """Close the connection now; the next call opens a fresh one."""
+        """Close the connection (once calls still running on it return); the next call re-opens."""
         with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                run_with_deadline(lambda: _close_quietly(conn), self.timeout, f"closing {self.uri}")
-            except NodeUnavailable:
-                pass
+            handle = self._handle
+        if handle is not None:
+            self._retire(handle, wait=True)
 
 
 def _close_quietly(conn: libvirt.virConnect) -> None:

@@ -17,7 +17,7 @@ from backends.base import (
     DOMAIN_TYPES, DomainExists, DomainInfo, DomainNotFound, DomainSpec, Driver, DriverError,
     InvalidSpec, NodeInfo, NodeUnavailable, PowerState, SpawnFailed)
 from backends.libvirt import console, designer
-from backends.libvirt.connection import Connection
+from backends.libvirt.connection import Connection, describe
 from backends.libvirt.network import LibvirtNetworks
 from backends.libvirt.storage import LibvirtVolumes
 
@@ -129,7 +129,7 @@ class LibvirtDriver(Driver):
         try:
             return self.connection.call(fn, what, timeout)
         except libvirt.libvirtError as exc:
-            raise DriverError(f"{what} failed on {self.uri}: {exc.get_error_message()}") from exc
+            raise DriverError(f"{what} failed on {self.uri}: {describe(exc)}") from exc
 
     def spawn(self, spec: DomainSpec) -> DomainInfo:
         xml = designer.domain_config(spec, self.domain_type).to_xml()
@@ -142,7 +142,7 @@ class LibvirtDriver(Driver):
             except libvirt.libvirtError as exc:
                 if find_domain(conn, spec.name) is not None and error_code(exc) == libvirt.VIR_ERR_OPERATION_FAILED:
                     raise DomainExists(f"domain {spec.name!r} already exists on {self.uri}") from exc
-                raise InvalidSpec(f"{self.uri} rejected domain {spec.name!r}: {exc.get_error_message()}") from exc
+                raise InvalidSpec(f"{self.uri} rejected domain {spec.name!r}: {describe(exc)}") from exc
 
         def boot(conn: libvirt.virConnect) -> DomainInfo:
             dom = get_domain(conn, spec.name)
@@ -151,7 +151,7 @@ class LibvirtDriver(Driver):
             except libvirt.libvirtError as exc:
                 self._cleanup(conn, spec)
                 raise SpawnFailed(f"domain {spec.name!r} did not start on {self.uri}: "
-                                  f"{exc.get_error_message()}") from exc
+                                  f"{describe(exc)}") from exc
             return domain_info(dom)
 
         self._call(define, f"defining {spec.name}")

@@ -13,7 +13,7 @@ import libvirt
 
 from backends.base import AlreadyExists, DriverError, NotFound
 from backends.libvirt.config_network import Network, NetworkDhcpHost
-from backends.libvirt.connection import Connection
+from backends.libvirt.connection import Connection, describe
 from backends.networks import DhcpHost, DhcpLease, NetworkDriver, NetworkSpec
 
 T = TypeVar("T")
@@ -67,7 +67,7 @@ class LibvirtNetworks(NetworkDriver):
         try:
             return self.connection.call(fn, what)
         except libvirt.libvirtError as exc:
-            raise DriverError(f"{what} failed on {self.connection.uri}: {exc.get_error_message()}") from exc
+            raise DriverError(f"{what} failed on {self.connection.uri}: {describe(exc)}") from exc
 
     def ensure_network(self, spec: NetworkSpec) -> None:
         xml = network_config(spec).to_xml()

@@ -12,9 +12,10 @@ from typing import BinaryIO, Callable, TypeVar
 
 import libvirt
 
-from backends.base import AlreadyExists, DriverError, InvalidSpec, NotFound, NotSupported
+from backends.base import (
+    DISK_FORMATS, AlreadyExists, DriverError, InvalidSpec, NodeUnavailable, NotFound, NotSupported)
 from backends.libvirt.config_storage import StoragePool, StorageVolume
-from backends.libvirt.connection import Connection
+from backends.libvirt.connection import Connection, describe
 from backends.libvirt.streams import abort_quietly, recv_into, send_from
 from backends.volumes import CHUNK_SIZE, VolumeDriver, VolumeInfo
 
@@ -62,8 +63,8 @@ def volume_info(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol) -> Vol
 
 def _unsupported(exc: libvirt.libvirtError, what: str) -> Exception:
     if exc.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
-        return NotSupported(f"{what}: {exc.get_error_message()}")
-    return DriverError(f"{what}: {exc.get_error_message()}")
+        return NotSupported(f"{what}: {describe(exc)}")
+    return DriverError(f"{what}: {describe(exc)}")
 
 
 class LibvirtVolumes(VolumeDriver):
@@ -119,6 +120,18 @@ class LibvirtVolumes(VolumeDriver):
             return volume_info(p, vol) if vol is not None else None
         return self._call(op, f"volume {pool}/{name}")
 
+    def create_volume(self, pool: str, name: str, capacity: int, format: str = "qcow2") -> VolumeInfo:
+        if format not in DISK_FORMATS:
+            raise InvalidSpec(f"volume format {format!r} is not one of {DISK_FORMATS}")
+        xml = StorageVolume(name=name, capacity=capacity, allocation=0, format=format).to_xml()
+
+        def op(conn: libvirt.virConnect) -> VolumeInfo:
+            p = get_pool(conn, pool)
+            if find_volume(p, name) is not None:
+                raise AlreadyExists(f"volume {name!r} already exists in pool {pool!r}")
+            return volume_info(p, p.createXML(xml, 0))
+        return self._call(op, f"creating {pool}/{name}")
+
     def upload_volume(self, pool: str, name: str, source: BinaryIO, size: int,
                       chunk_size: int = CHUNK_SIZE) -> VolumeInfo:
         bounded = self.connection.bounded
@@ -133,9 +146,11 @@ class LibvirtVolumes(VolumeDriver):
             try:
                 bounded(lambda: vol.upload(stream, 0, size, 0), "starting the upload")
                 send_from(stream, source, size, chunk_size, bounded)
+            except NodeUnavailable:
+                raise  # nothing can be cleaned up on a node that does not answer
             except BaseException:
-                abort_quietly(stream)
                 try:
+                    bounded(lambda: abort_quietly(stream), "aborting the upload")
                     bounded(lambda: vol.delete(0), "deleting the partial volume")
                 except (libvirt.libvirtError, DriverError):
                     pass
@@ -182,7 +197,12 @@ class LibvirtVolumes(VolumeDriver):
             try:
                 bounded(lambda: vol.download(stream, 0, 0, 0), "starting the download")
                 return recv_into(stream, sink, chunk_size, bounded)
+            except NodeUnavailable:
+                raise
             except BaseException:
-                abort_quietly(stream)
+                try:
+                    bounded(lambda: abort_quietly(stream), "aborting the download")
+                except NodeUnavailable:
+                    pass
                 raise
         return self._call(op, f"downloading {pool}/{name}", stepwise=True)

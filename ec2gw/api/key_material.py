@@ -123,6 +123,8 @@ def _load(material: bytes) -> object:
         if text.startswith("-----BEGIN PUBLIC KEY-----"):
             return serialization.load_pem_public_key(text.encode())
         fields = text.split()
+        if fields[0] == "ssh-dss":
+            raise UnsupportedAlgorithm("DSA")
         if fields[0].startswith(("ssh-", "ecdsa-")) and len(fields) >= 2:
             return serialization.load_ssh_public_key(f"{fields[0]} {fields[1]}".encode())
         return serialization.load_der_public_key(base64.b64decode("".join(fields), validate=True))

@@ -13,11 +13,20 @@ function keeps the verifiers free of dispatch logic.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from ec2gw.aws import sigv2, sigv4
-from ec2gw.aws.sigv4 import AuthResult, RequestView, auth_error, decode_pairs, first, lower_headers, split_query
+from ec2gw.aws.sigv4 import (
+    AuthResult,
+    RequestView,
+    auth_error,
+    decode_pairs,
+    first,
+    lower_headers,
+    split_query,
+)
+from ec2gw.errors import ServiceError
 
 __all__ = ["AuthResult", "RequestView", "authenticate"]
 
@@ -55,10 +64,20 @@ def authenticate(
     """
     if service not in ("ec2", "s3"):
         raise ValueError(f"unknown service {service!r}")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
     hdrs = lower_headers(req.headers)
     authorization = (first(hdrs, "authorization") or "").strip()
+    query = decode_pairs(split_query(req.query), plus_is_space=service == "ec2")
+    keys = {k for k, _ in query}
     if authorization:
+        if service == "s3" and ("X-Amz-Signature" in keys or "Signature" in keys):
+            raise ServiceError(
+                "InvalidArgument",
+                "Only one auth mechanism allowed; send either the Authorization header or a presigned query "
+                "(X-Amz-Signature / Signature), not both.",
+            )
         scheme = authorization.split(" ", 1)[0]
         if scheme == sigv4.ALGORITHM:
             return sigv4.verify_header(
@@ -73,8 +92,6 @@ def authenticate(
             f"Unsupported Authorization type {scheme!r}; sign with AWS4-HMAC-SHA256 (Signature Version 4)"
             + (" or 'AWS <key>:<signature>' (Signature Version 2)." if service == "s3" else "."),
         )
-    query = decode_pairs(split_query(req.query), plus_is_space=service == "ec2")
-    keys = {k for k, _ in query}
     if keys.intersection(_SIGV4_QUERY_KEYS):
         return sigv4.verify_query(
             req, hdrs, service=service, lookup_secret=lookup_secret, now=now, form_body=form_body

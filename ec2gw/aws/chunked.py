@@ -381,6 +381,8 @@ class AwsChunkedReader(_VerifyingReader):
                     continue
                 break
             first_line = False
+            if not self._trailer:
+                raise malformed("data follows the final chunk although no trailer was declared (x-amz-trailer)")
             name, colon, value = text.partition(":")
             if not colon:
                 raise malformed(f"trailer line {text[:64]!r} is not 'name:value'")

@@ -87,6 +87,11 @@ def _structure(shape: StructureShape, node: _Node, path: str) -> dict[str, Any]:
 
 def _value(shape: Shape, node: _Node, path: str) -> Any:
     if isinstance(shape, StructureShape):
+        if None in node:
+            raise ServiceError(
+                "InvalidParameterValue",
+                f"Parameter {path} is a structure: send its members ({path}.Member=...), not a value.",
+            )
         return _structure(shape, node, path + ".")
     if isinstance(shape, ListShape):
         return _list(shape, node, path)

@@ -17,7 +17,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
@@ -32,21 +32,14 @@ from ec2gw.aws.sigv4 import (
     auth_error,
     check_skew,
     first,
+    lookup_or_fail,
     parse_amz_date,
     reencode_path,
     signature_error,
-    unknown_key_error,
 )
 from ec2gw.errors import ServiceError, missing_parameter
 
 _DIGESTS = {"HmacSHA256": hashlib.sha256, "HmacSHA1": hashlib.sha1}
-
-
-def _lookup(service: str, access_key: str, lookup_secret: Callable[[str], str | None]) -> str:
-    secret = lookup_secret(access_key)
-    if not secret:
-        raise unknown_key_error(service, access_key)
-    return secret
 
 
 def _b64_hmac(secret: str, text: str, digest: Any) -> str:
@@ -65,7 +58,7 @@ def _parse_iso(value: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def ec2_string_to_sign(method: str, host: str, path: str, params: list[tuple[str, str]]) -> str:
@@ -120,13 +113,14 @@ def verify_ec2(
     else:
         raise missing_parameter("Timestamp")
     access_key = values["AWSAccessKeyId"]
-    secret = _lookup(service, access_key, lookup_secret)
+    secret = lookup_or_fail(service, access_key, lookup_secret)
     host = first(hdrs, "host") or ""
+    provided = values["Signature"].replace(" ", "+")  # base64 has no spaces: an unencoded '+' was decoded
     first_sts = None
     for h in dict.fromkeys([host, host.lower()]):
         sts = ec2_string_to_sign(req.method, h, req.path, params)
         first_sts = first_sts or sts
-        if _same(values["Signature"], _b64_hmac(secret, sts, _DIGESTS[method])):
+        if _same(provided, _b64_hmac(secret, sts, _DIGESTS[method])):
             return AuthResult(access_key, "sigv2-query")
     raise signature_error(service, access_key, values["Signature"], first_sts or "", None)
 
@@ -178,7 +172,7 @@ def _check_s3(
     req: RequestView, headers: HTTPHeaders, date_lines: list[str], access_key: str, signature: str,
     lookup_secret: Callable[[str], str | None], bucket: str | None, scheme: str,
 ) -> AuthResult:
-    secret = _lookup("s3", access_key, lookup_secret)
+    secret = lookup_or_fail("s3", access_key, lookup_secret)
     candidates = s3_strings_to_sign(req, headers, date_lines, bucket)
     for sts in candidates:
         if _same(signature, _b64_hmac(secret, sts, hashlib.sha1)):
@@ -239,7 +233,7 @@ def verify_s3_query(
             "s3", "expired",
             f"Request has expired: the presigned URL expired at {expires} (epoch seconds); presign a new one "
             "and check that your clock is right.",
-            Expires=datetime.fromtimestamp(expires, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            Expires=datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             ServerTime=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
     extra = {k.lower(): v for k, v in pairs if k.lower().startswith("x-amz-") or k.lower() in ("content-md5", "content-type")}

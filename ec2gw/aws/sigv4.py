@@ -22,7 +22,7 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, unquote
@@ -174,7 +174,7 @@ def parse_amz_date(value: str | None) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.strptime(value.strip(), SIGV4_TIMESTAMP).replace(tzinfo=timezone.utc)
+        return datetime.strptime(value.strip(), SIGV4_TIMESTAMP).replace(tzinfo=UTC)
     except ValueError:
         pass
     try:
@@ -183,7 +183,7 @@ def parse_amz_date(value: str | None) -> datetime | None:
         return None
     if parsed is None:
         return None
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def check_skew(service: str, when: datetime, now: datetime, what: str) -> None:
@@ -298,55 +298,45 @@ def verify_signature(
     raise signature_error(service, claim.access_key, claim.signature, first_try[0], first_try[1])
 
 
-# --------------------------------------------------------------------------- claim parsing
+# --------------------------------------------------------------------------- the client's claim
 
 
-def _parse_credential(service: str, kind: str, credential: str) -> tuple[str, str, str, str]:
-    """Split ``AKID/20130524/region/service/aws4_request``; any region is accepted."""
+def lookup_or_fail(service: str, access_key: str, lookup_secret: Callable[[str], str | None]) -> str:
+    """The secret of an access key; unknown and disabled keys are refused the same way."""
+    secret = lookup_secret(access_key)
+    if not secret:
+        raise unknown_key_error(service, access_key)
+    return secret
+
+
+def _claim(service: str, kind: str, credential: str, signed_headers: str, signature: str,
+           raw_date: str | None, date_kind: str) -> _Signed:
+    """Check the credential scope (any region; this service; same day as the request) and the host signing."""
     parts = credential.split("/")
     if len(parts) != 5 or not all(parts) or parts[4] != "aws4_request":
-        raise auth_error(
-            service,
-            kind,
-            f"The Credential {credential!r} is malformed; expected "
-            "'<access key id>/<YYYYMMDD>/<region>/<service>/aws4_request'.",
-        )
-    if parts[3] != service:
-        raise auth_error(
-            service,
-            kind if service == "s3" else "signature",
-            f"The credential is scoped to service {parts[3]!r} but this endpoint is {service!r}; "
-            f"sign the request for service {service!r}.",
-        )
-    return parts[0], parts[1], parts[2], parts[3]
-
-
-def _check_scope_date(service: str, kind: str, date: str, amz_date: str) -> None:
-    if date != amz_date[:8]:
-        raise auth_error(
-            service,
-            kind,
-            f"The date {date} in the credential scope does not match the request date {amz_date}; "
-            "sign with the same date in the scope and in X-Amz-Date.",
-        )
-
-
-def _claim_time(service: str, kind: str, hdrs: dict[str, list[str]], explicit: str | None) -> tuple[str, datetime]:
-    """The signing time: X-Amz-Date (query or header), else an RFC 1123 Date header."""
-    raw = explicit if explicit is not None else first(hdrs, "x-amz-date") or first(hdrs, "date")
-    when = parse_amz_date(raw)
+        raise auth_error(service, kind, f"The Credential {credential!r} is malformed; expected "
+                         "'<access key id>/<YYYYMMDD>/<region>/<service>/aws4_request'.")
+    access_key, date, region, scope_service = parts[:4]
+    if scope_service != service:
+        raise auth_error(service, kind if service == "s3" else "signature",
+                         f"The credential is scoped to service {scope_service!r} but this endpoint is "
+                         f"{service!r}; sign the request for service {service!r}.")
+    when = parse_amz_date(raw_date)
     if when is None:
-        raise auth_error(
-            service,
-            kind,
-            f"The request has no valid X-Amz-Date or Date (got {raw!r}); SigV4 needs the signing time, "
-            "e.g. X-Amz-Date: 20130524T000000Z.",
-        )
-    return when.strftime(SIGV4_TIMESTAMP), when
+        raise auth_error(service, date_kind, f"The request has no valid X-Amz-Date or Date (got {raw_date!r}); "
+                         "SigV4 needs the signing time, e.g. X-Amz-Date: 20130524T000000Z.")
+    amz_date = when.strftime(SIGV4_TIMESTAMP)
+    if date != amz_date[:8]:
+        raise auth_error(service, kind, f"The date {date} in the credential scope does not match the request "
+                         f"date {amz_date}; sign with the same date in the scope and in X-Amz-Date.")
+    signed = signed_headers.lower().split(";")
+    if "host" not in signed:
+        raise auth_error(service, kind, "The Host header is not among the signed headers; sign it.")
+    return _Signed(access_key, date, region, scope_service, signed, signature, amz_date, when)
 
 
 def parse_authorization(service: str, value: str, hdrs: dict[str, list[str]]) -> _Signed:
-    """Parse ``AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...``."""
+    """Parse ``AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`` (any spacing)."""
     algorithm, _, rest = value.strip().partition(" ")
     if algorithm != ALGORITHM:
         raise auth_error(service, "unsupported", f"Unsupported authorization algorithm {algorithm!r}; use {ALGORITHM}.")
@@ -357,49 +347,15 @@ def parse_authorization(service: str, value: str, hdrs: dict[str, list[str]]) ->
             fields[name.strip()] = val.strip()
     missing = [f for f in ("Credential", "SignedHeaders", "Signature") if not fields.get(f)]
     if missing:
-        raise auth_error(
-            service,
-            "malformed",
-            f"The Authorization header lacks {', '.join(missing)}; it must read "
-            "'AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...'.",
-        )
-    access_key, date, region, scope_service = _parse_credential(service, "malformed", fields["Credential"])
-    amz_date, when = _claim_time(service, "missing" if service == "s3" else "malformed", hdrs, None)
-    _check_scope_date(service, "malformed", date, amz_date)
-    signed = fields["SignedHeaders"].lower().split(";")
-    if "host" not in signed:
-        raise auth_error(service, "malformed", "The 'host' header must be listed in SignedHeaders; sign the Host header.")
-    return _Signed(access_key, date, region, scope_service, signed, fields["Signature"], amz_date, when)
+        raise auth_error(service, "malformed", f"The Authorization header lacks {', '.join(missing)}; it must "
+                         "read 'AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...'.")
+    raw_date = first(hdrs, "x-amz-date") or first(hdrs, "date")
+    return _claim(service, "malformed", fields["Credential"], fields["SignedHeaders"], fields["Signature"],
+                  raw_date, "missing" if service == "s3" else "malformed")
 
 
-def _lookup(service: str, access_key: str, lookup_secret: Callable[[str], str | None]) -> str:
-    secret = lookup_secret(access_key)
-    if not secret:
-        raise unknown_key_error(service, access_key)
-    return secret
-
-
-def _s3_payload_hash(hdrs: dict[str, list[str]], required: bool) -> str:
-    value = first(hdrs, "x-amz-content-sha256")
-    if value is None:
-        if required:
-            raise ServiceError(
-                "InvalidRequest",
-                "Missing required header for this request: x-amz-content-sha256; SigV4 S3 requests must "
-                "declare the payload hash (hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING-* value).",
-            )
-        return UNSIGNED_PAYLOAD
-    value = value.strip()
-    if value not in PAYLOAD_LITERALS and not _HEX64.fullmatch(value):
-        raise ServiceError(
-            "InvalidArgument",
-            f"x-amz-content-sha256 {value!r} is not a lowercase hex SHA-256, UNSIGNED-PAYLOAD or a supported "
-            "STREAMING-* value.",
-        )
-    return value
-
-
-def _result(scheme: str, claim: _Signed, secret: str, payload_hash: str, service: str) -> AuthResult:
+def _result(scheme: str, claim: _Signed, secret: str, payload_hash: str) -> AuthResult:
+    """The AuthResult, with a ChunkSigner seeded by this signature when the body is chunk-signed."""
     signer = None
     if payload_hash in (STREAMING_SIGNED, STREAMING_SIGNED_TRAILER):
         key = signing_key(secret, claim.date, claim.region, claim.scope_service)
@@ -408,127 +364,94 @@ def _result(scheme: str, claim: _Signed, secret: str, payload_hash: str, service
     return AuthResult(claim.access_key, scheme, claim.region, payload_hash, signer)
 
 
+def _s3_payload_hash(hdrs: dict[str, list[str]]) -> str:
+    """The declared x-amz-content-sha256, which S3 requires with SigV4 header auth."""
+    value = (first(hdrs, "x-amz-content-sha256") or "").strip()
+    if not value:
+        raise ServiceError("InvalidRequest", "Missing required header for this request: x-amz-content-sha256; "
+                           "declare the payload hash (hex SHA-256, UNSIGNED-PAYLOAD or a STREAMING-* value).")
+    if value not in PAYLOAD_LITERALS and not _HEX64.fullmatch(value):
+        raise ServiceError("InvalidArgument", f"x-amz-content-sha256 {value!r} is not a lowercase hex SHA-256, "
+                           "UNSIGNED-PAYLOAD or a supported STREAMING-* value.")
+    return value
+
+
 def _ec2_payload(hdrs: dict[str, list[str]], body: bytes) -> str:
     """EC2 signs the body: its sha256 is the payload hash, and a declared hash must agree."""
     actual = hashlib.sha256(body).hexdigest()
     declared = first(hdrs, "x-amz-content-sha256")
     if declared is not None and declared.strip() != actual:
-        raise auth_error(
-            "ec2",
-            "signature",
-            "The x-amz-content-sha256 header does not match the SHA-256 of the request body; "
-            "sign the exact body you send.",
-        )
+        raise auth_error("ec2", "signature", "The x-amz-content-sha256 header does not match the SHA-256 of "
+                         "the request body; sign the exact body you send.")
     return actual
 
 
-def verify_header(
-    req: RequestView,
-    hdrs: dict[str, list[str]],
-    *,
-    service: str,
-    lookup_secret: Callable[[str], str | None],
-    form_body: bytes | None,
-    now: datetime,
-) -> AuthResult:
+# --------------------------------------------------------------------------- the two SigV4 forms
+
+
+def verify_header(req: RequestView, hdrs: dict[str, list[str]], *, service: str,
+                  lookup_secret: Callable[[str], str | None], form_body: bytes | None, now: datetime) -> AuthResult:
     """Verify a request carrying ``Authorization: AWS4-HMAC-SHA256 ...``."""
     claim = parse_authorization(service, first(hdrs, "authorization") or "", hdrs)
     check_skew(service, claim.when, now, "X-Amz-Date")
-    secret = _lookup(service, claim.access_key, lookup_secret)
-    if service == "s3":
-        payload_hash = _s3_payload_hash(hdrs, required=True)
-    else:
-        payload_hash = _ec2_payload(hdrs, form_body or b"")
+    secret = lookup_or_fail(service, claim.access_key, lookup_secret)
+    payload_hash = _s3_payload_hash(hdrs) if service == "s3" else _ec2_payload(hdrs, form_body or b"")
     verify_signature(req, hdrs, claim, service=service, secret=secret, payload_hash=payload_hash)
-    return _result("sigv4-header", claim, secret, payload_hash, service)
+    return _result("sigv4-header", claim, secret, payload_hash)
 
 
-def verify_query(
-    req: RequestView,
-    hdrs: dict[str, list[str]],
-    *,
-    service: str,
-    lookup_secret: Callable[[str], str | None],
-    now: datetime,
-    form_body: bytes | None = None,
-    body_pairs: list[tuple[str, str]] | None = None,
-) -> AuthResult:
+def verify_query(req: RequestView, hdrs: dict[str, list[str]], *, service: str,
+                 lookup_secret: Callable[[str], str | None], now: datetime, form_body: bytes | None = None,
+                 body_pairs: list[tuple[str, str]] | None = None) -> AuthResult:
     """Verify a presigned request (``X-Amz-Algorithm``, ``X-Amz-Credential``, ... ``X-Amz-Signature``).
 
     For EC2 the auth parameters may have been moved from the query into the POST form (``body_pairs``);
     then the form parameters are canonicalized as if they were the query and the payload is empty,
-    which is how botocore's ``SigV4QueryAuth`` presigns a POST.
+    which is the request botocore's ``SigV4QueryAuth`` signs for a POST.
     """
-    pairs = decode_pairs(split_query(req.query))
-    if body_pairs:
-        pairs = pairs + body_pairs
+    pairs = decode_pairs(split_query(req.query)) + (body_pairs or [])
     kind = "malformed_query"
     algorithm = param(pairs, "X-Amz-Algorithm")
     if algorithm != ALGORITHM:
-        raise auth_error(
-            service,
-            kind if algorithm is None else "unsupported",
-            f"X-Amz-Algorithm must be {ALGORITHM} (got {algorithm!r}); presign with Signature Version 4.",
-        )
-    values = {n: param(pairs, n) for n in ("X-Amz-Credential", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Date")}
-    missing = [n for n, v in values.items() if not v]
+        raise auth_error(service, kind if algorithm is None else "unsupported",
+                         f"X-Amz-Algorithm must be {ALGORITHM} (got {algorithm!r}); presign with SigV4.")
+    names = ("X-Amz-Credential", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Date")
+    values = [param(pairs, n) or "" for n in names]
+    missing = [n for n, v in zip(names, values, strict=True) if not v]
     if missing:
         raise auth_error(service, kind, f"The presigned request lacks {', '.join(missing)}; presign it again.")
-    access_key, date, region, scope_service = _parse_credential(service, kind, values["X-Amz-Credential"] or "")
-    amz_date, when = _claim_time(service, kind, hdrs, values["X-Amz-Date"])
-    _check_scope_date(service, kind, date, amz_date)
-    signed = (values["X-Amz-SignedHeaders"] or "").lower().split(";")
-    if "host" not in signed:
-        raise auth_error(service, kind, "X-Amz-SignedHeaders must include 'host'; presign the Host header.")
-    claim = _Signed(access_key, date, region, scope_service, signed, values["X-Amz-Signature"] or "", amz_date, when)
-    _check_expiry(service, param(pairs, "X-Amz-Expires"), when, now)
-    secret = _lookup(service, access_key, lookup_secret)
+    claim = _claim(service, kind, values[0], values[1], values[2], values[3], kind)
+    _check_expiry(service, param(pairs, "X-Amz-Expires"), claim.when, now)
+    secret = lookup_or_fail(service, claim.access_key, lookup_secret)
     if service == "s3":
-        declared = first(hdrs, "x-amz-content-sha256") if "x-amz-content-sha256" in signed else None
+        declared = first(hdrs, "x-amz-content-sha256") if "x-amz-content-sha256" in claim.signed_headers else None
         payload_hash = (declared or UNSIGNED_PAYLOAD).strip()
-    elif body_pairs:
-        payload_hash = EMPTY_SHA256
     else:
-        payload_hash = _ec2_payload(hdrs, form_body or b"")
-    verify_signature(
-        req, hdrs, claim, service=service, secret=secret, payload_hash=payload_hash,
-        query_pairs=pairs if body_pairs else None,
-    )
-    return _result("sigv4-query", claim, secret, payload_hash, service)
+        payload_hash = EMPTY_SHA256 if body_pairs else _ec2_payload(hdrs, form_body or b"")
+    verify_signature(req, hdrs, claim, service=service, secret=secret, payload_hash=payload_hash,
+                     query_pairs=pairs if body_pairs else None)
+    return _result("sigv4-query", claim, secret, payload_hash)
 
 
 def _check_expiry(service: str, expires: str | None, when: datetime, now: datetime) -> None:
-    """X-Amz-Expires: 1..604800 seconds from X-Amz-Date; not yet valid if dated in the future."""
+    """X-Amz-Expires: 0..604800 seconds after X-Amz-Date (EC2 default: the 15-minute skew window)."""
     kind = "malformed_query"
-    if expires is None:
-        if service == "s3":
-            raise auth_error(service, kind, "X-Amz-Expires is missing; presign the URL with an expiry.")
-        seconds = 300
-    else:
-        try:
-            seconds = int(expires)
-        except ValueError:
-            raise auth_error(service, kind, f"X-Amz-Expires should be a number of seconds (got {expires!r}).") from None
-        if seconds < 0:
-            raise auth_error(service, kind, "X-Amz-Expires must be non-negative.")
-        if seconds > MAX_PRESIGN_EXPIRES:
-            raise auth_error(
-                service, kind,
-                f"X-Amz-Expires must be less than a week (in seconds) that is; {MAX_PRESIGN_EXPIRES}.",
-            )
+    if expires is None and service == "s3":
+        raise auth_error(service, kind, "X-Amz-Expires is missing; presign the URL with an expiry.")
+    try:
+        seconds = int(expires) if expires is not None else int(MAX_SKEW.total_seconds())
+    except ValueError:
+        raise auth_error(service, kind, f"X-Amz-Expires should be a number of seconds (got {expires!r}).") from None
+    if not 0 <= seconds <= MAX_PRESIGN_EXPIRES:
+        raise auth_error(service, kind, "X-Amz-Expires must be less than a week (in seconds) that is; "
+                         f"{MAX_PRESIGN_EXPIRES} (and not negative).")
     if when - now > MAX_SKEW:
-        raise auth_error(
-            service, "expired",
-            f"Request is not valid yet: it is dated {when.strftime(SIGV4_TIMESTAMP)}, more than 15 minutes "
-            "in the future; check that your clock is right.",
-        )
+        raise auth_error(service, "expired", f"Request is not valid yet: it is dated {when:%Y%m%dT%H%M%SZ}, "
+                         "more than 15 minutes in the future; check that your clock is right.")
     deadline = when + timedelta(seconds=seconds)
     if now > deadline:
-        extra = {"X-Amz-Expires": str(seconds), "Expires": deadline.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                 "ServerTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
-        raise auth_error(
-            service, "expired",
-            f"Request has expired: the presigned request was valid until {deadline.strftime(SIGV4_TIMESTAMP)} "
-            "and the server time is later; presign a new one (and check your clock).",
-            **(extra if service == "s3" else {}),
-        )
+        extra = {"X-Amz-Expires": str(seconds), "Expires": f"{deadline:%Y-%m-%dT%H:%M:%SZ}",
+                 "ServerTime": f"{now:%Y-%m-%dT%H:%M:%SZ}"}
+        raise auth_error(service, "expired", f"Request has expired: the presigned request was valid until "
+                         f"{deadline:%Y%m%dT%H%M%SZ}; presign a new one (and check that your clock is right).",
+                         **(extra if service == "s3" else {}))

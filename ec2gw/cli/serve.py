@@ -74,6 +74,7 @@ def serve(state: CliState, host: str | None, ec2_port: int | None, s3_port: int 
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "ec2gw",
+        "control_socket_disable": True,
     }
     if settings.tls:
         options.update(tls_options(settings))
@@ -114,7 +115,7 @@ def _is_ip(value: str) -> bool:
 
 
 def start_compute_worker(state: CliState) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "ec2gw.cli.main"]
+    args = [sys.executable, "-m", "ec2gw"]
     for flag, value in (("--data-dir", state.data_dir), ("--config", state.config), ("--database-url", state.database_url)):
         if value:
             args += [flag, value]

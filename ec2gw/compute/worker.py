@@ -253,6 +253,7 @@ class ComputeWorker:
                 if inst.state == "running":
                     if node.domain_type == "test":
                         drv.spawn(test_domain_spec(node, inst.id, inst.vcpus, inst.memory_mib, inst.mac))
+                        log.info("reconcile: recreated domain %s on node %s", inst.id, node.name)
                     else:
                         self._set_state(inst.id, "running", "stopped", "Server.InternalError",
                                         "Server.InternalError: the domain vanished from its node")

@@ -68,3 +68,71 @@ def make_app(data_dir: Path, **settings: Any) -> InProcess:
     app = App(Settings(data_dir=data_dir, **settings))
     app.db.create_schema()
     return InProcess(app, Client(app.wsgi))
+
+
+@dataclass
+class World:
+    """Two users, alice and bob, each with a client, on one in-process App."""
+
+    ip: InProcess
+    alice: accounts.UserRecord
+    bob: accounts.UserRecord
+    a: Any  # alice's EC2 client
+    b: Any  # bob's EC2 client
+
+    @property
+    def app(self) -> App:
+        return self.ip.app
+
+    def user_id(self, name: str) -> int:
+        with self.app.db.session() as s:
+            return accounts.get_user(s, name).id
+
+    def add_image(self, owner: str, name: str, *, kind: str = "machine", public: bool = False, **kw: Any) -> str:
+        """An image row as registration would leave it, for tests that do not need Cumulus."""
+        from ec2gw import ids
+        from ec2gw.db.models import Image
+
+        prefix = {"machine": "ami", "kernel": "aki", "ramdisk": "ari"}[kind]
+        image_id = ids.new_id(prefix)
+        with self.app.db.session(write=True) as s:
+            s.add(Image(id=image_id, owner_id=accounts.get_user(s, owner).id, name=name, kind=kind, is_public=public,
+                        location=f"Repo/VMS/{owner}/{name}", size_bytes=1024, **kw))
+        return image_id
+
+    def add_instance(self, owner: str, *, state: str = "running", terminated_seconds_ago: float | None = None) -> str:
+        """An instance row (no hypervisor involved), e.g. to tag it."""
+        from datetime import datetime, timedelta, timezone
+
+        from ec2gw import ids
+        from ec2gw.db.models import Instance, Reservation
+
+        iid, rid = ids.new_id("i"), ids.new_id("r")
+        with self.app.db.session(write=True) as s:
+            uid = accounts.get_user(s, owner).id
+            s.add(Reservation(id=rid, owner_id=uid))
+            s.flush()
+            terminated_at = None
+            if terminated_seconds_ago is not None:
+                terminated_at = datetime.now(timezone.utc) - timedelta(seconds=terminated_seconds_ago)
+            s.add(Instance(id=iid, owner_id=uid, reservation_id=rid, image_id="ami-12345678", instance_type="m1.small",
+                           vcpus=1, memory_mib=512, state=state, availability_zone="us-east-1a",
+                           terminated_at=terminated_at))
+        return iid
+
+
+def make_world(data_dir: Path, **settings: Any) -> World:
+    ip = make_app(data_dir, **settings)
+    alice, bob = ip.make_user("alice"), ip.make_user("bob")
+    return World(ip, alice, bob, ip.ec2(alice), ip.ec2(bob))
+
+
+def error_of(call: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
+    """(code, message) of the ClientError the call raises; fails the test if it raises none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        call(*args, **kwargs)
+    except ClientError as exc:
+        return exc.response["Error"]["Code"], exc.response["Error"]["Message"]
+    raise AssertionError(f"{getattr(call, '__name__', call)} succeeded, an error was expected")

@@ -1,0 +1,194 @@
+"""Test helpers: private libvirt nodes that leave nothing behind. Never imported by the service.
+
+* make_test_node_uri(): an in-process test-driver node with its own fresh state (test:///PATH/node.xml).
+* PrivateLibvirtd: a real libvirtd in its own mount and network namespace, its configuration and
+  state in a temporary directory (as /work/shared/virt/NOTES.md describes for simulated nodes), so
+  bridges, dnsmasq and firewall rules never touch the machine's own namespace. Its unix socket is
+  reachable from outside the namespace. stop() removes every domain and network it ran and kills
+  any process still left in its mount namespace (QEMU, dnsmasq, virtlogd), by pid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import libvirt
+
+_NODE_XML = """<node>
+  <cpu><mhz>2000</mhz><model>i686</model><active>{cpus}</active><nodes>1</nodes><sockets>1</sockets>
+    <cores>{cpus}</cores><threads>1</threads></cpu>
+  <memory>{kib}</memory>
+</node>
+"""
+
+_START = """#!/bin/sh
+set -e
+R={root}
+mount --make-rprivate /
+mount -t tmpfs tmpfs /run
+mkdir -p /run/libvirt
+for d in etc:/etc/libvirt lib:/var/lib/libvirt log:/var/log/libvirt cache:/var/cache/libvirt run:/run/libvirt; do
+  mount --bind "$R/${{d%%:*}}" "${{d#*:}}"
+done
+if [ -e "$R/kvm" ]; then mount --bind "$R/kvm" /dev/kvm; fi
+ip link set lo up 2>/dev/null || true
+{virtlogd}
+exec libvirtd
+"""
+
+
+def make_test_node_uri(directory: Path, memory_mib: int = 8192, cpus: int = 4) -> str:
+    """Write a <node> file into ``directory``; its test:/// URI gives each connection a fresh node."""
+    path = Path(directory, "node.xml").absolute()
+    path.write_text(_NODE_XML.format(cpus=cpus, kib=memory_mib * 1024))
+    return f"test://{path}"
+
+
+def unavailable_reason() -> str | None:
+    """Why a PrivateLibvirtd cannot run here (None if it can): root, unshare and libvirtd needed."""
+    if os.geteuid() != 0:
+        return "needs root (mount and network namespaces)"
+    for tool in ("unshare", "libvirtd", "mount"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+class PrivateLibvirtd:
+    """A libvirtd with private /etc/libvirt, /var/lib/libvirt, /run/libvirt, ... under ``root``.
+
+    ``virtlogd`` also starts virtlogd (needed for QEMU serial log files). /dev/kvm is replaced in
+    the namespace by a copy owned by group kvm, mode 0660, so that libvirt does not re-probe QEMU
+    on every call (see NOTES.md) without changing the machine's own /dev/kvm.
+    """
+
+    def __init__(self, root: Path, *, virtlogd: bool = False) -> None:
+        self.root = Path(root).absolute()
+        self.virtlogd = virtlogd
+        self.process: subprocess.Popen[bytes] | None = None
+        self._namespace: str | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "run" / "libvirt-sock"
+
+    def uri(self, driver: str = "qemu", path: str = "/system") -> str:
+        """A URI reaching this daemon, e.g. uri('test', '/default') or uri('qemu')."""
+        return f"{driver}+unix://{path}?socket={self.socket}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        for sub in ("etc", "lib", "log/qemu", "cache", "run"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copytree("/etc/libvirt", self.root / "etc", dirs_exist_ok=True)
+        if os.path.exists("/dev/kvm"):
+            kvm = self.root / "kvm"
+            if not kvm.exists():
+                st = os.stat("/dev/kvm")
+                os.mknod(kvm, 0o660 | (st.st_mode & 0o170000), st.st_rdev)
+            try:
+                import grp
+                os.chown(kvm, 0, grp.getgrnam("kvm").gr_gid)
+            except KeyError:
+                pass
+            os.chmod(kvm, 0o660)
+        logd = f'virtlogd >"$R/virtlogd.log" 2>&1 & echo $! >"$R/virtlogd.pid"' if self.virtlogd else ""
+        script = self.root / "start.sh"
+        script.write_text(_START.format(root=self.root, virtlogd=logd))
+        script.chmod(0o755)
+        log = open(self.root / "libvirtd.log", "wb")
+        self.process = subprocess.Popen(["unshare", "--mount", "--net", str(script)], stdout=log,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"libvirtd exited: {(self.root / 'libvirtd.log').read_text()[-2000:]}")
+            if self.socket.exists():
+                try:
+                    libvirt.open(self.uri("test", "/default")).close()
+                    self._namespace = os.readlink(f"/proc/{self.process.pid}/ns/mnt")
+                    return
+                except libvirt.libvirtError:
+                    pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"libvirtd did not answer within {timeout} s")
+
+    def pause(self) -> None:
+        """SIGSTOP the daemon: it keeps its sockets but answers nothing (a hung node)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def _clean_guests(self) -> None:
+        try:
+            conn = libvirt.open(self.uri("qemu"))
+        except libvirt.libvirtError:
+            return
+        try:
+            for dom in conn.listAllDomains(0):
+                try:
+                    if dom.isActive():
+                        dom.destroy()
+                except libvirt.libvirtError:
+                    pass
+            for net in conn.listAllNetworks(0):
+                try:
+                    if net.isActive():
+                        net.destroy()
+                except libvirt.libvirtError:
+                    pass
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """Stop guests, networks and the daemon; kill whatever still runs in its namespace."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.resume()
+            self._clean_guests()
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._namespace:
+            for pid in _pids_in_namespace(self._namespace):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.process = None
+
+    def __enter__(self) -> PrivateLibvirtd:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _pids_in_namespace(namespace: str) -> list[int]:
+    """Processes whose mount namespace is ``namespace`` (all of them started by the daemon)."""
+    pids = []
+    own = os.readlink("/proc/self/ns/mnt")
+    if namespace == own:
+        return pids
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/mnt") == namespace:
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return pids

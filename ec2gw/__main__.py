@@ -1,0 +1,5 @@
+"""`python -m ec2gw` is the `ec2gw` command."""
+
+from ec2gw.cli.main import main
+
+main()
