@@ -95,14 +95,3 @@ class Part(Base):
     checksum_value: Mapped[str | None] = mapped_column(String(128), nullable=True)
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-
-class DeadBlob(Base):
-    """Blobs whose row went away in a transaction; their files are removed after the commit.
-
-    A crash between commit and unlink leaves the name here, and the next sweep removes the file,
-    so no blob is ever orphaned and none is removed while a row still points at it.
-    """
-
-    __tablename__ = "s3_dead_blobs"
-    blob_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

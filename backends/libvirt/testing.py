@@ -162,12 +162,16 @@ class PrivateLibvirtd:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self._namespace:
-            for pid in _pids_in_namespace(self._namespace):
+        for _ in range(50):  # helpers forked around the daemon's exit may appear a moment later
+            left = _pids_in_namespace(self._namespace) if self._namespace else []
+            for pid in left:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+            if not left:
+                break
+            time.sleep(0.1)
         self.process = None
 
     def __enter__(self) -> PrivateLibvirtd:

@@ -72,7 +72,7 @@ class AuthResult:
 _CODES: dict[str, dict[str, tuple[str, int]]] = {
     "ec2": {
         "signature": ("SignatureDoesNotMatch", 403),
-        "unknown_key": ("InvalidClientTokenId", 401),
+        "unknown_key": ("AuthFailure", 401),
         "skew": ("RequestExpired", 400),
         "expired": ("RequestExpired", 400),
         "malformed": ("IncompleteSignature", 400),

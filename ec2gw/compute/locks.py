@@ -6,7 +6,7 @@ renews its lease each pass; a lease not renewed before it expires can be taken o
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +17,7 @@ from ec2gw.db.session import Database
 
 def acquire(db: Database, name: str, holder: str, ttl: float) -> bool:
     """Take or renew the lease `name` for `holder`; True when `holder` holds it afterwards."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     expires = now + timedelta(seconds=ttl)
     with db.session(write=True) as s:
         res = s.execute(
@@ -42,5 +42,5 @@ def release(db: Database, name: str, holder: str) -> None:
         s.execute(
             update(ServiceLock)
             .where(ServiceLock.name == name, ServiceLock.holder == holder)
-            .values(expires_at=datetime(1970, 1, 1, tzinfo=timezone.utc))
+            .values(expires_at=datetime(1970, 1, 1, tzinfo=UTC))
         )

@@ -14,18 +14,18 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 
 from backends.base import DomainNotFound, DriverError, NodeUnavailable, PowerState
-from ec2gw.compute import locks
+from ec2gw.compute import locks, provision, reconcile
 from ec2gw.compute.drivers import DriverPool
 from ec2gw.compute.placement import NodeRef, node_ref
-from ec2gw.compute.specs import test_domain_spec
 from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node, Tag
 from ec2gw.db.session import Database
@@ -150,7 +150,8 @@ class ComputeWorker:
                 self._fail_launch(job, "Server.InternalError", "Server.InternalError: the hypervisor could not start the instance")
 
     def _spec(self, job: Job) -> Any:
-        return test_domain_spec(job.node, job.instance_id, job.vcpus, job.memory_mib, job.mac)
+        """The domain to create: provisions disks, seed and network on the node first."""
+        return provision.prepare(self, job)
 
     def _do_spawn(self, job: Job) -> None:
         drv = self.drivers.get(job.node)
@@ -178,7 +179,8 @@ class ComputeWorker:
 
     def _do_terminate(self, job: Job) -> None:
         self.drivers.get(job.node).destroy(job.instance_id)
-        now = datetime.now(timezone.utc)
+        provision.cleanup(self, job)
+        now = datetime.now(UTC)
         with self.db.session(write=True) as s:
             res = s.execute(
                 update(Instance)
@@ -207,7 +209,7 @@ class ComputeWorker:
             self.drivers.get(job.node).destroy(job.instance_id)
         except DriverError:
             pass
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.db.session(write=True) as s:
             res = s.execute(
                 update(Instance)
@@ -221,77 +223,13 @@ class ComputeWorker:
         with self.db.session(write=True) as s:
             s.execute(update(Node).where(Node.name == name).values(reachable=reachable, last_error=error[:500]))
 
-    # -- reconciliation -----------------------------------------------------------------------
+    # -- reconciliation (ec2gw/compute/reconcile.py) -------------------------------------------
     def reconcile(self) -> None:
-        """Make the nodes match the database after a start: recreate what a node forgot.
-
-        Running (and pending) instances whose domain is missing are spawned again on the test
-        driver, whose state dies with the process; on real nodes a vanished domain means the
-        instance stopped, and it is shown stopped. Domains the database does not know are
-        reported in the log and never destroyed.
-        """
-        with self.db.session() as s:
-            rows = list(s.scalars(select(Instance).where(Instance.state.in_(("running", "stopped", "stopping", "pending")))))
-            refs = {r.id: node_ref(s, self.settings, r.node_name) for r in rows}
-        by_node: dict[NodeRef, list[Instance]] = {}
-        for r in rows:
-            by_node.setdefault(refs[r.id], []).append(r)
-        for node, insts in by_node.items():
-            try:
-                drv = self.drivers.get(node)
-                present = {d.name: d for d in drv.list_domains()}
-            except NodeUnavailable as exc:
-                log.warning("reconcile: node %s does not answer: %s", node.name, exc)
-                continue
-            known = {i.id for i in insts}
-            for name in sorted(set(present) - known):
-                if name.startswith("i-"):
-                    log.warning("reconcile: node %s has domain %s that the database does not know; left alone", node.name, name)
-            for inst in insts:
-                if inst.id in present or inst.task is not None:
-                    continue
-                if inst.state == "running":
-                    if node.domain_type == "test":
-                        drv.spawn(test_domain_spec(node, inst.id, inst.vcpus, inst.memory_mib, inst.mac))
-                        log.info("reconcile: recreated domain %s on node %s", inst.id, node.name)
-                    else:
-                        self._set_state(inst.id, "running", "stopped", "Server.InternalError",
-                                        "Server.InternalError: the domain vanished from its node")
+        reconcile.reconcile(self)
         self._reconciled = True
 
     def sync_power_states(self) -> None:
-        """A guest that powered itself off shows stopped (or terminated, per its shutdown behaviour)."""
-        with self.db.session() as s:
-            rows = list(s.scalars(select(Instance).where(Instance.state == "running", Instance.task.is_(None))))
-            refs = {r.id: node_ref(s, self.settings, r.node_name) for r in rows}
-        by_node: dict[NodeRef, list[Instance]] = {}
-        for r in rows:
-            by_node.setdefault(refs[r.id], []).append(r)
-        for node, insts in by_node.items():
-            try:
-                present = {d.name: d for d in self.drivers.get(node).list_domains()}
-                self._mark_node(node.name, True)
-            except NodeUnavailable as exc:
-                self._mark_node(node.name, False, str(exc))
-                continue
-            for inst in insts:
-                with self._lock:
-                    if inst.id in self.in_flight:
-                        continue
-                info = present.get(inst.id)
-                if info is None or info.state not in (PowerState.SHUTOFF, PowerState.CRASHED):
-                    continue
-                if inst.shutdown_behavior == "terminate":
-                    with self.db.session(write=True) as s:
-                        s.execute(
-                            update(Instance)
-                            .where(Instance.id == inst.id, Instance.state == "running", Instance.task.is_(None))
-                            .values(state="shutting-down", task="terminate", state_reason_code="Client.InstanceInitiatedShutdown",
-                                    state_reason_message="Client.InstanceInitiatedShutdown: Instance initiated shutdown")
-                        )
-                else:
-                    self._set_state(inst.id, "running", "stopped", "Client.InstanceInitiatedShutdown",
-                                    "Client.InstanceInitiatedShutdown: Instance initiated shutdown")
+        reconcile.sync_power_states(self)
 
     def _set_state(self, instance_id: str, expected: str, state: str, code: str, message: str) -> None:
         with self.db.session(write=True) as s:
@@ -303,7 +241,7 @@ class ComputeWorker:
 
     def reap_terminated(self) -> None:
         """Forget terminated instances once they are no longer visible."""
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.settings.terminated_visible_seconds)
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.terminated_visible_seconds)
         with self.db.session(write=True) as s:
             gone = list(s.scalars(select(Instance.id).where(Instance.state == "terminated", Instance.terminated_at < cutoff).limit(1000)))
             if gone:

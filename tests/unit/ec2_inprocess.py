@@ -47,14 +47,15 @@ class InProcess:
         )
         return AWSResponse(request.url, resp.status_code, dict(resp.headers), _Raw(resp.get_data()))
 
-    def ec2(self, user: accounts.UserRecord) -> Any:
+    def ec2(self, user: accounts.UserRecord, validate: bool = True) -> Any:
+        """A client for `user`; validate=False lets it send values botocore would refuse itself."""
         c = boto3.client(
             "ec2",
             endpoint_url=f"http://127.0.0.1:{self.app.settings.ec2_port}",
             region_name="us-east-1",
             aws_access_key_id=user.access_key_id,
             aws_secret_access_key=user.secret_access_key,
-            config=Config(retries={"max_attempts": 1}),
+            config=Config(retries={"max_attempts": 1}, parameter_validation=validate),
         )
         c.meta.events.register("before-send.ec2", self.send)
         return c

@@ -163,8 +163,8 @@ def test_ec2_declared_payload_hash_must_match_body() -> None:
 
 
 def test_ec2_unknown_and_disabled_keys() -> None:
-    expect_error("InvalidClientTokenId", 401, auth_ec2, ec2_request(key="AKNOBODY"))
-    expect_error("InvalidClientTokenId", 401, auth_ec2, ec2_request(key="AKDISABLED"))
+    expect_error("AuthFailure", 401, auth_ec2, ec2_request(key="AKNOBODY"))
+    expect_error("AuthFailure", 401, auth_ec2, ec2_request(key="AKDISABLED"))
 
 
 def test_ec2_clock_skew() -> None:

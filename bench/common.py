@@ -1,0 +1,65 @@
+"""Helpers shared by the benchmark scripts: servers started and stopped by PID, medians."""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.live import LiveServer, free_port, wait_port  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def median_of(runs: int, fn: Callable[[], float]) -> float:
+    return statistics.median(fn() for _ in range(runs))
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+class MotoServer:
+    """moto's server, the peer every figure is compared with."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "MotoServer":
+        self.proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_port(self.port, 60, self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+def ec2gw_server(**kw: Any) -> LiveServer:
+    return LiveServer(Path(tempfile.mkdtemp(prefix="ec2gw-bench-")), **kw).start()
+
+
+def row(label: str, ours: float, peer: float, unit: str, higher_is_better: bool = False) -> str:
+    ratio = (ours / peer) if higher_is_better else (peer / ours if ours else float("inf"))
+    return f"{label:<48} {ours:>10.3f} {unit:<6} {peer:>10.3f} {unit:<6} {ratio:>6.1f}x"
