@@ -16,7 +16,7 @@ import enum
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
     from backends.networks import NetworkDriver
@@ -192,9 +192,11 @@ class NodeInfo:
 class Driver(ABC):
     """A connection to one VMM node.
 
-    Guarantees common to all methods: they are safe to call from several threads; a call never
-    blocks longer than the driver's timeout (then :class:`NodeUnavailable`); after a broken
-    connection the next call reconnects by itself.
+    Guarantees common to all methods: they are safe to call from several threads; no request to
+    the node blocks longer than the driver's timeout (then :class:`NodeUnavailable`), so a method
+    returns within a small multiple of it (power_off() also waits its own ``timeout``; volume
+    transfers are bounded per chunk); after a broken connection the next call reconnects by
+    itself. libvirt's own exceptions never escape: every failure is a :class:`DriverError`.
     """
 
     #: The domain type this node runs ('test', 'qemu', 'kvm' or 'xen'), from configuration.
@@ -272,7 +274,7 @@ class Driver(ABC):
         """Virtual networks and their DHCP host entries on this node (see backends.networks)."""
         raise NotSupported(f"{type(self).__name__} has no network API")
 
-    def __enter__(self) -> Driver:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,9 +9,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 CHUNK_SIZE = 1 << 20
+
+
+class Readable(Protocol):
+    """Where uploads read from: an open file, a socket file, an HTTP body stream."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+class Writable(Protocol):
+    """Where downloads write to."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +69,13 @@ class VolumeDriver(ABC):
         """
 
     @abstractmethod
-    def upload_volume(self, pool: str, name: str, source: BinaryIO, size: int,
+    def upload_volume(self, pool: str, name: str, source: Readable, size: int,
                       chunk_size: int = CHUNK_SIZE) -> VolumeInfo:
         """Create volume ``name`` and fill it with exactly ``size`` bytes read from ``source``.
 
         The bytes are streamed in chunks of at most ``chunk_size`` (memory stays bounded). The
-        format (raw or qcow2) is detected by the node from the content. If the source ends early
+        format is detected by the node from the content (raw, qcow2; 'iso' for an ISO image,
+        which a DiskSpec attaches with format raw). If the source ends early
         or anything fails, the half-written volume is deleted and the error raised; only when the
         node stops answering (NodeUnavailable) may a partial volume remain, for delete_volume()
         to remove later. An existing volume of that name: base.AlreadyExists.
@@ -81,6 +94,19 @@ class VolumeDriver(ABC):
         """Delete the volume. A missing volume (or pool) is success."""
 
     @abstractmethod
-    def download_volume(self, pool: str, name: str, sink: BinaryIO,
+    def download_volume(self, pool: str, name: str, sink: Writable,
                         chunk_size: int = CHUNK_SIZE) -> int:
         """Write the volume's bytes to ``sink`` in bounded chunks; returns the number written."""
+
+    def copy_volume(self, pool: str, name: str, source_pool: str, source_name: str, format: str = "qcow2",
+                    timeout: float = 3600.0) -> VolumeInfo:
+        """Create volume ``name`` as a flattened copy of ``source_name``: the source's whole content
+        (its backing chain merged in) converted to ``format``, with no backing store of its own.
+
+        Done on the node (a stopped instance's overlay becomes a self-contained image without its
+        bytes crossing the network); ``timeout`` bounds the copy. The source must not be in use
+        by a running guest. An existing volume of that name: base.AlreadyExists.
+        """
+        from backends.base import NotSupported
+
+        raise NotSupported(f"{type(self).__name__} cannot copy volumes")

@@ -24,11 +24,11 @@ from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node
 from ec2gw.db.session import Database
 from ec2gw.errors import ServiceError
-from ec2gw.network import pools
 
 log = logging.getLogger("ec2gw")
 
-API_MODULES = ("regions", "instances", "instance_actions", "images", "keypairs", "tags", "security_groups")
+API_MODULES = ("regions", "instances", "instance_actions", "images", "keypairs", "tags", "security_groups",
+               "create_image")
 
 
 def load_providers() -> dispatch.Registry:
@@ -81,19 +81,10 @@ class App:
         return instance_limit(self, principal)
 
     def assign_addresses(self, s: Session, instances: list[Instance], slots: list[NodeRef]) -> None:
-        """One address per instance from the first pool its node serves (the default pool otherwise)."""
-        groups: dict[tuple[str, ...], list[Instance]] = {}
-        for inst, node in zip(instances, slots):
-            groups.setdefault(node.pools, []).append(inst)
-        for pool_names, members in groups.items():
-            pool = pool_names[0] if pool_names else pools.DEFAULT_POOL
-            if pool == pools.DEFAULT_POOL:
-                pools.ensure_default_pool(s)
-            addrs = pools.allocate(s, pool, [i.id for i in members], self.settings.address_grace_seconds)
-            for inst, addr in zip(members, addrs):
-                inst.private_ip = addr.ip
-                inst.mac = addr.mac
-                inst.private_dns = addr.hostname
+        """Addresses (one NIC per distinct pool its type and node call for) for each new instance."""
+        from ec2gw.network import selection
+
+        selection.assign(s, self.settings, instances, slots)
 
     def node_reachability(self, s: Session) -> dict[str, bool]:
         return {name: ok for name, ok in s.execute(select(Node.name, Node.reachable))}

@@ -37,6 +37,11 @@ class Settings:
     region: str = "us-east-1"
     #: host names / addresses written into client bundles and server certificates
     public_host: str = ""
+    #: how clients reach the service, as written into client bundles: "http" or "https" ("" follows
+    #: the running service, else `tls`), and the ports (0 follows the running service's listeners)
+    public_scheme: str = ""
+    public_ec2_port: int = 0
+    public_s3_port: int = 0
     instance_types: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_INSTANCE_TYPES))
     default_instance_type: str = "m1.small"
     #: how long terminated instances stay visible (EC2: about an hour)
@@ -51,13 +56,37 @@ class Settings:
     #: lease defaults (hours) as Nimbus had them
     lease_default_hours: float = 24.0
     lease_max_hours: float = 24.0 * 14
+    #: seconds between passes of the lease reaper (in the compute worker)
+    lease_check_seconds: float = 5.0
     #: libvirt URI of the implicit node used when none is registered
     default_node_uri: str = "test:///default"
     max_user_data_bytes: int = 16384
     #: instances a user may have when no quota says otherwise
     max_instances_per_user: int = 20000
+    #: per-user defaults when neither a user nor a group quota says otherwise (-1: no limit)
+    quota_vcpus: int = -1
+    quota_memory_mb: int = -1
+    quota_storage_gb: float = -1.0
     #: seconds a released address waits before it is handed out again
     address_grace_seconds: float = 0.0
+    #: Nimbus network pools: the pool EC2 calls public and the one it calls private. Instance types
+    #: get a NIC in both (one per distinct pool) unless instance_type_networks says otherwise, e.g.
+    #: "t2.micro=private, m1.large=public+private"
+    network_public_pool: str = "public"
+    network_private_pool: str = "private"
+    instance_type_networks: str = ""
+    #: prefix of the MACs generated for pool entries that give none
+    mac_prefix: str = "52:54:00"
+    #: on every VMM node: the directory under which libvirt dir pools keep cached images, instance
+    #: disks and seeds, and console logs
+    node_storage_dir: str = "/var/lib/ec2gw"
+    #: kernel command line for machine images booted with a kernel (aki-) and ramdisk (ari-)
+    kernel_cmdline: str = "console=ttyS0 root=/dev/vda"
+    #: bus of the NoCloud seed cdrom: ide works with every x86 guest kernel (Debian's cloud kernel
+    #: has no AHCI driver, so a sata cdrom stays invisible to it)
+    seed_cdrom_bus: str = "ide"
+    #: after caching an image on a node, read it back and compare its SHA-256 (doubles first use)
+    image_cache_readback: bool = False
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

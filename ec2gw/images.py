@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -39,7 +39,7 @@ _SNIFF_BYTES = 512
 
 def _store() -> Any:
     try:
-        from storage import images as store
+        from storage import images as store  # type: ignore[attr-defined,unused-ignore]
     except ModuleNotFoundError as exc:
         if exc.name not in ("storage.images",):
             raise
@@ -49,7 +49,7 @@ def _store() -> Any:
     return store
 
 
-def inspect_object(app: "App", user_id: int, bucket: str, key: str) -> tuple[int, str]:
+def inspect_object(app: App, user_id: int, bucket: str, key: str) -> tuple[int, str]:
     """(size, disk format) of the Cumulus object `bucket/key`, which the user must be able to read."""
     store = _store()
     where = f"{bucket}/{key}"
@@ -230,7 +230,7 @@ def insert_image(s: Session, owner_id: int, reg: Registration, size: int, disk_f
     return row
 
 
-def register(app: "App", owner_id: int, reg: Registration) -> Image:
+def register(app: App, owner_id: int, reg: Registration) -> Image:
     """Validate, look at the object in Cumulus (outside any write transaction), then insert."""
     reg.check()
     bucket, key = parse_location(reg.location)
@@ -245,14 +245,14 @@ def register(app: "App", owner_id: int, reg: Registration) -> Image:
 
 def deregister(s: Session, image: Image) -> None:
     """Remove the image and its tags; the Cumulus object stays, as an S3 bundle does on EC2."""
-    s.execute(Tag.__table__.delete().where(Tag.resource_id == image.id))
+    s.execute(delete(Tag).where(Tag.resource_id == image.id))
     s.delete(image)
 
 
 # --- admin import ------------------------------------------------------------------------------
 
 def import_image(
-    app: "App", *, name: str, path: str | os.PathLike[str], kind: str = "machine", kernel_id: str | None = None,
+    app: App, *, name: str, path: str | os.PathLike[str], kind: str = "machine", kernel_id: str | None = None,
     ramdisk_id: str | None = None, owner_name: str | None = None, public: bool = False,
 ) -> str:
     """Put a local image file into Cumulus under the Nimbus layout and register it; returns its id.
@@ -278,10 +278,16 @@ def import_image(
         owner_id, owner_login = owner.id, owner.name
         _duplicate_name(s, owner_id, name)
         check_references(s, owner_id, reg)
-    store = _store()
-    settings = app.settings
-    key = store.common_image_key(settings, name) if public else store.user_image_key(settings, owner_login, name)
-    bucket = settings.image_bucket
+        store = _store()
+        settings = app.settings
+        key = store.common_image_key(settings, name) if public else store.user_image_key(settings, owner_login, name)
+        bucket = settings.image_bucket
+        holder = s.scalar(select(Image.id).where(Image.location == f"{bucket}/{key}"))
+        if holder is not None:  # never overwrite the disk of another image
+            raise ServiceError(
+                "InvalidAMIName.Duplicate",
+                f"The object {bucket}/{key} already holds image {holder}; import under another name.",
+            )
     store.put_file(app, owner_id, bucket, key, path, os.path.getsize(path))
     reg.location = f"{bucket}/{key}"
     size, disk_format = inspect_object(app, owner_id, bucket, key)

@@ -309,11 +309,14 @@ class SegmentReader(io.RawIOBase):
         self._index = 0
         return self.tell()
 
-    def single_file(self) -> tuple[BinaryIO, int] | None:
-        """(file, offset) when the whole range lies in one blob: the caller may sendfile() it."""
+    def take_single_file(self) -> BinaryIO | None:
+        """When the whole range lies in one blob: that file, positioned at the range's start and
+        handed over to the caller (who closes it), so the server can sendfile() it."""
         if len(self._plan) == 1 and 0 in self._files:
             _, seg_off, _ = self._plan[0]
-            return self._files[0], self._pos - seg_off
+            f = self._files.pop(0)
+            f.seek(self._pos - seg_off)
+            return f
         return None
 
     def _file(self, i: int) -> BinaryIO:
@@ -343,11 +346,30 @@ class SegmentReader(io.RawIOBase):
         return got
 
     def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (never across a segment boundary); b"" at the end."""
         if size is None or size < 0:
             size = self.end - self._pos
-        buf = bytearray(min(size, self.end - self._pos))
-        n = self.readinto(buf) if buf else 0
-        return bytes(buf[:n])
+        want = min(size, self.end - self._pos)
+        if want <= 0:
+            return b""
+        while self._index < len(self._plan):
+            _, seg_off, n = self._plan[self._index]
+            if seg_off <= self._pos < seg_off + n:
+                break
+            self._index += 1
+        else:
+            return b""
+        _, seg_off, n = self._plan[self._index]
+        data = os.pread(self._file(self._index).fileno(), min(want, seg_off + n - self._pos), self._pos - seg_off)
+        if not data:
+            raise OSError(errno.EIO, "blob is shorter than recorded")
+        self._pos += len(data)
+        return data
+
+    def chunks(self, size: int = CHUNK) -> Iterator[bytes]:
+        """The remaining bytes in pieces of at most `size` (the WSGI response body)."""
+        while data := self.read(size):
+            yield data
 
     def close(self) -> None:
         for f in self._files.values():

@@ -9,8 +9,9 @@ Policy (which devices a spec gets) lives in designer.py, not here.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Self, TypeVar
 
 from lxml import etree
 
@@ -43,14 +44,14 @@ class XmlObject:
         raise NotImplementedError
 
     @classmethod
-    def from_element(cls: type[T], el: etree._Element) -> T:
+    def from_element(cls, el: etree._Element) -> Self:
         raise NotImplementedError
 
     def to_xml(self) -> str:
         return etree.tostring(self.to_element(), pretty_print=True, encoding="unicode")
 
     @classmethod
-    def from_xml(cls: type[T], text: str | bytes) -> T:
+    def from_xml(cls, text: str | bytes) -> Self:
         el = etree.fromstring(text.encode() if isinstance(text, str) else text)
         if el.tag != cls.root_name:
             raise ValueError(f"expected <{cls.root_name}>, got <{el.tag}>")
@@ -284,6 +285,6 @@ class GuestDomain(XmlObject):
                    on_poweroff=el.findtext("on_poweroff"), on_reboot=el.findtext("on_reboot"),
                    on_crash=el.findtext("on_crash"), devices=devices)
 
-    def find(self, kind: type[XmlObject]) -> list[GuestDevice]:
+    def find(self, kind: builtins.type[XmlObject]) -> list[GuestDevice]:
         """The devices of one class, in order (``dom.find(GuestDisk)``)."""
         return [d for d in self.devices if type(d) is kind]

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import libvirt
@@ -87,7 +88,7 @@ def is_connection_error(err: libvirt.libvirtError) -> bool:
 
 
 class _Outcome:
-    __slots__ = ("value", "error", "alive", "done")
+    __slots__ = ("alive", "done", "error", "value")
 
     def __init__(self) -> None:
         self.value: object = None
@@ -106,7 +107,7 @@ def run_with_deadline(fn: Callable[[], T], timeout: float | None, what: str) -> 
     def work() -> None:
         try:
             out.value = fn()
-        except BaseException as exc:  # handed to the caller's thread below
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the caller's thread below)
             out.error = exc
         finally:
             out.done.set()
@@ -122,7 +123,7 @@ def run_with_deadline(fn: Callable[[], T], timeout: float | None, what: str) -> 
 class _Handle:
     """A virConnect plus the number of calls using it, so it is closed only once they are done."""
 
-    __slots__ = ("conn", "users", "retired", "closed")
+    __slots__ = ("closed", "conn", "retired", "users")
 
     def __init__(self, conn: libvirt.virConnect) -> None:
         self.conn = conn

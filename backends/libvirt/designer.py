@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from backends.base import DiskSpec, DomainSpec, InvalidSpec, NicSpec
 from backends.libvirt.config import (
-    GuestConsole, GuestDevice, GuestDisk, GuestDomain, GuestInterface, GuestMemballoon, GuestOS,
-    GuestSerial)
+    GuestConsole,
+    GuestDevice,
+    GuestDisk,
+    GuestDomain,
+    GuestInterface,
+    GuestMemballoon,
+    GuestOS,
+    GuestSerial,
+)
 
 _BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "usb": "sd", "ide": "hd", "xen": "xvd"}
 

@@ -7,15 +7,28 @@ the DriverError subclasses of backends.base.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import libvirt
 
 from backends.base import (
-    DOMAIN_TYPES, DomainExists, DomainInfo, DomainNotFound, DomainSpec, Driver, DriverError,
-    InvalidSpec, NodeInfo, NodeUnavailable, PowerState, SpawnFailed)
+    DOMAIN_TYPES,
+    DomainExists,
+    DomainInfo,
+    DomainNotFound,
+    DomainSpec,
+    Driver,
+    DriverError,
+    InvalidSpec,
+    NodeInfo,
+    NodeUnavailable,
+    PowerState,
+    SpawnFailed,
+)
 from backends.libvirt import console, designer
 from backends.libvirt.connection import Connection, describe
 from backends.libvirt.network import LibvirtNetworks
@@ -132,6 +145,9 @@ class LibvirtDriver(Driver):
             raise DriverError(f"{what} failed on {self.uri}: {describe(exc)}") from exc
 
     def spawn(self, spec: DomainSpec) -> DomainInfo:
+        """See Driver.spawn. On a test-driver node every domain is of type 'test', whatever the spec."""
+        if self.domain_type == "test" and spec.domain_type not in (None, "test"):
+            spec = dataclasses.replace(spec, domain_type="test")
         xml = designer.domain_config(spec, self.domain_type).to_xml()
 
         def define(conn: libvirt.virConnect) -> None:

@@ -7,7 +7,8 @@ instance's address holds across network restarts without redefining the network.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import libvirt
 

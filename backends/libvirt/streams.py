@@ -7,17 +7,19 @@ raises NodeUnavailable instead of hanging the transfer forever.
 
 from __future__ import annotations
 
-from typing import BinaryIO, Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import libvirt
 
 from backends.base import DriverError
+from backends.volumes import Readable, Writable
 
 T = TypeVar("T")
 Bounded = Callable[[Callable[[], T], str], T]
 
 
-def send_from(stream: libvirt.virStream, source: BinaryIO, size: int, chunk_size: int,
+def send_from(stream: libvirt.virStream, source: Readable, size: int, chunk_size: int,
               bounded: Bounded) -> None:
     """Send exactly ``size`` bytes read from ``source`` and finish the stream.
 
@@ -28,17 +30,16 @@ def send_from(stream: libvirt.virStream, source: BinaryIO, size: int, chunk_size
         chunk = source.read(min(chunk_size, remaining))
         if not chunk:
             raise DriverError(f"the source ended after {size - remaining} of {size} bytes")
-        view = memoryview(chunk)
-        while view:
-            sent = bounded(lambda v=view: stream.send(bytes(v)), "sending a chunk")
+        remaining -= len(chunk)
+        while chunk:
+            sent = bounded(lambda data=chunk: stream.send(data), "sending a chunk")  # type: ignore[misc]
             if sent < 0:
                 raise DriverError("the stream refused data")
-            view = view[sent:]
-        remaining -= len(chunk)
+            chunk = chunk[sent:]
     bounded(stream.finish, "finishing the upload")
 
 
-def recv_into(stream: libvirt.virStream, sink: BinaryIO, chunk_size: int, bounded: Bounded) -> int:
+def recv_into(stream: libvirt.virStream, sink: Writable, chunk_size: int, bounded: Bounded) -> int:
     """Copy the stream into ``sink`` until its end, finish it, and return the byte count."""
     total = 0
     while True:

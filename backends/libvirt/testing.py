@@ -1,6 +1,8 @@
 """Test helpers: private libvirt nodes that leave nothing behind. Never imported by the service.
 
 * make_test_node_uri(): an in-process test-driver node with its own fresh state (test:///PATH/node.xml).
+* tiny_kernel(): a few dozen bytes of x86 code that QEMU boots directly (multiboot) and that
+  prints a line on the serial console, once or forever: a real QEMU guest without any image.
 * PrivateLibvirtd: a real libvirtd in its own mount and network namespace, its configuration and
   state in a temporary directory (as /work/shared/virt/NOTES.md describes for simulated nodes), so
   bridges, dnsmasq and firewall rules never touch the machine's own namespace. Its unix socket is
@@ -13,9 +15,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 import libvirt
 
@@ -31,7 +35,7 @@ set -e
 R={root}
 mount --make-rprivate /
 mount -t tmpfs tmpfs /run
-mkdir -p /run/libvirt
+mkdir -p /run/libvirt /run/lock
 for d in etc:/etc/libvirt lib:/var/lib/libvirt log:/var/log/libvirt cache:/var/cache/libvirt run:/run/libvirt; do
   mount --bind "$R/${{d%%:*}}" "${{d#*:}}"
 done
@@ -47,6 +51,39 @@ def make_test_node_uri(directory: Path, memory_mib: int = 8192, cpus: int = 4) -
     path = Path(directory, "node.xml").absolute()
     path.write_text(_NODE_XML.format(cpus=cpus, kib=memory_mib * 1024))
     return f"test://{path}"
+
+
+def tiny_kernel(message: bytes, *, repeat: bool = False, delay_loops: int = 20_000_000) -> bytes:
+    """A multiboot kernel (the a.out kludge: load address in the header) printing ``message``
+    on COM1, then halting, or with ``repeat`` printing it again after a busy delay, forever.
+
+    The halting guest idles (no CPU use); the repeating one keeps one host core busy. Neither
+    reacts to ACPI, so power_off() always ends in a hard stop for it.
+    """
+    base, header_len = 0x100000, 32
+    magic, flags = 0x1BADB002, 0x00010000
+    code = bytearray(b"\xBE\0\0\0\0")  # mov esi, message
+    code += b"\x66\xBA\xF8\x03"  # mov dx, 0x3f8
+    again = len(code)
+    code += b"\xAC\x84\xC0\x74\x03"  # lodsb; test al, al; jz +3
+    code += b"\xEE\xEB" + struct.pack("b", again - (len(code) + 3))  # out dx, al; jmp again
+    if repeat:
+        code += b"\xB9" + struct.pack("<I", delay_loops)  # mov ecx, delay_loops
+        spin = len(code)
+        code += b"\x49\x75" + struct.pack("b", spin - (len(code) + 3))  # dec ecx; jnz spin
+        code += b"\xEB" + struct.pack("b", -(len(code) + 2))  # jmp start
+    else:
+        code += b"\xFA\xF4\xEB\xFD"  # cli; hlt; jmp hlt
+    code[1:5] = struct.pack("<I", base + header_len + len(code))
+    header = struct.pack("<8I", magic, flags, (-(magic + flags)) & 0xFFFFFFFF, base, base, 0, 0,
+                         base + header_len)
+    return header + bytes(code) + message + b"\0"
+
+
+def qemu_unavailable_reason() -> str | None:
+    """Why QEMU guests cannot run in a PrivateLibvirtd here (None if they can)."""
+    return unavailable_reason() or (None if shutil.which("qemu-system-x86_64") else
+                                    "qemu-system-x86_64 is not installed")
 
 
 def unavailable_reason() -> str | None:
@@ -85,6 +122,9 @@ class PrivateLibvirtd:
         for sub in ("etc", "lib", "log/qemu", "cache", "run"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         shutil.copytree("/etc/libvirt", self.root / "etc", dirs_exist_ok=True)
+        with open(self.root / "etc" / "qemu.conf", "a") as conf:
+            # guests read kernels and logs under pytest's 0700 temporary directories
+            conf.write('\nuser = "root"\ngroup = "root"\nsecurity_driver = "none"\n')
         if os.path.exists("/dev/kvm"):
             kvm = self.root / "kvm"
             if not kvm.exists():
@@ -96,11 +136,11 @@ class PrivateLibvirtd:
             except KeyError:
                 pass
             os.chmod(kvm, 0o660)
-        logd = f'virtlogd >"$R/virtlogd.log" 2>&1 & echo $! >"$R/virtlogd.pid"' if self.virtlogd else ""
+        logd = 'virtlogd >"$R/virtlogd.log" 2>&1 & echo $! >"$R/virtlogd.pid"' if self.virtlogd else ""
         script = self.root / "start.sh"
         script.write_text(_START.format(root=self.root, virtlogd=logd))
         script.chmod(0o755)
-        log = open(self.root / "libvirtd.log", "wb")
+        log = open(self.root / "libvirtd.log", "wb")  # noqa: SIM115 (handed to the child)
         self.process = subprocess.Popen(["unshare", "--mount", "--net", str(script)], stdout=log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
@@ -174,7 +214,7 @@ class PrivateLibvirtd:
             time.sleep(0.1)
         self.process = None
 
-    def __enter__(self) -> PrivateLibvirtd:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -184,7 +224,7 @@ class PrivateLibvirtd:
 
 def _pids_in_namespace(namespace: str) -> list[int]:
     """Processes whose mount namespace is ``namespace`` (all of them started by the daemon)."""
-    pids = []
+    pids: list[int] = []
     own = os.readlink("/proc/self/ns/mnt")
     if namespace == own:
         return pids

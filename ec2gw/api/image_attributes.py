@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 
 from ec2gw import images as svc
 from ec2gw.api.context import RequestContext
+from ec2gw.aws.dispatch import operation
 from ec2gw.aws.serializer import format_timestamp
 from ec2gw.db.models import Image, Instance
-from ec2gw.aws.dispatch import operation
 from ec2gw.errors import ServiceError, invalid_value
 
 ATTRIBUTES = (

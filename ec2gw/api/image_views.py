@@ -34,5 +34,8 @@ def image_item(img: Image, owner_account: str, tags: list[dict[str, str]]) -> di
         "SourceInstanceId": img.source_instance_id,
     }
     if img.state_reason:
-        item["StateReason"] = {"Code": img.state, "Message": img.state_reason}
+        code, sep, message = img.state_reason.partition(": ")
+        if not (sep and code.startswith(("Client.", "Server."))):
+            code, message = img.state, img.state_reason
+        item["StateReason"] = {"Code": code, "Message": message}
     return item

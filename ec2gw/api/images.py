@@ -67,7 +67,7 @@ FILTERS: dict[str, Any] = {
 
 
 def owners_condition(ctx: RequestContext, owners: list[str]) -> Any:
-    conds = []
+    conds: list[Any] = []
     for o in owners:
         if o == "self" or o == ctx.principal.account_id:
             conds.append(Image.owner_id == ctx.user_id)
@@ -85,7 +85,7 @@ def owners_condition(ctx: RequestContext, owners: list[str]) -> Any:
 
 def executable_condition(ctx: RequestContext, users: list[str]) -> Any:
     """all: public images; self or the caller's account: the caller's own (images are shared only publicly)."""
-    conds = []
+    conds: list[Any] = []
     for u in users:
         if u == "all":
             conds.append(Image.is_public.is_(True))
@@ -191,4 +191,4 @@ def deregister_image(
     return {"Return": True}
 
 
-from ec2gw.api import image_attributes  # noqa: E402,F401  (registers the attribute operations)
+from ec2gw.api import image_attributes  # noqa: F401  (registers the attribute operations)

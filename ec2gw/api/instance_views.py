@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from ec2gw.compute import leases
 from ec2gw.compute.states import state_dict
 from ec2gw.db.models import Instance
 
@@ -39,7 +40,7 @@ def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | No
         "PlatformDetails": "Linux/UNIX",
         "UsageOperation": "RunInstances",
         "CpuOptions": {"CoreCount": inst.vcpus, "ThreadsPerCore": 1},
-        "Tags": tags or None,
+        "Tags": leases.with_end_tag(inst, tags) or None,
         "SecurityGroups": [{"GroupName": "default", "GroupId": group_id}] if group_id else [],
         "NetworkInterfaces": [],
         "MetadataOptions": {"State": "applied", "HttpTokens": "optional", "HttpEndpoint": "disabled"},

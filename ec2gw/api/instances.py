@@ -25,6 +25,7 @@ from ec2gw.api.tagging import set_tags, tags_for, tags_from_specifications
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions
 from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
+from ec2gw.compute import leases
 from ec2gw.compute import placement as node_placement
 from ec2gw.compute.states import CODES
 from ec2gw.compute.zones import list_zones
@@ -102,6 +103,7 @@ def run_instances(
         raise invalid_value("InstanceInitiatedShutdownBehavior", behavior, "Use stop or terminate.")
     udata = _user_data(user_data, settings.max_user_data_bytes)
     tags = tags_from_specifications(tag_specifications, "instance")
+    lease_hours = leases.launch_hours(settings, tags)
     zone = (placement or {}).get("AvailabilityZone") or None
     if client_token is not None and len(client_token) > 64:
         raise invalid_value("ClientToken", client_token[:20] + "...", "Client tokens are at most 64 ASCII characters.")
@@ -136,14 +138,9 @@ def run_instances(
             raise ServiceError(
                 "InvalidParameterValue", f"Invalid availability zone: [{zone}]. DescribeAvailabilityZones lists the zones."
             )
-        limit = ctx.app.instance_limit(ctx.principal)
-        active = s.query(Instance).filter(Instance.owner_id == ctx.user_id, Instance.state != "terminated").count()
-        allowed = min(max_count, max(0, limit - active))
-        if allowed < min_count:
-            raise ServiceError(
-                "InstanceLimitExceeded",
-                f"Your quota allows running {limit} instances; you have {active}. Terminate instances or ask for a larger quota.",
-            )
+        from ec2gw.quotas import launch_allowance  # instances, vCPUs and memory per user and group
+
+        allowed = launch_allowance(s, ctx.app, ctx.principal, min_count, max_count, itype, vcpus, memory)
         slots = node_placement.place(s, settings, zone, allowed, vcpus, memory)
         if len(slots) < min_count:
             raise ServiceError(
@@ -161,7 +158,7 @@ def run_instances(
                 "IdempotentParameterMismatch", f"The client token '{client_token}' is being used by a concurrent request; retry it."
             ) from None
         now = datetime.now(timezone.utc)
-        lease_end = now + timedelta(hours=settings.lease_default_hours)
+        lease_end = now + timedelta(hours=lease_hours)
         instances = []
         for index, node in enumerate(slots):
             inst = Instance(

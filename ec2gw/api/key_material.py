@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import struct
 from dataclasses import dataclass
 
@@ -65,19 +66,55 @@ def _spki_md5(public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
     return colon_hex(hashlib.md5(der, usedforsecurity=False).digest())
 
 
-def generate(key_type: str) -> NewKey:
-    """A new key pair as EC2 makes it: RSA 2048 in PKCS#1 PEM, ED25519 in OpenSSH's private format."""
+def _string(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def _mpint(n: int) -> bytes:
+    return _string(n.to_bytes((n.bit_length() + 8) // 8, "big"))
+
+
+def _lines(data: bytes) -> list[str]:
+    text = base64.b64encode(data).decode()
+    return [text[i : i + 64] for i in range(0, len(text), 64)]
+
+
+def to_ppk(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey, comment: str) -> str:
+    """The private key as an unencrypted PuTTY key file (PPK version 2, read by every PuTTY)."""
+    public_line = _openssh_public(key.public_key())
+    algorithm, public_blob = public_line.split()[0], openssh_blob(public_line)
+    if isinstance(key, rsa.RSAPrivateKey):
+        n = key.private_numbers()
+        private_blob = _mpint(n.d) + _mpint(n.p) + _mpint(n.q) + _mpint(n.iqmp)
+    else:
+        private_blob = _string(
+            key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        )
+    mac_key = hashlib.sha1(b"putty-private-key-file-mac-key", usedforsecurity=False).digest()
+    mac_data = b"".join(_string(x) for x in (algorithm.encode(), b"none", comment.encode(), public_blob, private_blob))
+    mac = hmac.new(mac_key, mac_data, hashlib.sha1).hexdigest()
+    pub, priv = _lines(public_blob), _lines(private_blob)
+    out = [f"PuTTY-User-Key-File-2: {algorithm}", "Encryption: none", f"Comment: {comment}",
+           f"Public-Lines: {len(pub)}", *pub, f"Private-Lines: {len(priv)}", *priv, f"Private-MAC: {mac}"]
+    return "\n".join(out) + "\n"
+
+
+def generate(key_type: str, key_format: str = "pem", comment: str = "") -> NewKey:
+    """A new key pair as EC2 makes it: RSA 2048 in PKCS#1 PEM, ED25519 in OpenSSH's private format,
+    or either as a PuTTY .ppk file. The fingerprint does not depend on the format."""
     none = serialization.NoEncryption()
     if key_type == "rsa":
         rkey = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
         pem = rkey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, none)
         pkcs8 = rkey.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, none)
         fingerprint = colon_hex(hashlib.sha1(pkcs8, usedforsecurity=False).digest())
-        return NewKey("rsa", pem.decode(), _openssh_public(rkey.public_key()), fingerprint)
+        material = to_ppk(rkey, comment) if key_format == "ppk" else pem.decode()
+        return NewKey("rsa", material, _openssh_public(rkey.public_key()), fingerprint)
     ekey = ed25519.Ed25519PrivateKey.generate()
     pem = ekey.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, none)
     public = _openssh_public(ekey.public_key())
-    return NewKey("ed25519", pem.decode(), public, sha256_fingerprint(public))
+    material = to_ppk(ekey, comment) if key_format == "ppk" else pem.decode()
+    return NewKey("ed25519", material, public, sha256_fingerprint(public))
 
 
 def _bad_format(why: str) -> ServiceError:

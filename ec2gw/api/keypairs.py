@@ -90,13 +90,11 @@ def create_key_pair(
     if key_type not in ("rsa", "ed25519"):
         raise invalid_value("KeyType", key_type, "Valid key types are rsa and ed25519.")
     key_format = key_format or "pem"
-    if key_format != "pem":
-        raise invalid_value(
-            "KeyFormat", key_format, "This cloud returns private keys in pem format only; convert with puttygen for PuTTY."
-        )
+    if key_format not in ("pem", "ppk"):
+        raise invalid_value("KeyFormat", key_format, "Valid key formats are pem and ppk (PuTTY).")
     tags = tags_from_specifications(tag_specifications, "key-pair")
     ctx.check_dry_run(dry_run)
-    new = key_material.generate(key_type)
+    new = key_material.generate(key_type, key_format, comment=key_name)
     row = _store(ctx, key_name, new.key_type, new.public_key, new.fingerprint, tags)
     return {
         "KeyName": row.name, "KeyFingerprint": row.fingerprint, "KeyMaterial": new.private_key,

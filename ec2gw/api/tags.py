@@ -20,6 +20,7 @@ from ec2gw.api.tagging import set_tags, validate_tags
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any, normalize
 from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
+from ec2gw.compute import leases
 from ec2gw.db.models import Image, Instance, KeyPair, SecurityGroup, Tag
 from ec2gw.errors import ServiceError
 
@@ -101,6 +102,7 @@ def create_tags(
     ctx.check_dry_run(dry_run)
     with ctx.db.session(write=True) as s:
         check_owned(s, ctx, wanted)
+        leases.on_create_tags(s, ctx, wanted, pairs)
         for rid in wanted:
             set_tags(s, ctx.user_id, rid, pairs)
     return {}

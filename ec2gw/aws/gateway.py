@@ -163,7 +163,7 @@ class Ec2Gateway:
                     "InvalidParameterValue", "The request body is not valid UTF-8; send urlencoded UTF-8 parameters."
                 ) from None
             params += decode_params(text, "request body")
-        headers = EnvironHeaders(environ)
+        headers: Any = EnvironHeaders(environ)
         view = RequestView(method=method, path=raw_path(environ), query=query_string, headers=headers)
         principal_box: list[Principal] = []
 

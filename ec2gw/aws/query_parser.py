@@ -26,7 +26,7 @@ PROTOCOL_PARAMS = frozenset(
     }
 )
 
-_Node = dict[str, Any]  # segment -> node; the leaf value lives under the key None
+_Node = dict[Any, Any]  # segment -> node; the leaf value lives under the key None
 
 
 def wire_name(shape: Shape, member_name: str) -> str:

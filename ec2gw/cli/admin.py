@@ -40,10 +40,11 @@ def user_add(state: CliState, name: str, group: str, dn: str, is_admin: bool, as
     try:
         with app.db.session(write=True) as s:
             rec = accounts.create_user(s, name, group=group, dn=dn, is_admin=is_admin)
-    except accounts.AccountError as exc:
+            bundle = _bundle(app, rec)  # inside the transaction: no user is left without a bundle
+    except (accounts.AccountError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     data = rec.as_dict()
-    data.update(_bundle(app, rec))
+    data.update(bundle)
     emit(data, as_json, _user_text(data))
 
 
@@ -140,3 +141,12 @@ def image_import(state: CliState, name: str, file: str, kind: str, kernel: str |
     except ServiceError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
     emit({"image_id": image_id, "name": name, "kind": kind}, as_json, image_id)
+
+
+from ec2gw.cli import admin_ops  # noqa: E402,F401  (quotas, instances, bundles)
+
+
+from ec2gw.cli import admin_nodes  # noqa: E402,F401  (registers `ec2gw admin node ...`)
+
+
+from ec2gw.cli import admin_pools  # noqa: E402,F401  (registers `ec2gw admin pool ...`)

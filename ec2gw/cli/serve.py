@@ -61,6 +61,9 @@ def serve(state: CliState, host: str | None, ec2_port: int | None, s3_port: int 
     app = open_app(state, host=host, ec2_port=ec2_port, s3_port=s3_port, tls=tls or None, workers=workers)
     settings = app.settings
     first_start(app)
+    from ec2gw.bundles import record_service  # bundles written later point at these listeners
+
+    record_service(settings)
     options: dict[str, Any] = {
         "bind": [f"{settings.host}:{settings.ec2_port}", f"{settings.host}:{settings.s3_port}"],
         "workers": settings.workers,

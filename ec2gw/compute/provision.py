@@ -1,24 +1,127 @@
 """Everything an instance needs on its node before its domain starts, and the clean-up after.
 
-On libvirt's test driver there is nothing to provision. Real nodes get the image into their
-storage pool, a qcow2 overlay, a NoCloud seed and a DHCP host entry (see the QEMU issue).
+On libvirt's test driver there is nothing to provision (the disk is a name only). On QEMU/KVM
+nodes, through libvirt's APIs only (so remote nodes need no shell or shared file system):
+
+1. the node's three dir pools exist (compute/node_layout.py);
+2. the machine image, and the kernel and ramdisk when it has them, are in the image pool
+   (compute/image_cache.py: uploaded once per node, verified, then reused);
+3. the instance gets a qcow2 overlay on the image volume (nothing copied), kept across
+   stop/start and spawn retries;
+4. its NoCloud seed ISO is uploaded as a volume (rebuilt each time, it is a few KiB);
+5. an empty console log volume is created so the log is a volume of the console pool
+   (readable from any node, and deleted with the instance);
+6. each NIC's pool network exists on the node and has the NIC's static DHCP entry.
+
+cleanup() removes the DHCP entries, overlay, seed and console log; missing pieces are fine, so
+it can run after a launch that failed half-way and can be repeated.
 """
 
 from __future__ import annotations
 
+import io
+import logging
 from typing import TYPE_CHECKING
 
-from backends.base import DomainSpec
-from ec2gw.compute.specs import test_domain_spec
+from backends.base import AlreadyExists, DomainSpec, NicSpec
+from backends.seed import build_seed_iso
+from ec2gw.compute import image_cache, launch_context, node_layout
+from ec2gw.compute.specs import Volume, guest_domain_spec, test_domain_spec
+from ec2gw.network import nodes as net_nodes
+from ec2gw.network import pools
+from ec2gw.network.models import Pool
 
 if TYPE_CHECKING:
+    from backends.base import Driver
     from ec2gw.compute.worker import ComputeWorker, Job
+    from ec2gw.config import Settings
+
+log = logging.getLogger("ec2gw.compute")
 
 
 def prepare(worker: ComputeWorker, job: Job) -> DomainSpec:
-    return test_domain_spec(job.node, job.instance_id, job.vcpus, job.memory_mib, job.mac)
+    """The domain for ``job``'s instance, with its disks, seed and network in place on the node."""
+    drv = worker.drivers.get(job.node)
+    if drv.domain_type == "test":
+        return test_domain_spec(job.node, job.instance_id, job.vcpus, job.memory_mib, job.mac)
+    settings = worker.settings
+    ctx = launch_context.load(worker.db, job.instance_id)
+    app = image_cache.StoreApp(settings, worker.db)
+    node_layout.ensure_pools(drv, settings)
+    base = image_cache.ensure(app, job.node, drv, ctx.image)
+    kernel = image_cache.ensure(app, job.node, drv, ctx.kernel) if ctx.kernel else None
+    ramdisk = image_cache.ensure(app, job.node, drv, ctx.ramdisk) if ctx.ramdisk and ctx.kernel else None
+    root = overlay(drv, job.instance_id, base)
+    seed = upload_seed(drv, ctx)
+    log_path = console_log(drv, settings, job.instance_id)
+    nics = attach_nics(drv, ctx)
+    return guest_domain_spec(
+        job.node, job.instance_id, job.vcpus, job.memory_mib, root=root, seed=seed, seed_bus=settings.seed_cdrom_bus,
+        nics=nics, kernel=_vol(kernel), ramdisk=_vol(ramdisk), cmdline=settings.kernel_cmdline, console_log=log_path)
+
+
+def _vol(img: image_cache.CachedImage | None) -> Volume | None:
+    return None if img is None else Volume(img.pool, img.volume, img.path, img.format)
+
+
+def overlay(drv: Driver, instance_id: str, base: image_cache.CachedImage) -> Volume:
+    """The instance's qcow2 overlay on the image volume; an existing one (a stopped instance's
+    disk, or a retried spawn) is kept, never recreated."""
+    pool, name = node_layout.INSTANCES_POOL, node_layout.overlay_name(instance_id)
+    info = drv.volumes.volume_info(pool, name)
+    if info is None:
+        try:
+            info = drv.volumes.create_overlay(pool, name, base.pool, base.volume)
+        except AlreadyExists:
+            info = drv.volumes.volume_info(pool, name)
+    if info is None:
+        raise launch_context.LaunchError(f"the overlay {pool}/{name} vanished while it was being created")
+    return Volume(pool, name, info.path, "qcow2")
+
+
+def upload_seed(drv: Driver, ctx: launch_context.LaunchContext) -> Volume:
+    """Build the NoCloud seed ISO and upload it as the instance's seed volume (replacing any)."""
+    iso = build_seed_iso(ctx.seed())
+    pool, name = node_layout.INSTANCES_POOL, node_layout.seed_name(ctx.instance_id)
+    drv.volumes.delete_volume(pool, name)
+    info = drv.volumes.upload_volume(pool, name, io.BytesIO(iso), len(iso))
+    return Volume(pool, name, info.path, "raw")
+
+
+def console_log(drv: Driver, settings: Settings, instance_id: str) -> str:
+    """The path of the console log, created empty as a volume of the console pool."""
+    try:
+        drv.volumes.create_volume(node_layout.CONSOLE_POOL, node_layout.console_name(instance_id), 0, "raw")
+    except AlreadyExists:
+        pass
+    return node_layout.console_path(settings, instance_id)
+
+
+def attach_nics(drv: Driver, ctx: launch_context.LaunchContext) -> list[NicSpec]:
+    """Ensure each NIC's network on the node, add its DHCP entry, and return the NIC specs."""
+    specs: list[NicSpec] = []
+    for pool, addr in ctx.nics:
+        network = ctx.networks[pool.name]
+        if network.spec is None:  # the embedded default pool: addresses on record only
+            continue
+        net_nodes.ensure(drv, network)
+        net_nodes.add_host(drv, pool, addr)
+        specs.append(NicSpec(mac=addr.mac, network=network.spec.name) if network.spec.mode != "bridge"
+                     else NicSpec(mac=addr.mac, bridge=network.spec.bridge))
+    return specs
 
 
 def cleanup(worker: ComputeWorker, job: Job) -> None:
     """Remove what prepare() made for the instance; missing pieces are fine."""
-    return
+    drv = worker.drivers.get(job.node)
+    if drv.domain_type == "test":
+        return
+    with worker.db.session() as s:
+        nics = [(a.pool, a.mac) for a in pools.addresses_of(s, job.instance_id)]
+        modes = {p.name: p.network_mode for p in s.query(Pool).filter(Pool.name.in_({n[0] for n in nics}))}
+    for pool_name, mac in nics:
+        net_nodes.remove_host(drv, pool_name, modes.get(pool_name, "none"), mac)
+    iid = job.instance_id
+    drv.volumes.delete_volume(node_layout.INSTANCES_POOL, node_layout.overlay_name(iid))
+    drv.volumes.delete_volume(node_layout.INSTANCES_POOL, node_layout.seed_name(iid))
+    drv.volumes.delete_volume(node_layout.CONSOLE_POOL, node_layout.console_name(iid))

@@ -9,6 +9,7 @@ database is the source of truth, so domains the test driver forgot are created a
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -23,7 +24,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 
 from backends.base import DomainNotFound, DriverError, NodeUnavailable, PowerState
-from ec2gw.compute import locks, provision, reconcile
+from ec2gw.compute import image_tasks, leases, locks, provision, reconcile
 from ec2gw.compute.drivers import DriverPool
 from ec2gw.compute.placement import NodeRef, node_ref
 from ec2gw.config import Settings
@@ -87,10 +88,12 @@ class ComputeWorker:
         jobs = self._pending_jobs()
         for job in jobs:
             self._submit(job)
+        image_tasks.run_pending(self)
         now = time.monotonic()
         if now - self._last_sync > 5.0:
             self._last_sync = now
             self.sync_power_states()
+        leases.reap_expired(self)
         if now - self._last_reap > 30.0:
             self._last_reap = now
             self.reap_terminated()
@@ -111,9 +114,9 @@ class ComputeWorker:
                 return
             self.in_flight.add(job.instance_id)
         fut: Future[None] = self.pool.submit(self._run_job, job)
-        fut.add_done_callback(lambda _f, iid=job.instance_id: self._done(iid))
+        fut.add_done_callback(functools.partial(self._done, job.instance_id))
 
-    def _done(self, instance_id: str) -> None:
+    def _done(self, instance_id: str, _future: object = None) -> None:
         with self._lock:
             self.in_flight.discard(instance_id)
 
@@ -207,6 +210,7 @@ class ComputeWorker:
     def _fail_launch(self, job: Job, code: str, message: str) -> None:
         try:
             self.drivers.get(job.node).destroy(job.instance_id)
+            provision.cleanup(self, job)  # overlay, seed, DHCP entries of a half-made launch
         except DriverError:
             pass
         now = datetime.now(UTC)

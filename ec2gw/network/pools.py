@@ -2,7 +2,9 @@
 
 A pool file's first non-comment line is the DNS server (or `none`); each further line is
 `hostname ip gateway broadcast netmask [MAC]`, where gateway, broadcast and netmask may be
-`none`. Missing MACs are generated from a prefix.
+`none`. Missing MACs are generated from a prefix (settings.mac_prefix). Every address row is one
+possible NIC: allocating it to an instance gives that instance a NIC with the row's MAC on the
+pool's network, so the rows held by an instance are its NICs.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ec2gw.errors import ServiceError
@@ -21,7 +24,11 @@ from ec2gw.network.models import Address, Pool
 
 MAC_PREFIX = "52:54:00"
 DEFAULT_POOL = "default"
+NETWORK_MODES = ("nat", "isolated", "bridge:BRIDGE")
 _MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+_PREFIX_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){0,4}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+_BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 
 @dataclass(frozen=True)
@@ -38,10 +45,16 @@ class PoolFileError(ValueError):
     """A pool file that cannot be read; the message names the line and what is wrong."""
 
 
+class PoolError(ValueError):
+    """A pool operation that was refused; the message says why and what to do."""
+
+
 def parse_pool_file(text: str) -> tuple[str, list[Entry]]:
+    """(DNS server or 'none', entries) of a Nimbus pool file; PoolFileError names the bad line."""
     dns: str | None = None
     entries: list[Entry] = []
     seen_ips: set[str] = set()
+    seen_macs: set[str] = set()
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -62,11 +75,15 @@ def parse_pool_file(text: str) -> tuple[str, list[Entry]]:
             if value != "none":
                 _check_ip(value, lineno, what)
         mac = parts[5].lower() if len(parts) == 6 else None
-        if mac is not None and not _MAC_RE.match(mac):
-            raise PoolFileError(f"line {lineno}: {parts[5]!r} is not a MAC address like 52:54:00:12:34:56")
+        if mac is not None and (not _MAC_RE.match(mac) or int(mac[:2], 16) & 1):
+            raise PoolFileError(f"line {lineno}: {parts[5]!r} is not a unicast MAC address like 52:54:00:12:34:56")
         if ip in seen_ips:
             raise PoolFileError(f"line {lineno}: address {ip} appears twice")
+        if mac is not None and mac in seen_macs:
+            raise PoolFileError(f"line {lineno}: MAC {mac} appears twice")
         seen_ips.add(ip)
+        if mac:
+            seen_macs.add(mac)
         entries.append(Entry(host, ip, gw, bc, mask, mac))
     if dns is None:
         raise PoolFileError("the pool file is empty: its first line must be the DNS server or 'none'")
@@ -82,27 +99,82 @@ def _check_ip(value: str, lineno: int, what: str) -> None:
         raise PoolFileError(f"line {lineno}: {what} {value!r} is not an IP address") from None
 
 
+def check_mac_prefix(prefix: str) -> str:
+    """A MAC prefix of 1 to 5 octets whose first octet is unicast (e.g. 52:54:00)."""
+    p = prefix.lower().strip()
+    if not _PREFIX_RE.match(p) or int(p[:2], 16) & 1:
+        raise PoolError(f"MAC prefix {prefix!r} is not 1 to 5 hex octets with a unicast first octet, like 52:54:00")
+    return p
+
+
 def random_mac(prefix: str = MAC_PREFIX) -> str:
-    return prefix + "".join(f":{b:02x}" for b in secrets.token_bytes(3))
+    p = check_mac_prefix(prefix)
+    missing = 6 - len(p.split(":"))
+    return p + "".join(f":{b:02x}" for b in secrets.token_bytes(missing))
 
 
-def add_pool(s: Session, name: str, dns: str, entries: list[Entry], network_mode: str = "nat", role: str = "private") -> Pool:
+def check_network_mode(mode: str) -> str:
+    """nat, isolated or bridge:BRIDGE (an existing host bridge); 'none' is the embedded default's."""
+    if mode in ("nat", "isolated", "none"):
+        return mode
+    if mode.startswith("bridge:") and _BRIDGE_RE.match(mode[7:]):
+        return mode
+    raise PoolError(f"network mode {mode!r} is not one of nat, isolated, bridge:BRIDGE (BRIDGE: an existing host bridge)")
+
+
+def check_pool_name(name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise PoolError(f"pool name {name!r} must be 1-40 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return name
+
+
+def add_pool(s: Session, name: str, dns: str, entries: list[Entry], network_mode: str = "nat", role: str = "private",
+             mac_prefix: str = MAC_PREFIX) -> Pool:
+    """Store a pool and its addresses; MACs missing from the file are generated from ``mac_prefix``."""
+    check_pool_name(name)
+    check_network_mode(network_mode)
     if s.get(Pool, name) is not None:
-        raise ValueError(f"pool {name!r} already exists; remove it first or choose another name")
+        raise PoolError(f"pool {name!r} already exists; remove it first (`ec2gw admin pool remove {name}`) or choose another name")
+    given = [e.mac for e in entries if e.mac]
+    taken = set(s.scalars(select(Address.mac).where(Address.mac.in_(given)))) if given else set()
+    if taken:
+        raise PoolError(f"MAC {sorted(taken)[0]} is already used by another pool; give this entry another MAC or none")
     pool = Pool(name=name, dns=dns, network_mode=network_mode, role=role)
     s.add(pool)
     s.flush()
-    used_macs = set(s.scalars(select(Address.mac)))
+    used_macs = set(given)
     for e in entries:
-        mac = e.mac or random_mac()
-        while mac in used_macs:
-            mac = random_mac()
+        mac = e.mac or _new_mac(s, used_macs, mac_prefix)
         used_macs.add(mac)
-        s.add(Address(pool=name, hostname=e.hostname, ip=e.ip, gateway=e.gateway, broadcast=e.broadcast, netmask=e.netmask, mac=mac))
+        s.add(Address(pool=name, hostname=e.hostname, ip=e.ip, gateway=e.gateway, broadcast=e.broadcast,
+                      netmask=e.netmask, mac=mac))
+    s.flush()
     return pool
 
 
-def ensure_default_pool(s: Session, cidr: str = "10.128.0.0/20") -> None:
+def _new_mac(s: Session, used: set[str], prefix: str) -> str:
+    """A generated MAC that neither this pool file nor any stored pool uses."""
+    for _ in range(1000):
+        mac = random_mac(prefix)
+        if mac not in used and s.scalar(select(Address.id).where(Address.mac == mac).limit(1)) is None:
+            return mac
+    raise PoolError(f"no unused MAC is left under the prefix {prefix}; configure a shorter mac_prefix")
+
+
+def remove_pool(s: Session, name: str) -> None:
+    """Delete the pool and its addresses; refused while instances hold addresses."""
+    pool = s.get(Pool, name)
+    if pool is None:
+        raise PoolError(f"there is no pool {name!r}; `ec2gw admin pool list` shows the pools")
+    holders = list(s.scalars(select(Address.instance_id).where(Address.pool == name, Address.instance_id.is_not(None))
+                             .limit(5)))
+    if holders:
+        raise PoolError(f"pool {name!r} still gives addresses to instances ({', '.join(holders)}); terminate them first")
+    s.execute(Address.__table__.delete().where(Address.pool == name))
+    s.delete(pool)
+
+
+def ensure_default_pool(s: Session, cidr: str = "10.128.0.0/20", mac_prefix: str = MAC_PREFIX) -> None:
     """The embedded default: addresses for instances on nodes that serve no configured pool."""
     if s.get(Pool, DEFAULT_POOL) is not None:
         return
@@ -113,17 +185,21 @@ def ensure_default_pool(s: Session, cidr: str = "10.128.0.0/20") -> None:
         Entry(f"ip-{str(ip).replace('.', '-')}", str(ip), gateway, str(net.broadcast_address), str(net.netmask), None)
         for ip in hosts[1:]
     ]
-    add_pool(s, DEFAULT_POOL, "none", entries, network_mode="none")
+    add_pool(s, DEFAULT_POOL, "none", entries, network_mode="none", mac_prefix=mac_prefix)
 
 
 def allocate(s: Session, pool: str, instance_ids: list[str], grace_seconds: float = 0.0) -> list[Address]:
     """Give each instance a free address of `pool`, or raise and allocate nothing.
 
     Rows are claimed with a conditional UPDATE (and FOR UPDATE SKIP LOCKED where the database has
-    it), so concurrent launches in several processes never get the same address.
+    it), so concurrent launches in several processes never get the same address. A released
+    address is free again only after ``grace_seconds``.
     """
     if not instance_ids:
         return []
+    if s.get(Pool, pool) is None:
+        raise ServiceError("InvalidSubnetID.NotFound",
+                           f"The network pool '{pool}' does not exist; ask the administrator to add it (`ec2gw admin pool add`).")
     cutoff = datetime.now(timezone.utc) - timedelta(seconds=grace_seconds)
     free = and_(
         Address.pool == pool,
@@ -149,6 +225,31 @@ def allocate(s: Session, pool: str, instance_ids: list[str], grace_seconds: floa
 
 
 def release(s: Session, instance_id: str) -> None:
+    """Return the instance's addresses; they are reusable after the grace period."""
     s.execute(
         update(Address).where(Address.instance_id == instance_id).values(instance_id=None, released_at=datetime.now(timezone.utc))
     )
+
+
+def addresses_of(s: Session, instance_id: str) -> list[Address]:
+    """The instance's addresses (its NICs), in pool-name order."""
+    return list(s.scalars(select(Address).where(Address.instance_id == instance_id).order_by(Address.pool, Address.id)))
+
+
+def summary(s: Session, pool: Pool, grace_seconds: float = 0.0) -> dict[str, Any]:
+    """What `pool list/show` print: mode, DNS, subnet and how many addresses are free/used/held."""
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=grace_seconds)
+    total = s.scalar(select(func.count()).where(Address.pool == pool.name)) or 0
+    used = s.scalar(select(func.count()).where(Address.pool == pool.name, Address.instance_id.is_not(None))) or 0
+    held = s.scalar(select(func.count()).where(Address.pool == pool.name, Address.instance_id.is_(None),
+                                               Address.released_at > cutoff)) or 0
+    first = s.scalar(select(Address).where(Address.pool == pool.name).order_by(Address.id).limit(1))
+    return {"name": pool.name, "network_mode": pool.network_mode, "role": pool.role, "dns": pool.dns,
+            "subnet": subnet_text(first), "addresses": total, "in_use": used, "held": held,
+            "free": total - used - held}
+
+
+def subnet_text(addr: Address | None) -> str:
+    if addr is None or addr.netmask == "none":
+        return ""
+    return str(ipaddress.ip_interface(f"{addr.ip}/{addr.netmask}").network)

@@ -41,7 +41,7 @@ def test_restart_keeps_instances_running(tmp_path_factory: pytest.TempPathFactor
     try:
         img = data / "i.img"
         img.write_bytes(b"\0" * 8192)
-        image = json.loads(srv.cli("admin", "image", "import", "i", str(img), "--json").stdout)["image_id"]
+        image = json.loads(srv.cli("admin", "image", "import", "img", str(img), "--json").stdout)["image_id"]
         ec2 = srv.client("ec2")
         run = ec2.run_instances(ImageId=image, MinCount=3, MaxCount=3)
         ids = [i["InstanceId"] for i in run["Instances"]]

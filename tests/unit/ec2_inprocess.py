@@ -8,6 +8,7 @@ goes through parsing, SigV4 verification, dispatch and serialization exactly as 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ class World:
 
     def add_instance(self, owner: str, *, state: str = "running", terminated_seconds_ago: float | None = None) -> str:
         """An instance row (no hypervisor involved), e.g. to tag it."""
-        from datetime import datetime, timedelta, timezone
+        from datetime import datetime, timedelta
 
         from ec2gw import ids
         from ec2gw.db.models import Instance, Reservation
@@ -115,7 +116,7 @@ class World:
             s.flush()
             terminated_at = None
             if terminated_seconds_ago is not None:
-                terminated_at = datetime.now(timezone.utc) - timedelta(seconds=terminated_seconds_ago)
+                terminated_at = datetime.now(UTC) - timedelta(seconds=terminated_seconds_ago)
             s.add(Instance(id=iid, owner_id=uid, reservation_id=rid, image_id="ami-12345678", instance_type="m1.small",
                            vcpus=1, memory_mib=512, state=state, availability_zone="us-east-1a",
                            terminated_at=terminated_at))
@@ -123,7 +124,10 @@ class World:
 
 
 def make_world(data_dir: Path, **settings: Any) -> World:
+    """As a started service has it: the administrator (who owns the image bucket), then alice and bob."""
     ip = make_app(data_dir, **settings)
+    with ip.app.db.session(write=True) as s:
+        accounts.ensure_admin(s)
     alice, bob = ip.make_user("alice"), ip.make_user("bob")
     return World(ip, alice, bob, ip.ec2(alice), ip.ec2(bob))
 

@@ -38,8 +38,8 @@ def test_shape_of_an_image(w: World) -> None:
     assert img["KernelId"] == aki and img["RamdiskId"] == ari
     assert img["RootDeviceType"] == "instance-store" and img["RootDeviceName"].startswith("/dev/")
     assert img["VirtualizationType"] == "hvm" and img["BlockDeviceMappings"] == [] and img["Tags"] == []
-    created = dt.datetime.strptime(img["CreationDate"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
-    assert abs((dt.datetime.now(dt.timezone.utc) - created).total_seconds()) < 60
+    created = dt.datetime.strptime(img["CreationDate"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+    assert abs((dt.datetime.now(dt.UTC) - created).total_seconds()) < 60
     kinds = {i["ImageId"]: i["ImageType"] for i in w.a.describe_images()["Images"]}
     assert kinds == {ami: "machine", aki: "kernel", ari: "ramdisk"}
 
@@ -59,7 +59,7 @@ def test_owners_and_executable_by(w: World) -> None:
     shared = w.add_image("alice", "shared", public=True)
     bobs = w.add_image("bob", "bobs")
     bobs_public = w.add_image("bob", "bobs-public", public=True)
-    q = lambda **kw: set(ids_of(w.a.describe_images(**kw)))  # noqa: E731
+    q = lambda **kw: set(ids_of(w.a.describe_images(**kw)))
     assert q(Owners=["self"]) == {mine, shared}
     assert q(Owners=[w.alice.account_id]) == {mine, shared}
     assert q(Owners=[w.bob.account_id]) == {bobs_public}
@@ -80,7 +80,7 @@ def test_filters(w: World) -> None:
     web = w.add_image("alice", "web server", kernel_id=aki, description="nginx on debian", architecture="x86_64")
     arm = w.add_image("alice", "arm build", architecture="arm64", root_device_name="/dev/sda1")
     w.a.create_tags(Resources=[web], Tags=[{"Key": "role", "Value": "web"}])
-    q = lambda *flt: set(ids_of(w.a.describe_images(Filters=[{"Name": n, "Values": v} for n, v in flt])))  # noqa: E731
+    q = lambda *flt: set(ids_of(w.a.describe_images(Filters=[{"Name": n, "Values": v} for n, v in flt])))
     assert q(("name", ["web*"])) == {web}
     assert q(("image-id", [arm])) == {arm}
     assert q(("architecture", ["arm64"])) == {arm}
@@ -98,7 +98,7 @@ def test_filters(w: World) -> None:
     assert q(("root-device-type", ["instance-store"])) == {aki, web, arm}
     assert q(("root-device-type", ["ebs"])) == set()
     assert q(("virtualization-type", ["hvm"]), ("architecture", ["x86_64"])) == {aki, web}
-    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     assert q(("creation-date", [f"{today}T*"])) == {aki, web, arm}
     assert q(("creation-date", ["2001-01-01T*"])) == set()
     # ids and filters together: the filters narrow, missing ids are errors
@@ -139,7 +139,7 @@ def test_paginator(w: World) -> None:
 def test_describe_image_attribute(w: World) -> None:
     aki = w.add_image("alice", "vmlinuz", kind="kernel")
     ami = w.add_image("alice", "disk", kernel_id=aki, description="my disk")
-    attr = lambda name: w.a.describe_image_attribute(ImageId=ami, Attribute=name)  # noqa: E731
+    attr = lambda name: w.a.describe_image_attribute(ImageId=ami, Attribute=name)
     assert attr("description")["Description"] == {"Value": "my disk"}
     assert attr("kernel")["KernelId"] == {"Value": aki}
     assert attr("ramdisk")["RamdiskId"] == {}
@@ -327,7 +327,6 @@ def test_import_image(w: World, store: Any, tmp_path: Path) -> None:
 
 
 def test_import_public_image_goes_to_common(w: World, store: Any, tmp_path: Path) -> None:
-    w.ip.make_user("root", is_admin=True)
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"\x00" * 1024)
     ami = svc.import_image(w.app, name="base", path=disk, public=True)
@@ -338,3 +337,25 @@ def test_import_public_image_goes_to_common(w: World, store: Any, tmp_path: Path
         assert img["ImageLocation"] == f"{settings.image_bucket}/{store.common_image_key(settings, 'base')}"
     with w.app.db.session() as s:
         assert svc.find_launchable_image(s, w.user_id("bob"), ami).name == "base"
+
+
+def test_import_never_overwrites_another_images_object(w: World, store: Any, tmp_path: Path) -> None:
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\x00" * 1024)
+    first = svc.import_image(w.app, name="base", path=disk, public=True)
+    with pytest.raises(ServiceError) as exc:
+        svc.import_image(w.app, name="base", path=disk, public=True, owner_name="alice")
+    assert exc.value.code == "InvalidAMIName.Duplicate" and first in exc.value.message
+    assert [i["Name"] for i in w.a.describe_images(Owners=["self"])["Images"]] == []
+
+
+def test_failed_images_say_why(w: World) -> None:
+    bad = w.add_image("alice", "gone", state="failed", state_reason="Client.ObjectDeleted: the object was deleted")
+    other = w.add_image("alice", "odd", state="failed", state_reason="no reason code")
+    imgs = {i["ImageId"]: i for i in w.a.describe_images(Filters=[{"Name": "state", "Values": ["failed"]}])["Images"]}
+    assert imgs[bad]["StateReason"] == {"Code": "Client.ObjectDeleted", "Message": "the object was deleted"}
+    assert imgs[other]["StateReason"] == {"Code": "failed", "Message": "no reason code"}
+    assert "StateReason" not in w.a.describe_images(ImageIds=[w.add_image("alice", "fine")])["Images"][0]
+    with w.app.db.session() as s, pytest.raises(ServiceError) as exc:
+        svc.find_launchable_image(s, w.user_id("alice"), bad)
+    assert exc.value.code == "InvalidAMIID.Unavailable" and "deleted" in exc.value.message

@@ -74,6 +74,26 @@ def test_create_ed25519_returns_openssh_private_key_and_sha256_fingerprint(w: Wo
     assert w.a.describe_key_pairs(KeyPairIds=[r["KeyPairId"]])["KeyPairs"][0]["KeyType"] == "ed25519"
 
 
+@pytest.mark.parametrize("key_type", ["rsa", "ed25519"])
+def test_create_in_putty_format(w: World, tmp_path: Path, key_type: str) -> None:
+    r = w.a.create_key_pair(KeyName="putty", KeyType=key_type, KeyFormat="ppk")
+    ppk = r["KeyMaterial"]
+    algorithm = {"rsa": "ssh-rsa", "ed25519": "ssh-ed25519"}[key_type]
+    assert ppk.startswith(f"PuTTY-User-Key-File-2: {algorithm}\nEncryption: none\nComment: putty\n")
+    lines = ppk.splitlines()
+    count = int(lines[3].split(": ")[1])
+    public = w.a.describe_key_pairs(KeyNames=["putty"], IncludePublicKey=True)["KeyPairs"][0]["PublicKey"]
+    assert "".join(lines[4 : 4 + count]) == public.split()[1]
+    assert lines[-1].startswith("Private-MAC: ") and len(lines[-1].split()[1]) == 40
+    # PuTTY itself reads it (it checks the MAC) and finds the same public key; make test installs putty-tools
+    assert shutil.which("puttygen"), "puttygen is missing: run scripts/install-system-deps.sh (package putty-tools)"
+    path = tmp_path / "putty.ppk"
+    path.write_text(ppk)
+    out = subprocess.run(["puttygen", str(path), "-L"], capture_output=True, text=True, check=True,
+                         stdin=subprocess.DEVNULL).stdout
+    assert out.split()[:2] == public.split()[:2]
+
+
 def test_create_with_tags_and_dry_run(w: World) -> None:
     r = w.a.create_key_pair(
         KeyName="tagged",
@@ -95,7 +115,7 @@ def test_create_with_tags_and_dry_run(w: World) -> None:
         ({"KeyName": " padded "}, "InvalidParameterValue"),
         ({"KeyName": ""}, "InvalidParameterValue"),
         ({"KeyName": "ok", "KeyType": "dsa"}, "InvalidParameterValue"),
-        ({"KeyName": "ok", "KeyFormat": "ppk"}, "InvalidParameterValue"),
+        ({"KeyName": "ok", "KeyFormat": "der"}, "InvalidParameterValue"),
         ({"KeyName": "ok", "TagSpecifications": [{"ResourceType": "key-pair", "Tags": [{"Key": "aws:x", "Value": "1"}]}]},
          "InvalidParameterValue"),
     ],
@@ -221,7 +241,7 @@ def test_import_requires_material(w: World) -> None:
 def test_describe_filters_and_lookups(w: World) -> None:
     rsa_key = w.a.create_key_pair(KeyName="alpha")
     ed_key = w.a.create_key_pair(KeyName="beta", KeyType="ed25519")
-    names = lambda **kw: [k["KeyName"] for k in w.a.describe_key_pairs(**kw)["KeyPairs"]]  # noqa: E731
+    names = lambda **kw: [k["KeyName"] for k in w.a.describe_key_pairs(**kw)["KeyPairs"]]
     assert names() == ["alpha", "beta"]
     assert names(Filters=[{"Name": "key-type", "Values": ["ed25519"]}]) == ["beta"]
     assert names(Filters=[{"Name": "fingerprint", "Values": [rsa_key["KeyFingerprint"]]}]) == ["alpha"]

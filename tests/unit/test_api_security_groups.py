@@ -37,7 +37,7 @@ def test_every_account_has_its_default_group(w: World) -> None:
 def test_lookups_and_filters(w: World) -> None:
     default = w.a.describe_security_groups()["SecurityGroups"][0]["GroupId"]
     web = add_group(w, "alice", "web", "front ends")
-    names = lambda **kw: sorted(g["GroupName"] for g in w.a.describe_security_groups(**kw)["SecurityGroups"])  # noqa: E731
+    names = lambda **kw: sorted(g["GroupName"] for g in w.a.describe_security_groups(**kw)["SecurityGroups"])
     assert names() == ["default", "web"]
     assert names(GroupNames=["web"]) == ["web"]
     assert names(GroupIds=[default]) == ["default"]

@@ -126,7 +126,7 @@ def test_describe_tags_filters(w: World) -> None:
     key = w.a.create_key_pair(KeyName="k")["KeyPairId"]
     w.a.create_tags(Resources=[ami], Tags=[{"Key": "Name", "Value": "web-1"}, {"Key": "env", "Value": "prod"}])
     w.a.create_tags(Resources=[key], Tags=[{"Key": "Name", "Value": "db-1"}, {"Key": "env", "Value": "dev"}])
-    f = lambda *flt: tag_set(w.a, Filters=[{"Name": n, "Values": v} for n, v in flt])  # noqa: E731
+    f = lambda *flt: tag_set(w.a, Filters=[{"Name": n, "Values": v} for n, v in flt])
     assert f(("key", ["Name"])) == {(ami, "image", "Name", "web-1"), (key, "key-pair", "Name", "db-1")}
     assert f(("value", ["web-*"])) == {(ami, "image", "Name", "web-1")}
     assert f(("value", ["?ev"])) == {(key, "key-pair", "env", "dev")}

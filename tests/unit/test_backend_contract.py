@@ -22,24 +22,56 @@ import pytest
 
 from backends import driver_for
 from backends.base import (
-    DiskSpec, DomainExists, DomainInfo, DomainNotFound, DomainSpec, Driver, InvalidSpec, NicSpec,
-    NodeUnavailable, PowerState, SpawnFailed)
+    DiskSpec,
+    DomainExists,
+    DomainInfo,
+    DomainNotFound,
+    DomainSpec,
+    Driver,
+    InvalidSpec,
+    NicSpec,
+    NodeUnavailable,
+    PowerState,
+    SpawnFailed,
+)
 from backends.libvirt.driver import LibvirtDriver
-from backends.libvirt.testing import PrivateLibvirtd, make_test_node_uri, unavailable_reason
+from backends.libvirt.testing import (
+    PrivateLibvirtd,
+    make_test_node_uri,
+    qemu_unavailable_reason,
+    tiny_kernel,
+    unavailable_reason,
+)
 
 TIMEOUT = 2.0
 
 
+def make_spec(name: str = "i-00000001", **overrides: object) -> DomainSpec:
+    """A spec with disks and a NIC, for drivers that do not run guests (the test driver)."""
+    fields: dict[str, object] = {
+        "name": name, "uuid": str(uuid.uuid4()), "memory_mib": 128, "vcpus": 1,
+        "disks": [DiskSpec(path=f"/var/lib/ec2gw/{name}.qcow2", format="qcow2"),
+               DiskSpec(path=f"/var/lib/ec2gw/{name}.iso", device="cdrom")],
+        "nics": [NicSpec(mac="52:54:00:12:34:56", network="default")]}
+    fields.update(overrides)
+    return DomainSpec(**fields)  # type: ignore[arg-type]
+
+
 @dataclass
 class Harness:
-    """One driver under test plus the driver-specific ways to provoke failures."""
+    """One driver under test plus the driver-specific ways to build specs and provoke failures."""
 
     driver: Driver
+    spec: Callable[..., DomainSpec]
     break_start: Callable[[], contextlib.AbstractContextManager[None]]
+    timeout: float = TIMEOUT
     hang_node: Callable[[], contextlib.AbstractContextManager[None]] | None = None
     node_memory_mib: int | None = None
     #: False for test:///PATH/node.xml nodes: each new connection starts from a fresh node.
     state_survives_reconnect: bool = True
+    #: False for a guest without ACPI support: power_off() then always ends in a hard stop.
+    guest_obeys_acpi: bool = True
+    concurrency: int = 12
 
 
 @contextlib.contextmanager
@@ -56,53 +88,74 @@ def _libvirt_start_fails() -> Iterator[None]:
         libvirt.virDomain.create = original  # type: ignore[method-assign]
 
 
+def _pausing(daemon: PrivateLibvirtd) -> Callable[[], contextlib.AbstractContextManager[None]]:
+    @contextlib.contextmanager
+    def hang() -> Iterator[None]:
+        daemon.pause()
+        try:
+            yield
+        finally:
+            daemon.resume()
+    return hang
+
+
 @pytest.fixture(scope="module")
 def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateLibvirtd]:
     reason = unavailable_reason()
     if reason:
         pytest.skip(f"private libvirtd: {reason}")
-    daemon = PrivateLibvirtd(tmp_path_factory.mktemp("libvirtd"))
-    daemon.start()
-    try:
+    with PrivateLibvirtd(tmp_path_factory.mktemp("libvirtd")) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
 
 
-@pytest.fixture(params=["test", "test+unix"])
+@pytest.fixture(scope="module")
+def qemu_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrivateLibvirtd, Path]]:
+    reason = qemu_unavailable_reason()
+    if reason:
+        pytest.skip(f"QEMU in a private libvirtd: {reason}")
+    root = tmp_path_factory.mktemp("qemu-node")
+    kernel = root / "kernel"
+    kernel.write_bytes(tiny_kernel(b"ec2gw contract guest\r\n"))
+    with PrivateLibvirtd(root / "libvirtd", virtlogd=True) as daemon:
+        conn = libvirt.open(daemon.uri("qemu"))
+        try:  # the first QEMU capabilities probe takes seconds; do it before timing anything
+            conn.getDomainCapabilities(None, "x86_64", None, "qemu", 0)
+        finally:
+            conn.close()
+        yield daemon, kernel
+
+
+@pytest.fixture(params=["test", "test+unix", pytest.param("qemu", marks=[pytest.mark.vm, pytest.mark.slow])])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     if request.param == "test":
         drv = driver_for(make_test_node_uri(tmp_path, memory_mib=6144, cpus=3), timeout=TIMEOUT)
-        h = Harness(drv, _libvirt_start_fails, node_memory_mib=6144, state_survives_reconnect=False)
-    else:
+        h = Harness(drv, make_spec, _libvirt_start_fails, node_memory_mib=6144,
+                    state_survives_reconnect=False)
+    elif request.param == "test+unix":
         daemon: PrivateLibvirtd = request.getfixturevalue("libvirtd")
         node = make_test_node_uri(tmp_path, memory_mib=4096, cpus=2)
-        uri = daemon.uri("test", node.removeprefix("test://"))
+        drv = driver_for(daemon.uri("test", node.removeprefix("test://")), timeout=TIMEOUT)
+        h = Harness(drv, make_spec, _libvirt_start_fails, hang_node=_pausing(daemon),
+                    node_memory_mib=4096, state_survives_reconnect=False)
+    else:
+        daemon, kernel = request.getfixturevalue("qemu_node")
 
-        @contextlib.contextmanager
-        def hang() -> Iterator[None]:
-            daemon.pause()
-            try:
-                yield
-            finally:
-                daemon.resume()
-        drv = driver_for(uri, timeout=TIMEOUT)
-        h = Harness(drv, _libvirt_start_fails, hang_node=hang, node_memory_mib=4096,
-                    state_survives_reconnect=False)
+        def qemu_spec(name: str = "i-00000001", **overrides: object) -> DomainSpec:
+            fields: dict[str, object] = {"name": name, "uuid": str(uuid.uuid4()), "memory_mib": 32, "vcpus": 1,
+                                             "kernel": str(kernel)}
+            fields.update(overrides)
+            return DomainSpec(**fields)  # type: ignore[arg-type]
+        drv = driver_for(daemon.uri("qemu"), "qemu", timeout=10)
+        h = Harness(drv, qemu_spec, _libvirt_start_fails, timeout=10, hang_node=_pausing(daemon),
+                    guest_obeys_acpi=False, concurrency=4)
     try:
         yield h
     finally:
-        h.driver.close()
-
-
-def make_spec(name: str = "i-00000001", **overrides: object) -> DomainSpec:
-    fields: dict[str, object] = dict(
-        name=name, uuid=str(uuid.uuid4()), memory_mib=128, vcpus=1,
-        disks=[DiskSpec(path=f"/var/lib/ec2gw/{name}.qcow2", format="qcow2"),
-               DiskSpec(path=f"/var/lib/ec2gw/{name}.iso", device="cdrom")],
-        nics=[NicSpec(mac="52:54:00:12:34:56", network="default")])
-    fields.update(overrides)
-    return DomainSpec(**fields)  # type: ignore[arg-type]
+        try:
+            for dom in h.driver.list_domains():
+                h.driver.destroy(dom.name)
+        finally:
+            h.driver.close()
 
 
 def names(driver: Driver) -> list[str]:
@@ -113,33 +166,36 @@ class TestDriverContract:
     """Every guarantee of backends.base.Driver's docstrings, against a real driver."""
 
     def test_spawn_gives_a_running_persistent_domain(self, harness: Harness) -> None:
-        drv, spec = harness.driver, make_spec(memory_mib=192, vcpus=2)
+        drv, spec = harness.driver, harness.spec(memory_mib=192, vcpus=2)
         got = drv.spawn(spec)
         assert got == DomainInfo(spec.name, PowerState.RUNNING, 192, 2, spec.uuid, persistent=True)
         assert drv.info(spec.name) == got
         assert names(drv) == [spec.name]
 
     def test_power_off_with_timeout_stops_gracefully_and_keeps_the_definition(self, harness: Harness) -> None:
-        drv, spec = harness.driver, make_spec()
+        drv, spec = harness.driver, harness.spec()
         drv.spawn(spec)
-        assert drv.power_off(spec.name, timeout=5) is True
+        started = time.monotonic()
+        assert drv.power_off(spec.name, timeout=1.5) is harness.guest_obeys_acpi
+        if not harness.guest_obeys_acpi:  # waited for the guest, then pulled the plug
+            assert time.monotonic() - started >= 1.5
         info = drv.info(spec.name)
         assert info.state is PowerState.SHUTOFF and info.persistent and info.uuid == spec.uuid
         assert names(drv) == [spec.name]
-        assert drv.power_off(spec.name, timeout=5) is True  # already off: success
+        assert drv.power_off(spec.name, timeout=5) is True  # already off: success at once
 
     @pytest.mark.parametrize("timeout", [None, 0])
     def test_power_off_without_timeout_is_a_hard_stop(self, harness: Harness, timeout: float | None) -> None:
-        drv, spec = harness.driver, make_spec()
+        drv, spec = harness.driver, harness.spec()
         drv.spawn(spec)
         started = time.monotonic()
         assert drv.power_off(spec.name, timeout) is False
-        assert time.monotonic() - started < TIMEOUT
+        assert time.monotonic() - started < harness.timeout
         assert drv.info(spec.name).state is PowerState.SHUTOFF
         assert names(drv) == [spec.name]
 
     def test_start_a_stopped_domain_and_start_is_idempotent(self, harness: Harness) -> None:
-        drv, spec = harness.driver, make_spec()
+        drv, spec = harness.driver, harness.spec()
         drv.spawn(spec)
         drv.power_off(spec.name)
         drv.start(spec.name)
@@ -148,7 +204,7 @@ class TestDriverContract:
         assert drv.info(spec.name).state is PowerState.RUNNING
 
     def test_reboot(self, harness: Harness) -> None:
-        drv, spec = harness.driver, make_spec()
+        drv, spec = harness.driver, harness.spec()
         drv.spawn(spec)
         drv.reboot(spec.name)
         assert drv.info(spec.name).state is PowerState.RUNNING
@@ -159,20 +215,20 @@ class TestDriverContract:
         assert drv.info(spec.name).state is PowerState.RUNNING
 
     def test_destroy_removes_the_domain(self, harness: Harness) -> None:
-        drv, keep, spec = harness.driver, make_spec("i-keep"), make_spec()
+        drv, keep, spec = harness.driver, harness.spec("i-keep"), harness.spec()
         drv.spawn(keep)
         drv.spawn(spec)
         drv.destroy(spec.name)
         assert drv.info(spec.name) == DomainInfo(spec.name, PowerState.MISSING)
         assert names(drv) == ["i-keep"]
-        drv.spawn(make_spec(spec.name))  # the name is free again
+        drv.spawn(harness.spec(spec.name))  # the name is free again
         drv.power_off(spec.name)
         drv.destroy(spec.name)  # a stopped domain too
         assert names(drv) == ["i-keep"]
 
     def test_destroy_of_a_missing_domain_succeeds(self, harness: Harness) -> None:
         harness.driver.destroy("i-never-existed")
-        spec = make_spec()
+        spec = harness.spec()
         harness.driver.spawn(spec)
         harness.driver.destroy(spec.name)
         harness.driver.destroy(spec.name)
@@ -187,30 +243,30 @@ class TestDriverContract:
                 call()
 
     def test_spawn_of_a_taken_name_leaves_the_existing_domain_alone(self, harness: Harness) -> None:
-        drv, spec = harness.driver, make_spec(memory_mib=128)
+        drv, spec = harness.driver, harness.spec(memory_mib=128)
         before = drv.spawn(spec)
         with pytest.raises(DomainExists):
-            drv.spawn(make_spec(spec.name, memory_mib=512))
+            drv.spawn(harness.spec(spec.name, memory_mib=512))
         with pytest.raises(DomainExists):  # same UUID too: libvirt would silently redefine it
-            drv.spawn(make_spec(spec.name, uuid=spec.uuid, memory_mib=512))
+            drv.spawn(harness.spec(spec.name, uuid=spec.uuid, memory_mib=512))
         assert drv.info(spec.name) == before
         drv.power_off(spec.name)
         with pytest.raises(DomainExists):
-            drv.spawn(make_spec(spec.name, uuid=spec.uuid, memory_mib=512))
+            drv.spawn(harness.spec(spec.name, uuid=spec.uuid, memory_mib=512))
         assert drv.info(spec.name).memory_mib == 128
         assert names(drv) == [spec.name]
 
     def test_spawn_rejected_by_the_hypervisor_leaves_nothing(self, harness: Harness) -> None:
         drv = harness.driver
-        bad = make_spec(disks=[DiskSpec(path="/x.img", bus="no-such-bus")])
+        bad = harness.spec(disks=[DiskSpec(path="/x.img", bus="no-such-bus")])
         with pytest.raises(InvalidSpec, match="no-such-bus"):
             drv.spawn(bad)
         assert drv.info(bad.name).state is PowerState.MISSING
         assert names(drv) == []
-        drv.spawn(make_spec(bad.name))  # and the name is usable
+        drv.spawn(harness.spec(bad.name))  # and the name is usable
 
     def test_spawn_that_fails_to_start_leaves_nothing(self, harness: Harness) -> None:
-        drv, spec = harness.driver, make_spec()
+        drv, spec = harness.driver, harness.spec()
         with harness.break_start(), pytest.raises(SpawnFailed, match="injected"):
             drv.spawn(spec)
         assert drv.info(spec.name).state is PowerState.MISSING
@@ -219,7 +275,7 @@ class TestDriverContract:
     def test_list_domains_sorted_with_states(self, harness: Harness) -> None:
         drv = harness.driver
         for n in ("i-c", "i-a", "i-b"):
-            drv.spawn(make_spec(n))
+            drv.spawn(harness.spec(n))
         drv.power_off("i-b")
         assert [(d.name, d.state) for d in drv.list_domains()] == [
             ("i-a", PowerState.RUNNING), ("i-b", PowerState.SHUTOFF), ("i-c", PowerState.RUNNING)]
@@ -231,21 +287,23 @@ class TestDriverContract:
             assert node.memory_mib == harness.node_memory_mib
 
     def test_console_output_is_bytes_and_bounded(self, harness: Harness) -> None:
-        drv, spec = harness.driver, make_spec(console_log="/tmp/ec2gw-no-such-dir/console.log")
+        drv, spec = harness.driver, harness.spec()
         drv.spawn(spec)
         out = drv.console_output(spec.name, max_bytes=10)
         assert isinstance(out, bytes) and len(out) <= 10
         if isinstance(drv, LibvirtDriver) and drv.domain_type == "test":
             assert out == b""
+        drv.power_off(spec.name)
+        assert len(drv.console_output(spec.name, max_bytes=10)) <= 10
 
     def test_close_then_use_again(self, harness: Harness) -> None:
-        drv, spec = harness.driver, make_spec()
+        drv, spec = harness.driver, harness.spec()
         drv.spawn(spec)
         drv.close()
         drv.close()
         expected = PowerState.RUNNING if harness.state_survives_reconnect else PowerState.MISSING
         assert drv.info(spec.name).state is expected
-        drv.spawn(make_spec("i-after-close"))
+        drv.spawn(harness.spec("i-after-close"))
         assert "i-after-close" in names(drv)
 
     def test_concurrent_spawns(self, harness: Harness) -> None:
@@ -253,32 +311,35 @@ class TestDriverContract:
 
         def spawn(i: int) -> None:
             try:
-                drv.spawn(make_spec(f"i-{i:02d}"))
-            except Exception as exc:  # collected for the assertion below
+                drv.spawn(harness.spec(f"i-{i:02d}"))
+            except Exception as exc:  # noqa: BLE001 (collected for the assertion below)
                 errors.append(exc)
-        threads = [threading.Thread(target=spawn, args=(i,)) for i in range(12)]
+        threads = [threading.Thread(target=spawn, args=(i,)) for i in range(harness.concurrency)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         assert errors == []
-        assert names(drv) == [f"i-{i:02d}" for i in range(12)]
+        assert names(drv) == [f"i-{i:02d}" for i in range(harness.concurrency)]
 
     def test_a_node_that_stops_answering(self, harness: Harness) -> None:
         if harness.hang_node is None:
             pytest.skip("this driver's node cannot be made to hang")
-        drv, spec = harness.driver, make_spec()
-        drv.spawn(spec)
+        assert isinstance(harness.driver, LibvirtDriver)
+        spec = harness.spec()
+        harness.driver.spawn(spec)
+        drv = driver_for(harness.driver.uri, harness.driver.domain_type, timeout=1.0)  # short deadline
+        drv.list_domains()  # connected before the node hangs
         with harness.hang_node():
             started = time.monotonic()
-            with pytest.raises(NodeUnavailable, match="no answer"):
+            with pytest.raises(NodeUnavailable, match="no answer within 1 s"):
                 drv.info(spec.name)
-            assert time.monotonic() - started < TIMEOUT + 1
-        # the next call reconnects by itself
+            assert time.monotonic() - started < 2
+        # the next call reconnects by itself (a new connection to a test:///PATH node is a new node)
         expected = PowerState.RUNNING if harness.state_survives_reconnect else PowerState.MISSING
         assert drv.info(spec.name).state is expected
-        drv.spawn(make_spec("i-after-hang"))
-        assert "i-after-hang" in names(drv)
+        drv.close()
+        assert harness.driver.info(spec.name).state is PowerState.RUNNING  # idle connection survived
 
 
 @pytest.mark.parametrize("uri", ["test+tcp://127.0.0.1:1/default", "qemu+tcp://127.0.0.1:1/system",
@@ -338,3 +399,13 @@ def test_domain_type_comes_from_configuration() -> None:
         LibvirtDriver("qemu:///system")
     with pytest.raises(ValueError):
         LibvirtDriver("qemu:///system", domain_type="lxc")
+
+
+def test_test_driver_domains_are_of_type_test(tmp_path: Path) -> None:
+    drv = driver_for(make_test_node_uri(tmp_path), "kvm")
+    spec = make_spec(domain_type="kvm")
+    drv.spawn(spec)
+    assert isinstance(drv, LibvirtDriver)
+    xml = drv.connection.call(lambda conn: conn.lookupByName(spec.name).XMLDesc(0), "xml")
+    assert xml.startswith("<domain type='test'")
+    drv.close()

@@ -45,13 +45,13 @@ def test_netmask_is_read_as_prefix() -> None:
 
 
 @pytest.mark.parametrize("kwargs,error", [
-    (dict(mode="routed", address="10.0.0.1"), "mode"),
-    (dict(mode="nat"), "gateway"),
-    (dict(mode="bridge"), "bridge name"),
-    (dict(mode="bridge", bridge="br0", address="10.0.0.1"), "no addresses"),
-    (dict(address="10.0.0.1", dhcp_start="10.0.1.5", dhcp_end="10.0.0.9"), "outside"),
-    (dict(address="10.0.0.1", dhcp_start="10.0.0.5"), "both"),
-    (dict(address="10.0.0.1", hosts=[DhcpHost("52:54:00:00:00:01", "10.7.0.1")]), "outside")])
+    ({"mode": "routed", "address": "10.0.0.1"}, "mode"),
+    ({"mode": "nat"}, "gateway"),
+    ({"mode": "bridge"}, "bridge name"),
+    ({"mode": "bridge", "bridge": "br0", "address": "10.0.0.1"}, "no addresses"),
+    ({"address": "10.0.0.1", "dhcp_start": "10.0.1.5", "dhcp_end": "10.0.0.9"}, "outside"),
+    ({"address": "10.0.0.1", "dhcp_start": "10.0.0.5"}, "both"),
+    ({"address": "10.0.0.1", "hosts": [DhcpHost("52:54:00:00:00:01", "10.7.0.1")]}, "outside")])
 def test_network_spec_validation(kwargs: dict[str, object], error: str) -> None:
     with pytest.raises(InvalidSpec, match=error):
         NetworkSpec("n", **kwargs)  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from backends.libvirt import console
 from backends.libvirt.config_storage import StoragePool, StorageVolume
 from backends.libvirt.driver import LibvirtDriver
 from backends.libvirt.testing import PrivateLibvirtd, make_test_node_uri, unavailable_reason
+from backends.volumes import CHUNK_SIZE
 
 MiB = 1 << 20
 
@@ -160,12 +161,13 @@ def qemu_img(*args: str) -> str:
     return subprocess.run(["qemu-img", *args], check=True, capture_output=True, text=True).stdout
 
 
-def test_upload_and_download_raw_in_bounded_chunks(node: tuple[LibvirtDriver, Path]) -> None:
+@pytest.mark.parametrize("chunk_size", [64 * 1024, CHUNK_SIZE])
+def test_upload_and_download_raw_in_bounded_chunks(node: tuple[LibvirtDriver, Path], chunk_size: int) -> None:
     drv, pool_dir = node
     data = os.urandom(3 * MiB + 12345)
     source = CountingReader(data)
-    info = drv.volumes.upload_volume("p", "image.raw", source, len(data), chunk_size=64 * 1024)
-    assert source.largest == 64 * 1024
+    info = drv.volumes.upload_volume("p", "image.raw", source, len(data), chunk_size=chunk_size)
+    assert source.largest == chunk_size
     assert (info.format, info.capacity, info.path) == ("raw", len(data), str(pool_dir / "image.raw"))
     assert (pool_dir / "image.raw").read_bytes() == data
     sink = CountingWriter()

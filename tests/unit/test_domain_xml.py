@@ -9,22 +9,30 @@ from lxml import etree
 from backends.base import DiskSpec, DomainSpec, InvalidSpec, NicSpec
 from backends.libvirt import designer
 from backends.libvirt.config import (
-    GuestConsole, GuestDisk, GuestDomain, GuestInterface, GuestMemballoon, GuestOS, GuestSerial,
-    XmlObject, parse_size)
+    GuestConsole,
+    GuestDisk,
+    GuestDomain,
+    GuestInterface,
+    GuestMemballoon,
+    GuestOS,
+    GuestSerial,
+    XmlObject,
+    parse_size,
+)
 from backends.libvirt.testing import make_test_node_uri
 
 UUID = "6f1c0a52-3c1e-4b8e-9a55-1d2f3e4a5b6c"
 
 
 def full_spec(**overrides: object) -> DomainSpec:
-    fields: dict[str, object] = dict(
-        name="i-0123456789abcdef0", uuid=UUID, memory_mib=256, vcpus=2, domain_type="qemu",
-        disks=[DiskSpec(pool="instances", volume="i-0123456789abcdef0.qcow2", format="qcow2"),
+    fields: dict[str, object] = {
+        "name": "i-0123456789abcdef0", "uuid": UUID, "memory_mib": 256, "vcpus": 2, "domain_type": "qemu",
+        "disks": [DiskSpec(pool="instances", volume="i-0123456789abcdef0.qcow2", format="qcow2"),
                DiskSpec(path="/var/lib/ec2gw/seed/i-0123456789abcdef0.iso", device="cdrom")],
-        nics=[NicSpec(mac="52:54:00:AA:00:01", network="ec2-private"),
+        "nics": [NicSpec(mac="52:54:00:AA:00:01", network="ec2-private"),
               NicSpec(mac="52:54:00:aa:00:02", bridge="br-public")],
-        kernel="/var/lib/ec2gw/kernels/vmlinuz", initrd="/var/lib/ec2gw/kernels/initrd.img",
-        cmdline="console=ttyS0 root=/dev/vda", console_log="/var/log/libvirt/qemu/i-0123.log")
+        "kernel": "/var/lib/ec2gw/kernels/vmlinuz", "initrd": "/var/lib/ec2gw/kernels/initrd.img",
+        "cmdline": "console=ttyS0 root=/dev/vda", "console_log": "/var/log/libvirt/qemu/i-0123.log"}
     fields.update(overrides)
     return DomainSpec(**fields)  # type: ignore[arg-type]
 

@@ -1,0 +1,90 @@
+"""CreateImage: Nimbus's "save" in EC2 terms, an instance's disk becomes a new image in Cumulus.
+
+The request only records: a new `ami-` in state pending (its object will be
+`<image_bucket>/<image_prefix>/<owner>/<name>`) and an ImageTask for the compute worker. Unless
+NoReboot is given, a running instance is stopped first (state stopping, as StopInstances does)
+and started again once its disk is copied, as EC2 reboots an instance for CreateImage. The worker
+(compute/image_tasks.py) copies the stopped instance's disk, flattened, into Cumulus and makes the
+image available (or failed, with the reason in its StateReason).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import select
+
+from ec2gw import ids
+from ec2gw.api.context import RequestContext
+from ec2gw.api.instance_query import check_instance_ids, load_instances
+from ec2gw.api.tagging import set_tags, tags_from_specifications
+from ec2gw.aws.dispatch import operation
+from ec2gw.compute.image_models import ImageTask
+from ec2gw.compute.placement import node_ref
+from ec2gw.db.models import Image, User
+from ec2gw.errors import ServiceError, incorrect_state
+from ec2gw.images import check_image_name
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S GMT")
+
+
+@operation("CreateImage")
+def create_image(
+    ctx: RequestContext, instance_id: str, name: str, description: str | None = None, no_reboot: bool | None = None,
+    block_device_mappings: list[dict[str, Any]] | None = None, tag_specifications: list[dict[str, Any]] | None = None,
+    dry_run: bool | None = None, **_ignored: Any,
+) -> dict[str, Any]:
+    check_instance_ids([instance_id])
+    check_image_name(name)
+    if description is not None and len(description) > 255:
+        raise ServiceError("InvalidParameterValue", "Descriptions are at most 255 characters.")
+    if block_device_mappings:
+        raise ServiceError("InvalidParameterCombination",
+                           "BlockDeviceMappings are not supported: the image holds the instance's root disk only.")
+    image_tags = [t for t in tags_from_specifications(tag_specifications, "image")]
+    settings = ctx.settings
+    with ctx.db.session(write=True) as s:
+        inst = load_instances(s, ctx, [instance_id], for_update=True)[0]
+        if inst.state not in ("running", "stopped", "stopping") or (inst.task not in (None, "stop")):
+            raise incorrect_state(inst.id, inst.state, "imaged")
+        other = s.scalar(select(Image.id).where(Image.owner_id == ctx.user_id, Image.name == name))
+        if other is not None:
+            raise ServiceError("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI {other}; choose another name.")
+        if s.scalar(select(ImageTask.image_id).where(ImageTask.instance_id == inst.id)) is not None:
+            raise ServiceError("IncorrectInstanceState",
+                               f"An image of instance {inst.id} is already being created; wait until it is available.")
+        node = node_ref(s, settings, inst.node_name)
+        if no_reboot and inst.state != "stopped" and node.domain_type != "test":
+            raise ServiceError(
+                "InvalidParameterCombination",
+                f"NoReboot is possible only for a stopped instance here: the disk of the running {inst.id} is in use "
+                "by its guest. Stop the instance first, or leave NoReboot out (the instance is then stopped, "
+                "imaged and started again).")
+        source = s.get(Image, inst.image_id)
+        ctx.check_dry_run(dry_run)
+        owner = s.get(User, ctx.user_id)
+        assert owner is not None
+        key = f"{settings.image_prefix}/{owner.name}/{name}"
+        image = Image(
+            id=ids.new_id("ami"), owner_id=ctx.user_id, name=name, description=description or "",
+            location=f"{settings.image_bucket}/{key}", kind="machine", state="pending",
+            architecture=source.architecture if source else "x86_64", disk_format="qcow2", size_bytes=0,
+            kernel_id=inst.kernel_id, ramdisk_id=inst.ramdisk_id, source_instance_id=inst.id,
+        )
+        if source is not None:
+            image.root_device_name = source.root_device_name
+        s.add(image)
+        s.flush()
+        restart = inst.state == "running" and not no_reboot
+        s.add(ImageTask(image_id=image.id, instance_id=inst.id, no_reboot=bool(no_reboot), restart=restart))
+        if restart:
+            inst.state = "stopping"
+            inst.task = "stop"
+            inst.force_stop = False
+            inst.state_transition_reason = f"User initiated ({_now()}) for CreateImage {image.id}"
+        if image_tags:
+            set_tags(s, ctx.user_id, image.id, image_tags)
+        return {"ImageId": image.id}

@@ -1,0 +1,156 @@
+"""`ec2gw admin node add|list|show|update|remove`: the VMM nodes instances run on (rules in compute/nodes.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ec2gw.cli.admin import admin
+from ec2gw.cli.main import CliState, emit, open_app
+
+
+@admin.group()
+def node() -> None:
+    """VMM nodes: libvirt URIs with a capacity, a zone and the network pools they serve.
+
+    While no node is registered, an implicit node `local` on libvirt's test driver serves every
+    instance. Once one is registered, instances go only to registered, active, reachable nodes.
+    """
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _row(v: dict[str, Any]) -> str:
+    state = ("active" if v["active"] else "inactive") + ("" if v["reachable"] else ",unreachable")
+    unknown = f"  {len(v['unknown_domains'])} unknown domain(s)" if v["unknown_domains"] else ""
+    return (f"{v['name']:<16} {v['zone']:<14} {state:<20} vcpus {v['used_vcpus']}/{v['vcpus']:<5} "
+            f"memory {v['used_memory_mib']}/{v['memory_mib']} MiB  instances {v['instances']:<5} {v['uri']}{unknown}")
+
+
+@node.command("add")
+@click.argument("name")
+@click.option("--uri", required=True, help="libvirt URI of the node, e.g. qemu+ssh://host/system, qemu+tcp://10.0.0.5/system "
+                                           "or test+tcp://10.77.0.1/default.")
+@click.option("--memory", "memory_mib", type=int, default=None, help="Memory for instances, in MiB [default: what the node reports].")
+@click.option("--vcpus", type=int, default=None, help="vCPUs for instances [default: the node's logical CPUs].")
+@click.option("--zone", default=None, help="Availability zone [default: the region's first zone, e.g. us-east-1a].")
+@click.option("--pools", default="", help="Comma-separated network pools the node serves [default: the built-in default pool].")
+@click.option("--domain-type", type=click.Choice(["qemu", "kvm", "xen"]), default=None,
+              help="Domain type: kvm where hardware virtualization works, qemu (TCG) elsewhere [default: qemu; "
+                   "test-driver URIs always run test domains]. Never detected: libvirt advertises kvm where it crawls.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+def node_add(state: CliState, name: str, uri: str, memory_mib: int | None, vcpus: int | None, zone: str | None,
+             pools: str, domain_type: str | None, as_json: bool) -> None:
+    """Register node NAME at URI; capacity not given is read from the node."""
+    from backends.base import NodeUnavailable
+    from ec2gw.compute import nodes
+    from ec2gw.compute.placement import split_pools
+
+    app = open_app(state)
+    pool_list = list(split_pools(pools))
+    needs_probe = memory_mib is None or vcpus is None
+    info = None
+    try:
+        nodes.check_name(name)
+        nodes.check_uri(uri)
+        dtype = nodes.domain_type_for(uri, domain_type)
+        if needs_probe:  # before the write transaction: never hold the database while a node answers
+            info = nodes.probe_capacity(uri, dtype)
+        with app.db.session(write=True) as s:
+            created = nodes.add_node(s, name=name, uri=uri, zone=zone or app.settings.default_zone, memory_mib=memory_mib,
+                                     vcpus=vcpus, pools=pool_list, domain_type=domain_type,
+                                     probe=(lambda _u, _t: info) if info is not None else None)
+            view = next(v for v in nodes.list_nodes(s) if v.name == created.name)
+    except NodeUnavailable as exc:
+        raise click.ClickException(f"node {name} at {uri} does not answer ({exc}); make it reachable, or give --memory "
+                                   "and --vcpus to register it anyway") from None
+    except nodes.NodeError as exc:
+        raise _fail(exc) from None
+    data = view.as_dict()
+    emit(data, as_json, f"added node {name}: {data['vcpus']} vcpus, {data['memory_mib']} MiB, zone {data['zone']}, "
+                        f"{data['domain_type']} domains")
+
+
+@node.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+def node_list(state: CliState, as_json: bool) -> None:
+    """List nodes with their capacity, use, health and any domains the service does not know."""
+    from ec2gw.compute import nodes
+
+    app = open_app(state)
+    with app.db.session() as s:
+        views = [v.as_dict() for v in nodes.list_nodes(s)]
+    text = "\n".join(_row(v) for v in views) or "(no nodes registered: the implicit node 'local' serves instances)"
+    emit(views, as_json, text)
+
+
+@node.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+def node_show(state: CliState, name: str, as_json: bool) -> None:
+    """Show node NAME: registration, health, its instances and unknown domains (never destroyed)."""
+    from ec2gw.compute import nodes
+
+    app = open_app(state)
+    try:
+        with app.db.session() as s:
+            data = nodes.show_node(s, name)
+    except nodes.NodeError as exc:
+        raise _fail(exc) from None
+    lines = [_row(data)]
+    if data["last_error"]:
+        lines.append(f"last error: {data['last_error']}")
+    lines += [f"  instance {i['id']} {i['state']} {i['type']}" for i in data["instance_ids"]]
+    lines += [f"  unknown domain {u['domain']} ({u['state']}), seen since {u['first_seen']}: not managed by ec2gw, "
+              "left alone" for u in data["unknown_domains"]]
+    emit(data, as_json, "\n".join(lines))
+
+
+@node.command("update")
+@click.argument("name")
+@click.option("--active/--inactive", default=None, help="Inactive nodes get no new instances; their instances keep running.")
+@click.option("--memory", "memory_mib", type=int, default=None, help="Memory for instances, in MiB.")
+@click.option("--vcpus", type=int, default=None, help="vCPUs for instances.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+def node_update(state: CliState, name: str, active: bool | None, memory_mib: int | None, vcpus: int | None,
+                as_json: bool) -> None:
+    """Change node NAME: activate, deactivate or change its capacity."""
+    from ec2gw.compute import nodes
+
+    app = open_app(state)
+    try:
+        with app.db.session(write=True) as s:
+            nodes.update_node(s, name, active=active, memory_mib=memory_mib, vcpus=vcpus)
+            view = next(v for v in nodes.list_nodes(s) if v.name == name)
+    except nodes.NodeError as exc:
+        raise _fail(exc) from None
+    data = view.as_dict()
+    emit(data, as_json, _row(data))
+
+
+@node.command("remove")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Remove even with instances: they are marked terminated (their domains "
+                                            "on the node are left alone).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+def node_remove(state: CliState, name: str, force: bool, as_json: bool) -> None:
+    """Remove node NAME; refused while it has instances unless --force."""
+    from ec2gw.compute import nodes
+
+    app = open_app(state)
+    try:
+        with app.db.session(write=True) as s:
+            terminated = nodes.remove_node(s, name, force=force)
+    except nodes.NodeError as exc:
+        raise _fail(exc) from None
+    text = f"removed node {name}" + (f"; {len(terminated)} instance(s) marked terminated: {', '.join(terminated)}"
+                                     if terminated else "")
+    emit({"name": name, "removed": True, "terminated_instances": terminated}, as_json, text)

@@ -1,0 +1,99 @@
+"""Which pools an instance gets addresses from, and the allocation at launch (Nimbus's rules).
+
+Nimbus gave every VM a NIC in the public and in the private network unless its type said
+otherwise, one NIC per distinct pool. Here: settings.network_public_pool and
+settings.network_private_pool name the two pools; settings.instance_type_networks narrows the
+roles per type ("t2.micro=private, m1.large=public+private"). Roles whose pool the node does not
+serve are skipped; a node serving neither gets its first pool; a node serving no pool at all
+(libvirt's test driver, the implicit node) gets the embedded default pool.
+
+The instance row keeps its primary NIC: PrivateIpAddress/PrivateDnsName/MAC from the private NIC
+(or the only one), PublicIpAddress from the public NIC. Every NIC is an Address row holding the
+instance id.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from ec2gw.network import pools
+from ec2gw.network.models import Address
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from ec2gw.compute.placement import NodeRef
+    from ec2gw.config import Settings
+    from ec2gw.db.models import Instance
+
+ROLES = ("public", "private")
+
+
+def type_roles(settings: Settings, instance_type: str) -> tuple[str, ...]:
+    """The roles (public, private) instances of ``instance_type`` want, in NIC order."""
+    for item in settings.instance_type_networks.split(","):
+        name, sep, roles = item.strip().partition("=")
+        if sep and name.strip() == instance_type:
+            wanted = tuple(r.strip() for r in roles.replace("+", " ").split() if r.strip())
+            bad = [r for r in wanted if r not in ROLES]
+            if bad or not wanted:
+                raise ValueError(f"instance_type_networks: {item.strip()!r} must name public and/or private")
+            return wanted
+    return ROLES
+
+
+def is_public(settings: Settings, pool: str) -> bool:
+    return pool == settings.network_public_pool
+
+
+def pools_for(settings: Settings, instance_type: str, node_pools: Sequence[str]) -> list[str]:
+    """The distinct pools, in NIC order, an instance of ``instance_type`` on a node gets NICs in."""
+    if not node_pools:
+        return [pools.DEFAULT_POOL]
+    names = {"public": settings.network_public_pool, "private": settings.network_private_pool}
+    chosen: list[str] = []
+    for role in type_roles(settings, instance_type):
+        name = names[role]
+        if name in node_pools and name not in chosen:
+            chosen.append(name)
+    return chosen or [node_pools[0]]
+
+
+def assign(s: Session, settings: Settings, instances: list[Instance], slots: list[NodeRef]) -> None:
+    """Allocate every instance's addresses (atomic with the caller's transaction) and fill its row.
+
+    InsufficientFreeAddressesInSubnet from any pool aborts the whole launch: the caller's
+    transaction rolls back, so no address stays taken and no instance is created.
+    """
+    plans: dict[str, list[str]] = {}
+    wanted: dict[str, list[str]] = {}
+    for inst, node in zip(instances, slots):
+        plan = pools_for(settings, inst.instance_type, node.pools)
+        plans[inst.id] = plan
+        for pool in plan:
+            wanted.setdefault(pool, []).append(inst.id)
+    got: dict[tuple[str, str], Address] = {}
+    for pool in sorted(wanted):  # one order for every launch: no lock-order deadlocks on PostgreSQL
+        if pool == pools.DEFAULT_POOL:
+            pools.ensure_default_pool(s, mac_prefix=settings.mac_prefix)
+        addrs = pools.allocate(s, pool, wanted[pool], settings.address_grace_seconds)
+        for iid, addr in zip(wanted[pool], addrs):
+            got[(iid, pool)] = addr
+    for inst in instances:
+        fill(settings, inst, [got[(inst.id, p)] for p in plans[inst.id]])
+
+
+def fill(settings: Settings, inst: Instance, nics: list[Address]) -> None:
+    """Set the instance's address fields from its NICs (see the module docstring)."""
+    private = [a for a in nics if not is_public(settings, a.pool) or a.pool == settings.network_private_pool]
+    public = [a for a in nics if is_public(settings, a.pool)]
+    primary = (private or nics)[0]
+    inst.private_ip = primary.ip
+    inst.mac = primary.mac
+    inst.private_dns = primary.hostname
+    inst.public_ip = public[0].ip if public else None
+
+
+def ordered_nics(inst: Instance, nics: list[Address]) -> list[Address]:
+    """The instance's NICs with the primary one (its MAC on the row) first."""
+    return sorted(nics, key=lambda a: (a.mac != inst.mac, a.pool, a.id))

@@ -1,0 +1,287 @@
+"""Quotas: how many instances, vCPUs, MiB of memory and Cumulus bytes each user may hold.
+
+What: a user's limit for each resource is their own quota where one is set, otherwise their
+group's (a group quota applies to each member, as Nimbus's group policies did), otherwise the
+service's defaults from the settings. Usage counts every instance that is not terminated (stopped
+ones too, so starting them again never passes a quota) and every Cumulus byte the user stored,
+finished objects and parts of unfinished multipart uploads alike.
+Why one module: RunInstances, DescribeAccountAttributes, Cumulus and the admin CLI must agree on
+one rule; each asks here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from ec2gw.db.models import Instance, User
+from ec2gw.errors import ServiceError
+from ec2gw.quota_models import UNLIMITED, Quota
+
+if TYPE_CHECKING:
+    from ec2gw.app import App
+    from ec2gw.aws.gateway import Principal
+    from ec2gw.config import Settings
+
+FIELDS = ("instances", "vcpus", "memory_mib", "storage_bytes")
+GIB = 1 << 30
+#: what DescribeAccountAttributes reports as max-instances when there is no limit
+NO_LIMIT_INSTANCES = 2**31 - 1
+
+
+class QuotaError(Exception):
+    """An administration request about quotas that cannot be done; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A user's effective limits; None means no limit."""
+
+    instances: int | None
+    vcpus: int | None
+    memory_mib: int | None
+    storage_bytes: int | None
+
+
+@dataclass(frozen=True)
+class Usage:
+    instances: int
+    vcpus: int
+    memory_mib: int
+    storage_bytes: int
+
+
+# --------------------------------------------------------------------------- limits
+
+def defaults(settings: "Settings") -> dict[str, int]:
+    """The service-wide per-user defaults (-1: no limit)."""
+    gb = settings.quota_storage_gb
+    return {
+        "instances": settings.max_instances_per_user,
+        "vcpus": settings.quota_vcpus,
+        "memory_mib": settings.quota_memory_mb,
+        "storage_bytes": UNLIMITED if gb < 0 else int(gb * GIB),
+    }
+
+
+def limits_for(s: Session, settings: "Settings", user_name: str, group: str) -> Limits:
+    """Per resource: the user's quota, else the group's, else the settings' default."""
+    rows = {
+        q.kind: q
+        for q in s.scalars(
+            select(Quota).where(
+                or_(and_(Quota.kind == "user", Quota.name == user_name), and_(Quota.kind == "group", Quota.name == group))
+            )
+        )
+    }
+    base = defaults(settings)
+    out: dict[str, int | None] = {}
+    for f in FIELDS:
+        value = base[f]
+        for kind in ("user", "group"):
+            row = rows.get(kind)
+            if row is not None and getattr(row, f) is not None:
+                value = getattr(row, f)
+                break
+        out[f] = None if value < 0 else value
+    return Limits(**out)
+
+
+def usage_of(s: Session, user_id: int) -> Usage:
+    count, vcpus, memory = s.execute(
+        select(func.count(Instance.id), func.coalesce(func.sum(Instance.vcpus), 0), func.coalesce(func.sum(Instance.memory_mib), 0))
+        .where(Instance.owner_id == user_id, Instance.state != "terminated")
+    ).one()
+    return Usage(int(count), int(vcpus), int(memory), storage_usage(s, user_id))
+
+
+def storage_usage(s: Session, user_id: int) -> int:
+    """Bytes the user holds in Cumulus: their objects plus parts of their unfinished uploads."""
+    try:
+        from storage.models import MultipartUpload, Object, Part
+    except ModuleNotFoundError as exc:  # Cumulus not installed: nothing stored
+        if exc.name != "storage.models":
+            raise
+        return 0
+    objects = s.scalar(select(func.coalesce(func.sum(Object.size), 0)).where(Object.owner_id == user_id))
+    parts = s.scalar(
+        select(func.coalesce(func.sum(Part.size), 0))
+        .join(MultipartUpload, MultipartUpload.id == Part.upload_id)
+        .where(MultipartUpload.owner_id == user_id)
+    )
+    return int(objects or 0) + int(parts or 0)
+
+
+def instance_limit(app: "App", principal: "Principal") -> int:
+    """How many instances the caller may have (what DescribeAccountAttributes reports)."""
+    with app.db.session() as s:
+        limit = limits_for(s, app.settings, principal.name, principal.group).instances
+    return NO_LIMIT_INSTANCES if limit is None else limit
+
+
+# --------------------------------------------------------------------------- checks
+
+def launch_allowance(
+    s: Session, app: "App", principal: "Principal", min_count: int, max_count: int, instance_type: str,
+    vcpus: int, memory_mib: int,
+) -> int:
+    """How many of max_count instances the caller may launch now (at least min_count), or raise.
+
+    InstanceLimitExceeded when the instance count is the binding limit, VcpuLimitExceeded when vCPUs
+    or memory are. Runs inside the launch's write transaction; on PostgreSQL the user's row is locked
+    so that two concurrent launches by one user cannot both pass the same quota.
+    """
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(select(User.id).where(User.id == principal.user_id).with_for_update())
+    limits = limits_for(s, app.settings, principal.name, principal.group)
+    used = usage_of(s, principal.user_id)
+    allowed = max_count
+    if limits.instances is not None:
+        allowed = min(allowed, max(0, limits.instances - used.instances))
+        if allowed < min_count:
+            raise ServiceError(
+                "InstanceLimitExceeded",
+                f"Your quota allows running {limits.instances} instances; you have {used.instances} and asked for "
+                f"{min_count} more. Terminate instances or ask the administrator for a larger quota.",
+            )
+    for name, limit, in_use, each, unit in (
+        ("vCPU", limits.vcpus, used.vcpus, vcpus, "vCPUs"),
+        ("memory", limits.memory_mib, used.memory_mib, memory_mib, "MiB of memory"),
+    ):
+        if limit is None or each <= 0:
+            continue
+        allowed = min(allowed, max(0, (limit - in_use) // each))
+        if allowed < min_count:
+            raise ServiceError(
+                "VcpuLimitExceeded",
+                f"You have requested more {name} capacity than your quota allows: {min_count} {instance_type} "
+                f"instance(s) need {min_count * each} {unit}, you use {in_use} of {limit}. Terminate instances, "
+                "choose a smaller instance type or ask the administrator for a larger quota.",
+            )
+    return allowed
+
+
+def check_storage(app: "App", user_id: int, extra_bytes: int) -> None:
+    """Refuse (403 QuotaExceeded) storing extra_bytes more for user_id beyond their Cumulus quota.
+
+    Called by Cumulus before it accepts a body, with the announced size, so nothing is stored
+    when the answer is no. An overwrite is counted as new bytes (the old object still counts until
+    it is replaced), which errs on the side of the quota.
+    """
+    with app.db.session() as s:
+        user = s.get(User, user_id)
+        if user is None:
+            return
+        limit = limits_for(s, app.settings, user.name, user.group).storage_bytes
+        if limit is None:
+            return
+        used = storage_usage(s, user_id)
+    if used + max(0, extra_bytes) > limit:
+        raise ServiceError(
+            "QuotaExceeded",
+            f"Storing {extra_bytes} more bytes would exceed your Cumulus storage quota of {human_bytes(limit)} "
+            f"({used} bytes are in use). Delete objects you no longer need or ask the administrator for a larger quota.",
+            status=403,
+        )
+
+
+# --------------------------------------------------------------------------- administration
+
+def resolve_target(s: Session, target: str) -> tuple[str, str]:
+    """USER_OR_GROUP -> ("user"|"group", name). `user:NAME` and `group:NAME` say which explicitly."""
+    kind, sep, name = target.partition(":")
+    if sep and kind in ("user", "group"):
+        if not name:
+            raise QuotaError(f"{target!r} names no {kind}; write {kind}:NAME")
+        if kind == "user" and s.scalar(select(User.id).where(User.name == name)) is None:
+            raise QuotaError(f"no user named {name!r}; `ec2gw admin user list` shows the users")
+        return kind, name
+    is_user = s.scalar(select(User.id).where(User.name == target)) is not None
+    is_group = s.scalar(select(User.id).where(User.group == target).limit(1)) is not None
+    if is_user and is_group:
+        raise QuotaError(f"{target!r} is both a user and a group; write user:{target} or group:{target}")
+    if is_user:
+        return "user", target
+    if is_group:
+        return "group", target
+    raise QuotaError(
+        f"no user or group named {target!r}; `ec2gw admin user list` shows users and their groups "
+        f"(write group:{target} to set a quota for a group that has no members yet)"
+    )
+
+
+def parse_limit(text: str | None, what: str, scale: float = 1) -> int | None | str:
+    """A CLI value: N (the limit, times scale), 'unlimited' (-1), 'default' (clear), None (keep)."""
+    if text is None:
+        return None
+    word = text.strip().lower()
+    if word in ("unlimited", "none"):
+        return UNLIMITED
+    if word == "default":
+        return "default"
+    try:
+        value = float(word)
+    except ValueError:
+        raise QuotaError(f"--{what} takes a number, 'unlimited' or 'default', not {text!r}") from None
+    if value < 0 or math.isnan(value) or math.isinf(value):
+        raise QuotaError(f"--{what} must be 0 or more (or 'unlimited'), not {text!r}")
+    if scale == 1 and value != int(value):
+        raise QuotaError(f"--{what} takes a whole number, not {text!r}")
+    return int(value * scale)
+
+
+def set_quota(s: Session, target: str, **changes: int | None | str) -> dict[str, Any]:
+    """Apply changes (field -> value from parse_limit) to the quota of a user or group; returns it."""
+    kind, name = resolve_target(s, target)
+    row = s.get(Quota, (kind, name))
+    if row is None:
+        row = Quota(kind=kind, name=name)
+        s.add(row)
+    for f, value in changes.items():
+        if f not in FIELDS:
+            raise QuotaError(f"unknown quota {f!r}; quotas are {', '.join(FIELDS)}")
+        if value is None:
+            continue
+        setattr(row, f, None if value == "default" else value)
+    s.flush()
+    return quota_dict(row)
+
+
+def quota_dict(row: Quota) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": row.kind, "name": row.name}
+    for f in FIELDS:
+        value = getattr(row, f)
+        out[f] = "default" if value is None else ("unlimited" if value == UNLIMITED else value)
+    return out
+
+
+def list_quotas(s: Session) -> list[dict[str, Any]]:
+    return [quota_dict(q) for q in s.scalars(select(Quota).order_by(Quota.kind, Quota.name))]
+
+
+def report(s: Session, settings: "Settings", user_name: str) -> dict[str, Any]:
+    """A user's effective limits next to their usage (for `ec2gw admin quota show`)."""
+    user = s.scalar(select(User).where(User.name == user_name))
+    if user is None:
+        raise QuotaError(f"no user named {user_name!r}; `ec2gw admin user list` shows the users")
+    limits = limits_for(s, settings, user.name, user.group)
+    used = usage_of(s, user.id)
+    return {
+        "user": user.name,
+        "group": user.group,
+        "limits": {k: ("unlimited" if v is None else v) for k, v in asdict(limits).items()},
+        "usage": asdict(used),
+    }
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} bytes"

@@ -1,0 +1,212 @@
+"""Cumulus's S3 endpoint as a WSGI application: parse -> authenticate -> dispatch -> serialize.
+
+The only storage module that sees HTTP. Requests are path-style (`/bucket/key`). Object bodies
+never pass through here as a whole: a PUT body is handed to the operation as a verifying stream
+(storage/upload.py), a GET body goes back as the blob file itself (the server's sendfile when the
+range lies in one blob) or as a chunk iterator, so memory does not grow with object size.
+Errors become S3's <Error> document with the status S3 uses (no body for HEAD).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from werkzeug.datastructures import EnvironHeaders
+
+from ec2gw.aws.auth import AuthResult, RequestView, authenticate
+from ec2gw.aws.gateway import raw_path
+from ec2gw.aws.restxml_parser import MAX_XML_BODY, S3Request, S3Router, malformed_xml, parse_query, parse_request, split_path
+from ec2gw.aws.restxml_serializer import S3Response, serialize_error, serialize_response
+from ec2gw.aws.spec import operation_model, service_model
+from ec2gw.errors import ServiceError
+from storage.api import registry
+from storage.blobstore import CHUNK, BlobStore, SegmentReader
+from storage.context import S3Context
+from storage.upload import UploadBody
+
+if TYPE_CHECKING:
+    from ec2gw.app import App
+    from ec2gw.aws.gateway import Principal
+
+log = logging.getLogger("ec2gw.cumulus")
+
+#: operations whose XML body must carry Content-MD5 or a checksum (as S3 requires)
+_NEEDS_DIGEST = frozenset({"DeleteObjects"})
+
+_REASONS = {
+    200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
+    412: "Precondition Failed", 413: "Request Entity Too Large", 416: "Requested Range Not Satisfiable",
+    500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
+}
+
+
+class S3Gateway:
+    """WSGI application for Cumulus."""
+
+    def __init__(self, app: "App") -> None:
+        self.app = app
+        self.store = BlobStore(app.settings.data_dir / "cumulus")
+        self.router = S3Router(service_model("s3"), registry.names())
+        self._image_bucket_ready = False
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request_id = secrets.token_hex(8).upper()
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        started = time.perf_counter()
+        operation = "-"
+        try:
+            operation, resp = self.handle(environ, method, request_id)
+        except ServiceError as err:
+            resp = self.error_response(err, environ, method, request_id)
+            log.info("%s %s %s -> %s %s", request_id, method, operation, err.status, err.code)
+        except Exception:
+            log.exception("%s %s failed", request_id, operation)
+            err = ServiceError("InternalError", "We encountered an internal error. Please try again.", 500)
+            resp = self.error_response(err, environ, method, request_id)
+        else:
+            log.debug("%s %s -> %s in %.1f ms", request_id, operation, resp.status,
+                      (time.perf_counter() - started) * 1000)
+        return self.send(environ, start_response, method, resp, request_id)
+
+    # ------------------------------------------------------------------ request
+
+    def handle(self, environ: dict[str, Any], method: str, request_id: str) -> tuple[str, S3Response]:
+        path = raw_path(environ)
+        query = environ.get("QUERY_STRING", "")
+        try:
+            query.encode("ascii")
+        except UnicodeEncodeError:
+            raise ServiceError("InvalidURI", "Couldn't parse the specified URI: percent-encode the query.", 400) from None
+        headers = EnvironHeaders(environ)
+        bucket, key = split_path(path)
+        principal_box: list[Principal] = []
+
+        def lookup_secret(access_key: str) -> str | None:
+            p = self.app.principal_lookup(access_key)
+            if p is None:
+                return None
+            principal_box[:] = [p]
+            return p.secret
+
+        s3req = S3Request(method, bucket, key, parse_query(query), headers)
+        name = self.router.match(s3req)
+        if name is None:
+            err = ServiceError("MethodNotAllowed", "The specified method is not allowed against this resource.", 405,
+                               Method=method, ResourceType="OBJECT" if key else "BUCKET" if bucket else "SERVICE")
+            err.headers["Allow"] = ", ".join(self.router.methods_for(s3req.form))
+            raise err
+        if registry.get(name) is None:
+            raise ServiceError("NotImplemented", f"Cumulus does not implement {name}; see storage/README.md for the "
+                               "supported operations.", 501)
+        auth = self.authenticate(method, path, query, headers, bucket, key, lookup_secret)
+        principal = principal_box[0] if auth.access_key is not None and principal_box else None
+        if bucket is not None and bucket == self.app.settings.image_bucket and not self._image_bucket_ready:
+            from storage.images import ensure_image_bucket
+
+            ensure_image_bucket(self.app)
+            self._image_bucket_ready = True
+        model = operation_model("s3", name)
+        shape = model.input_shape
+        payload_name = shape.serialization.get("payload") if shape is not None else None
+        payload_member = shape.members[payload_name] if shape is not None and payload_name else None
+
+        def body_factory() -> UploadBody:
+            return UploadBody.from_request(environ["wsgi.input"], headers, auth.payload_hash, auth.chunk_signer)
+
+        xml = None
+        if payload_member is not None and payload_member.type_name == "structure" and _has_body(environ, headers):
+            body = body_factory()
+            if name in _NEEDS_DIGEST and body.md5 is None and body.algorithm is None:
+                raise ServiceError("InvalidRequest", "Missing required header for this request: Content-MD5", 400)
+            xml = body.read_all(MAX_XML_BODY)
+        params = parse_request(model, s3req, xml)
+        if shape is not None:
+            for member in shape.required_members:
+                if member not in params and member != payload_name:
+                    raise ServiceError("InvalidRequest", f"Missing required parameter {member}.", 400)
+                if member not in params and member == payload_name:
+                    raise malformed_xml("the request body is missing")
+        scheme = environ.get("wsgi.url_scheme", "http")
+        host = headers.get("Host") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '')}"
+        ctx = S3Context(self.app, self.store, principal, request_id, auth,
+                        body_factory if payload_member is not None and payload_member.type_name == "blob" else None,
+                        f"{scheme}://{host}", headers)
+        result = registry.call(name, ctx, params)
+        return name, serialize_response(model, result)
+
+    def authenticate(self, method: str, path: str, query: str, headers: Any, bucket: str | None, key: str | None,
+                     lookup_secret: Callable[[str], str | None]) -> AuthResult:
+        try:
+            return authenticate(RequestView(method, path, query, headers), service="s3", lookup_secret=lookup_secret)
+        except ServiceError as err:
+            # SigV2 signs a bucket as "/bucket/" (botocore's HmacV1Auth does, as S3 documents it); a
+            # path-style request for the bucket itself arrives as "/bucket": try that rendering too
+            sigv2 = (headers.get("Authorization") or "").startswith("AWS ") or "Signature=" in query
+            if err.code != "SignatureDoesNotMatch" or not sigv2 or bucket is None or key is not None \
+                    or path.endswith("/"):
+                raise
+            return authenticate(RequestView(method, path + "/", query, headers), service="s3",
+                                lookup_secret=lookup_secret)
+
+    # ------------------------------------------------------------------ response
+
+    def error_response(self, err: ServiceError, environ: dict[str, Any], method: str, request_id: str) -> S3Response:
+        extra = dict(err.extra)
+        extra.setdefault("Resource", raw_path(environ))
+        body = b"" if method == "HEAD" else serialize_error(err.code, err.message, request_id, extra)
+        headers = [("Content-Type", "application/xml"), *err.headers.items()]
+        return S3Response(err.status, headers, body)
+
+    def send(self, environ: dict[str, Any], start_response: Callable[..., Any], method: str, resp: S3Response,
+             request_id: str) -> Iterable[bytes]:
+        headers = [(k, v) for k, v in resp.headers]
+        headers += [("x-amz-request-id", request_id), ("x-amz-id-2", request_id)]
+        body = resp.body
+        names = {k.lower() for k, _ in headers}
+        if isinstance(body, SegmentReader):
+            if "content-length" not in names:
+                headers.append(("Content-Length", str(body.length)))
+            start_response(f"{resp.status} {_REASONS.get(resp.status, 'OK')}", headers)
+            if method == "HEAD":
+                body.close()
+                return []
+            # gunicorn's wrapper sends exactly Content-Length bytes from the file's position (sendfile);
+            # generic wrappers read to the end of the file, so they only get plain chunks
+            wrapper = environ.get("wsgi.file_wrapper") if "gunicorn.socket" in environ else None
+            single = body.take_single_file() if wrapper is not None else None
+            if single is not None:
+                return wrapper(single, CHUNK)  # type: ignore[misc]  # gunicorn: sendfile() from the position
+            return _ChunkResponse(body)
+        if isinstance(body, (bytes, bytearray)):
+            if body or resp.status not in (204, 304):
+                if "content-length" not in names:
+                    headers.append(("Content-Length", str(len(body))))
+            elif resp.status == 204:
+                headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            start_response(f"{resp.status} {_REASONS.get(resp.status, 'OK')}", headers)
+            return [] if method == "HEAD" or not body else [bytes(body)]
+        raise TypeError(f"unexpected response body {type(body).__name__}")
+
+
+def _has_body(environ: dict[str, Any], headers: Any) -> bool:
+    length = (environ.get("CONTENT_LENGTH") or "").strip()
+    if length:
+        return length != "0"
+    return "chunked" in (headers.get("Transfer-Encoding") or "").lower()
+
+
+class _ChunkResponse:
+    """The object's bytes as a WSGI iterable that closes its files when the server is done."""
+
+    def __init__(self, reader: SegmentReader) -> None:
+        self.reader = reader
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.reader.chunks()
+
+    def close(self) -> None:
+        self.reader.close()

@@ -1,0 +1,167 @@
+"""VM images in Cumulus, Nimbus's way: the Python API the EC2 side uses (RegisterImage, import).
+
+An image is an object. A user's images live at `<image_bucket>/<image_prefix>/<user>/<name>`,
+shared ones at `<image_prefix>/common/<name>` (defaults `Repo` and `VMS`, as Nimbus had them). The
+image bucket belongs to the first administrator and is created on first use. When an object that
+backs a registered image is deleted, its images become `failed` (DescribeImages shows why); if the
+object is uploaded again they are `available` again with the new size (see README.md).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO, TYPE_CHECKING, BinaryIO
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ec2gw.db.models import Image, User
+from ec2gw.errors import ServiceError
+from storage import access
+from storage.blobstore import BlobStore, SegmentReader
+from storage.buckets import ensure_bucket
+from storage.records import NewVersion, ObjectInfo, commit_object, find_object, get_bucket
+
+if TYPE_CHECKING:
+    from ec2gw.app import App
+    from ec2gw.aws.gateway import Principal
+    from ec2gw.config import Settings
+
+QCOW2_MAGIC = b"QFI\xfb"
+OBJECT_DELETED_REASON = "Client.ObjectDeleted: the image's Cumulus object was deleted; upload it again"
+
+
+def store_of(app: "App") -> BlobStore:
+    """The blob store of an app (shared with its S3 gateway when there is one)."""
+    gateway = getattr(app, "s3", None)
+    store = getattr(gateway, "store", None)
+    if isinstance(store, BlobStore):
+        return store
+    return BlobStore(app.settings.data_dir / "cumulus")
+
+
+def user_image_key(settings: "Settings", username: str, name: str) -> str:
+    return f"{settings.image_prefix}/{username}/{name}"
+
+
+def common_image_key(settings: "Settings", name: str) -> str:
+    return f"{settings.image_prefix}/common/{name}"
+
+
+def detect_format(first_bytes: bytes) -> str:
+    """"qcow2" when the bytes start with QEMU's magic, else "raw"."""
+    return "qcow2" if first_bytes[:4] == QCOW2_MAGIC else "raw"
+
+
+def ensure_image_bucket(app: "App") -> None:
+    """Create the image repository bucket, owned by the first administrator, if it is missing."""
+    name = app.settings.image_bucket
+    with app.db.session() as s:
+        from storage.models import Bucket
+
+        if s.scalar(select(Bucket.id).where(Bucket.name == name)) is not None:
+            return
+        admin_id = s.scalar(select(User.id).where(User.is_admin.is_(True)).order_by(User.id))
+    if admin_id is not None:
+        ensure_bucket(app, name, admin_id)
+
+
+def object_info(app: "App", bucket: str, key: str) -> ObjectInfo | None:
+    """The object's metadata (size, etag, content type...), or None if there is no such object or bucket."""
+    try:
+        with app.db.session() as s:
+            row = find_object(s, get_bucket(s, bucket), key)
+            return None if row is None else ObjectInfo.of(bucket, row)
+    except ServiceError:
+        return None
+
+
+def can_read(app: "App", user_id: int, bucket: str, key: str) -> bool:
+    """Whether the user may read the object (by Cumulus's rules: owner, admin, ACL, shared prefix)."""
+    with app.db.session() as s:
+        user = s.get(User, user_id)
+        if user is None or not user.enabled:
+            return False
+        try:
+            b = get_bucket(s, bucket)
+        except ServiceError:
+            return False
+        row = find_object(s, b, key)
+        if row is None:
+            return False
+        return access.can_read_object(app.settings, _principal(user), b, key, row.acl)
+
+
+def _principal(user: User) -> "Principal":
+    from ec2gw.aws.gateway import Principal
+
+    return Principal(user.id, user.name, user.account_id, user.secret_key, user.is_admin, user.group)
+
+
+def open_object(app: "App", bucket: str, key: str) -> tuple[BinaryIO, int]:
+    """A readable (and seekable) stream of the object's bytes and its size; close it when done."""
+    store = store_of(app)
+    for _ in range(3):
+        info = object_info(app, bucket, key)
+        if info is None:
+            raise FileNotFoundError(f"no object {bucket}/{key} in Cumulus")
+        try:
+            reader = SegmentReader(store, [(seg["b"], seg["n"]) for seg in info.segments])
+        except FileNotFoundError:
+            continue  # replaced while we opened it
+        return reader, info.size  # type: ignore[return-value]
+    raise FileNotFoundError(f"the object {bucket}/{key} kept changing while it was opened")
+
+
+def put_file(app: "App", owner_user_id: int, bucket: str, key: str, path_or_stream: str | os.PathLike[str] | IO[bytes],
+             size: int) -> ObjectInfo:
+    """Store a local file (or a readable stream of `size` bytes) as the object `bucket/key`.
+
+    The image bucket is created on first use; other buckets must exist. The owner must be allowed
+    to write there by the same rules as an S3 PUT. Written like any PUT: temp file, fsync, rename.
+    """
+    if bucket == app.settings.image_bucket:
+        ensure_image_bucket(app)
+    access.check_key(key)
+    with app.db.session() as s:
+        user = s.get(User, owner_user_id)
+        if user is None:
+            raise ServiceError("InvalidParameterValue", f"No user with id {owner_user_id}.")
+        principal = _principal(user)
+
+    def may_write(b: object) -> None:
+        access.require(access.can_write_object(app.settings, principal, b, key))  # type: ignore[arg-type]
+
+    with app.db.session() as s:
+        may_write(get_bucket(s, bucket))
+    access.check_storage_quota(app, owner_user_id, size)
+    store = store_of(app)
+    own = isinstance(path_or_stream, (str, os.PathLike))
+    stream: BinaryIO = open(path_or_stream, "rb") if own else path_or_stream  # type: ignore[arg-type,assignment]
+    try:
+        with store.writer() as writer:
+            copied = writer.copy_from(stream, limit=size, expected=size)
+            if copied != size:
+                raise ServiceError("IncompleteBody", f"The file ended after {copied} of {size} bytes.")
+            writer.commit()
+    finally:
+        if own:
+            stream.close()
+    version = NewVersion(key, owner_user_id, [{"b": writer.blob_id, "n": size, "c": None}], size, writer.etag,
+                         {"ContentType": "application/octet-stream"})
+    return commit_object(app, store, bucket, version, may_write)
+
+
+def object_changed(s: Session, bucket: str, key: str, size: int | None) -> None:
+    """Called in the transaction that writes (size) or deletes (None) the object `bucket/key`."""
+    location = f"{bucket}/{key}"
+    if s.scalar(select(Image.id).where(Image.location == location).limit(1)) is None:
+        return
+    if size is None:
+        s.execute(update(Image).where(Image.location == location, Image.state != "deregistered")
+                  .values(state="failed", state_reason=OBJECT_DELETED_REASON))
+        return
+    s.execute(update(Image).where(Image.location == location).values(size_bytes=size))
+    s.execute(update(Image).where(Image.location == location, Image.state == "failed",
+                                  Image.state_reason == OBJECT_DELETED_REASON)
+              .values(state="available", state_reason=""))

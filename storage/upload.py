@@ -1,0 +1,223 @@
+"""An S3 request body as a verified stream, and the checks that run when it has been read.
+
+What: `UploadBody.from_request` stacks the readers of ec2gw.aws.chunked on the WSGI input as the
+request declares it: a Content-Length limit (cut-off bodies raise IncompleteBody), aws-chunked
+decoding (chunk signatures, trailers, x-amz-decoded-content-length), the x-amz-content-sha256
+check. `checksums()` gives the hashers the blob writer feeds; `verify(writer)` then compares
+Content-MD5 and the x-amz-checksum-* value (from a header or from the trailer) with what was
+computed. Only after that does the caller commit the blob.
+
+Why: every check happens on the stream, so no body is held in memory and nothing is stored
+unless all of them passed (pattern 9).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Mapping
+
+from ec2gw.aws.chunked import (
+    AwsChunkedReader,
+    LengthLimitedReader,
+    Sha256VerifyingReader,
+    new_checksum,
+)
+from ec2gw.errors import ServiceError
+from storage.blobstore import CHUNK
+
+#: S3's limits
+MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB (multipart)
+MAX_PUT_SIZE = 5 * 1024**3  # 5 GiB in one PUT or part
+ALGORITHMS = {"crc32": "CRC32", "crc32c": "CRC32C", "crc64nvme": "CRC64NVME", "sha1": "SHA1", "sha256": "SHA256"}
+_DIGEST_SIZES = {"crc32": 4, "crc32c": 4, "crc64nvme": 8, "sha1": 20, "sha256": 32}
+
+
+def _invalid_checksum_header(name: str) -> ServiceError:
+    return ServiceError("InvalidRequest", f"Value for {name} header is invalid.", 400)
+
+
+def _decode_b64(value: str, size: int | None) -> bytes | None:
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if size is not None and len(raw) != size:
+        return None
+    return raw
+
+
+def declared_checksum(headers: Mapping[str, str]) -> tuple[str | None, str | None, bool]:
+    """(algorithm, expected base64 value or None, value comes in the trailer) of a request."""
+    found = [(alg, headers.get(f"x-amz-checksum-{alg}")) for alg in ALGORITHMS]
+    found = [(a, v) for a, v in found if v is not None]
+    trailer = (headers.get("x-amz-trailer") or "").strip().lower()
+    if len(found) > 1 or (found and trailer.startswith("x-amz-checksum-")):
+        raise ServiceError("InvalidRequest", "Expecting a single x-amz-checksum- header. Multiple checksum Types are "
+                           "not allowed.", 400)
+    if found:
+        alg, value = found[0]
+        if _decode_b64(value or "", _DIGEST_SIZES[alg]) is None:
+            raise _invalid_checksum_header(f"x-amz-checksum-{alg}")
+        return alg, (value or "").strip(), False
+    if trailer:
+        alg = trailer.removeprefix("x-amz-checksum-")
+        if not trailer.startswith("x-amz-checksum-") or alg not in ALGORITHMS:
+            raise ServiceError("InvalidRequest", f"The value specified in the x-amz-trailer header is not supported: "
+                               f"{trailer}.", 400)
+        return alg, None, True
+    sdk = (headers.get("x-amz-sdk-checksum-algorithm") or "").strip().lower()
+    if sdk:
+        if sdk not in ALGORITHMS:
+            raise ServiceError("InvalidRequest", f"Checksum algorithm {sdk!r} is not supported; use one of "
+                               f"{', '.join(ALGORITHMS.values())}.", 400)
+        return sdk, None, False
+    return None, None, False
+
+
+def content_md5(headers: Mapping[str, str]) -> bytes | None:
+    value = headers.get("Content-MD5")
+    if value is None:
+        return None
+    raw = _decode_b64(value, 16)
+    if raw is None:
+        raise ServiceError("InvalidDigest", "The Content-MD5 you specified was invalid.", 400)
+    return raw
+
+
+def stored_content_encoding(value: str | None) -> str | None:
+    """Content-Encoding as the object keeps it: the aws-chunked transfer framing is not part of it."""
+    if not value:
+        return None
+    kept = [t.strip() for t in value.split(",") if t.strip() and t.strip().lower() != "aws-chunked"]
+    return ", ".join(kept) or None
+
+
+class _SizeCap:
+    """Refuses bodies growing past `limit` bytes (when no length was announced)."""
+
+    def __init__(self, raw: BinaryIO, limit: int) -> None:
+        self.raw, self.limit, self.count = raw, limit, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.count += len(data)
+        if self.count > self.limit:
+            raise entity_too_large(self.limit)
+        return data
+
+
+def entity_too_large(limit: int) -> ServiceError:
+    return ServiceError("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.", 400,
+                        MaxSizeAllowed=str(limit))
+
+
+@dataclass
+class UploadBody:
+    reader: BinaryIO
+    #: the object's size when the request announced it (Content-Length or decoded length)
+    length: int | None
+    md5: bytes | None = None
+    algorithm: str | None = None
+    expected_checksum: str | None = None
+    trailer_checksum: bool = False
+    chunked: AwsChunkedReader | None = None
+    _checksum: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_request(cls, raw: BinaryIO, headers: Mapping[str, str], payload_hash: str | None,
+                     chunk_signer: Any = None, limit: int = MAX_PUT_SIZE) -> "UploadBody":
+        """The verified object bytes of a request; raises before reading anything if it cannot be one."""
+        length_header = (headers.get("Content-Length") or "").strip()
+        try:
+            wire_length = int(length_header) if length_header else None
+        except ValueError:
+            raise ServiceError("InvalidArgument", "The Content-Length header is not a number.", 400) from None
+        if wire_length is not None and wire_length < 0:
+            raise ServiceError("InvalidArgument", "The Content-Length header is negative.", 400)
+        transfer_chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
+        encoding = headers.get("Content-Encoding") or ""
+        aws_chunked = (payload_hash or "").startswith("STREAMING-") or "aws-chunked" in encoding.lower()
+        if wire_length is None and not transfer_chunked:
+            raise ServiceError("MissingContentLength", "You must provide the Content-Length HTTP header.", 411)
+        stream: BinaryIO = LengthLimitedReader(raw, wire_length) if wire_length is not None else raw
+        length = wire_length
+        chunked = None
+        if aws_chunked:
+            decoded = headers.get("x-amz-decoded-content-length")
+            if decoded is None:
+                raise ServiceError("MissingContentLength", "You must provide the x-amz-decoded-content-length header "
+                                   "with an aws-chunked body.", 411)
+            try:
+                length = int(decoded)
+            except ValueError:
+                raise ServiceError("InvalidArgument", "x-amz-decoded-content-length is not a number.", 400) from None
+            if (payload_hash or "").startswith("STREAMING-"):
+                chunked = AwsChunkedReader.for_payload(stream, payload_hash or "", chunk_signer=chunk_signer,
+                                                       decoded_length=length)
+            else:
+                chunked = AwsChunkedReader(stream, trailer=bool(headers.get("x-amz-trailer")), decoded_length=length)
+            stream = chunked  # type: ignore[assignment]
+        elif payload_hash and len(payload_hash) == 64:
+            stream = Sha256VerifyingReader(stream, payload_hash)
+        if length is not None and length > limit:
+            raise entity_too_large(limit)
+        if length is None:
+            stream = _SizeCap(stream, limit)  # type: ignore[assignment]
+        algorithm, expected, trailer = declared_checksum(headers)
+        if trailer and chunked is None:
+            raise ServiceError("InvalidRequest", "x-amz-trailer needs an aws-chunked body "
+                               "(x-amz-content-sha256: STREAMING-...-TRAILER).", 400)
+        return cls(stream, length, content_md5(headers), algorithm, expected, trailer, chunked)
+
+    def checksums(self) -> dict[str, Any]:
+        """The hashers to feed with the body (the blob writer updates them with every chunk)."""
+        if self.algorithm is None:
+            return {}
+        if self._checksum is None:
+            self._checksum = new_checksum(self.algorithm)
+        return {self.algorithm: self._checksum}
+
+    def verify(self, md5_digest: bytes) -> str | None:
+        """Compare what was computed (the body's MD5, the checksum fed by the writer) with what the
+        client declared; returns the base64 checksum, if one was asked for."""
+        if self.md5 is not None and not hmac.compare_digest(self.md5, md5_digest):
+            raise ServiceError("BadDigest", "The Content-MD5 you specified did not match what we received.", 400,
+                               ExpectedDigest=base64.b64encode(self.md5).decode(),
+                               CalculatedDigest=base64.b64encode(md5_digest).decode())
+        if self.algorithm is None:
+            return None
+        actual = self.checksums()[self.algorithm].b64digest()
+        expected = self.expected_checksum
+        if self.trailer_checksum:
+            assert self.chunked is not None
+            expected = self.chunked.trailers.get(f"x-amz-checksum-{self.algorithm}")
+            if expected is None:
+                raise ServiceError("InvalidRequest", f"The x-amz-checksum-{self.algorithm} trailer announced in "
+                                   "x-amz-trailer is missing from the body.", 400)
+            if _decode_b64(expected, _DIGEST_SIZES[self.algorithm]) is None:
+                raise _invalid_checksum_header(f"x-amz-checksum-{self.algorithm}")
+        if expected is not None and not hmac.compare_digest(expected.strip(), actual):
+            raise ServiceError("BadDigest", f"The {ALGORITHMS[self.algorithm]} you specified did not match the "
+                               "calculated checksum.", 400)
+        return actual
+
+    def read_all(self, limit: int) -> bytes:
+        """A small body (XML) in memory, verified like any other; at most `limit` bytes."""
+        if self.length is not None and self.length > limit:
+            raise ServiceError("MaxMessageLengthExceeded", "Your request was too big.", 400)
+        out = bytearray()
+        md5 = hashlib.md5()
+        hashers = self.checksums()
+        while data := self.reader.read(min(CHUNK, limit + 1 - len(out))):
+            out += data
+            md5.update(data)
+            for h in hashers.values():
+                h.update(data)
+            if len(out) > limit:
+                raise ServiceError("MaxMessageLengthExceeded", "Your request was too big.", 400)
+        self.verify(md5.digest())
+        return bytes(out)

@@ -1,0 +1,185 @@
+"""Quotas: user over group over defaults; RunInstances refusals that create nothing; Cumulus bytes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from ec2gw import quotas
+from ec2gw.db.models import Instance, Reservation
+from ec2gw.errors import ServiceError
+from tests.pg import postgres_cluster, postgres_url  # noqa: F401  (fixtures)
+from tests.unit.ec2_inprocess import World, error_of, make_world
+
+
+@pytest.fixture
+def w(tmp_path: Path) -> World:
+    return make_world(tmp_path)
+
+
+def set_quota(w: World, target: str, **values: object) -> None:
+    with w.app.db.session(write=True) as s:
+        quotas.set_quota(s, target, **values)  # type: ignore[arg-type]
+
+
+def limits(w: World, name: str) -> quotas.Limits:
+    from ec2gw import accounts
+
+    with w.app.db.session() as s:
+        u = accounts.get_user(s, name)
+        return quotas.limits_for(s, w.app.settings, u.name, u.group)
+
+
+def row_counts(w: World) -> tuple[int, int]:
+    with w.app.db.session() as s:
+        return s.scalar(select(func.count(Instance.id))) or 0, s.scalar(select(func.count(Reservation.id))) or 0
+
+
+def test_user_quota_beats_group_quota_beats_defaults(w: World) -> None:
+    assert limits(w, "alice") == quotas.Limits(20000, None, None, None)  # settings' defaults
+    set_quota(w, "users", vcpus=8, memory_mib=4096, storage_bytes=quotas.GIB)  # alice and bob are in group users
+    set_quota(w, "alice", vcpus=2, storage_bytes=quotas.UNLIMITED)
+    assert limits(w, "alice") == quotas.Limits(20000, 2, 4096, None)
+    assert limits(w, "bob") == quotas.Limits(20000, 8, 4096, quotas.GIB)
+    set_quota(w, "alice", vcpus="default")  # falls back to the group again
+    assert limits(w, "alice").vcpus == 8
+
+
+def test_settings_defaults_apply_without_quotas(tmp_path: Path) -> None:
+    w = make_world(tmp_path, max_instances_per_user=5, quota_vcpus=3, quota_memory_mb=2048, quota_storage_gb=0.5)
+    assert limits(w, "alice") == quotas.Limits(5, 3, 2048, quotas.GIB // 2)
+
+
+def test_targets_resolve_to_users_or_groups(w: World) -> None:
+    with w.app.db.session(write=True) as s:
+        assert quotas.resolve_target(s, "alice") == ("user", "alice")
+        assert quotas.resolve_target(s, "users") == ("group", "users")
+        assert quotas.resolve_target(s, "group:newcomers") == ("group", "newcomers")
+        with pytest.raises(quotas.QuotaError, match="no user or group named 'ghost'"):
+            quotas.resolve_target(s, "ghost")
+        with pytest.raises(quotas.QuotaError, match="no user named 'ghost'"):
+            quotas.resolve_target(s, "user:ghost")
+    w.ip.make_user("staff", group="alice")  # a group named like a user
+    with w.app.db.session() as s:
+        with pytest.raises(quotas.QuotaError, match="both a user and a group"):
+            quotas.resolve_target(s, "alice")
+
+
+@pytest.mark.parametrize("text, scale, expected", [
+    ("4", 1, 4), ("0", 1, 0), ("unlimited", 1, -1), ("default", 1, "default"), (None, 1, None),
+    ("0.5", quotas.GIB, quotas.GIB // 2),
+])
+def test_parse_limit(text: str | None, scale: int, expected: object) -> None:
+    assert quotas.parse_limit(text, "x", scale) == expected
+
+
+@pytest.mark.parametrize("text", ["-1", "lots", "1.5", "nan"])
+def test_parse_limit_refuses(text: str) -> None:
+    with pytest.raises(quotas.QuotaError, match="--x"):
+        quotas.parse_limit(text, "x")
+
+
+def test_instance_quota_refuses_and_creates_nothing(w: World) -> None:
+    ami = w.add_image("alice", "disk")
+    set_quota(w, "alice", instances=2)
+    code, message = error_of(w.a.run_instances, ImageId=ami, MinCount=3, MaxCount=3)
+    assert code == "InstanceLimitExceeded" and "allows running 2 instances" in message
+    assert row_counts(w) == (0, 0)
+    got = w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=5)["Instances"]  # as many as allowed
+    assert len(got) == 2
+    assert error_of(w.a.run_instances, ImageId=ami, MinCount=1, MaxCount=1)[0] == "InstanceLimitExceeded"
+    attrs = w.a.describe_account_attributes(AttributeNames=["max-instances"])["AccountAttributes"]
+    assert attrs[0]["AttributeValues"][0]["AttributeValue"] == "2"
+    # bob is not limited by alice's quota
+    assert len(w.b.run_instances(ImageId=w.add_image("bob", "disk"), MinCount=3, MaxCount=3)["Instances"]) == 3
+
+
+def test_vcpu_and_memory_quotas_give_vcpu_limit_exceeded(w: World) -> None:
+    ami = w.add_image("alice", "disk")
+    set_quota(w, "users", vcpus=4)
+    code, message = error_of(w.a.run_instances, ImageId=ami, MinCount=3, MaxCount=3, InstanceType="t2.medium")
+    assert code == "VcpuLimitExceeded" and "6 vCPUs" in message and "of 4" in message
+    assert row_counts(w) == (0, 0)
+    assert len(w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=9, InstanceType="t2.medium")["Instances"]) == 2
+    assert error_of(w.a.run_instances, ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")[0] == "VcpuLimitExceeded"
+    set_quota(w, "bob", memory_mib=3000)
+    bob_ami = w.add_image("bob", "disk")
+    code, message = error_of(w.b.run_instances, ImageId=bob_ami, MinCount=2, MaxCount=2, InstanceType="t2.small")
+    assert code == "VcpuLimitExceeded" and "memory" in message and "4096 MiB" in message
+    assert len(w.b.run_instances(ImageId=bob_ami, MinCount=1, MaxCount=2, InstanceType="t2.small")["Instances"]) == 1
+
+
+def test_terminated_instances_free_their_quota(w: World) -> None:
+    ami = w.add_image("alice", "disk")
+    set_quota(w, "alice", instances=1, vcpus=1)
+    iid = w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")["Instances"][0]["InstanceId"]
+    assert error_of(w.a.run_instances, ImageId=ami, MinCount=1, MaxCount=1)[0] == "InstanceLimitExceeded"
+    with w.app.db.session(write=True) as s:
+        s.get(Instance, iid).state = "terminated"  # type: ignore[union-attr]
+    assert w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")["Instances"]
+
+
+def _store(w: World, owner: str, size: int, key: str) -> None:
+    from storage.models import Bucket, Object
+
+    uid = w.user_id(owner)
+    with w.app.db.session(write=True) as s:
+        bucket = s.scalar(select(Bucket).where(Bucket.name == f"b-{owner}"))
+        if bucket is None:
+            bucket = Bucket(name=f"b-{owner}", owner_id=uid)
+            s.add(bucket)
+            s.flush()
+        s.add(Object(bucket_id=bucket.id, key=key, owner_id=uid, size=size, etag="x", segments_json="[]"))
+
+
+def test_storage_quota_counts_objects_and_refuses_with_403(w: World) -> None:
+    set_quota(w, "alice", storage_bytes=1000)
+    alice = w.user_id("alice")
+    quotas.check_storage(w.app, alice, 1000)  # exactly the quota is fine
+    _store(w, "alice", 600, "a")
+    _store(w, "bob", 10**9, "b")  # bob's bytes are not alice's
+    quotas.check_storage(w.app, alice, 400)
+    with pytest.raises(ServiceError) as err:
+        quotas.check_storage(w.app, alice, 401)
+    assert err.value.code == "QuotaExceeded" and err.value.status == 403
+    assert "1000 bytes" in err.value.message and "600 bytes are in use" in err.value.message
+    quotas.check_storage(w.app, w.user_id("bob"), 10**12)  # no quota for bob
+    with w.app.db.session() as s:
+        assert quotas.report(s, w.app.settings, "alice")["usage"]["storage_bytes"] == 600
+
+
+@pytest.mark.slow
+def test_concurrent_launches_never_pass_the_quota_postgresql(tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+    """Launches by one user at the same moment, in parallel transactions, still stop at the quota."""
+    from werkzeug.test import Client
+
+    from tests.unit.ec2_inprocess import InProcess
+
+    w = make_world(tmp_path, database_url=postgres_url)
+    w.b.run_instances(ImageId=w.add_image("bob", "warm-up"), MinCount=1, MaxCount=1)  # creates the address pool
+    ami = w.add_image("alice", "disk")
+    set_quota(w, "alice", instances=3)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def launch() -> None:
+        client = InProcess(w.app, Client(w.app.wsgi)).ec2(w.alice)
+        barrier.wait(30)
+        try:
+            client.run_instances(ImageId=ami, MinCount=1, MaxCount=1)
+            outcomes.append("ok")
+        except Exception as exc:  # noqa: BLE001  (the code is what we look at)
+            outcomes.append(getattr(exc, "response", {}).get("Error", {}).get("Code", repr(exc)))
+
+    threads = [threading.Thread(target=launch) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(outcomes) == ["InstanceLimitExceeded"] * 5 + ["ok"] * 3
+    with w.app.db.session() as s:
+        assert s.scalar(select(func.count(Instance.id)).where(Instance.owner_id == w.user_id("alice"))) == 3
+    w.app.db.dispose()
