@@ -54,12 +54,12 @@ class Endpoints:
         return self.ec2_url.startswith("https:") or self.s3_url.startswith("https:")
 
 
-def cert_dir(settings: "Settings") -> Path:
+def cert_dir(settings: Settings) -> Path:
     """Where the CA and the server certificate live (shared with `ec2gw serve --tls`)."""
     return Path(settings.data_dir) / "certs"
 
 
-def bundle_dir(settings: "Settings", user_name: str) -> Path:
+def bundle_dir(settings: Settings, user_name: str) -> Path:
     return Path(settings.data_dir) / "bundles" / user_name
 
 
@@ -73,7 +73,7 @@ def check_dn(dn: str) -> None:
 
 # --------------------------------------------------------------------------- endpoints
 
-def record_service(settings: "Settings") -> Path:
+def record_service(settings: Settings) -> Path:
     """Called by `ec2gw serve`: remember how the service listens, so bundles written later match it."""
     path = Path(settings.data_dir) / SERVICE_RECORD
     data = {
@@ -87,7 +87,7 @@ def record_service(settings: "Settings") -> Path:
     return path
 
 
-def _recorded(settings: "Settings") -> dict[str, Any]:
+def _recorded(settings: Settings) -> dict[str, Any]:
     try:
         data = json.loads((Path(settings.data_dir) / SERVICE_RECORD).read_text())
     except (OSError, ValueError):
@@ -95,7 +95,7 @@ def _recorded(settings: "Settings") -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def public_endpoints(settings: "Settings") -> Endpoints:
+def public_endpoints(settings: Settings) -> Endpoints:
     """The URLs clients use: public_* settings, else the running service's listeners, else the settings."""
     rec = _recorded(settings)
     scheme = settings.public_scheme or rec.get("scheme") or ("https" if settings.tls else "http")
@@ -123,7 +123,7 @@ def _ini(sections: dict[str, dict[str, str]], header: str = "") -> bytes:
     return out.getvalue().encode()
 
 
-def cloud_conf_text(settings: "Settings", record: "UserRecord", endpoints: Endpoints) -> bytes:
+def cloud_conf_text(settings: Settings, record: UserRecord, endpoints: Endpoints) -> bytes:
     values = {
         "user": record.name,
         "ec2_endpoint": endpoints.ec2_url,
@@ -145,7 +145,7 @@ def cloud_conf_text(settings: "Settings", record: "UserRecord", endpoints: Endpo
     return _ini({"cloud": values}, header)
 
 
-def aws_config_text(settings: "Settings", endpoints: Endpoints, ca_path: Path) -> bytes:
+def aws_config_text(settings: Settings, endpoints: Endpoints, ca_path: Path) -> bytes:
     lines = ["[default]", f"region = {settings.region}"]
     if endpoints.tls:
         lines.append(f"ca_bundle = {ca_path}")
@@ -164,12 +164,12 @@ def aws_config_text(settings: "Settings", endpoints: Endpoints, ca_path: Path) -
     return "\n".join(lines).encode()
 
 
-def aws_credentials_text(record: "UserRecord") -> bytes:
+def aws_credentials_text(record: UserRecord) -> bytes:
     return _ini({"default": {"aws_access_key_id": record.access_key_id,
                              "aws_secret_access_key": record.secret_access_key}})
 
 
-def readme_text(record: "UserRecord", endpoints: Endpoints, directory: Path) -> bytes:
+def readme_text(record: UserRecord, endpoints: Endpoints, directory: Path) -> bytes:
     return (
         f"ec2gw client bundle for {record.name} (DN {record.dn})\n\n"
         f"EC2 API: {endpoints.ec2_url}\nCumulus (S3): {endpoints.s3_url}\n\n"
@@ -183,7 +183,7 @@ def readme_text(record: "UserRecord", endpoints: Endpoints, directory: Path) -> 
     ).encode()
 
 
-def write_bundle(app: Any, record: "UserRecord") -> Path:
+def write_bundle(app: Any, record: UserRecord) -> Path:
     """Write (or rewrite, renewing the certificate) the bundle of `record`; returns its directory."""
     settings: Settings = app.settings
     check_dn(record.dn)

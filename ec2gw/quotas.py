@@ -57,7 +57,7 @@ class Usage:
 
 # --------------------------------------------------------------------------- limits
 
-def defaults(settings: "Settings") -> dict[str, int]:
+def defaults(settings: Settings) -> dict[str, int]:
     """The service-wide per-user defaults (-1: no limit)."""
     gb = settings.quota_storage_gb
     return {
@@ -68,7 +68,7 @@ def defaults(settings: "Settings") -> dict[str, int]:
     }
 
 
-def limits_for(s: Session, settings: "Settings", user_name: str, group: str) -> Limits:
+def limits_for(s: Session, settings: Settings, user_name: str, group: str) -> Limits:
     """Per resource: the user's quota, else the group's, else the settings' default."""
     rows = {
         q.kind: q
@@ -116,7 +116,7 @@ def storage_usage(s: Session, user_id: int) -> int:
     return int(objects or 0) + int(parts or 0)
 
 
-def instance_limit(app: "App", principal: "Principal") -> int:
+def instance_limit(app: App, principal: Principal) -> int:
     """How many instances the caller may have (what DescribeAccountAttributes reports)."""
     with app.db.session() as s:
         limit = limits_for(s, app.settings, principal.name, principal.group).instances
@@ -126,7 +126,7 @@ def instance_limit(app: "App", principal: "Principal") -> int:
 # --------------------------------------------------------------------------- checks
 
 def launch_allowance(
-    s: Session, app: "App", principal: "Principal", min_count: int, max_count: int, instance_type: str,
+    s: Session, app: App, principal: Principal, min_count: int, max_count: int, instance_type: str,
     vcpus: int, memory_mib: int,
 ) -> int:
     """How many of max_count instances the caller may launch now (at least min_count), or raise.
@@ -165,7 +165,7 @@ def launch_allowance(
     return allowed
 
 
-def check_storage(app: "App", user_id: int, extra_bytes: int) -> None:
+def check_storage(app: App, user_id: int, extra_bytes: int) -> None:
     """Refuse (403 QuotaExceeded) storing extra_bytes more for user_id beyond their Cumulus quota.
 
     Called by Cumulus before it accepts a body, with the announced size, so nothing is stored
@@ -263,7 +263,7 @@ def list_quotas(s: Session) -> list[dict[str, Any]]:
     return [quota_dict(q) for q in s.scalars(select(Quota).order_by(Quota.kind, Quota.name))]
 
 
-def report(s: Session, settings: "Settings", user_name: str) -> dict[str, Any]:
+def report(s: Session, settings: Settings, user_name: str) -> dict[str, Any]:
     """A user's effective limits next to their usage (for `ec2gw admin quota show`)."""
     user = s.scalar(select(User).where(User.name == user_name))
     if user is None:

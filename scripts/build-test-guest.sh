@@ -17,21 +17,29 @@
 #   EC2GW-USERDATA: <first line>   the first line of user-data
 #   EC2GW-LEASE ip=<a> mask=<m> router=<r>   udhcpc got a lease
 #   EC2GW-READY                    init finished; the ACPI power button now powers off
-#   EC2GW-POWEROFF                 the power button was pressed
+#   EC2GW-POWEROFF                 the power button was pressed, or the user-data asked for a
+#                                  power-off after boot (it contains EC2GW-POWEROFF-AFTER-BOOT)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="$PWD/tests/.guest"
 FORCE=0
 [ "${1:-}" = "--force" ] && FORCE=1
 
-KPKG=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+kernel_package() {
+  apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+KPKG=$(kernel_package)
+if [ -z "$KPKG" ] && [ "$(id -u)" -eq 0 ]; then  # package lists missing (a fresh container): fetch them
+  apt-get update -q >/dev/null 2>&1 || true
+  KPKG=$(kernel_package)
+fi
 if [ -z "$KPKG" ]; then
-  echo "build-test-guest: apt does not know linux-image-cloud-amd64; run 'apt-get update' first" >&2
+  echo "build-test-guest: apt does not know linux-image-cloud-amd64; run 'apt-get update' (as root) first" >&2
   exit 1
 fi
 KVER=$(apt-cache policy "$KPKG" | awk '/Candidate:/ {print $2}')
 BVER=$(apt-cache policy busybox-static | awk '/Candidate:/ {print $2}')
-STAMP="kernel=$KPKG/$KVER busybox=$BVER layout=4"
+STAMP="kernel=$KPKG/$KVER busybox=$BVER layout=5"
 if [ $FORCE -eq 0 ] && [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$STAMP" ] \
    && [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.img" ] && [ -s "$OUT/disk.img" ]; then
   exit 0
@@ -95,6 +103,9 @@ ip link set lo up
 ip link set eth0 up 2>/dev/null && udhcpc -i eth0 -q -n -t 20 -T 1 -s /lease.sh >/dev/null 2>&1 \
   || echo "EC2GW-LEASE none"
 echo EC2GW-READY
+if grep -q EC2GW-POWEROFF-AFTER-BOOT /seed/user-data 2>/dev/null; then
+  echo EC2GW-POWEROFF; sync; poweroff -f
+fi
 # ACPI power button -> poweroff (stop, and reboot through libvirt's fake-reboot)
 for ev in /sys/class/input/event*; do
   if [ "$(cat $ev/device/name 2>/dev/null)" = "Power Button" ]; then

@@ -14,16 +14,29 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ec2gw.errors import ServiceError
 from storage.context import access_denied
+
+
+class BucketLike(Protocol):
+    """A bucket as the rules see it (an ORM row or a records.BucketRef)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def owner_id(self) -> int: ...
+
+    @property
+    def acl(self) -> str: ...
+
 
 if TYPE_CHECKING:
     from ec2gw.app import App
     from ec2gw.aws.gateway import Principal
     from ec2gw.config import Settings
-    from storage.models import Bucket
 
 CANNED_ACLS = ("private", "public-read", "public-read-write", "authenticated-read")
 PUBLIC = ("public-read", "public-read-write")
@@ -104,17 +117,17 @@ def owner_dict(account_id: str, name: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- decisions
 
 
-def _repo_prefixes(settings: "Settings", principal: "Principal") -> tuple[str, str]:
+def _repo_prefixes(settings: Settings, principal: Principal) -> tuple[str, str]:
     own = f"{settings.image_prefix}/{principal.name}/"
     common = f"{settings.image_prefix}/common/"
     return own, common
 
 
-def is_owner(principal: "Principal | None", bucket: "Bucket") -> bool:
+def is_owner(principal: Principal | None, bucket: BucketLike) -> bool:
     return principal is not None and (principal.is_admin or principal.user_id == bucket.owner_id)
 
 
-def can_read_object(settings: "Settings", principal: "Principal | None", bucket: "Bucket", key: str,
+def can_read_object(settings: Settings, principal: Principal | None, bucket: BucketLike, key: str,
                     object_acl: str) -> bool:
     if is_owner(principal, bucket) or object_acl in PUBLIC:
         return True
@@ -128,7 +141,7 @@ def can_read_object(settings: "Settings", principal: "Principal | None", bucket:
     return False
 
 
-def can_write_object(settings: "Settings", principal: "Principal | None", bucket: "Bucket", key: str) -> bool:
+def can_write_object(settings: Settings, principal: Principal | None, bucket: BucketLike, key: str) -> bool:
     if is_owner(principal, bucket):
         return True
     if principal is None:
@@ -141,7 +154,7 @@ def can_write_object(settings: "Settings", principal: "Principal | None", bucket
     return False
 
 
-def can_list(settings: "Settings", principal: "Principal | None", bucket: "Bucket", prefix: str | None) -> bool:
+def can_list(settings: Settings, principal: Principal | None, bucket: BucketLike, prefix: str | None) -> bool:
     if is_owner(principal, bucket) or bucket.acl in PUBLIC:
         return True
     if principal is None:
@@ -154,7 +167,7 @@ def can_list(settings: "Settings", principal: "Principal | None", bucket: "Bucke
     return False
 
 
-def can_see_bucket(settings: "Settings", principal: "Principal | None", bucket: "Bucket") -> bool:
+def can_see_bucket(settings: Settings, principal: Principal | None, bucket: BucketLike) -> bool:
     """HeadBucket / GetBucketLocation: anyone with some access to the bucket."""
     if can_list(settings, principal, bucket, None):
         return True
@@ -166,7 +179,7 @@ def require(allowed: bool) -> None:
         raise access_denied()
 
 
-def require_bucket_owner(principal: "Principal | None", bucket: "Bucket") -> None:
+def require_bucket_owner(principal: Principal | None, bucket: BucketLike) -> None:
     if not is_owner(principal, bucket):
         raise access_denied()
 
@@ -174,7 +187,7 @@ def require_bucket_owner(principal: "Principal | None", bucket: "Bucket") -> Non
 # --------------------------------------------------------------------------- quotas
 
 
-def check_storage_quota(app: "App", user_id: int, extra_bytes: int) -> None:
+def check_storage_quota(app: App, user_id: int, extra_bytes: int) -> None:
     """Raise if storing `extra_bytes` more for `user_id` would pass the user's storage quota.
 
     The one place Cumulus asks about quotas (called before a body is accepted, with its announced

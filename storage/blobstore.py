@@ -1,9 +1,10 @@
 """Object bodies on disk: immutable files named by opaque ids, written atomically.
 
 What: `BlobWriter` streams a body into `<root>/tmp/`, hashing it (MD5 for the ETag plus any
-requested checksums) as it goes; `commit()` fsyncs the file and renames it to
-`<root>/blobs/<xx>/<id>` only after the caller's checks passed, and fsyncs the directory. A writer
-that is not committed (error, cut-off body, exception) removes its temp file. `SegmentReader`
+requested checksums) as it goes; `commit()`, called only after the caller's checks passed, moves
+it to `<root>/blobs/<xx>/<id>` and fsyncs the file and the directory before the caller commits the
+row that makes it an object. A writer that is not committed (error, cut-off body, exception)
+removes its temp file. `SegmentReader`
 reads an object made of several blobs (a completed multipart upload) as one stream.
 
 Why: names come from uuid4, never from bucket or key, so no key (`..`, `//`, a leading `/`, any
@@ -21,14 +22,13 @@ import hashlib
 import io
 import logging
 import os
-import queue
 import re
 import shutil
-import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Protocol, Self
 
 log = logging.getLogger("ec2gw.cumulus")
 
@@ -36,8 +36,13 @@ CHUNK = 1024 * 1024
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 #: start writeback every this many bytes, so the final fsync only waits for the tail
 _WRITEBACK_WINDOW = 16 * CHUNK
-#: bodies larger than this hash and write on a second thread while the first reads the socket
-_PIPELINE_MIN = 4 * CHUNK
+
+
+class Readable(Protocol):
+    """Anything with read(n) -> bytes (b"" at the end): request bodies, files, other readers."""
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to n bytes."""
 
 
 def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
@@ -79,7 +84,7 @@ class BlobStore:
 
     def open(self, blob_id: str) -> BinaryIO:
         """The blob's file, unbuffered (FileNotFoundError if it is gone)."""
-        return open(self.path(blob_id), "rb", buffering=0)  # noqa: SIM115
+        return open(self.path(blob_id), "rb", buffering=0)
 
     def size(self, blob_id: str) -> int:
         return self.path(blob_id).stat().st_size
@@ -163,7 +168,7 @@ class BlobWriter:
         self._flushed = 0  # bytes already queued for writeback
         self.committed = False
 
-    def __enter__(self) -> BlobWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -191,67 +196,42 @@ class BlobWriter:
             _start_writeback(self._fd, self._flushed, self.size - self._flushed)
             self._flushed = self.size
 
-    def copy_from(self, reader: BinaryIO, limit: int | None = None, expected: int | None = None) -> int:
-        """Read `reader` to its end (or `limit` bytes) into the blob; returns the bytes copied.
-
-        With `expected` (the announced length) large bodies are hashed and written on a helper
-        thread while this one reads, so socket, checksum and MD5 work overlap on two cores.
-        """
-        if expected is not None and expected >= _PIPELINE_MIN:
-            return self._copy_pipelined(reader, limit)
+    def copy_from(self, reader: Readable, limit: int | None = None) -> int:
+        """Read `reader` to its end (or `limit` bytes) into the blob; returns the bytes copied."""
         copied = 0
         while limit is None or copied < limit:
-            want = CHUNK if limit is None else min(CHUNK, limit - copied)
-            data = reader.read(want)
+            data = reader.read(CHUNK if limit is None else min(CHUNK, limit - copied))
             if not data:
                 break
             self.write(data)
             copied += len(data)
         return copied
 
-    def _copy_pipelined(self, reader: BinaryIO, limit: int | None) -> int:
-        q: queue.Queue[bytes | None] = queue.Queue(maxsize=4)  # bounded: at most ~5 MiB in flight
-        failure: list[BaseException] = []
-
-        def consume() -> None:
-            try:
-                while (item := q.get()) is not None:
-                    if not failure:
-                        self.write(item)
-            except BaseException as exc:  # reported to the reading thread
-                failure.append(exc)
-                while q.get() is not None:
-                    pass
-
-        worker = threading.Thread(target=consume, name="blob-writer", daemon=True)
-        worker.start()
-        copied = 0
-        try:
-            while (limit is None or copied < limit) and not failure:
-                want = CHUNK if limit is None else min(CHUNK, limit - copied)
-                data = reader.read(want)
-                if not data:
-                    break
-                q.put(data)
-                copied += len(data)
-        finally:
-            q.put(None)
-            worker.join()
-        if failure:
-            raise failure[0]
-        return copied
-
     def commit(self) -> str:
-        """fsync, rename into blobs/, fsync the directory; returns the blob id."""
+        """Rename into blobs/, then fsync the file and the directory; returns the blob id.
+
+        Call it only after every check passed. The blob is not part of any object until the
+        caller's database commit, which comes after both fsyncs, so renaming first is safe (a crash
+        in between leaves an unreferenced file for sweep_orphans) and lets journaling file systems
+        (ext4, xfs) make the data and the new name durable in one journal commit instead of two.
+        """
         assert self._fd is not None, "writer is closed"
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None
         target = self.store.path(self.blob_id)
-        target.parent.mkdir(exist_ok=True)
-        os.replace(self.tmp_path, target)
-        _fsync_dir(target.parent)
+        try:
+            os.replace(self.tmp_path, target)
+        except FileNotFoundError:
+            target.parent.mkdir(exist_ok=True)
+            os.replace(self.tmp_path, target)
         self.committed = True
+        try:
+            os.fsync(self._fd)
+            _fsync_dir(target.parent)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(self._fd)
+            self._fd = None
         return self.blob_id
 
     def abort(self) -> None:

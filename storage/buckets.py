@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ec2gw.errors import ServiceError
@@ -19,7 +19,7 @@ from storage import access
 from storage.access import ALL_USERS, AUTH_USERS, check_canned_acl, owner_dict
 from storage.context import S3Context, access_denied, operation
 from storage.models import Bucket, MultipartUpload, Object, Part
-from storage.records import get_bucket, require_object, user_names
+from storage.records import bucket_row, get_bucket, require_object, set_object_acl, user_names
 
 MAX_BUCKETS_PER_PAGE = 10000
 
@@ -116,7 +116,7 @@ def get_bucket_location(ctx: S3Context, bucket: str, **_: Any) -> dict[str, Any]
 @operation("DeleteBucket")
 def delete_bucket(ctx: S3Context, bucket: str, **_: Any) -> dict[str, Any]:
     with ctx.db.session(write=True) as s:
-        b = get_bucket(s, bucket)
+        b = bucket_row(s, bucket)
         access.require_bucket_owner(ctx.principal, b)
         if s.scalar(select(func.count()).select_from(Object).where(Object.bucket_id == b.id)):
             raise ServiceError("BucketNotEmpty", "The bucket you tried to delete is not empty", 409, BucketName=bucket)
@@ -124,7 +124,7 @@ def delete_bucket(ctx: S3Context, bucket: str, **_: Any) -> dict[str, Any]:
         blobs = list(s.scalars(select(Part.blob_id).join(MultipartUpload, Part.upload_id == MultipartUpload.id)
                                .where(MultipartUpload.bucket_id == b.id)))
         for upload in s.scalars(select(MultipartUpload).where(MultipartUpload.bucket_id == b.id)):
-            s.execute(Part.__table__.delete().where(Part.upload_id == upload.id))
+            s.execute(delete(Part).where(Part.upload_id == upload.id))
             s.delete(upload)
         s.delete(b)
     ctx.store.delete(blobs)
@@ -192,7 +192,7 @@ def put_bucket_acl(ctx: S3Context, bucket: str, acl: str | None = None,
                    access_control_policy: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
     new = _new_acl(acl, access_control_policy)
     with ctx.db.session(write=True) as s:
-        b = get_bucket(s, bucket)
+        b = bucket_row(s, bucket)
         access.require_bucket_owner(ctx.principal, b)
         b.acl = new
     return {}
@@ -217,13 +217,15 @@ def put_object_acl(ctx: S3Context, bucket: str, key: str, acl: str | None = None
     with ctx.db.session(write=True) as s:
         b = get_bucket(s, bucket)
         access.require(access.can_write_object(ctx.settings, ctx.principal, b, key))
-        row = require_object(s, b, key)
-        row.acl = new
+        set_object_acl(s, b, key, new)
     return {}
 
 
-def ensure_bucket(ctx_app: Any, name: str, owner_id: int, acl: str = "private") -> None:
+def ensure_bucket(app: Any, name: str, owner_id: int, acl: str = "private") -> None:
     """Create a bucket if it does not exist yet (the image repository, on first use)."""
-    with ctx_app.db.session(write=True) as s:
-        if s.scalar(select(Bucket.id).where(Bucket.name == name)) is None:
-            s.add(Bucket(name=name, owner_id=owner_id, region=ctx_app.settings.region, acl=acl))
+    try:
+        with app.db.session(write=True) as s:
+            if s.scalar(select(Bucket.id).where(Bucket.name == name)) is None:
+                s.add(Bucket(name=name, owner_id=owner_id, region=app.settings.region, acl=acl))
+    except IntegrityError:
+        pass  # another process created it at the same moment

@@ -11,7 +11,7 @@ If-Modified-Since is not looked at. For copy sources every failure is 412.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ec2gw.errors import ServiceError
 
@@ -61,8 +61,8 @@ def etag_matches(header: str, etag: str) -> bool:
 
 def _seconds(value: datetime) -> datetime:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).replace(microsecond=0)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0)
 
 
 def precondition_failed(condition: str) -> ServiceError:

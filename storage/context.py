@@ -7,9 +7,10 @@ exactly as the EC2 providers do (ec2gw.aws.dispatch).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ec2gw.aws.dispatch import Registry
 from ec2gw.errors import ServiceError
@@ -30,23 +31,23 @@ operation = s3.operation
 
 @dataclass
 class S3Context:
-    app: "App"
-    store: "BlobStore"
-    principal: "Principal | None"
+    app: App
+    store: BlobStore
+    principal: Principal | None
     request_id: str
-    auth: "AuthResult | None" = None
+    auth: AuthResult | None = None
     #: the request body as a verified stream (PutObject, UploadPart); built by the gateway on demand
-    body_factory: "Callable[[], UploadBody] | None" = None
+    body_factory: Callable[[], UploadBody] | None = None
     #: "http://host:port" as the client addressed us (for Location in CompleteMultipartUpload)
     base_url: str = ""
     headers: Any = field(default_factory=dict)
 
     @property
-    def db(self) -> "Database":
+    def db(self) -> Database:
         return self.app.db
 
     @property
-    def settings(self) -> "Settings":
+    def settings(self) -> Settings:
         return self.app.settings
 
     @property
@@ -58,7 +59,7 @@ class S3Context:
         return self.principal is None
 
     @cached_property
-    def body(self) -> "UploadBody":
+    def body(self) -> UploadBody:
         if self.body_factory is None:
             raise ServiceError("MissingRequestBodyError", "Request Body is empty.", 400)
         return self.body_factory()

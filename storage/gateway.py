@@ -9,22 +9,35 @@ Errors become S3's <Error> document with the status S3 uses (no body for HEAD).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
+from botocore.model import OperationModel, Shape
 from werkzeug.datastructures import EnvironHeaders
 
 from ec2gw.aws.auth import AuthResult, RequestView, authenticate
 from ec2gw.aws.gateway import raw_path
-from ec2gw.aws.restxml_parser import MAX_XML_BODY, S3Request, S3Router, malformed_xml, parse_query, parse_request, split_path
+from ec2gw.aws.restxml_parser import (
+    MAX_XML_BODY,
+    S3Request,
+    S3Router,
+    malformed_xml,
+    parse_query,
+    parse_request,
+    split_key,
+    split_path,
+)
 from ec2gw.aws.restxml_serializer import S3Response, serialize_error, serialize_response
 from ec2gw.aws.spec import operation_model, service_model
 from ec2gw.errors import ServiceError
 from storage.api import registry
 from storage.blobstore import CHUNK, BlobStore, SegmentReader
 from storage.context import S3Context
+from storage.records import principal_for
 from storage.upload import UploadBody
 
 if TYPE_CHECKING:
@@ -47,34 +60,38 @@ _REASONS = {
 class S3Gateway:
     """WSGI application for Cumulus."""
 
-    def __init__(self, app: "App") -> None:
+    def __init__(self, app: App) -> None:
         self.app = app
         self.store = BlobStore(app.settings.data_dir / "cumulus")
+        self.store.sweep_tmp()  # temp files of uploads a crashed process never finished
         self.router = S3Router(service_model("s3"), registry.names())
         self._image_bucket_ready = False
+        names = {"localhost", app.settings.advertised_host.lower(), app.settings.public_host.lower()}
+        #: ".host" for every DNS name we answer to (addresses cannot carry a bucket label)
+        self._vhost_suffixes = tuple(f".{n}" for n in names if n and not _is_address(n))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request_id = secrets.token_hex(8).upper()
         method = environ.get("REQUEST_METHOD", "GET").upper()
         started = time.perf_counter()
-        operation = "-"
+        trace = {"operation": "-"}
         try:
-            operation, resp = self.handle(environ, method, request_id)
+            resp = self.handle(environ, method, request_id, trace)
         except ServiceError as err:
             resp = self.error_response(err, environ, method, request_id)
-            log.info("%s %s %s -> %s %s", request_id, method, operation, err.status, err.code)
+            log.info("%s %s %s -> %s %s", request_id, method, trace["operation"], err.status, err.code)
         except Exception:
-            log.exception("%s %s failed", request_id, operation)
-            err = ServiceError("InternalError", "We encountered an internal error. Please try again.", 500)
-            resp = self.error_response(err, environ, method, request_id)
+            log.exception("%s %s failed", request_id, trace["operation"])
+            internal = ServiceError("InternalError", "We encountered an internal error. Please try again.", 500)
+            resp = self.error_response(internal, environ, method, request_id)
         else:
-            log.debug("%s %s -> %s in %.1f ms", request_id, operation, resp.status,
+            log.debug("%s %s -> %s in %.1f ms", request_id, trace["operation"], resp.status,
                       (time.perf_counter() - started) * 1000)
         return self.send(environ, start_response, method, resp, request_id)
 
     # ------------------------------------------------------------------ request
 
-    def handle(self, environ: dict[str, Any], method: str, request_id: str) -> tuple[str, S3Response]:
+    def handle(self, environ: dict[str, Any], method: str, request_id: str, trace: dict[str, str]) -> S3Response:
         path = raw_path(environ)
         query = environ.get("QUERY_STRING", "")
         try:
@@ -82,27 +99,18 @@ class S3Gateway:
         except UnicodeEncodeError:
             raise ServiceError("InvalidURI", "Couldn't parse the specified URI: percent-encode the query.", 400) from None
         headers = EnvironHeaders(environ)
-        bucket, key = split_path(path)
+        vhost_bucket = self.virtual_host_bucket(headers.get("Host"))
+        bucket, key = split_path(path) if vhost_bucket is None else (vhost_bucket, split_key(path))
+        s3req = S3Request(method, bucket, key, parse_query(query), headers)
+        name = trace["operation"] = self.route(s3req)
         principal_box: list[Principal] = []
 
         def lookup_secret(access_key: str) -> str | None:
-            p = self.app.principal_lookup(access_key)
-            if p is None:
-                return None
-            principal_box[:] = [p]
-            return p.secret
+            p = principal_for(self.app.db, access_key)
+            principal_box[:] = [p] if p is not None else []
+            return None if p is None else p.secret
 
-        s3req = S3Request(method, bucket, key, parse_query(query), headers)
-        name = self.router.match(s3req)
-        if name is None:
-            err = ServiceError("MethodNotAllowed", "The specified method is not allowed against this resource.", 405,
-                               Method=method, ResourceType="OBJECT" if key else "BUCKET" if bucket else "SERVICE")
-            err.headers["Allow"] = ", ".join(self.router.methods_for(s3req.form))
-            raise err
-        if registry.get(name) is None:
-            raise ServiceError("NotImplemented", f"Cumulus does not implement {name}; see storage/README.md for the "
-                               "supported operations.", 501)
-        auth = self.authenticate(method, path, query, headers, bucket, key, lookup_secret)
+        auth = self.authenticate(method, path, query, headers, bucket, key, lookup_secret, vhost_bucket)
         principal = principal_box[0] if auth.access_key is not None and principal_box else None
         if bucket is not None and bucket == self.app.settings.image_bucket and not self._image_bucket_ready:
             from storage.images import ensure_image_bucket
@@ -110,47 +118,60 @@ class S3Gateway:
             ensure_image_bucket(self.app)
             self._image_bucket_ready = True
         model = operation_model("s3", name)
-        shape = model.input_shape
-        payload_name = shape.serialization.get("payload") if shape is not None else None
-        payload_member = shape.members[payload_name] if shape is not None and payload_name else None
+        payload = _payload_member(model)
 
         def body_factory() -> UploadBody:
             return UploadBody.from_request(environ["wsgi.input"], headers, auth.payload_hash, auth.chunk_signer)
 
         xml = None
-        if payload_member is not None and payload_member.type_name == "structure" and _has_body(environ, headers):
-            body = body_factory()
-            if name in _NEEDS_DIGEST and body.md5 is None and body.algorithm is None:
-                raise ServiceError("InvalidRequest", "Missing required header for this request: Content-MD5", 400)
-            xml = body.read_all(MAX_XML_BODY)
+        if payload is not None and payload.type_name == "structure" and _has_body(environ, headers):
+            xml = _xml_body(name, body_factory())
         params = parse_request(model, s3req, xml)
-        if shape is not None:
-            for member in shape.required_members:
-                if member not in params and member != payload_name:
-                    raise ServiceError("InvalidRequest", f"Missing required parameter {member}.", 400)
-                if member not in params and member == payload_name:
-                    raise malformed_xml("the request body is missing")
-        scheme = environ.get("wsgi.url_scheme", "http")
+        _check_required(model, params)
         host = headers.get("Host") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '')}"
         ctx = S3Context(self.app, self.store, principal, request_id, auth,
-                        body_factory if payload_member is not None and payload_member.type_name == "blob" else None,
-                        f"{scheme}://{host}", headers)
-        result = registry.call(name, ctx, params)
-        return name, serialize_response(model, result)
+                        body_factory if payload is not None and payload.type_name == "blob" else None,
+                        f"{environ.get('wsgi.url_scheme', 'http')}://{host}", headers)
+        return serialize_response(model, registry.call(name, ctx, params))
+
+    def route(self, req: S3Request) -> str:
+        """The operation, or 405 MethodNotAllowed / 501 NotImplemented as S3 answers them."""
+        name = self.router.match(req)
+        if name is None:
+            err = ServiceError("MethodNotAllowed", "The specified method is not allowed against this resource.", 405,
+                               Method=req.method, ResourceType={"object": "OBJECT", "bucket": "BUCKET"}.get(
+                                   req.form, "SERVICE"))
+            err.headers["Allow"] = ", ".join(self.router.methods_for(req.form))
+            raise err
+        if registry.get(name) is None:
+            raise ServiceError("NotImplemented", f"Cumulus does not implement {name}; see storage/README.md for the "
+                               "supported operations.", 501)
+        return name
 
     def authenticate(self, method: str, path: str, query: str, headers: Any, bucket: str | None, key: str | None,
-                     lookup_secret: Callable[[str], str | None]) -> AuthResult:
+                     lookup_secret: Callable[[str], str | None], vhost_bucket: str | None) -> AuthResult:
         try:
-            return authenticate(RequestView(method, path, query, headers), service="s3", lookup_secret=lookup_secret)
+            return authenticate(RequestView(method, path, query, headers), service="s3", lookup_secret=lookup_secret,
+                                virtual_host_bucket=vhost_bucket)
         except ServiceError as err:
             # SigV2 signs a bucket as "/bucket/" (botocore's HmacV1Auth does, as S3 documents it); a
             # path-style request for the bucket itself arrives as "/bucket": try that rendering too
             sigv2 = (headers.get("Authorization") or "").startswith("AWS ") or "Signature=" in query
             if err.code != "SignatureDoesNotMatch" or not sigv2 or bucket is None or key is not None \
-                    or path.endswith("/"):
+                    or path.endswith("/") or vhost_bucket is not None:
                 raise
             return authenticate(RequestView(method, path + "/", query, headers), service="s3",
                                 lookup_secret=lookup_secret)
+
+    def virtual_host_bucket(self, host: str | None) -> str | None:
+        """The bucket of a virtual-hosted request (`bucket.<our host name>`), None for path style."""
+        if not host:
+            return None
+        name = host.rsplit(":", 1)[0].lower() if not host.endswith("]") else host
+        for suffix in self._vhost_suffixes:
+            if name.endswith(suffix) and len(name) > len(suffix):
+                return name[: -len(suffix)]
+        return None
 
     # ------------------------------------------------------------------ response
 
@@ -190,6 +211,38 @@ class S3Gateway:
             start_response(f"{resp.status} {_REASONS.get(resp.status, 'OK')}", headers)
             return [] if method == "HEAD" or not body else [bytes(body)]
         raise TypeError(f"unexpected response body {type(body).__name__}")
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+def _payload_member(model: OperationModel) -> Shape | None:
+    shape = model.input_shape
+    name = shape.serialization.get("payload") if shape is not None else None
+    return shape.members[name] if shape is not None and name else None
+
+
+def _xml_body(operation: str, body: UploadBody) -> bytes:
+    """The verified XML body of an operation that takes one."""
+    if operation in _NEEDS_DIGEST and body.md5 is None and body.algorithm is None:
+        raise ServiceError("InvalidRequest", "Missing required header for this request: Content-MD5", 400)
+    return body.read_all(MAX_XML_BODY)
+
+
+def _check_required(model: OperationModel, params: dict[str, Any]) -> None:
+    shape = model.input_shape
+    if shape is None:
+        return
+    for member in shape.required_members:
+        if member not in params:
+            if member == shape.serialization.get("payload"):
+                raise malformed_xml("the request body is missing")
+            raise ServiceError("InvalidRequest", f"Missing required parameter {member}.", 400)
 
 
 def _has_body(environ: dict[str, Any], headers: Any) -> bool:

@@ -10,9 +10,10 @@ object is uploaded again they are `available` again with the new size (see READM
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from ec2gw.db.models import Image, User
@@ -28,10 +29,11 @@ if TYPE_CHECKING:
     from ec2gw.config import Settings
 
 QCOW2_MAGIC = b"QFI\xfb"
+_IMAGE_AT = select(Image.id).where(Image.location == bindparam("location")).limit(1)
 OBJECT_DELETED_REASON = "Client.ObjectDeleted: the image's Cumulus object was deleted; upload it again"
 
 
-def store_of(app: "App") -> BlobStore:
+def store_of(app: App) -> BlobStore:
     """The blob store of an app (shared with its S3 gateway when there is one)."""
     gateway = getattr(app, "s3", None)
     store = getattr(gateway, "store", None)
@@ -40,11 +42,11 @@ def store_of(app: "App") -> BlobStore:
     return BlobStore(app.settings.data_dir / "cumulus")
 
 
-def user_image_key(settings: "Settings", username: str, name: str) -> str:
+def user_image_key(settings: Settings, username: str, name: str) -> str:
     return f"{settings.image_prefix}/{username}/{name}"
 
 
-def common_image_key(settings: "Settings", name: str) -> str:
+def common_image_key(settings: Settings, name: str) -> str:
     return f"{settings.image_prefix}/common/{name}"
 
 
@@ -53,7 +55,7 @@ def detect_format(first_bytes: bytes) -> str:
     return "qcow2" if first_bytes[:4] == QCOW2_MAGIC else "raw"
 
 
-def ensure_image_bucket(app: "App") -> None:
+def ensure_image_bucket(app: App) -> None:
     """Create the image repository bucket, owned by the first administrator, if it is missing."""
     name = app.settings.image_bucket
     with app.db.session() as s:
@@ -66,17 +68,16 @@ def ensure_image_bucket(app: "App") -> None:
         ensure_bucket(app, name, admin_id)
 
 
-def object_info(app: "App", bucket: str, key: str) -> ObjectInfo | None:
+def object_info(app: App, bucket: str, key: str) -> ObjectInfo | None:
     """The object's metadata (size, etag, content type...), or None if there is no such object or bucket."""
     try:
         with app.db.session() as s:
-            row = find_object(s, get_bucket(s, bucket), key)
-            return None if row is None else ObjectInfo.of(bucket, row)
+            return find_object(s, get_bucket(s, bucket), key)
     except ServiceError:
         return None
 
 
-def can_read(app: "App", user_id: int, bucket: str, key: str) -> bool:
+def can_read(app: App, user_id: int, bucket: str, key: str) -> bool:
     """Whether the user may read the object (by Cumulus's rules: owner, admin, ACL, shared prefix)."""
     with app.db.session() as s:
         user = s.get(User, user_id)
@@ -92,13 +93,13 @@ def can_read(app: "App", user_id: int, bucket: str, key: str) -> bool:
         return access.can_read_object(app.settings, _principal(user), b, key, row.acl)
 
 
-def _principal(user: User) -> "Principal":
+def _principal(user: User) -> Principal:
     from ec2gw.aws.gateway import Principal
 
     return Principal(user.id, user.name, user.account_id, user.secret_key, user.is_admin, user.group)
 
 
-def open_object(app: "App", bucket: str, key: str) -> tuple[BinaryIO, int]:
+def open_object(app: App, bucket: str, key: str) -> tuple[BinaryIO, int]:
     """A readable (and seekable) stream of the object's bytes and its size; close it when done."""
     store = store_of(app)
     for _ in range(3):
@@ -113,7 +114,7 @@ def open_object(app: "App", bucket: str, key: str) -> tuple[BinaryIO, int]:
     raise FileNotFoundError(f"the object {bucket}/{key} kept changing while it was opened")
 
 
-def put_file(app: "App", owner_user_id: int, bucket: str, key: str, path_or_stream: str | os.PathLike[str] | IO[bytes],
+def put_file(app: App, owner_user_id: int, bucket: str, key: str, path_or_stream: str | os.PathLike[str] | IO[bytes],
              size: int) -> ObjectInfo:
     """Store a local file (or a readable stream of `size` bytes) as the object `bucket/key`.
 
@@ -136,17 +137,16 @@ def put_file(app: "App", owner_user_id: int, bucket: str, key: str, path_or_stre
         may_write(get_bucket(s, bucket))
     access.check_storage_quota(app, owner_user_id, size)
     store = store_of(app)
-    own = isinstance(path_or_stream, (str, os.PathLike))
-    stream: BinaryIO = open(path_or_stream, "rb") if own else path_or_stream  # type: ignore[arg-type,assignment]
-    try:
-        with store.writer() as writer:
-            copied = writer.copy_from(stream, limit=size, expected=size)
-            if copied != size:
-                raise ServiceError("IncompleteBody", f"The file ended after {copied} of {size} bytes.")
-            writer.commit()
-    finally:
-        if own:
-            stream.close()
+    with ExitStack() as stack:
+        if isinstance(path_or_stream, (str, os.PathLike)):
+            stream: IO[bytes] = stack.enter_context(open(path_or_stream, "rb"))
+        else:
+            stream = path_or_stream
+        writer = stack.enter_context(store.writer())
+        copied = writer.copy_from(stream, limit=size)
+        if copied != size:
+            raise ServiceError("IncompleteBody", f"The file ended after {copied} of {size} bytes.")
+        writer.commit()
     version = NewVersion(key, owner_user_id, [{"b": writer.blob_id, "n": size, "c": None}], size, writer.etag,
                          {"ContentType": "application/octet-stream"})
     return commit_object(app, store, bucket, version, may_write)
@@ -155,10 +155,10 @@ def put_file(app: "App", owner_user_id: int, bucket: str, key: str, path_or_stre
 def object_changed(s: Session, bucket: str, key: str, size: int | None) -> None:
     """Called in the transaction that writes (size) or deletes (None) the object `bucket/key`."""
     location = f"{bucket}/{key}"
-    if s.scalar(select(Image.id).where(Image.location == location).limit(1)) is None:
+    if s.execute(_IMAGE_AT, {"location": location}).first() is None:
         return
     if size is None:
-        s.execute(update(Image).where(Image.location == location, Image.state != "deregistered")
+        s.execute(update(Image).where(Image.location == location)
                   .values(state="failed", state_reason=OBJECT_DELETED_REASON))
         return
     s.execute(update(Image).where(Image.location == location).values(size_bytes=size))

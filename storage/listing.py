@@ -9,8 +9,9 @@ keys sit under each prefix. Continuation tokens are opaque and checksummed (ec2g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import and_, or_, select
@@ -119,7 +120,8 @@ def encoder(encoding_type: str | None) -> Callable[[str | None], str | None]:
     return lambda v: None if v is None else quote(v, safe="/")
 
 
-def max_keys(value: int | None, name: str = "max-keys") -> int:
+def page_size(value: int | None, name: str = "max-keys") -> int:
+    """max-keys / max-parts / max-uploads: 1,000 at most (larger asks get 1,000, as on S3)."""
     if value is None:
         return MAX_KEYS
     if value < 0:
@@ -165,7 +167,7 @@ def list_objects(ctx: S3Context, bucket: str, prefix: str | None = None, delimit
                  marker: str | None = None, max_keys: int | None = None, encoding_type: str | None = None,
                  **_: Any) -> dict[str, Any]:
     encode = encoder(encoding_type)
-    limit = _max_keys(max_keys)
+    limit = page_size(max_keys)
     page, contents = _list(ctx, bucket, prefix, delimiter, marker or None, limit, True, encode)
     out: dict[str, Any] = {
         "Name": bucket, "Prefix": encode(prefix or ""), "Marker": encode(marker or ""), "MaxKeys": limit,
@@ -181,16 +183,12 @@ def list_objects(ctx: S3Context, bucket: str, prefix: str | None = None, delimit
     return out
 
 
-def _max_keys(value: int | None) -> int:
-    return max_keys(value)
-
-
 @operation("ListObjectsV2")
 def list_objects_v2(ctx: S3Context, bucket: str, prefix: str | None = None, delimiter: str | None = None,
                     max_keys: int | None = None, encoding_type: str | None = None, continuation_token: str | None = None,
                     start_after: str | None = None, fetch_owner: bool | None = None, **_: Any) -> dict[str, Any]:
     encode = encoder(encoding_type)
-    limit = _max_keys(max_keys)
+    limit = page_size(max_keys)
     scope = scope_digest("v2", bucket, prefix or "", delimiter or "")
     after = start_after or None
     if continuation_token is not None:

@@ -14,7 +14,7 @@ import secrets
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from ec2gw.db.models import utcnow
 from ec2gw.errors import ServiceError
@@ -23,7 +23,7 @@ from storage.access import check_canned_acl, check_key, owner_dict
 from storage.blobstore import SegmentReader
 from storage.conditions import parse_range
 from storage.context import S3Context, invalid_argument, invalid_request, no_such_upload, operation
-from storage.listing import after_condition, encoder, key_range, max_keys, walk
+from storage.listing import after_condition, encoder, key_range, page_size, walk
 from storage.models import MultipartUpload, Part
 from storage.objects import (
     content_headers,
@@ -132,8 +132,10 @@ def upload_part(ctx: S3Context, bucket: str, key: str, upload_id: str, part_numb
     if body.length is not None:
         access.check_storage_quota(ctx.app, owner_of_new(ctx), body.length)
     with ctx.store.writer(body.checksums()) as writer:
-        writer.copy_from(body.reader, expected=body.length)
+        writer.copy_from(body.reader)
         checksum = body.verify(writer.md5.digest())
+        if body.length is None:
+            access.check_storage_quota(ctx.app, owner_of_new(ctx), writer.size)
         writer.commit()
     _commit_part(ctx, bucket, key, upload_id, number, writer.blob_id, writer.size, writer.etag,
                  checksum if algorithm else None)
@@ -159,7 +161,7 @@ def upload_part_copy(ctx: S3Context, bucket: str, key: str, upload_id: str, part
     hashers = {} if algorithm is None else {"c": checksums.new_checksum(algorithm.lower())}
     try:
         with ctx.store.writer(hashers) as writer:
-            writer.copy_from(reader, expected=end - start)  # type: ignore[arg-type]
+            writer.copy_from(reader)
             writer.commit()
     finally:
         reader.close()
@@ -178,7 +180,7 @@ def _copy_range(header: str, size: int) -> tuple[int, int]:
         selected = parse_range(header, size)
     except ServiceError:
         raise bad from None
-    first, _, last = header.removeprefix("bytes=").partition("-")
+    _, _, last = header.removeprefix("bytes=").partition("-")
     if selected is None or int(last) >= size:
         raise bad
     return selected
@@ -194,9 +196,8 @@ def complete_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: 
         upload = s.get(MultipartUpload, upload_id)
         if upload is None or upload.bucket_id != b.id or upload.key != key:
             access.require(access.can_write_object(ctx.settings, ctx.principal, b, key))
-            done = find_object(s, b, key)
-            if done is not None and done.upload_id == upload_id:  # a retried Complete: same answer
-                info = ObjectInfo.of(bucket, done)
+            info = find_object(s, b, key)
+            if info is not None and info.upload_id == upload_id:  # a retried Complete: same answer
                 return {"Location": location, "Bucket": bucket, "Key": key, "ETag": info.quoted_etag,
                         **info.checksum_members()}
             raise no_such_upload(upload_id)
@@ -219,7 +220,7 @@ def complete_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: 
                          checksum_type=up["ctype"] if checksum else None)
     leftovers: list[str] = []
 
-    def finish(s: Any, b: Any, _row: Any) -> None:
+    def finish(s: Any) -> None:
         """In commit_object's transaction: the upload must still be there, unchanged; then it goes."""
         current = {pt.part_number: pt for pt in s.scalars(select(Part).where(Part.upload_id == upload_id))}
         if s.get(MultipartUpload, upload_id) is None or any(
@@ -227,8 +228,8 @@ def complete_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: 
             raise ServiceError("SlowDown", "The upload changed while it was being completed; retry the request.", 503)
         keep = {pt.blob_id for pt in chosen}
         leftovers.extend(pt.blob_id for pt in current.values() if pt.blob_id not in keep)
-        s.execute(Part.__table__.delete().where(Part.upload_id == upload_id))
-        s.execute(MultipartUpload.__table__.delete().where(MultipartUpload.id == upload_id))
+        s.execute(delete(Part).where(Part.upload_id == upload_id))
+        s.execute(delete(MultipartUpload).where(MultipartUpload.id == upload_id))
 
     try:
         # the part blobs stay the upload's if this fails: it can be completed (or aborted) again
@@ -299,8 +300,8 @@ def abort_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: str
     with ctx.db.session(write=True) as s:
         _upload(s, ctx, bucket, key, upload_id)
         blobs = list(s.scalars(select(Part.blob_id).where(Part.upload_id == upload_id)))
-        s.execute(Part.__table__.delete().where(Part.upload_id == upload_id))
-        s.execute(MultipartUpload.__table__.delete().where(MultipartUpload.id == upload_id))
+        s.execute(delete(Part).where(Part.upload_id == upload_id))
+        s.execute(delete(MultipartUpload).where(MultipartUpload.id == upload_id))
     ctx.store.delete(blobs)
     return {}
 
@@ -308,7 +309,7 @@ def abort_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: str
 @operation("ListParts")
 def list_parts(ctx: S3Context, bucket: str, key: str, upload_id: str, max_parts: int | None = None,
                part_number_marker: int | None = None, **_: Any) -> dict[str, Any]:
-    limit = max_keys(max_parts, "max-parts")
+    limit = page_size(max_parts, "max-parts")
     marker = part_number_marker or 0
     with ctx.db.session() as s:
         _, upload = _upload(s, ctx, bucket, key, upload_id)
@@ -337,7 +338,7 @@ def list_multipart_uploads(ctx: S3Context, bucket: str, prefix: str | None = Non
                            key_marker: str | None = None, upload_id_marker: str | None = None,
                            max_uploads: int | None = None, encoding_type: str | None = None, **_: Any) -> dict[str, Any]:
     encode = encoder(encoding_type)
-    limit = max_keys(max_uploads, "max-uploads")
+    limit = page_size(max_uploads, "max-uploads")
     prefix = prefix or ""
     with ctx.db.session() as s:
         b = get_bucket(s, bucket)

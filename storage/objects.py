@@ -21,7 +21,6 @@ from storage import access, conditions
 from storage.access import check_canned_acl, check_key
 from storage.blobstore import SegmentReader
 from storage.context import S3Context, invalid_argument, invalid_request, no_such_key, operation
-from storage.upload import stored_content_encoding
 from storage.records import (
     CONTENT_HEADERS,
     NewVersion,
@@ -31,11 +30,14 @@ from storage.records import (
     find_object,
     get_bucket,
 )
+from storage.upload import stored_content_encoding
 
 log = logging.getLogger("ec2gw.cumulus")
 
 MAX_METADATA_BYTES = 2048
 MAX_DELETE_KEYS = 1000
+#: bodies above this size are refused (bucket, rights) before they are read; smaller ones at commit
+EARLY_CHECK_BYTES = 1024 * 1024
 STORAGE_CLASSES = frozenset(service_model("s3").shape_for("StorageClass").enum)
 _OPEN_RETRIES = 3
 
@@ -112,15 +114,19 @@ def put_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any
     acl = check_canned_acl(p.get("acl")) or "private"
     sclass = storage_class(p.get("storage_class"))
     metadata = user_metadata(p.get("metadata"))
-    with ctx.db.session() as s:
-        write_check(ctx, key)(get_bucket(s, bucket))
     owner = owner_of_new(ctx)
     body = ctx.body
+    if body.length is None or body.length > EARLY_CHECK_BYTES:
+        # refuse before receiving a large body; small ones are checked at commit only
+        with ctx.db.session() as s:
+            write_check(ctx, key)(get_bucket(s, bucket))
     if body.length is not None:
         access.check_storage_quota(ctx.app, owner, body.length)
     with ctx.store.writer(body.checksums()) as writer:
-        writer.copy_from(body.reader, expected=body.length)
+        writer.copy_from(body.reader)
         checksum = body.verify(writer.md5.digest())
+        if body.length is None:  # no length announced: ask now, before the body becomes an object
+            access.check_storage_quota(ctx.app, owner, writer.size)
         writer.commit()
     version = NewVersion(
         key, owner, [{"b": writer.blob_id, "n": writer.size, "c": checksum}], writer.size, writer.etag,
@@ -139,14 +145,14 @@ def put_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any
 def read_object(ctx: S3Context, bucket: str, key: str) -> ObjectInfo:
     with ctx.db.session() as s:
         b = get_bucket(s, bucket)
-        row = find_object(s, b, key)
-        if row is None:
-            # S3 tells callers who may not list the bucket AccessDenied, not NoSuchKey
-            access.require(access.can_list(ctx.settings, ctx.principal, b, key)
-                           or access.can_read_object(ctx.settings, ctx.principal, b, key, "private"))
-            raise no_such_key(key)
-        access.require(access.can_read_object(ctx.settings, ctx.principal, b, key, row.acl))
-        return ObjectInfo.of(bucket, row)
+        info = find_object(s, b, key)
+    if info is None:
+        # S3 tells callers who may not list the bucket AccessDenied, not NoSuchKey
+        access.require(access.can_list(ctx.settings, ctx.principal, b, key)
+                       or access.can_read_object(ctx.settings, ctx.principal, b, key, "private"))
+        raise no_such_key(key)
+    access.require(access.can_read_object(ctx.settings, ctx.principal, b, key, info.acl))
+    return info
 
 
 def object_headers(info: ObjectInfo) -> dict[str, Any]:

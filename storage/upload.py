@@ -18,16 +18,12 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO, cast
 
-from ec2gw.aws.chunked import (
-    AwsChunkedReader,
-    LengthLimitedReader,
-    Sha256VerifyingReader,
-    new_checksum,
-)
+from ec2gw.aws.chunked import AwsChunkedReader, incomplete_body, new_checksum
+from ec2gw.aws.restxml_parser import HeaderMap
 from ec2gw.errors import ServiceError
-from storage.blobstore import CHUNK
+from storage.blobstore import CHUNK, Readable
 
 #: S3's limits
 MAX_OBJECT_SIZE = 5 * 1024**4  # 5 TiB (multipart)
@@ -50,7 +46,7 @@ def _decode_b64(value: str, size: int | None) -> bytes | None:
     return raw
 
 
-def declared_checksum(headers: Mapping[str, str]) -> tuple[str | None, str | None, bool]:
+def declared_checksum(headers: HeaderMap) -> tuple[str | None, str | None, bool]:
     """(algorithm, expected base64 value or None, value comes in the trailer) of a request."""
     found = [(alg, headers.get(f"x-amz-checksum-{alg}")) for alg in ALGORITHMS]
     found = [(a, v) for a, v in found if v is not None]
@@ -78,7 +74,7 @@ def declared_checksum(headers: Mapping[str, str]) -> tuple[str | None, str | Non
     return None, None, False
 
 
-def content_md5(headers: Mapping[str, str]) -> bytes | None:
+def content_md5(headers: HeaderMap) -> bytes | None:
     value = headers.get("Content-MD5")
     if value is None:
         return None
@@ -96,10 +92,31 @@ def stored_content_encoding(value: str | None) -> str | None:
     return ", ".join(kept) or None
 
 
+class _BodyStream:
+    """Exactly `length` bytes straight from the WSGI input (IncompleteBody when it ends early).
+
+    The plain-body path reads the server's input directly: a stack of io.RawIOBase readers costs
+    an allocation and two copies per layer and chunk, several seconds of CPU per GiB. The SHA-256
+    of x-amz-content-sha256 is computed with the other digests instead (see UploadBody.verify).
+    """
+
+    def __init__(self, raw: Readable, length: int) -> None:
+        self.raw, self.length, self.remaining = raw, length, length
+
+    def read(self, n: int = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        data = self.raw.read(self.remaining if n is None or n < 0 else min(n, self.remaining))
+        if not data:
+            raise incomplete_body(self.length - self.remaining, self.length, "Content-Length")
+        self.remaining -= len(data)
+        return data
+
+
 class _SizeCap:
     """Refuses bodies growing past `limit` bytes (when no length was announced)."""
 
-    def __init__(self, raw: BinaryIO, limit: int) -> None:
+    def __init__(self, raw: Readable, limit: int) -> None:
         self.raw, self.limit, self.count = raw, limit, 0
 
     def read(self, n: int = -1) -> bytes:
@@ -115,9 +132,32 @@ def entity_too_large(limit: int) -> ServiceError:
                         MaxSizeAllowed=str(limit))
 
 
+def _declared_lengths(headers: HeaderMap, aws_chunked: bool) -> tuple[int | None, int | None]:
+    """(bytes on the wire, bytes of the object) as the request announces them."""
+    length_header = (headers.get("Content-Length") or "").strip()
+    try:
+        wire = int(length_header) if length_header else None
+    except ValueError:
+        raise ServiceError("InvalidArgument", "The Content-Length header is not a number.", 400) from None
+    if wire is not None and wire < 0:
+        raise ServiceError("InvalidArgument", "The Content-Length header is negative.", 400)
+    if wire is None and "chunked" not in (headers.get("Transfer-Encoding") or "").lower():
+        raise ServiceError("MissingContentLength", "You must provide the Content-Length HTTP header.", 411)
+    if not aws_chunked:
+        return wire, wire
+    decoded = headers.get("x-amz-decoded-content-length")
+    if decoded is None:
+        raise ServiceError("MissingContentLength", "You must provide the x-amz-decoded-content-length header "
+                           "with an aws-chunked body.", 411)
+    try:
+        return wire, int(decoded)
+    except ValueError:
+        raise ServiceError("InvalidArgument", "x-amz-decoded-content-length is not a number.", 400) from None
+
+
 @dataclass
 class UploadBody:
-    reader: BinaryIO
+    reader: Readable
     #: the object's size when the request announced it (Content-Length or decoded length)
     length: int | None
     md5: bytes | None = None
@@ -125,72 +165,71 @@ class UploadBody:
     expected_checksum: str | None = None
     trailer_checksum: bool = False
     chunked: AwsChunkedReader | None = None
-    _checksum: Any = field(default=None, repr=False)
+    #: x-amz-content-sha256 of a plain body, checked when the body has been read
+    payload_sha256: str | None = None
+    _hashers: dict[str, Any] | None = field(default=None, repr=False)
+    _payload_hasher: Any = field(default=None, repr=False)
 
     @classmethod
-    def from_request(cls, raw: BinaryIO, headers: Mapping[str, str], payload_hash: str | None,
-                     chunk_signer: Any = None, limit: int = MAX_PUT_SIZE) -> "UploadBody":
-        """The verified object bytes of a request; raises before reading anything if it cannot be one."""
-        length_header = (headers.get("Content-Length") or "").strip()
-        try:
-            wire_length = int(length_header) if length_header else None
-        except ValueError:
-            raise ServiceError("InvalidArgument", "The Content-Length header is not a number.", 400) from None
-        if wire_length is not None and wire_length < 0:
-            raise ServiceError("InvalidArgument", "The Content-Length header is negative.", 400)
-        transfer_chunked = "chunked" in (headers.get("Transfer-Encoding") or "").lower()
-        encoding = headers.get("Content-Encoding") or ""
-        aws_chunked = (payload_hash or "").startswith("STREAMING-") or "aws-chunked" in encoding.lower()
-        if wire_length is None and not transfer_chunked:
-            raise ServiceError("MissingContentLength", "You must provide the Content-Length HTTP header.", 411)
-        stream: BinaryIO = LengthLimitedReader(raw, wire_length) if wire_length is not None else raw
-        length = wire_length
-        chunked = None
-        if aws_chunked:
-            decoded = headers.get("x-amz-decoded-content-length")
-            if decoded is None:
-                raise ServiceError("MissingContentLength", "You must provide the x-amz-decoded-content-length header "
-                                   "with an aws-chunked body.", 411)
-            try:
-                length = int(decoded)
-            except ValueError:
-                raise ServiceError("InvalidArgument", "x-amz-decoded-content-length is not a number.", 400) from None
-            if (payload_hash or "").startswith("STREAMING-"):
-                chunked = AwsChunkedReader.for_payload(stream, payload_hash or "", chunk_signer=chunk_signer,
-                                                       decoded_length=length)
-            else:
-                chunked = AwsChunkedReader(stream, trailer=bool(headers.get("x-amz-trailer")), decoded_length=length)
-            stream = chunked  # type: ignore[assignment]
-        elif payload_hash and len(payload_hash) == 64:
-            stream = Sha256VerifyingReader(stream, payload_hash)
+    def from_request(cls, raw: BinaryIO, headers: HeaderMap, payload_hash: str | None,
+                     chunk_signer: Any = None, limit: int = MAX_PUT_SIZE) -> UploadBody:
+        """The object bytes of a request, verified as they are read (and by verify() at the end);
+        raises before reading anything if the request cannot carry an object."""
+        declared = payload_hash or ""
+        aws_chunked = declared.startswith("STREAMING-") or "aws-chunked" in (headers.get("Content-Encoding") or "").lower()
+        wire, length = _declared_lengths(headers, aws_chunked)
         if length is not None and length > limit:
             raise entity_too_large(limit)
+        stream: Readable = _BodyStream(raw, wire) if wire is not None else raw
+        chunked = None
+        if aws_chunked:
+            if declared.startswith("STREAMING-"):
+                chunked = AwsChunkedReader.for_payload(cast(BinaryIO, stream), declared, chunk_signer=chunk_signer,
+                                                       decoded_length=length)
+            else:
+                chunked = AwsChunkedReader(cast(BinaryIO, stream), trailer=bool(headers.get("x-amz-trailer")),
+                                           decoded_length=length)
+            stream = chunked
         if length is None:
-            stream = _SizeCap(stream, limit)  # type: ignore[assignment]
+            stream = _SizeCap(stream, limit)
         algorithm, expected, trailer = declared_checksum(headers)
         if trailer and chunked is None:
             raise ServiceError("InvalidRequest", "x-amz-trailer needs an aws-chunked body "
                                "(x-amz-content-sha256: STREAMING-...-TRAILER).", 400)
-        return cls(stream, length, content_md5(headers), algorithm, expected, trailer, chunked)
+        sha = declared if len(declared) == 64 and chunked is None else None
+        return cls(stream, length, content_md5(headers), algorithm, expected, trailer, chunked, sha)
 
     def checksums(self) -> dict[str, Any]:
         """The hashers to feed with the body (the blob writer updates them with every chunk)."""
-        if self.algorithm is None:
-            return {}
-        if self._checksum is None:
-            self._checksum = new_checksum(self.algorithm)
-        return {self.algorithm: self._checksum}
+        if self._hashers is None:
+            self._hashers = {}
+            if self.algorithm is not None:
+                self._hashers[self.algorithm] = new_checksum(self.algorithm)
+            if self.payload_sha256 is not None:
+                if self.algorithm != "sha256":
+                    self._hashers["x-amz-content-sha256"] = new_checksum("sha256")
+                self._payload_hasher = self._hashers.get("sha256") or self._hashers["x-amz-content-sha256"]
+        return self._hashers
 
     def verify(self, md5_digest: bytes) -> str | None:
-        """Compare what was computed (the body's MD5, the checksum fed by the writer) with what the
+        """Compare what was computed (the body's MD5, the digests fed by the writer) with what the
         client declared; returns the base64 checksum, if one was asked for."""
+        hashers = self.checksums()
+        if self.payload_sha256 is not None:
+            actual_sha = self._payload_hasher.digest().hex()
+            if not hmac.compare_digest(actual_sha, self.payload_sha256.lower()):
+                raise ServiceError(
+                    "XAmzContentSHA256Mismatch",
+                    f"The provided 'x-amz-content-sha256' header ({self.payload_sha256}) does not match the SHA-256 of "
+                    f"the body we received ({actual_sha}); sign the exact bytes you send.", 400,
+                    ClientComputedContentSHA256=self.payload_sha256, S3ComputedContentSHA256=actual_sha)
         if self.md5 is not None and not hmac.compare_digest(self.md5, md5_digest):
             raise ServiceError("BadDigest", "The Content-MD5 you specified did not match what we received.", 400,
                                ExpectedDigest=base64.b64encode(self.md5).decode(),
                                CalculatedDigest=base64.b64encode(md5_digest).decode())
         if self.algorithm is None:
             return None
-        actual = self.checksums()[self.algorithm].b64digest()
+        actual = hashers[self.algorithm].b64digest()
         expected = self.expected_checksum
         if self.trailer_checksum:
             assert self.chunked is not None

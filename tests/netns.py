@@ -7,8 +7,9 @@ in its own mount namespace, and `libvirtd -d -l` listening on its address only, 
 authentication (test hosts only). Clients reach node i at ``test+tcp://10.77.X.i/default``.
 
 stop() leaves nothing behind: every daemon is stopped by its pid file, whatever still runs in a
-namespace is killed by pid, namespaces, veths and the bridge are deleted. Traffic only ever goes to
-the bridge's own subnet.
+namespace is killed by pid, namespaces, veths and the bridge are deleted. A watchdog process does
+the same if the test process dies without cleaning up. Traffic only ever goes to the bridge's own
+subnet.
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import libvirt
+
+from tests.pg import start_watchdog, stop_watchdog
 
 _START = """#!/bin/sh
 set -e
@@ -49,7 +53,7 @@ def unavailable_reason() -> str | None:
 
 
 def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
     if check and res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
     return res
@@ -57,7 +61,7 @@ def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def _free_subnet() -> int:
     """A third octet X such that 10.77.X.0/24 is not on any interface of this machine."""
-    used = set(int(m) for m in re.findall(r"inet 10\.77\.(\d+)\.", _run("ip", "-o", "-4", "addr").stdout))
+    used = {int(m) for m in re.findall(r"inet 10\.77\.(\d+)\.", _run("ip", "-o", "-4", "addr").stdout)}
     free = [x for x in range(1, 255) if x not in used]
     if not free:
         raise RuntimeError("every 10.77.X.0/24 subnet is in use; delete leftover test bridges")
@@ -120,7 +124,7 @@ class SimNode:
         self.pid_file.unlink(missing_ok=True)
         with open(self.root / "start.log", "ab") as log:
             res = subprocess.run(["ip", "netns", "exec", self.netns, str(self.root / "start.sh")], stdout=log,
-                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout)
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
         if res.returncode != 0:
             raise RuntimeError(f"libvirtd of {self.netns} did not start: {(self.root / 'start.log').read_text()[-2000:]}")
         deadline = time.monotonic() + timeout
@@ -166,6 +170,7 @@ class SimulatedNodes:
     token: str = field(default_factory=lambda: secrets.token_hex(2))
     nodes: list[SimNode] = field(default_factory=list)
     subnet: int = 0
+    _watchdog: subprocess.Popen[bytes] | None = None
 
     @property
     def bridge(self) -> str:
@@ -174,6 +179,7 @@ class SimulatedNodes:
     def start(self) -> SimulatedNodes:
         try:
             self._network()
+            self._watchdog = start_watchdog(self._cleanup_script())
             for node in self.nodes:
                 node.prepare()
                 node.start()
@@ -198,8 +204,22 @@ class SimulatedNodes:
             _run("ip", "-n", ns, "link", "set", "eth0", "up")
             _run("ip", "-n", ns, "link", "set", "lo", "up")
 
+    def _cleanup_script(self) -> str:
+        """stop() in shell, for the watchdog."""
+        steps = []
+        for n in self.nodes:
+            steps.append(f"kill -CONT $(cat '{n.pid_file}') 2>/dev/null; kill -TERM $(cat '{n.pid_file}') 2>/dev/null")
+        steps.append("sleep 2")
+        for n in self.nodes:
+            steps.append(f"ip netns pids {n.netns} | xargs -r kill -KILL; ip netns del {n.netns}")
+            steps.append(f"ip link del e2gwvh{self.token}{n.index} 2>/dev/null")
+        steps.append(f"ip link del {self.bridge}")
+        return "; ".join(steps)
+
     def stop(self) -> None:
         """Stop every daemon by pid file, kill what is left in the namespaces, delete the network."""
+        stop_watchdog(self._watchdog)
+        self._watchdog = None
         for node in self.nodes:
             node.resume()
             node.kill(signal.SIGTERM)
@@ -219,8 +239,9 @@ class SimulatedNodes:
         self.nodes.clear()
         _run("ip", "link", "del", self.bridge, check=False)
 
-    def __enter__(self) -> SimulatedNodes:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

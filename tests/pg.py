@@ -7,6 +7,8 @@ switched off (fsync, synchronous_commit): the data dies with the test run anyway
 
 One cluster serves the whole pytest run (``postgres_cluster`` fixture, created on first use and
 stopped by its postmaster PID when the run ends); each test asks for a fresh database of its own.
+A watchdog process stops it too if the test process dies without cleaning up (killed by a
+timeout, say), so no server outlives its tests.
 """
 
 from __future__ import annotations
@@ -60,6 +62,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def start_watchdog(cleanup: str) -> subprocess.Popen[bytes]:
+    """A shell that runs ``cleanup`` once this process has gone, unless stopped first (stop_watchdog)."""
+    script = f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 0.5; done; {cleanup}"
+    return subprocess.Popen(["sh", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_watchdog(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
 class PostgresCluster:
     """initdb + pg_ctl start on 127.0.0.1:<free port>; stop() by the postmaster's PID."""
 
@@ -74,6 +89,7 @@ class PostgresCluster:
         self.data = self.root / "data"
         self.port = _free_port()
         self.pid: int | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._user = "postgres" if os.geteuid() == 0 else None
 
     def _cmd(self, *args: str) -> list[str]:
@@ -89,7 +105,7 @@ class PostgresCluster:
                 f" -c full_page_writes=off -c max_connections={self.max_connections} -c shared_buffers=32MB")
         res = subprocess.run(self._cmd(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"),
                                        "-o", opts, "-w", "-t", str(int(timeout)), "start"),
-                             capture_output=True, text=True, timeout=timeout + 10)
+                             capture_output=True, text=True, timeout=timeout + 10, check=False)
         pid_file = self.data / "postmaster.pid"
         if pid_file.exists():
             self.pid = int(pid_file.read_text().split("\n", 1)[0])
@@ -97,6 +113,8 @@ class PostgresCluster:
             log = (self.root / "server.log").read_text(errors="replace")[-2000:] if (self.root / "server.log").exists() else ""
             self.stop()
             raise RuntimeError(f"PostgreSQL did not start: {res.stderr.strip()}\n{log}")
+        self._watchdog = start_watchdog(
+            f"kill -INT {self.pid}; sleep 5; kill -KILL {self.pid} 2>/dev/null; rm -rf '{self.root}'")
         return self
 
     def url(self, database: str = "postgres") -> str:
@@ -113,6 +131,8 @@ class PostgresCluster:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Fast shutdown (SIGINT to the postmaster), SIGKILL if it lingers; then delete the files."""
+        stop_watchdog(self._watchdog)
+        self._watchdog = None
         pid, self.pid = self.pid, None
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGINT)

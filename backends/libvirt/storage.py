@@ -8,6 +8,7 @@ virStorageVolDownload. Transfers run stepwise (each chunk within the connection 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -67,6 +68,37 @@ def volume_info(pool: libvirt.virStoragePool, vol: libvirt.virStorageVol) -> Vol
     return VolumeInfo(pool=pool.name(), name=cfg.name, path=cfg.path or vol.path(), format=cfg.format,
                       capacity=cfg.capacity, allocation=cfg.allocation or 0,
                       backing_path=cfg.backing_path)
+
+
+def refresh_pool(pool: libvirt.virStoragePool, bounded: Callable[[Callable[[], T], str], T],
+                 timeout: float) -> None:
+    """Re-read the pool's volumes now, so that a just uploaded volume shows its real format.
+
+    libvirt refreshes after an upload too, but in a thread of its own and later; until that
+    thread ran, refresh() fails with "asynchronous jobs running" and is retried.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            bounded(lambda: pool.refresh(0), "refreshing the pool")
+            return
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def check_uploaded(info: VolumeInfo, expect_format: str | None) -> None:
+    """Refuse content that is not what the caller said, or that points at another file.
+
+    libvirt detects the format from the bytes; a "raw" upload that looks like qcow2 with a backing
+    file would otherwise make the guest read a file of the node's choosing.
+    """
+    if info.backing_path:
+        raise InvalidSpec(f"the uploaded image refers to a backing file ({info.backing_path}); "
+                          "upload a self-contained image (qemu-img convert)")
+    if expect_format is not None and info.format != expect_format:
+        raise InvalidSpec(f"the uploaded content is {info.format}, not {expect_format}")
 
 
 def _unsupported(exc: libvirt.libvirtError, what: str) -> Exception:
@@ -141,7 +173,8 @@ class LibvirtVolumes(VolumeDriver):
         return self._call(op, f"creating {pool}/{name}")
 
     def upload_volume(self, pool: str, name: str, source: Readable, size: int,
-                      chunk_size: int = CHUNK_SIZE) -> VolumeInfo:
+                      chunk_size: int = CHUNK_SIZE, expect_format: str | None = None) -> VolumeInfo:
+        """See VolumeDriver.upload_volume."""
         bounded = self.connection.bounded
         xml = StorageVolume(name=name, capacity=size, allocation=0, format="raw").to_xml()
 
@@ -154,6 +187,10 @@ class LibvirtVolumes(VolumeDriver):
             try:
                 bounded(lambda: vol.upload(stream, 0, size, 0), "starting the upload")
                 send_from(stream, source, size, chunk_size, bounded)
+                refresh_pool(p, bounded, self.connection.timeout)
+                info = bounded(lambda: volume_info(p, get_volume(p, name)), "reading the volume")
+                check_uploaded(info, expect_format)
+                return info
             except NodeUnavailable:
                 raise  # nothing can be cleaned up on a node that does not answer
             except BaseException:
@@ -163,8 +200,6 @@ class LibvirtVolumes(VolumeDriver):
                 except (libvirt.libvirtError, DriverError):
                     pass
                 raise
-            # the node re-probes the content after an upload: a qcow2 image now reads as qcow2
-            return bounded(lambda: volume_info(p, get_volume(p, name)), "reading the volume")
         return self._call(op, f"uploading {pool}/{name}", stepwise=True)
 
     def create_overlay(self, pool: str, name: str, backing_pool: str, backing_name: str,

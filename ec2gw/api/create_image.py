@@ -10,7 +10,7 @@ image available (or failed, with the reason in its StateReason).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -28,7 +28,13 @@ from ec2gw.images import check_image_name
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S GMT")
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S GMT")
+
+
+def _object_exists(ctx: RequestContext, bucket: str, key: str) -> bool:
+    from storage import images as store
+
+    return store.object_info(ctx.app, bucket, key) is not None
 
 
 @operation("CreateImage")
@@ -64,10 +70,14 @@ def create_image(
                 "by its guest. Stop the instance first, or leave NoReboot out (the instance is then stopped, "
                 "imaged and started again).")
         source = s.get(Image, inst.image_id)
-        ctx.check_dry_run(dry_run)
         owner = s.get(User, ctx.user_id)
         assert owner is not None
         key = f"{settings.image_prefix}/{owner.name}/{name}"
+        if _object_exists(ctx, settings.image_bucket, key):
+            raise ServiceError("InvalidAMIName.Duplicate",
+                               f"Cumulus already holds an object {settings.image_bucket}/{key}; choose another name "
+                               "(or register that object with RegisterImage).")
+        ctx.check_dry_run(dry_run)
         image = Image(
             id=ids.new_id("ami"), owner_id=ctx.user_id, name=name, description=description or "",
             location=f"{settings.image_bucket}/{key}", kind="machine", state="pending",

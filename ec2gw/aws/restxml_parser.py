@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Iterable
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
 
 from botocore.model import ListShape, MapShape, OperationModel, ServiceModel, Shape, StructureShape
@@ -29,6 +29,16 @@ from ec2gw.errors import ServiceError
 
 #: largest XML request body we read (CompleteMultipartUpload with 10,000 parts fits comfortably)
 MAX_XML_BODY = 4 * 1024 * 1024
+
+
+class HeaderMap(Protocol):
+    """Case-insensitive request headers (werkzeug's EnvironHeaders / Headers)."""
+
+    def get(self, key: str, /) -> str | None:
+        """The header's value (any case of the name), else None."""
+
+    def items(self) -> Iterable[tuple[str, str]]:
+        """Every (name, value)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class S3Request:
     bucket: str | None
     key: str | None
     query: list[tuple[str, str]]
-    headers: Mapping[str, str]  # case-insensitive
+    headers: HeaderMap
     _qdict: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +103,16 @@ def split_path(raw_path: str) -> tuple[str | None, str | None]:
     if not bucket:
         raise ServiceError("InvalidURI", "Couldn't parse the specified URI: the bucket name is empty.", 400)
     return bucket, key
+
+
+def split_key(raw_path: str) -> str | None:
+    """The key of a virtual-hosted request: the whole path after its leading slash (None for "/")."""
+    try:
+        return unquote(raw_path[1:], errors="strict") if len(raw_path) > 1 else None
+    except UnicodeDecodeError:
+        raise ServiceError(
+            "InvalidURI", "Couldn't parse the specified URI: its percent-escapes are not valid UTF-8.", 400
+        ) from None
 
 
 def parse_query(raw_query: str) -> list[tuple[str, str]]:
@@ -179,7 +199,7 @@ def parse_http_date(value: str) -> datetime | None:
         return None
     if parsed is None:
         return None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def parse_iso8601(value: str) -> datetime | None:
@@ -190,7 +210,7 @@ def parse_iso8601(value: str) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _timestamp(shape: Shape, value: str, default_format: str) -> datetime | str:
@@ -199,7 +219,7 @@ def _timestamp(shape: Shape, value: str, default_format: str) -> datetime | str:
     parsed = parse_http_date(value) if fmt == "rfc822" else None
     if parsed is None and fmt == "unixTimestamp":
         try:
-            parsed = datetime.fromtimestamp(float(value), timezone.utc)
+            parsed = datetime.fromtimestamp(float(value), UTC)
         except (ValueError, OverflowError):
             parsed = None
     if parsed is None:
@@ -294,9 +314,8 @@ def parse_request(op: OperationModel, req: S3Request, payload: bytes | None = No
             }
             if found:
                 params[name] = found
-        elif name == payload_name and isinstance(member, StructureShape):
-            if payload:
-                params[name] = parse_xml_payload(member, payload)
+        elif name == payload_name and isinstance(member, StructureShape) and payload:
+            params[name] = parse_xml_payload(member, payload)
     return params
 
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 
@@ -64,16 +65,16 @@ def xml_escape(text: str) -> str:
 def iso_timestamp(value: datetime) -> str:
     """S3's XML timestamps: 2009-10-12T17:50:30.000Z."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def http_date(value: datetime) -> str:
     """RFC 7231 date for headers: Wed, 12 Oct 2009 17:50:00 GMT."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return format_datetime(value.astimezone(timezone.utc), usegmt=True)
+        value = value.replace(tzinfo=UTC)
+    return format_datetime(value.astimezone(UTC), usegmt=True)
 
 
 def header_value(text: str) -> str:
@@ -123,7 +124,7 @@ def _body_members(shape: StructureShape) -> list[tuple[str, Shape]]:
     return [(n, m) for n, m in shape.members.items() if not m.serialization.get("location")]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _plan(shape: Shape) -> Emit:
     """A function appending the XML content of a value of `shape` (without its own element)."""
     if isinstance(shape, StructureShape):

@@ -214,6 +214,8 @@ def cli(conf_path: str | None, sourcefile: str | None, name: str | None, common:
         raise click.UsageError("--hours goes with --run")
     if hours is not None and hours <= 0:
         raise click.UsageError("--hours must be more than 0")
+    if verb == "transfer" and not Path(str(sourcefile)).is_file():
+        raise CloudError(f"{sourcefile}: no such file; pass --sourcefile the image file to upload")
     conf = load_conf(conf_path)
     ec2, s3 = clients(conf)
     with translated(conf):

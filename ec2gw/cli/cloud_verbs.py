@@ -111,12 +111,11 @@ def list_images(conf: CloudConf, ec2: Any, s3: Any) -> None:
 
 def transfer(conf: CloudConf, ec2: Any, s3: Any, source: Path, name: str | None, common: bool) -> None:
     """Upload (multipart for large files, with a progress bar), then RegisterImage; undo the upload if that fails."""
+    from boto3.exceptions import S3UploadFailedError
     from boto3.s3.transfer import TransferConfig
     from botocore.exceptions import ClientError
     from tqdm import tqdm
 
-    if not source.is_file():
-        raise CloudError(f"{source}: no such file; pass --sourcefile the image file to upload")
     name = name or source.name
     existing = own_images(ec2, name)
     if existing:
@@ -134,7 +133,16 @@ def transfer(conf: CloudConf, ec2: Any, s3: Any, source: Path, name: str | None,
     config = TransferConfig(multipart_threshold=16 * MiB, multipart_chunksize=16 * MiB, max_concurrency=4)
     with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"transfer {name}", file=sys.stderr,
               mininterval=0.5, leave=True) as bar:
-        s3.upload_file(str(source), bucket, key, Config=config, Callback=bar.update)
+        try:
+            s3.upload_file(str(source), bucket, key, Config=config, Callback=bar.update)
+        except S3UploadFailedError as exc:
+            cause = exc.__context__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == "AccessDenied":
+                raise CloudError(
+                    f"the store refused writing {bucket}/{key} (AccessDenied); you may upload only under "
+                    f"{conf.image_prefix}/{conf.user}/" + (", and --common needs an administrator" if common else "")
+                ) from None
+            raise
     try:
         image_id = ec2.register_image(Name=name, ImageLocation=f"{bucket}/{key}",
                                       Description=f"uploaded by cloud-client from {source.name}")["ImageId"]

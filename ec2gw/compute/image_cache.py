@@ -171,9 +171,9 @@ def _verify(settings: Settings, driver: Driver, image: ImageRef, info: Any, read
     if "-" not in info.etag and len(info.etag) == 32 and reader.md5.hexdigest() != info.etag:
         raise ImageUnavailable(f"{what}: the bytes read from Cumulus do not match the object's ETag; "
                                "the stored object is damaged, upload the image again")
-    if (info.checksum_algorithm or "").upper() == "SHA256" and (info.checksum_type or "FULL_OBJECT") == "FULL_OBJECT":
-        if base64.b64encode(reader.sha256.digest()).decode() != info.checksum_value:
-            raise ImageUnavailable(f"{what}: the bytes read from Cumulus do not match the object's SHA-256 checksum")
+    whole_sha256 = (info.checksum_algorithm or "").upper() == "SHA256" and (info.checksum_type or "FULL_OBJECT") == "FULL_OBJECT"
+    if whole_sha256 and base64.b64encode(reader.sha256.digest()).decode() != info.checksum_value:
+        raise ImageUnavailable(f"{what}: the bytes read from Cumulus do not match the object's SHA-256 checksum")
     if vol.backing_path:
         raise ImageUnavailable(f"{what}: it is a qcow2 image with a backing file ({vol.backing_path}), which could "
                                "expose the node's files; flatten it (qemu-img convert -O qcow2) and upload it again")

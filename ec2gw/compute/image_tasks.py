@@ -17,11 +17,12 @@ StartInstances waits until the copy is done.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 
@@ -65,22 +66,27 @@ def run_pending(worker: ComputeWorker) -> None:
             if inst is None or inst.state in ("terminated", "shutting-down"):
                 _fail(worker, task.image_id, f"the instance {task.instance_id} was terminated before its disk was copied")
                 continue
-            ready = inst.task is None and (inst.state == "stopped" or (task.no_reboot and inst.state == "running"))
+            node = node_ref(s, worker.settings, inst.node_name)
+            live_ok = task.no_reboot and node.domain_type == "test"  # a test domain has no disk in use
+            ready = inst.task is None and (inst.state == "stopped" or (live_ok and inst.state == "running"))
             if not ready:
+                if inst.state in ("pending", "running") and not live_ok:  # StartInstances came first
+                    _fail(worker, task.image_id, f"the instance {inst.id} was started again before its disk "
+                                                 "was copied; stop it and call CreateImage again")
                 continue
             source = s.get(Image, inst.image_id)
             jobs.append(SaveJob(image.id, inst.id, image.owner_id, image.location, source.location if source else "",
-                                node_ref(s, worker.settings, inst.node_name), task.restart))
+                                node, task.restart))
     for job in jobs:
         with worker._lock:
             if job.instance_id in worker.in_flight or job.image_id in worker.in_flight:
                 continue
             worker.in_flight.update((job.instance_id, job.image_id))
         fut = worker.pool.submit(_run, worker, job)
-        fut.add_done_callback(lambda _f, j=job: _done(worker, j))
+        fut.add_done_callback(functools.partial(_done, worker, job))
 
 
-def _done(worker: ComputeWorker, job: SaveJob) -> None:
+def _done(worker: ComputeWorker, job: SaveJob, _future: object = None) -> None:
     with worker._lock:
         worker.in_flight.discard(job.instance_id)
         worker.in_flight.discard(job.image_id)
@@ -125,7 +131,7 @@ def save(worker: ComputeWorker, job: SaveJob) -> tuple[int, str]:
     """Copy the instance's disk (flattened) into the image's Cumulus object; (size, format)."""
     from storage import images as store
 
-    app = StoreApp(worker.settings, worker.db)
+    app: Any = StoreApp(worker.settings, worker.db)  # what storage.images uses of an App
     bucket, _, key = job.location.partition("/")
     drv = worker.drivers.get(job.node)
     if drv.domain_type == "test":

@@ -84,8 +84,9 @@ def load(db: Database, instance_id: str) -> LaunchContext:
         if inst.key_name:
             key = s.scalar(select(KeyPair.public_key).where(KeyPair.owner_id == inst.owner_id,
                                                             KeyPair.name == inst.key_name))
-            if key:
-                ctx.public_keys.append(key.strip())
+            if key:  # as EC2's metadata gives it: with the key pair's name as comment when it has none
+                key = key.strip()
+                ctx.public_keys.append(key if len(key.split()) > 2 else f"{key} {inst.key_name}")
         addrs = selection.ordered_nics(inst, list(s.scalars(select(Address).where(Address.instance_id == inst.id))))
         for addr in addrs:
             pool = s.get(Pool, addr.pool)

@@ -53,7 +53,7 @@ def format_end(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_hours(value: str, settings: "Settings") -> float:
+def parse_hours(value: str, settings: Settings) -> float:
     """The hours a `lease:hours` tag asks for, or InvalidParameterValue saying what is allowed."""
     try:
         hours = float(value)
@@ -82,7 +82,7 @@ def _refuse_end_tag(tags: list[tuple[str, str]]) -> None:
         )
 
 
-def launch_hours(settings: "Settings", tags: list[tuple[str, str]]) -> float:
+def launch_hours(settings: Settings, tags: list[tuple[str, str]]) -> float:
     """The lease a RunInstances request asks for through its instance tags (the default without one)."""
     _refuse_end_tag(tags)
     asked = [value for key, value in tags if key == HOURS_TAG]
@@ -96,7 +96,7 @@ def with_end_tag(inst: Instance, tags: list[dict[str, str]]) -> list[dict[str, s
     return sorted([*tags, {"Key": END_TAG, "Value": format_end(inst.lease_end)}], key=lambda t: t["Key"])
 
 
-def on_create_tags(s: Session, ctx: "RequestContext", resource_ids: list[str], tags: list[tuple[str, str]]) -> None:
+def on_create_tags(s: Session, ctx: RequestContext, resource_ids: list[str], tags: list[tuple[str, str]]) -> None:
     """CreateTags: `lease:hours` on instances renews their leases; `lease:end` is refused.
 
     Runs after the resources were checked and before any tag is written, in the same transaction,
@@ -121,7 +121,7 @@ def on_create_tags(s: Session, ctx: "RequestContext", resource_ids: list[str], t
             )
 
 
-def expire_leases(db: "Database", now: datetime | None = None, limit: int = 500) -> list[str]:
+def expire_leases(db: Database, now: datetime | None = None, limit: int = 500) -> list[str]:
     """Terminate instances whose lease has ended; returns the ids this call terminated.
 
     Each row is taken with a compare-and-set UPDATE (still live, same lease end), so concurrent
@@ -140,6 +140,8 @@ def expire_leases(db: "Database", now: datetime | None = None, limit: int = 500)
             )
         )
         for iid, end in due:
+            if end is None:  # excluded by the query; keeps the type checker sure
+                continue
             res = s.execute(
                 update(Instance)
                 .where(Instance.id == iid, Instance.lease_end == end, Instance.state.not_in(_DONE))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from backends.base import AlreadyExists, DomainSpec, NicSpec
@@ -29,6 +30,7 @@ from ec2gw.compute import image_cache, launch_context, node_layout
 from ec2gw.compute.specs import Volume, guest_domain_spec, test_domain_spec
 from ec2gw.network import nodes as net_nodes
 from ec2gw.network import pools
+from ec2gw.network.layout import NetworkLayoutError
 from ec2gw.network.models import Pool
 
 if TYPE_CHECKING:
@@ -39,12 +41,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("ec2gw.compute")
 
 
+class ProvisionFailed(Exception):
+    """The instance cannot be provisioned for a reason its StateReason should show (bad image,
+    vanished pool, a pool that forms no network); the message says what to do."""
+
+
 def prepare(worker: ComputeWorker, job: Job) -> DomainSpec:
     """The domain for ``job``'s instance, with its disks, seed and network in place on the node."""
     drv = worker.drivers.get(job.node)
     if drv.domain_type == "test":
         return test_domain_spec(job.node, job.instance_id, job.vcpus, job.memory_mib, job.mac)
+    try:
+        return _prepare(worker, job, drv)
+    except (image_cache.ImageUnavailable, launch_context.LaunchError, NetworkLayoutError) as exc:
+        raise ProvisionFailed(str(exc)) from exc
+
+
+def _prepare(worker: ComputeWorker, job: Job, drv: Driver) -> DomainSpec:
     settings = worker.settings
+    started = time.monotonic()
     ctx = launch_context.load(worker.db, job.instance_id)
     app = image_cache.StoreApp(settings, worker.db)
     node_layout.ensure_pools(drv, settings)
@@ -55,6 +70,9 @@ def prepare(worker: ComputeWorker, job: Job) -> DomainSpec:
     seed = upload_seed(drv, ctx)
     log_path = console_log(drv, settings, job.instance_id)
     nics = attach_nics(drv, ctx)
+    copied = sum(i.uploaded_bytes for i in (base, kernel, ramdisk) if i is not None)
+    log.info("%s: provisioned on node %s in %.2f s (%d image bytes uploaded)", job.instance_id, job.node.name,
+             time.monotonic() - started, copied)
     return guest_domain_spec(
         job.node, job.instance_id, job.vcpus, job.memory_mib, root=root, seed=seed, seed_bus=settings.seed_cdrom_bus,
         nics=nics, kernel=_vol(kernel), ramdisk=_vol(ramdisk), cmdline=settings.kernel_cmdline, console_log=log_path)

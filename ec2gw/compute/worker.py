@@ -147,10 +147,12 @@ class ComputeWorker:
         except NodeUnavailable as exc:
             log.warning("%s: node %s does not answer (%s); will retry", job.instance_id, job.node.name, exc)
             self._mark_node(job.node.name, False, str(exc))
-        except Exception:
+        except Exception as exc:
             log.exception("%s: %s failed", job.instance_id, job.task)
             if job.task in ("spawn", "start"):
-                self._fail_launch(job, "Server.InternalError", "Server.InternalError: the hypervisor could not start the instance")
+                why = f": {exc}" if isinstance(exc, provision.ProvisionFailed) else ""
+                self._fail_launch(job, "Server.InternalError",
+                                  f"Server.InternalError: the hypervisor could not start the instance{why}"[:255])
 
     def _spec(self, job: Job) -> Any:
         """The domain to create: provisions disks, seed and network on the node first."""

@@ -18,7 +18,8 @@ PostgreSQL, BEGIN IMMEDIATE on SQLite. The loser waits, then finds the schema cu
 Every module that defines tables on the shared Base must be imported before the metadata is
 compared or created; all_metadata() finds them by name (``models.py`` or ``*_models.py`` under
 the service's packages), so a new model module needs no registration here. tests/unit/
-test_migrations.py fails when the models and the migrations differ: add a revision with
+test_migrations.py fails when the models and the migrations differ (`alembic ... check` says the
+same); add a revision with
 `alembic -c ec2gw/db/migrations/alembic.ini revision --autogenerate -m "what changed"`.
 """
 
@@ -59,7 +60,7 @@ def model_modules() -> list[str]:
 
 def all_metadata() -> MetaData:
     """The metadata of every model, importing each module that defines tables on the shared Base."""
-    import ec2gw.db.models as models
+    from ec2gw.db import models
 
     for name in model_modules():
         importlib.import_module(name)

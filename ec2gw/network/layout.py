@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from backends.base import NicSpec
 from backends.networks import DhcpHost, NetworkSpec

@@ -13,10 +13,10 @@ import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ec2gw.errors import ServiceError
@@ -138,7 +138,7 @@ def add_pool(s: Session, name: str, dns: str, entries: list[Entry], network_mode
     given = [e.mac for e in entries if e.mac]
     taken = set(s.scalars(select(Address.mac).where(Address.mac.in_(given)))) if given else set()
     if taken:
-        raise PoolError(f"MAC {sorted(taken)[0]} is already used by another pool; give this entry another MAC or none")
+        raise PoolError(f"MAC {min(taken)} is already used by another pool; give this entry another MAC or none")
     pool = Pool(name=name, dns=dns, network_mode=network_mode, role=role)
     s.add(pool)
     s.flush()
@@ -166,11 +166,11 @@ def remove_pool(s: Session, name: str) -> None:
     pool = s.get(Pool, name)
     if pool is None:
         raise PoolError(f"there is no pool {name!r}; `ec2gw admin pool list` shows the pools")
-    holders = list(s.scalars(select(Address.instance_id).where(Address.pool == name, Address.instance_id.is_not(None))
-                             .limit(5)))
+    holders = [str(i) for i in s.scalars(select(Address.instance_id)
+                                         .where(Address.pool == name, Address.instance_id.is_not(None)).limit(5))]
     if holders:
         raise PoolError(f"pool {name!r} still gives addresses to instances ({', '.join(holders)}); terminate them first")
-    s.execute(Address.__table__.delete().where(Address.pool == name))
+    s.execute(delete(Address).where(Address.pool == name))
     s.delete(pool)
 
 
@@ -200,7 +200,7 @@ def allocate(s: Session, pool: str, instance_ids: list[str], grace_seconds: floa
     if s.get(Pool, pool) is None:
         raise ServiceError("InvalidSubnetID.NotFound",
                            f"The network pool '{pool}' does not exist; ask the administrator to add it (`ec2gw admin pool add`).")
-    cutoff = datetime.now(timezone.utc) - timedelta(seconds=grace_seconds)
+    cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
     free = and_(
         Address.pool == pool,
         Address.instance_id.is_(None),
@@ -227,7 +227,7 @@ def allocate(s: Session, pool: str, instance_ids: list[str], grace_seconds: floa
 def release(s: Session, instance_id: str) -> None:
     """Return the instance's addresses; they are reusable after the grace period."""
     s.execute(
-        update(Address).where(Address.instance_id == instance_id).values(instance_id=None, released_at=datetime.now(timezone.utc))
+        update(Address).where(Address.instance_id == instance_id).values(instance_id=None, released_at=datetime.now(UTC))
     )
 
 
@@ -238,7 +238,7 @@ def addresses_of(s: Session, instance_id: str) -> list[Address]:
 
 def summary(s: Session, pool: Pool, grace_seconds: float = 0.0) -> dict[str, Any]:
     """What `pool list/show` print: mode, DNS, subnet and how many addresses are free/used/held."""
-    cutoff = datetime.now(timezone.utc) - timedelta(seconds=grace_seconds)
+    cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
     total = s.scalar(select(func.count()).where(Address.pool == pool.name)) or 0
     used = s.scalar(select(func.count()).where(Address.pool == pool.name, Address.instance_id.is_not(None))) or 0
     held = s.scalar(select(func.count()).where(Address.pool == pool.name, Address.instance_id.is_(None),

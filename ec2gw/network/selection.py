@@ -14,7 +14,8 @@ instance id.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ec2gw.network import pools
 from ec2gw.network.models import Address

@@ -15,7 +15,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -112,7 +112,7 @@ class RawResponse:
 def sign(creds: Creds, method: str, url: str, headers: dict[str, str], payload_hash: str,
          when: datetime | None = None) -> dict[str, str]:
     """Headers of a SigV4-signed S3 request (x-amz-content-sha256 = payload_hash), botocore's way."""
-    when = when or datetime.now(timezone.utc)
+    when = when or datetime.now(UTC)
     parts = urlsplit(url)
     req = AWSRequest(method=method, url=url, headers={
         **headers, "Host": parts.netloc, "x-amz-content-sha256": payload_hash,
@@ -136,9 +136,11 @@ def signing_key(secret: str, date: str) -> bytes:
     return k
 
 
-def send(url: str, method: str, headers: dict[str, str], body: bytes | None = None, timeout: float = 30) -> RawResponse:
+def send(url: str, method: str, headers: dict[str, str], body: bytes | None = None, timeout: float = 30,
+         address: str | None = None) -> RawResponse:
+    """The request as built (Host included in `headers`), to `address` or the URL's host."""
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(address or parts.hostname, parts.port, timeout=timeout)
     try:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)

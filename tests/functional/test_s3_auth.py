@@ -1,11 +1,13 @@
 """Cumulus authentication and access: SigV4 / SigV2, presigned URLs, ownership, canned ACLs, the image repository."""
 
+# ruff: noqa: F811 - pytest fixtures are imported by name and taken as parameters
+
 from __future__ import annotations
 
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -95,7 +97,7 @@ def test_wrong_secret_unknown_key_and_skew(server: LiveServer, alice: Creds, buc
     assert error_code(e.value) == ("InvalidAccessKeyId", 403)
     url = f"{server.s3_url}/{bucket}"
     headers = sign(alice, "GET", url, {}, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-                   when=datetime.now(timezone.utc) - timedelta(minutes=30))
+                   when=datetime.now(UTC) - timedelta(minutes=30))
     resp = send(url, "GET", headers)
     assert (resp.status, resp.code) == (403, "RequestTimeTooSkewed")
 

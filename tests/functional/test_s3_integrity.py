@@ -1,6 +1,8 @@
 """Integrity and bad input: digests, payload hashes, flexible checksums, aws-chunked bodies (signed and
 with trailers, by hand over HTTP and from boto3 over HTTPS), cut-off bodies, malformed XML."""
 
+# ruff: noqa: F811 - pytest fixtures are imported by name and taken as parameters
+
 from __future__ import annotations
 
 import base64
@@ -8,7 +10,7 @@ import hashlib
 import os
 import time
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -127,7 +129,7 @@ def test_aws_chunked_unsigned_trailer_by_hand(server: LiveServer, alice: Creds, 
 
 def test_streaming_signed_payload_by_hand(server: LiveServer, alice: Creds, s3_alice: Any, bucket: str) -> None:
     data = os.urandom(150_000)
-    when = datetime.now(timezone.utc)
+    when = datetime.now(UTC)
     amz_date, scope = when.strftime("%Y%m%dT%H%M%SZ"), f"{when:%Y%m%d}/us-east-1/s3/aws4_request"
 
     def put(key: str, tamper: bool = False) -> Any:
@@ -171,14 +173,20 @@ def test_length_rules(server: LiveServer, alice: Creds, s3_alice: Any, bucket: s
     resp = send(url, "PUT", sign(alice, "PUT", url, {"Content-Length": str(6 * 1024**3)}, "UNSIGNED-PAYLOAD"))
     assert (resp.status, resp.code) == (400, "EntityTooLarge")
     assert _missing(s3_alice, bucket, "nolen")
+    uid = s3_alice.create_multipart_upload(Bucket=bucket, Key="huge")["UploadId"]
+    part_url = f"{server.s3_url}/{bucket}/huge?partNumber=1&uploadId={uid}"
+    resp = send(part_url, "PUT", sign(alice, "PUT", part_url, {"Content-Length": str(5 * 1024**3 + 1)},
+                                      "UNSIGNED-PAYLOAD"))
+    assert (resp.status, resp.code) == (400, "EntityTooLarge")
+    assert s3_alice.list_parts(Bucket=bucket, Key="huge", UploadId=uid).get("Parts", []) == []
 
 
 def test_malformed_xml(server: LiveServer, alice: Creds, s3_alice: Any, bucket: str) -> None:
     uid = s3_alice.create_multipart_upload(Bucket=bucket, Key="m")["UploadId"]
     for body in (b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber>", b"garbage",
                  b"<CompleteMultipartUpload></CompleteMultipartUpload>",
-                 b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber><ETag>e</ETag></Part>"
-                 b"</CompleteMultipartUpload>"):
+                 (b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber><ETag>e</ETag></Part>"
+                  b"</CompleteMultipartUpload>")):
         resp = signed(server, alice, "POST", f"/{bucket}/m?uploadId={uid}", body)
         assert (resp.status, resp.code) == (400, "MalformedXML"), body
     for body in (b"<Delete><Object><Key>a</Key></Object>", b"<Delete></Delete>", b"<Nope/>",

@@ -1,5 +1,7 @@
 """Multipart uploads: boto3's transfer manager both ways, and every rule of the low-level calls."""
 
+# ruff: noqa: F811 - pytest fixtures are imported by name and taken as parameters
+
 from __future__ import annotations
 
 import base64
@@ -12,15 +14,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from tests.functional.s3_fixtures import (  # noqa: F401 - fixtures
-    alice,
-    blob_count,
-    bucket,
-    error_code,
-    s3_alice,
-    s3_bob,
-    bob,
-)
+from tests.functional.s3_fixtures import alice, blob_count, bob, bucket, error_code, s3_alice, s3_bob  # noqa: F401 - fixtures
 from tests.live import LiveServer
 
 MiB = 1024 * 1024

@@ -1,10 +1,13 @@
 """Cumulus objects through boto3: put/get/head, metadata, ranges, conditions, copy, delete, listings."""
 
+# ruff: noqa: F811 - pytest fixtures are imported by name and taken as parameters
+
 from __future__ import annotations
 
+import hashlib
 import io
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,17 +15,20 @@ from botocore.exceptions import ClientError
 
 from tests.functional.s3_fixtures import (  # noqa: F401 - fixtures
     alice,
+    bob,
     bucket,
     error_code,
     s3_alice,
     s3_anon,
     s3_bob,
-    bob,
+    send,
+    sign,
 )
+from tests.live import Creds, LiveServer
 
 
 def test_put_get_head_with_metadata_and_content_headers(s3_alice: Any, bucket: str) -> None:
-    expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    expires = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     put = s3_alice.put_object(
         Bucket=bucket, Key="docs/readme.txt", Body=b"hello cumulus", ContentType="text/plain; charset=utf-8",
         ContentEncoding="identity", ContentDisposition='attachment; filename="r.txt"', ContentLanguage="en",
@@ -42,7 +48,7 @@ def test_put_get_head_with_metadata_and_content_headers(s3_alice: Any, bucket: s
     head = s3_alice.head_object(Bucket=bucket, Key="docs/readme.txt")
     assert head["ContentLength"] == 13 and head["ETag"] == put["ETag"]
     assert head["Metadata"] == got["Metadata"]
-    assert abs(head["LastModified"] - datetime.now(timezone.utc)) < timedelta(minutes=1)
+    assert abs(head["LastModified"] - datetime.now(UTC)) < timedelta(minutes=1)
 
 
 def test_default_content_type_and_empty_object(s3_alice: Any, bucket: str) -> None:
@@ -94,8 +100,8 @@ def test_ranges(s3_alice: Any, bucket: str) -> None:
 
 def test_conditional_get(s3_alice: Any, bucket: str) -> None:
     etag = s3_alice.put_object(Bucket=bucket, Key="c", Body=b"x")["ETag"]
-    past = datetime.now(timezone.utc) - timedelta(days=1)
-    future = datetime.now(timezone.utc) + timedelta(days=1)
+    past = datetime.now(UTC) - timedelta(days=1)
+    future = datetime.now(UTC) + timedelta(days=1)
     assert s3_alice.get_object(Bucket=bucket, Key="c", IfMatch=etag)["Body"].read() == b"x"
     with pytest.raises(ClientError) as e:
         s3_alice.get_object(Bucket=bucket, Key="c", IfMatch='"0000"')
@@ -130,13 +136,13 @@ def test_response_overrides(s3_alice: Any, s3_anon: Any, bucket: str) -> None:
     got = s3_alice.get_object(Bucket=bucket, Key="o", ResponseContentType="application/json",
                               ResponseContentDisposition="inline", ResponseCacheControl="no-store",
                               ResponseContentLanguage="fr", ResponseContentEncoding="gzip",
-                              ResponseExpires=datetime(2031, 1, 1, tzinfo=timezone.utc))
+                              ResponseExpires=datetime(2031, 1, 1, tzinfo=UTC))
     assert got["ContentType"] == "application/json"
     assert got["ContentDisposition"] == "inline"
     assert got["CacheControl"] == "no-store"
     assert got["ContentLanguage"] == "fr"
     assert got["ContentEncoding"] == "gzip"
-    assert got["Expires"] == datetime(2031, 1, 1, tzinfo=timezone.utc)
+    assert got["Expires"] == datetime(2031, 1, 1, tzinfo=UTC)
     with pytest.raises(ClientError) as e:
         s3_anon.get_object(Bucket=bucket, Key="o", ResponseContentType="text/html")
     assert error_code(e.value) == ("InvalidRequest", 400)
@@ -217,8 +223,8 @@ def test_copy_source_conditions(s3_alice: Any, bucket: str) -> None:
     etag = s3_alice.put_object(Bucket=bucket, Key="s", Body=b"x")["ETag"]
     s3_alice.copy_object(Bucket=bucket, Key="t", CopySource=f"{bucket}/s", CopySourceIfMatch=etag)
     for kwargs in ({"CopySourceIfMatch": '"nope"'}, {"CopySourceIfNoneMatch": etag},
-                   {"CopySourceIfModifiedSince": datetime.now(timezone.utc) + timedelta(days=1)},
-                   {"CopySourceIfUnmodifiedSince": datetime.now(timezone.utc) - timedelta(days=1)}):
+                   {"CopySourceIfModifiedSince": datetime.now(UTC) + timedelta(days=1)},
+                   {"CopySourceIfUnmodifiedSince": datetime.now(UTC) - timedelta(days=1)}):
         with pytest.raises(ClientError) as e:
             s3_alice.copy_object(Bucket=bucket, Key="t", CopySource=f"{bucket}/s", **kwargs)
         assert error_code(e.value) == ("PreconditionFailed", 412), kwargs
@@ -285,3 +291,15 @@ def test_large_object_download_file_roundtrip(s3_alice: Any, bucket: str, tmp_pa
     path = tmp_path / "back.bin"
     s3_alice.download_file(bucket, "blob.bin", str(path))
     assert path.read_bytes() == data
+
+
+def test_virtual_hosted_requests(server: LiveServer, alice: Creds, s3_alice: Any, bucket: str) -> None:
+    """`bucket.localhost:port/key` (virtual-hosted style) reaches the same bucket as `/bucket/key`."""
+    url = f"http://{bucket}.localhost:{server.s3_port}/v%20h/key"
+    body = b"virtual host"
+    headers = sign(alice, "PUT", url, {"Content-Length": str(len(body))}, hashlib.sha256(body).hexdigest())
+    assert send(url, "PUT", headers, body, address="127.0.0.1").status == 200
+    assert s3_alice.get_object(Bucket=bucket, Key="v h/key")["Body"].read() == body
+    list_url = f"http://{bucket}.localhost:{server.s3_port}/?list-type=2"
+    resp = send(list_url, "GET", sign(alice, "GET", list_url, {}, hashlib.sha256(b"").hexdigest()), address="127.0.0.1")
+    assert resp.status == 200 and b"<Key>v h/key</Key>" in resp.body

@@ -32,7 +32,7 @@ def cloud_client(conf: Path | None, *args: str, env: dict[str, str] | None = Non
                  timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real `cloud-client` console script; never raises on a non-zero exit."""
     cmd = [CLOUD_CLIENT, *(["--conf", str(conf)] if conf else []), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env or clean_env(), cwd=cwd)
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env or clean_env(), cwd=cwd)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -43,7 +43,8 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 def failed(result: subprocess.CompletedProcess[str], *words: str) -> str:
     """The stderr of a run that must fail with one clear sentence (no traceback) holding `words`."""
     assert result.returncode == 1, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert "Traceback" not in result.stderr and result.stderr.startswith("cloud-client: "), result.stderr
+    last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+    assert "Traceback" not in result.stderr and last.startswith("cloud-client: "), result.stderr  # after a progress bar
     for w in words:
         assert w in result.stderr, result.stderr
     return result.stderr

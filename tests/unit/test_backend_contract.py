@@ -334,7 +334,7 @@ class TestDriverContract:
             started = time.monotonic()
             with pytest.raises(NodeUnavailable, match="no answer within 1 s"):
                 drv.info(spec.name)
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 3  # 1 s deadline plus scheduling slack on a loaded machine
         # the next call reconnects by itself (a new connection to a test:///PATH node is a new node)
         expected = PowerState.RUNNING if harness.state_survives_reconnect else PowerState.MISSING
         assert drv.info(spec.name).state is expected
@@ -381,7 +381,7 @@ def test_a_silent_node_times_out() -> None:
         started = time.monotonic()
         with pytest.raises(NodeUnavailable, match="no answer within 1 s"):
             drv.info("i-1")
-        assert 0.9 < time.monotonic() - started < 2.0
+        assert 0.9 < time.monotonic() - started < 3.0
     finally:
         stop.set()
         acceptor.join()

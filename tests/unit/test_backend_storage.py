@@ -183,7 +183,7 @@ def test_upload_qcow2_then_overlay(node: tuple[LibvirtDriver, Path], tmp_path: P
     image = tmp_path / "base.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", str(image), "64M")
     with open(image, "rb") as f:
-        base = drv.volumes.upload_volume("p", "base.qcow2", f, image.stat().st_size)
+        base = drv.volumes.upload_volume("p", "base.qcow2", f, image.stat().st_size, expect_format="qcow2")
     assert (base.format, base.capacity) == ("qcow2", 64 * MiB)  # detected from the content
     over = drv.volumes.create_overlay("p", "i-1.qcow2", "p", "base.qcow2")
     assert over.backing_path == base.path and over.capacity == 64 * MiB
@@ -192,6 +192,23 @@ def test_upload_qcow2_then_overlay(node: tuple[LibvirtDriver, Path], tmp_path: P
     assert f"backing file: {base.path}" in info and "backing file format: qcow2" in info
     drv.volumes.delete_volume("p", "i-1.qcow2")
     assert not (pool_dir / "i-1.qcow2").exists()
+
+
+def test_uploads_that_are_not_what_they_claim_are_refused(node: tuple[LibvirtDriver, Path],
+                                                          tmp_path: Path) -> None:
+    drv, pool_dir = node
+    image = tmp_path / "disguised.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", str(image), "1M")
+    with open(image, "rb") as f, pytest.raises(InvalidSpec, match="is qcow2, not raw"):
+        drv.volumes.upload_volume("p", "claims-raw.img", f, image.stat().st_size, expect_format="raw")
+    secret = tmp_path / "host-secret"
+    secret.write_bytes(b"s" * 4096)
+    linked = tmp_path / "linked.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-b", str(secret), "-F", "raw", str(linked))
+    with open(linked, "rb") as f, pytest.raises(InvalidSpec, match="backing file"):
+        drv.volumes.upload_volume("p", "linked.qcow2", f, linked.stat().st_size)
+    assert drv.volumes.list_volumes("p") == []
+    assert sorted(p.name for p in pool_dir.iterdir()) == []
 
 
 @pytest.mark.parametrize("source,error", [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -147,7 +146,7 @@ def test_concurrent_reapers_terminate_each_instance_exactly_once(w: World) -> No
             for _ in range(3):
                 got += leases.expire_leases(db, limit=7)
             results.append(got)
-        except BaseException as exc:  # reported below
+        except BaseException as exc:  # noqa: BLE001  (the main thread reports it)
             errors.append(exc)
         finally:
             db.dispose()
@@ -199,7 +198,7 @@ def test_concurrent_reapers_exactly_once_postgresql(postgres_url: str) -> None: 
         try:
             barrier.wait(30)
             results.append(leases.expire_leases(db) + leases.expire_leases(db))
-        except BaseException as exc:  # reported below
+        except BaseException as exc:  # noqa: BLE001  (the main thread reports it)
             errors.append(exc)
         finally:
             db.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -63,9 +64,8 @@ def test_targets_resolve_to_users_or_groups(w: World) -> None:
         with pytest.raises(quotas.QuotaError, match="no user named 'ghost'"):
             quotas.resolve_target(s, "user:ghost")
     w.ip.make_user("staff", group="alice")  # a group named like a user
-    with w.app.db.session() as s:
-        with pytest.raises(quotas.QuotaError, match="both a user and a group"):
-            quotas.resolve_target(s, "alice")
+    with w.app.db.session() as s, pytest.raises(quotas.QuotaError, match="both a user and a group"):
+        quotas.resolve_target(s, "alice")
 
 
 @pytest.mark.parametrize("text, scale, expected", [
@@ -183,3 +183,35 @@ def test_concurrent_launches_never_pass_the_quota_postgresql(tmp_path: Path, pos
     with w.app.db.session() as s:
         assert s.scalar(select(func.count(Instance.id)).where(Instance.owner_id == w.user_id("alice"))) == 3
     w.app.db.dispose()
+
+
+def test_admin_quota_commands(tmp_path: Path) -> None:
+    """`ec2gw admin quota set|list|show`, in process, including the mistakes an operator can make."""
+    import json
+
+    from click.testing import CliRunner
+
+    from ec2gw.cli import admin, serve  # noqa: F401  (registers the commands)
+    from ec2gw.cli.main import cli
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--data-dir", str(tmp_path), *args])
+
+    assert run("admin", "user", "add", "kim", "--group", "lab").exit_code == 0
+    res = run("admin", "quota", "set", "lab", "--instances", "4", "--memory", "2048", "--storage", "1.5", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output) == {"kind": "group", "name": "lab", "instances": 4, "vcpus": "default",
+                                      "memory_mib": 2048, "storage_bytes": 3 * quotas.GIB // 2}
+    assert run("admin", "quota", "set", "kim", "--vcpus", "unlimited").exit_code == 0
+    shown = json.loads(run("admin", "quota", "show", "kim", "--json").output)
+    assert shown["limits"] == {"instances": 4, "vcpus": "unlimited", "memory_mib": 2048, "storage_bytes": 3 * quotas.GIB // 2}
+    assert shown["usage"] == {"instances": 0, "vcpus": 0, "memory_mib": 0, "storage_bytes": 0}
+    assert [r["name"] for r in json.loads(run("admin", "quota", "list", "--json").output)] == ["lab", "kim"]
+    res = run("admin", "quota", "set", "no-such-anything", "--instances", "1")
+    assert res.exit_code == 1 and "no user or group named 'no-such-anything'" in res.output and "group:" in res.output
+    res = run("admin", "quota", "set", "lab", "--vcpus", "many")
+    assert res.exit_code == 1 and "--vcpus takes a number" in res.output
+    res = run("admin", "quota", "set", "lab")
+    assert res.exit_code == 2 and "at least one of" in res.output
+    res = run("admin", "quota", "show", "nobody")
+    assert res.exit_code == 1 and "no user named 'nobody'" in res.output

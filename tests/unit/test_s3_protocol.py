@@ -7,7 +7,7 @@ sent); botocore's response parser must read back the XML and headers our seriali
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -94,10 +94,10 @@ def parse_captured(seen: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
           "MaxKeys": 3}),
         ("GetObject", {"Bucket": "b1", "Key": "dir/ü €/..//x", "Range": "bytes=0-9", "IfNoneMatch": '"e"',
                        "ResponseContentType": "text/plain", "PartNumber": 2,
-                       "IfModifiedSince": datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)},
+                       "IfModifiedSince": datetime(2024, 5, 1, 12, 0, tzinfo=UTC)},
          {"Bucket": "b1", "Key": "dir/ü €/..//x", "Range": "bytes=0-9", "IfNoneMatch": '"e"',
           "ResponseContentType": "text/plain", "PartNumber": 2,
-          "IfModifiedSince": datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)}),
+          "IfModifiedSince": datetime(2024, 5, 1, 12, 0, tzinfo=UTC)}),
         ("HeadObject", {"Bucket": "b1", "Key": "/lead", "ChecksumMode": "ENABLED"},
          {"Bucket": "b1", "Key": "/lead", "ChecksumMode": "ENABLED"}),
         ("DeleteObject", {"Bucket": "b1", "Key": "k"}, {"Bucket": "b1", "Key": "k"}),
@@ -141,14 +141,14 @@ def test_put_object_headers_and_metadata() -> None:
     seen = capture(
         "PutObject", Bucket="b1", Key="a/b.txt", Body=b"hello", ContentType="text/plain", ContentEncoding="gzip",
         ContentDisposition="attachment", ContentLanguage="de", CacheControl="no-cache",
-        Expires=datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc), Metadata={"Color": "Blue", "x": "y"},
+        Expires=datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC), Metadata={"Color": "Blue", "x": "y"},
         ACL="public-read", ChecksumAlgorithm="SHA256",
     )
     op, parsed = parse_captured(seen)
     assert op == "PutObject"
     assert parsed["ContentType"] == "text/plain"
     assert parsed["ContentEncoding"] == "gzip"
-    assert parsed["Expires"] == datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert parsed["Expires"] == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert parsed["Metadata"] == {"color": "Blue", "x": "y"}
     assert parsed["ChecksumSHA256"]
     assert "Body" not in parsed
@@ -214,7 +214,7 @@ def _HeaderDict(items: list[tuple[str, str]]) -> Any:
     return h
 
 
-NOW = datetime(2024, 6, 1, 10, 20, 30, 123000, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 1, 10, 20, 30, 123000, tzinfo=UTC)
 OWNER = {"ID": "a" * 64, "DisplayName": "alice"}
 
 

@@ -8,7 +8,7 @@ next to this file, or EC2GW_DATABASE_URL.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from sqlalchemy import create_engine, pool
@@ -20,7 +20,7 @@ from ec2gw.db.migrate import all_metadata
 config = context.config
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
     """Write TypeDecorators (UTCDateTime) as their plain SQL type, so revisions never import models."""
     if type_ == "type" and isinstance(obj, TypeDecorator):
         impl = obj.impl_instance if hasattr(obj, "impl_instance") else obj.impl

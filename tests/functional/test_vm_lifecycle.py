@@ -1,0 +1,233 @@
+"""Real QEMU guests end to end, driven through boto3 against `ec2gw serve`.
+
+Set-up: the tiny guest built from Debian packages (scripts/build-test-guest.sh), a libvirtd in a
+namespace of its own (tests/vmhost.py) registered as node `vm1` (domain type qemu: TCG), an
+isolated network pool of three addresses, and the kernel, ramdisk and disk imported into Cumulus
+with `ec2gw admin image import` (the node gets them only from there). The tests run in order and
+share one state; at most two guests run at once.
+
+RunInstances -> running -> the console shows the DHCP lease of DescribeInstances' address and the
+seed's instance id -> Stop/Start keeps the disk -> Reboot -> CreateImage -> the new image boots
+with the first instance's disk, then powers itself off and is terminated as it asked ->
+Terminate leaves no domain, overlay, seed, log or DHCP entry and frees the address -> whole-disk
+boot gets the freed address -> an exhausted pool refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from backends.seed import read_seed_iso
+from tests.live import LiveServer
+from tests.vmhost import VmHost, build_guest, wait_for
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(300)]
+
+POOL_FILE = """# test pool: isolated network, three addresses
+none
+vm-a 10.99.7.10 10.99.7.1 10.99.7.255 255.255.255.0
+vm-b 10.99.7.11 10.99.7.1 10.99.7.255 255.255.255.0 52:54:00:aa:bb:0b
+vm-c 10.99.7.12 10.99.7.1 10.99.7.255 255.255.255.0
+"""
+BOOT = 90.0  # seconds a TCG guest may take to its lease on a loaded 2-core machine
+
+
+class Cloud:
+    """The running service, its node and what the tests made so far."""
+
+    def __init__(self, server: LiveServer, host: VmHost) -> None:
+        self.server, self.host = server, host
+        self.ec2 = server.client("ec2")
+        self.s3 = server.client("s3")
+        self.ids: dict[str, str] = {}
+
+    def cli_json(self, *args: str) -> Any:
+        out = self.server.cli(*args, "--json", check=False, timeout=120)
+        assert out.returncode == 0, f"ec2gw {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
+        return json.loads(out.stdout)
+
+    def instance(self, iid: str) -> dict[str, Any]:
+        return self.ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+
+    def wait_state(self, iid: str, state: str, timeout: float = BOOT) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            inst = self.instance(iid)
+            assert inst["State"]["Name"] != "terminated" or state == "terminated", \
+                f"{iid} terminated: {inst.get('StateReason')}\nserver log:\n{self.server.log()[-4000:]}"
+            return inst if inst["State"]["Name"] == state else None
+        return wait_for(f"{iid} {state}", check, timeout)
+
+    def console(self, iid: str) -> str:
+        out = self.ec2.get_console_output(InstanceId=iid, Latest=True).get("Output") or ""
+        return out  # boto3 decodes the base64 for us
+
+    def wait_console(self, iid: str, pattern: str, timeout: float = BOOT, after: int = 0) -> re.Match[str]:
+        rx = re.compile(pattern)
+
+        def check() -> re.Match[str] | None:
+            return rx.search(self.console(iid), after)
+        try:
+            return wait_for(f"console of {iid} shows {pattern!r}", check, timeout, 0.5)
+        except TimeoutError:
+            raise AssertionError(f"{pattern!r} not on the console of {iid}:\n{self.console(iid)[-3000:]}\n"
+                                 f"server log:\n{self.server.log()[-3000:]}") from None
+
+    def run(self, image_id: str, **kw: Any) -> str:
+        res = self.ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t2.micro", **kw)
+        return str(res["Instances"][0]["InstanceId"])
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    guest = build_guest()
+    root = Path(tmp_path_factory.mktemp("vm"))
+    host = VmHost(root / "node")
+    server = LiveServer(root / "data", env={"EC2GW_NODE_STORAGE_DIR": str(root / "node-storage"),
+                                             "EC2GW_STOP_TIMEOUT": "30", "EC2GW_WORKER_INTERVAL": "0.1"})
+    try:
+        host.start()
+        server.start()
+        c = Cloud(server, host)
+        (root / "pool.txt").write_text(POOL_FILE)
+        c.cli_json("admin", "pool", "add", "vmnet", str(root / "pool.txt"), "--network-mode", "isolated")
+        c.cli_json("admin", "node", "add", "vm1", "--uri", host.uri, "--domain-type", "qemu", "--pools", "vmnet",
+                   "--memory", "8192", "--vcpus", "4")
+        c.ids["aki"] = c.cli_json("admin", "image", "import", "tiny-kernel", str(guest.kernel), "--kind", "kernel")["image_id"]
+        c.ids["ari"] = c.cli_json("admin", "image", "import", "tiny-initrd", str(guest.initrd), "--kind", "ramdisk")["image_id"]
+        c.ids["ami"] = c.cli_json("admin", "image", "import", "tiny-disk", str(guest.disk), "--kernel", c.ids["aki"],
+                                  "--ramdisk", c.ids["ari"])["image_id"]
+        yield c
+    finally:
+        server.stop()
+        host.stop()
+
+
+def test_launch_boots_with_lease_seed_and_user_data(cloud: Cloud) -> None:
+    key = cloud.ec2.create_key_pair(KeyName="vmkey")
+    iid = cloud.run(cloud.ids["ami"], KeyName="vmkey", UserData="#!/bin/sh\necho hello from user data\n")
+    cloud.ids["first"] = iid
+    inst = cloud.wait_state(iid, "running")
+    ip = inst["PrivateIpAddress"]
+    assert ip.startswith("10.99.7.") and inst["PrivateDnsName"] in ("vm-a", "vm-b", "vm-c")
+    lease = cloud.wait_console(iid, r"EC2GW-LEASE ip=(\S+)")
+    assert lease.group(1) == ip
+    out = cloud.console(iid)
+    assert f"EC2GW-SEED instance-id={iid}" in out
+    assert "EC2GW-USERDATA: #!/bin/sh" in out
+    assert "EC2GW-DISK-READ: EC2GW-DISK base" in out
+    pool = cloud.cli_json("admin", "pool", "show", "vmnet")
+    entry = next(e for e in pool["entries"] if e["ip"] == ip)
+    assert entry["instance_id"] == iid
+    assert inst["NetworkInterfaces"][0]["MacAddress"] == entry["mac"]
+    assert entry["mac"] in cloud.host.dhcp_hosts("ec2gw-vmnet")
+    seed = read_seed_iso(cloud.host.read_volume("ec2gw-instances", f"{iid}-seed.iso"))
+    assert seed.label == "cidata"
+    meta = seed.meta_data()
+    assert meta["instance-id"] == iid and meta["local-hostname"] == entry["hostname"]
+    pub = cloud.ec2.describe_key_pairs(KeyNames=["vmkey"], IncludePublicKey=True)["KeyPairs"][0]["PublicKey"]
+    assert meta["public-keys"] == [pub.strip()] and key["KeyMaterial"]
+    assert seed.files["user-data"] == b"#!/bin/sh\necho hello from user data\n"
+    nic = seed.network_config()["config"][0]  # type: ignore[index]
+    assert nic["mac_address"] == entry["mac"] and nic["subnets"][0]["address"] == ip
+
+
+def test_stop_start_keeps_the_disk(cloud: Cloud) -> None:
+    iid = cloud.ids["first"]
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    cloud.wait_state(iid, "stopped", 60)
+    assert cloud.host.domains()[iid] == 5  # VIR_DOMAIN_SHUTOFF: still defined, disk kept
+    cloud.ec2.start_instances(InstanceIds=[iid])
+    inst = cloud.wait_state(iid, "running")
+    cloud.wait_console(iid, rf"EC2GW-DISK-READ: EC2GW-DISK written-by {iid}")
+    assert cloud.wait_console(iid, r"EC2GW-LEASE ip=(\S+)").group(1) == inst["PrivateIpAddress"]
+
+
+def test_reboot_restarts_the_guest(cloud: Cloud) -> None:
+    iid = cloud.ids["first"]
+    before = cloud.console(iid).count("EC2GW-READY")
+    cloud.ec2.reboot_instances(InstanceIds=[iid])
+    wait_for("a second boot on the console", lambda: cloud.console(iid).count("EC2GW-READY") > before, BOOT, 0.5)
+    assert cloud.instance(iid)["State"]["Name"] == "running"
+
+
+def test_create_image_from_the_stopped_instance(cloud: Cloud) -> None:
+    iid = cloud.ids["first"]
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    cloud.wait_state(iid, "stopped", 60)
+    image_id = cloud.ec2.create_image(InstanceId=iid, Name="saved-from-first")["ImageId"]
+    cloud.ids["saved"] = image_id
+    assert image_id.startswith("ami-")
+
+    def available() -> dict[str, Any] | None:
+        img = cloud.ec2.describe_images(ImageIds=[image_id])["Images"][0]
+        assert img["State"] in ("pending", "available"), img
+        return img if img["State"] == "available" else None
+    img = wait_for(f"{image_id} available", available, 120, 0.5)
+    assert img["KernelId"] == cloud.ids["aki"] and img["RamdiskId"] == cloud.ids["ari"]
+    head = cloud.s3.head_object(Bucket="Repo", Key="VMS/admin/saved-from-first")
+    assert head["ContentLength"] > 0
+    body = cloud.s3.get_object(Bucket="Repo", Key="VMS/admin/saved-from-first", Range="bytes=0-3")["Body"].read()
+    assert body == b"QFI\xfb"  # flattened into a self-contained qcow2
+    assert cloud.instance(iid)["State"]["Name"] == "stopped"  # it was stopped: it stays stopped
+
+
+def test_the_new_image_boots_with_the_saved_disk_and_may_power_itself_off(cloud: Cloud) -> None:
+    first = cloud.ids["first"]
+    iid = cloud.run(cloud.ids["saved"], UserData="EC2GW-POWEROFF-AFTER-BOOT\n",
+                    InstanceInitiatedShutdownBehavior="terminate")
+    cloud.ids["second"] = iid
+    inst = cloud.wait_state(iid, "running")
+    ip = inst["PrivateIpAddress"]
+    cloud.wait_console(iid, rf"EC2GW-DISK-READ: EC2GW-DISK written-by {first}")
+    assert cloud.wait_console(iid, r"EC2GW-LEASE ip=(\S+)").group(1) == ip
+    assert f"EC2GW-SEED instance-id={iid}" in cloud.console(iid)
+    gone = cloud.wait_state(iid, "terminated", 60)  # it powered itself off: terminate, as it asked
+    assert gone["StateReason"]["Code"] == "Client.InstanceInitiatedShutdown"
+
+
+def test_terminate_leaves_nothing_behind(cloud: Cloud) -> None:
+    ids = [cloud.ids["first"], cloud.ids["second"]]  # the second terminated itself already
+    macs = [cloud.instance(i)["NetworkInterfaces"][0]["MacAddress"] for i in ids]
+    cloud.ec2.terminate_instances(InstanceIds=ids[:1])
+    for iid in ids:
+        cloud.wait_state(iid, "terminated", 60)
+    domains = cloud.host.domains()
+    assert not [i for i in ids if i in domains]
+    leftovers = [v for pool in ("ec2gw-instances", "ec2gw-console") for v in cloud.host.volumes(pool)
+                 if any(v.startswith(i) for i in ids)]
+    assert leftovers == []
+    assert not set(macs) & set(cloud.host.dhcp_hosts("ec2gw-vmnet"))
+    pool = cloud.cli_json("admin", "pool", "show", "vmnet")
+    assert pool["in_use"] == 0 and pool["free"] == 3
+    images = cloud.host.volumes("ec2gw-images")  # the cache stays for the next launch
+    assert any(v.startswith(cloud.ids["ami"]) for v in images)
+
+
+def test_whole_disk_image_boots_and_reuses_the_address(cloud: Cloud) -> None:
+    guest = build_guest()
+    disk_ami = cloud.cli_json("admin", "image", "import", "tiny-disk-boot", str(guest.disk))["image_id"]
+    iid = cloud.run(disk_ami)
+    cloud.ids["disk"] = iid
+    inst = cloud.wait_state(iid, "running")
+    assert inst["PrivateIpAddress"] == "10.99.7.10"  # the first address, free again after terminate
+    cloud.wait_console(iid, r"EC2GW-MBR-BOOT")
+
+
+def test_exhausted_pool_refuses_and_creates_nothing(cloud: Cloud) -> None:
+    before = {i["InstanceId"] for r in cloud.ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    with pytest.raises(ClientError) as err:
+        cloud.ec2.run_instances(ImageId=cloud.ids["ami"], MinCount=3, MaxCount=3, InstanceType="t2.micro")
+    assert err.value.response["Error"]["Code"] == "InsufficientFreeAddressesInSubnet"
+    after = {i["InstanceId"] for r in cloud.ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    assert after == before
+    assert cloud.cli_json("admin", "pool", "show", "vmnet")["in_use"] == 1
+    cloud.ec2.terminate_instances(InstanceIds=[cloud.ids["disk"]])
+    cloud.wait_state(cloud.ids["disk"], "terminated", 60)
+    assert cloud.ids["disk"] not in cloud.host.domains()
