@@ -92,6 +92,13 @@ class App:
     def console_output(self, node_name: str | None, instance_id: str) -> bytes:
         with self.db.session() as s:
             node = node_ref(s, self.settings, node_name)
+            row = s.get(Node, node.name)
+            if row is not None and not row.reachable:
+                raise ServiceError(
+                    "ServiceUnavailable",
+                    f"The node {node.name} running {instance_id} does not answer; try again when it is back.",
+                    status=503,
+                )
         try:
             return self.drivers.get(node).console_output(instance_id)
         except DomainNotFound:

@@ -67,6 +67,9 @@ class Settings:
     quota_vcpus: int = -1
     quota_memory_mb: int = -1
     quota_storage_gb: float = -1.0
+    #: how far placement may overcommit a node's vCPUs and memory (1.0 = not at all)
+    cpu_overcommit: float = 1.0
+    memory_overcommit: float = 1.0
     #: seconds a released address waits before it is handed out again
     address_grace_seconds: float = 0.0
     #: Nimbus network pools: the pool EC2 calls public and the one it calls private. Instance types

@@ -35,6 +35,7 @@ from ec2gw.network import pools
 log = logging.getLogger("ec2gw.compute")
 
 LOCK_NAME = "compute-worker"
+NODE_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class ComputeWorker:
         self.in_flight: set[str] = set()
         self._lock = threading.Lock()
         self._reconciled = False
+        #: node name -> monotonic time before which its jobs wait (it stopped answering)
+        self._node_retry_at: dict[str, float] = {}
         self._last_sync = 0.0
         self._last_reap = 0.0
 
@@ -136,6 +139,8 @@ class ComputeWorker:
                 if inst.node_name not in nodes:
                     nodes[inst.node_name] = node_ref(s, self.settings, inst.node_name)
                 task = inst.task or "reboot"
+                if self._node_retry_at.get(nodes[inst.node_name].name, 0.0) > time.monotonic():
+                    continue  # the node did not answer a moment ago: retry later, keep threads for other nodes
                 jobs.append(Job(inst.id, task, nodes[inst.node_name], inst.vcpus, inst.memory_mib, inst.mac, inst.force_stop))
         return jobs
 
@@ -146,6 +151,7 @@ class ComputeWorker:
             handler(job)
         except NodeUnavailable as exc:
             log.warning("%s: node %s does not answer (%s); will retry", job.instance_id, job.node.name, exc)
+            self._node_retry_at[job.node.name] = time.monotonic() + NODE_RETRY_SECONDS
             self._mark_node(job.node.name, False, str(exc))
         except Exception as exc:
             log.exception("%s: %s failed", job.instance_id, job.task)

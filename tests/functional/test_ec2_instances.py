@@ -46,7 +46,7 @@ def _all(ec2: Any, **kw: Any) -> list[dict[str, Any]]:
 
 
 def test_life_cycle_with_waiters(ec2a: Any, image_id: str) -> None:
-    ud = base64.b64encode(b"#!/bin/sh\necho hello\n").decode()
+    ud = "#!/bin/sh\necho hello\n"  # boto3 base64-encodes UserData itself
     resp = ec2a.run_instances(ImageId=image_id, MinCount=2, MaxCount=2, InstanceType="t2.micro", UserData=ud,
                               TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "web"}]}])
     ids = _ids(resp)
@@ -132,11 +132,10 @@ def test_run_instances_refusals_create_nothing(ec2a: Any, image_id: str, kwargs:
 
 
 def test_user_data_limit_is_16_kib(ec2a: Any, image_id: str) -> None:
-    ok = base64.b64encode(b"x" * 16384).decode()
-    resp = ec2a.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, UserData=ok)
+    resp = ec2a.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, UserData="x" * 16384)
     ec2a.terminate_instances(InstanceIds=_ids(resp))
     with pytest.raises(ClientError) as err:
-        ec2a.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, UserData=base64.b64encode(b"x" * 16385).decode())
+        ec2a.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, UserData="x" * 16385)
     assert _code(err) == "InvalidParameterValue"
 
 
@@ -286,7 +285,7 @@ def test_terminated_instances_disappear_after_the_visibility_window(tmp_path_fac
     try:
         img = tmp_path_factory.mktemp("i") / "x.img"
         img.write_bytes(b"\0" * 4096)
-        image = json.loads(srv.cli("admin", "image", "import", "x", str(img), "--public", "--json").stdout)["image_id"]
+        image = json.loads(srv.cli("admin", "image", "import", "ximg", str(img), "--public", "--json").stdout)["image_id"]
         ec2 = srv.client("ec2")
         with pytest.raises(ClientError) as err:
             ec2.run_instances(ImageId=image, MinCount=4, MaxCount=4)
