@@ -7,14 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 from pathlib import Path
-from typing import Any
 
 from tests.functional.s3_fixtures import alice, new_bucket_name  # noqa: F401 - fixtures
-from tests.live import VENV_BIN, Creds, LiveServer
+from tests.live import Creds, LiveServer
 
-SCENARIO = Path(__file__).resolve().parents[3] / "shared" / "clients" / "awscli-scenario.sh"
 
 
 def sha256(path: Path) -> str:
@@ -91,14 +88,3 @@ def test_s3api_calls(server: LiveServer, alice: Creds, tmp_path: Path) -> None:
     assert missing.returncode != 0 and "NoSuchKey" in missing.stderr
     server.aws("s3api", "delete-object", "--bucket", b, "--key", "k", creds=alice)
     server.aws("s3api", "delete-bucket", "--bucket", b, creds=alice)
-
-
-def test_awscli_scenario_s3(server: LiveServer, alice: Creds) -> None:
-    assert SCENARIO.is_file(), f"{SCENARIO} is missing"
-    env: dict[str, Any] = server.aws_env(alice)
-    env.update(ONLY="s3", EC2_URL=server.ec2_url, S3_URL=server.s3_url, AWS_CMD=str(VENV_BIN / "aws"),
-               TMPDIR=str(server.data_dir))
-    proc = subprocess.run(["bash", str(SCENARIO)], capture_output=True, text=True, timeout=240, env=env,
-                          check=False)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1].endswith("0 failed")
