@@ -31,7 +31,6 @@ from ec2gw.compute.states import CODES
 from ec2gw.compute.zones import list_zones
 from ec2gw.db.models import Instance, KeyPair, Reservation, SecurityGroup, Tag
 from ec2gw.errors import ServiceError, invalid_combination, invalid_value
-from ec2gw.network import pools
 
 
 def _user_data(raw: str | None, limit: int) -> str | None:
@@ -286,15 +285,3 @@ def _status_item(inst: Instance, node_ok: bool) -> dict[str, Any]:
         "SystemStatus": {"Status": status, "Details": detail},
         "Events": [],
     }
-
-
-def new_addresses(s: Any, instances: list[Instance], pool_names: list[str]) -> None:
-    """Allocate one address per instance from the first pool; fills the instance's network fields."""
-    pool = pool_names[0] if pool_names else pools.DEFAULT_POOL
-    if pool == pools.DEFAULT_POOL:
-        pools.ensure_default_pool(s)
-    addrs = pools.allocate(s, pool, [i.id for i in instances])
-    for inst, addr in zip(instances, addrs):
-        inst.private_ip = addr.ip
-        inst.mac = addr.mac
-        inst.private_dns = addr.hostname
