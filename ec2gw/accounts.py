@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from ec2gw import ids
@@ -96,8 +97,15 @@ def remove_user(s: Session, name: str) -> int:
     return count
 
 
-def by_access_key(s: Session, access_key: str) -> User | None:
-    return s.scalar(select(User).where(User.access_key == access_key, User.enabled.is_(True)))
+# built once: the lookup runs on every signed request, so it skips the ORM and statement building
+_BY_KEY = select(User.id, User.name, User.account_id, User.secret_key, User.is_admin, User.group).where(
+    User.access_key == bindparam("key"), User.enabled.is_(True)
+)
+
+
+def by_access_key(conn: Connection, access_key: str) -> Row[Any] | None:
+    """(id, name, account_id, secret_key, is_admin, group) of the enabled user holding the key, or None."""
+    return conn.execute(_BY_KEY, {"key": access_key}).first()
 
 
 def ensure_admin(s: Session) -> UserRecord | None:

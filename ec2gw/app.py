@@ -60,11 +60,11 @@ class App:
         return S3Gateway(self)
 
     def principal_lookup(self, access_key: str) -> Principal | None:
-        with self.db.session() as s:
-            u = accounts.by_access_key(s, access_key)
-            if u is None:
-                return None
-            return Principal(u.id, u.name, u.account_id, u.secret_key, u.is_admin, u.group)
+        with self.db.engine.connect() as conn:
+            u = accounts.by_access_key(conn, access_key)
+        if u is None:
+            return None
+        return Principal(u.id, u.name, u.account_id, u.secret_key, u.is_admin, u.group)
 
     def make_context(self, principal: Principal, request_id: str, version: str | None) -> RequestContext:
         return RequestContext(self, principal, request_id, version)
@@ -80,11 +80,13 @@ class App:
             return self.settings.max_instances_per_user
         return instance_limit(self, principal)
 
-    def assign_addresses(self, s: Session, instances: list[Instance], slots: list[NodeRef]) -> None:
-        """Addresses (one NIC per distinct pool its type and node call for) for each new instance."""
+    def assign_addresses(self, s: Session, instances: list[Instance], slots: list[NodeRef],
+                         min_count: int | None = None) -> list[Instance]:
+        """Addresses (one NIC per distinct pool its type and node call for) for as many new
+        instances as the pools allow, at least ``min_count``; returns those that got them."""
         from ec2gw.network import selection
 
-        selection.assign(s, self.settings, instances, slots)
+        return selection.assign(s, self.settings, instances, slots, min_count)
 
     def node_reachability(self, s: Session) -> dict[str, bool]:
         return {name: ok for name, ok in s.execute(select(Node.name, Node.reachable))}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -26,12 +26,11 @@ def visible(ctx: RequestContext) -> ColumnElement[bool]:
 
 
 def check_instance_ids(instance_ids: Iterable[str] | None) -> list[str]:
-    out: list[str] = []
+    out: dict[str, None] = {}
     for iid in instance_ids or []:
         ids.check_id(iid, "i")
-        if iid not in out:
-            out.append(iid)
-    return out
+        out[iid] = None
+    return list(out)
 
 
 def load_instances(s: Session, ctx: RequestContext, instance_ids: list[str], for_update: bool = False) -> list[Instance]:
@@ -127,3 +126,14 @@ FILTERS: dict[str, Any] = {
     "state-reason-code": Instance.state_reason_code,
     "network-interface.mac-address": Instance.mac,
 }
+
+
+def set_rows(s: Session, instance_ids: list[str], **values: Any) -> None:
+    """Set ``values`` on the named instance rows with one UPDATE per 500 ids, bypassing the ORM's
+    per-row flush. Instance objects already loaded in ``s`` keep their old values: read the
+    new state from ``values``, not from them."""
+    table = Instance.__table__
+    for start in range(0, len(instance_ids), 500):
+        chunk = instance_ids[start:start + 500]
+        s.execute(update(table).where(table.c.id.in_(chunk)).values(**values),
+                  execution_options={"synchronize_session": False})

@@ -9,7 +9,8 @@ from ec2gw.compute.states import state_dict
 from ec2gw.db.models import Instance
 
 
-def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | None) -> dict[str, Any]:
+def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | None, nics: list[Any] | None = None) -> dict[str, Any]:
+    """The Instance shape; ``nics`` are the instance's address rows (id, pool, mac, ip, hostname)."""
     item: dict[str, Any] = {
         "InstanceId": inst.id,
         "ImageId": inst.image_id,
@@ -47,23 +48,33 @@ def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | No
     }
     if inst.state_reason_code:
         item["StateReason"] = {"Code": inst.state_reason_code, "Message": inst.state_reason_message or ""}
-    if inst.mac:
+    if nics:
+        ordered = sorted(nics, key=lambda a: (a.mac != inst.mac, a.pool, a.id))  # the primary NIC first
         item["NetworkInterfaces"] = [
-            {
-                "MacAddress": inst.mac,
-                "PrivateIpAddress": inst.private_ip,
-                "PrivateDnsName": inst.private_dns or "",
-                "Status": "in-use",
-                "Attachment": {"DeviceIndex": 0, "Status": "attached", "AttachTime": inst.launch_time},
-                "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": inst.private_ip}],
-                "Association": {"PublicIp": inst.public_ip, "IpOwnerId": "amazon"} if inst.public_ip else None,
-            }
+            _interface(inst, n.mac, n.ip, n.hostname, index) for index, n in enumerate(ordered)
         ]
+    elif inst.mac:  # addresses already returned (terminated): the NIC the row remembers
+        item["NetworkInterfaces"] = [_interface(inst, inst.mac, inst.private_ip, inst.private_dns, 0)]
     return item
 
 
+def _interface(inst: Instance, mac: str, ip: str | None, hostname: str | None, index: int) -> dict[str, Any]:
+    """One NIC; the primary one (index 0) carries the instance's public address, as on EC2."""
+    public = inst.public_ip if index == 0 else None
+    return {
+        "MacAddress": mac,
+        "PrivateIpAddress": ip,
+        "PrivateDnsName": hostname or "",
+        "Status": "in-use",
+        "Attachment": {"DeviceIndex": index, "Status": "attached", "AttachTime": inst.launch_time},
+        "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": ip}],
+        "Association": {"PublicIp": public, "IpOwnerId": "amazon"} if public else None,
+    }
+
+
 def reservations(
-    rows: Iterable[Instance], owner_account: str, tags: dict[str, list[dict[str, str]]], group_id: str | None
+    rows: Iterable[Instance], owner_account: str, tags: dict[str, list[dict[str, str]]], group_id: str | None,
+    nics: dict[str, list[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Group instances into reservations in the order their first instance appears."""
     out: dict[str, dict[str, Any]] = {}
@@ -76,7 +87,7 @@ def reservations(
                 "Groups": [],
                 "Instances": [],
             }
-        res["Instances"].append(instance_item(inst, tags.get(inst.id, []), group_id))
+        res["Instances"].append(instance_item(inst, tags.get(inst.id, []), group_id, (nics or {}).get(inst.id)))
     return list(out.values())
 
 

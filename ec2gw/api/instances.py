@@ -31,6 +31,7 @@ from ec2gw.compute.states import CODES
 from ec2gw.compute.zones import list_zones
 from ec2gw.db.models import Instance, KeyPair, Reservation, SecurityGroup, Tag
 from ec2gw.errors import ServiceError, invalid_combination, invalid_value
+from ec2gw.network.pools import nics_of
 
 
 def _user_data(raw: str | None, limit: int) -> str | None:
@@ -49,8 +50,17 @@ def _user_data(raw: str | None, limit: int) -> str | None:
     return raw
 
 
+_DEFAULT_GROUPS: dict[int, str] = {}  # user id -> default group id: made with the user, never changed
+
+
 def _default_group_id(s: Any, user_id: int) -> str | None:
-    return s.scalar(select(SecurityGroup.id).where(SecurityGroup.owner_id == user_id, SecurityGroup.name == "default"))
+    cached = _DEFAULT_GROUPS.get(user_id)
+    if cached is not None:
+        return cached
+    found = s.scalar(select(SecurityGroup.id).where(SecurityGroup.owner_id == user_id, SecurityGroup.name == "default"))
+    if found is not None:
+        _DEFAULT_GROUPS[user_id] = found
+    return found
 
 
 def _check_groups(s: Any, user_id: int, names: list[str] | None, group_ids: list[str] | None) -> None:
@@ -68,7 +78,9 @@ def _request_hash(params: dict[str, Any]) -> str:
 
 def _describe_reservation(ctx: RequestContext, s: Any, reservation_id: str) -> dict[str, Any]:
     rows = list(s.scalars(select(Instance).where(Instance.reservation_id == reservation_id).order_by(Instance.launch_index)))
-    res = views.reservations(rows, ctx.principal.account_id, tags_for(s, [r.id for r in rows]), _default_group_id(s, ctx.user_id))
+    ids_ = [r.id for r in rows]
+    res = views.reservations(rows, ctx.principal.account_id, tags_for(s, ids_), _default_group_id(s, ctx.user_id),
+                             nics_of(s, ids_))
     return res[0] if res else {"ReservationId": reservation_id, "OwnerId": ctx.principal.account_id, "Groups": [], "Instances": []}
 
 
@@ -167,7 +179,9 @@ def run_instances(
                 availability_zone=node.zone, node_name=node.name, user_data=udata, launch_time=now, lease_end=lease_end,
             )
             instances.append(inst)
-        ctx.app.assign_addresses(s, instances, slots)
+        instances = ctx.app.assign_addresses(s, instances, slots, min_count)  # as many as the pools allow
+        for index, inst in enumerate(instances):
+            inst.launch_index = index
         s.add_all(instances)
         s.flush()
         for inst in instances:
@@ -189,8 +203,6 @@ def describe_instances(
     conds = build_conditions(filters, FILTERS, tag_model=Tag, resource_column=Instance.id)
     scope = scope_digest("instances", filters)
     with ctx.db.session() as s:
-        if wanted:
-            load_instances(s, ctx, wanted)
         q = select(Instance).where(visible(ctx), *conds)
         if wanted:
             q = q.where(Instance.id.in_(wanted))
@@ -200,13 +212,17 @@ def describe_instances(
         if max_results:
             q = q.limit(max_results + 1)
         rows = list(s.scalars(q))
+        if wanted and len(rows) < len(wanted):
+            load_instances(s, ctx, wanted)  # NotFound for ids that are not the caller's (filters may drop the others)
         token = None
         if max_results and len(rows) > max_results:
             rows = rows[:max_results]
             token = encode_token(rows[-1].id, scope)
-        tags = tags_for(s, [r.id for r in rows])
+        ids_ = [r.id for r in rows]
+        tags = tags_for(s, ids_)
+        nics = nics_of(s, ids_)
         group = _default_group_id(s, ctx.user_id)
-    out: dict[str, Any] = {"Reservations": views.reservations(rows, ctx.principal.account_id, tags, group)}
+    out: dict[str, Any] = {"Reservations": views.reservations(rows, ctx.principal.account_id, tags, group, nics)}
     if token:
         out["NextToken"] = token
     return out

@@ -23,7 +23,13 @@ _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 Emit = Callable[[list[str], Any], None]
 
 
+# anything xml_escape would change; most values (ids, names, addresses) hold none of it
+_NEEDS_ESCAPE = re.compile("[&<>\"\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def xml_escape(text: str) -> str:
+    if not _NEEDS_ESCAPE.search(text):
+        return text
     text = text.translate(_ESCAPES)
     if _INVALID_XML.search(text):
         text = _INVALID_XML.sub("\ufffd", text)
@@ -55,24 +61,36 @@ def _scalar_emitter(shape: Shape) -> Callable[[Any], str]:
     return lambda v: xml_escape(v if isinstance(v, str) else str(v))
 
 
+def _is_scalar(shape: Shape) -> bool:
+    return not isinstance(shape, (StructureShape, ListShape, MapShape))
+
+
 @lru_cache(maxsize=None)
 def _plan(shape: Shape) -> Emit:
     """A function appending the children of a value of `shape` (without its own element)."""
     if isinstance(shape, StructureShape):
-        members: list[tuple[str, str, str, Emit]] = []
+        # member name -> (open tag, close tag, plan for containers, text function for scalars)
+        members: dict[str, tuple[str, str, Emit | None, Callable[[Any], str] | None]] = {}
         for name, member in shape.members.items():
             tag = member.serialization.get("name", name)
-            members.append((name, f"<{tag}>", f"</{tag}>", _plan(member)))
+            scalar = _scalar_emitter(member) if _is_scalar(member) else None
+            members[name] = (f"<{tag}>", f"</{tag}>", None if scalar else _plan(member), scalar)
 
         def emit_struct(out: list[str], value: Any) -> None:
-            get = value.get
-            for name, open_tag, close_tag, child in members:
-                v = get(name)
+            # the value's own keys, in its order: responses set a few of a shape's many members
+            for name, v in value.items():
                 if v is None:
                     continue
-                out.append(open_tag)
-                child(out, v)
-                out.append(close_tag)
+                m = members.get(name)
+                if m is None:
+                    continue
+                open_tag, close_tag, child, scalar = m
+                if scalar is not None:
+                    out.append(open_tag + scalar(v) + close_tag)
+                else:
+                    out.append(open_tag)
+                    child(out, v)  # type: ignore[misc]
+                    out.append(close_tag)
 
         return emit_struct
     if isinstance(shape, ListShape):

@@ -93,7 +93,10 @@ def with_end_tag(inst: Instance, tags: list[dict[str, str]]) -> list[dict[str, s
     """The instance's tags plus `lease:end` (DescribeInstances, RunInstances)."""
     if inst.lease_end is None:
         return tags
-    return sorted([*tags, {"Key": END_TAG, "Value": format_end(inst.lease_end)}], key=lambda t: t["Key"])
+    end = {"Key": END_TAG, "Value": format_end(inst.lease_end)}
+    if not tags:
+        return [end]
+    return sorted([*tags, end], key=lambda t: t["Key"])
 
 
 def on_create_tags(s: Session, ctx: RequestContext, resource_ids: list[str], tags: list[tuple[str, str]]) -> None:

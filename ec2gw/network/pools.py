@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ec2gw.errors import ServiceError
 from ec2gw.network.models import Address, Pool
@@ -29,6 +30,7 @@ _MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 _PREFIX_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){0,4}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_CLAIM_BATCH = 500  # addresses claimed per UPDATE: 3 bound parameters each, well under SQLite's limit
 
 
 @dataclass(frozen=True)
@@ -143,20 +145,23 @@ def add_pool(s: Session, name: str, dns: str, entries: list[Entry], network_mode
     s.add(pool)
     s.flush()
     used_macs = set(given)
+    if any(e.mac is None for e in entries):
+        used_macs.update(s.scalars(select(Address.mac)))  # every stored MAC, read once
+    rows = []
     for e in entries:
-        mac = e.mac or _new_mac(s, used_macs, mac_prefix)
+        mac = e.mac or _new_mac(used_macs, mac_prefix)
         used_macs.add(mac)
-        s.add(Address(pool=name, hostname=e.hostname, ip=e.ip, gateway=e.gateway, broadcast=e.broadcast,
-                      netmask=e.netmask, mac=mac))
-    s.flush()
+        rows.append({"pool": name, "hostname": e.hostname, "ip": e.ip, "gateway": e.gateway, "broadcast": e.broadcast,
+                     "netmask": e.netmask, "mac": mac})
+    s.execute(Address.__table__.insert(), rows)  # one executemany: the default pool has 4,093 rows
     return pool
 
 
-def _new_mac(s: Session, used: set[str], prefix: str) -> str:
-    """A generated MAC that neither this pool file nor any stored pool uses."""
+def _new_mac(used: set[str], prefix: str) -> str:
+    """A generated MAC that neither this pool file nor any stored pool (``used``) has."""
     for _ in range(1000):
         mac = random_mac(prefix)
-        if mac not in used and s.scalar(select(Address.id).where(Address.mac == mac).limit(1)) is None:
+        if mac not in used:
             return mac
     raise PoolError(f"no unused MAC is left under the prefix {prefix}; configure a shorter mac_prefix")
 
@@ -197,31 +202,60 @@ def allocate(s: Session, pool: str, instance_ids: list[str], grace_seconds: floa
     """
     if not instance_ids:
         return []
+    candidates = free_addresses(s, pool, len(instance_ids), grace_seconds)
+    if len(candidates) < len(instance_ids):
+        raise short_of_addresses(pool, len(candidates), len(instance_ids))
+    claim(s, pool, candidates, instance_ids)
+    return candidates
+
+
+def free_addresses(s: Session, pool: str, limit: int, grace_seconds: float = 0.0) -> list[Address]:
+    """Up to ``limit`` free addresses of ``pool`` in file order (locked on PostgreSQL), to ``claim``."""
     if s.get(Pool, pool) is None:
         raise ServiceError("InvalidSubnetID.NotFound",
                            f"The network pool '{pool}' does not exist; ask the administrator to add it (`ec2gw admin pool add`).")
+    if limit <= 0:
+        return []
     cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
     free = and_(
         Address.pool == pool,
         Address.instance_id.is_(None),
         or_(Address.released_at.is_(None), Address.released_at <= cutoff),
     )
-    q = select(Address).where(free).order_by(Address.id).limit(len(instance_ids))
+    q = select(Address).where(free).order_by(Address.id).limit(limit)
     if s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
-    candidates = list(s.scalars(q))
-    if len(candidates) < len(instance_ids):
-        raise ServiceError(
-            "InsufficientFreeAddressesInSubnet",
-            f"The network pool '{pool}' has {len(candidates)} free addresses but {len(instance_ids)} were needed; "
-            "terminate instances or ask the administrator to add addresses.",
+    return list(s.scalars(q))
+
+
+def short_of_addresses(pool: str, free: int, needed: int) -> ServiceError:
+    return ServiceError(
+        "InsufficientFreeAddressesInSubnet",
+        f"The network pool '{pool}' has {free} free addresses but {needed} were needed; "
+        "ask for fewer instances (MinCount), terminate instances or ask the administrator to add addresses.",
+    )
+
+
+def claim(s: Session, pool: str, addresses: list[Address], instance_ids: list[str]) -> None:
+    """Hand ``addresses[i]`` to ``instance_ids[i]`` with one conditional UPDATE per batch.
+
+    Raises InsufficientFreeAddressesInSubnet if another launch took one of them first.
+    """
+    pairs = list(zip(addresses, instance_ids))
+    table = Address.__table__
+    for start in range(0, len(pairs), _CLAIM_BATCH):
+        batch = pairs[start:start + _CLAIM_BATCH]
+        claimed = {a.id: iid for a, iid in batch}
+        res = s.execute(
+            update(table)
+            .where(table.c.id.in_(list(claimed)), table.c.instance_id.is_(None))
+            .values(instance_id=case(claimed, value=table.c.id)),
+            execution_options={"synchronize_session": False},
         )
-    for addr, iid in zip(candidates, instance_ids):
-        res = s.execute(update(Address).where(Address.id == addr.id, Address.instance_id.is_(None)).values(instance_id=iid))
-        if res.rowcount != 1:  # type: ignore[attr-defined]
+        if res.rowcount != len(batch):  # type: ignore[attr-defined]
             raise ServiceError("InsufficientFreeAddressesInSubnet", f"Addresses of pool '{pool}' are contended; retry the request.")
-        addr.instance_id = iid
-    return candidates
+    for addr, iid in pairs:
+        set_committed_value(addr, "instance_id", iid)
 
 
 def release(s: Session, instance_id: str) -> None:
@@ -234,6 +268,18 @@ def release(s: Session, instance_id: str) -> None:
 def addresses_of(s: Session, instance_id: str) -> list[Address]:
     """The instance's addresses (its NICs), in pool-name order."""
     return list(s.scalars(select(Address).where(Address.instance_id == instance_id).order_by(Address.pool, Address.id)))
+
+
+def nics_of(s: Session, instance_ids: list[str]) -> dict[str, list[Any]]:
+    """Every NIC (address row: id, pool, mac, ip, hostname) of each instance, for listings."""
+    table = Address.__table__
+    out: dict[str, list[Any]] = {}
+    cols = (table.c.instance_id, table.c.id, table.c.pool, table.c.mac, table.c.ip, table.c.hostname)
+    for start in range(0, len(instance_ids), 500):
+        chunk = instance_ids[start:start + 500]
+        for row in s.execute(select(*cols).where(table.c.instance_id.in_(chunk))):
+            out.setdefault(row.instance_id, []).append(row)
+    return out
 
 
 def summary(s: Session, pool: Pool, grace_seconds: float = 0.0) -> dict[str, Any]:

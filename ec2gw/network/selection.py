@@ -60,28 +60,48 @@ def pools_for(settings: Settings, instance_type: str, node_pools: Sequence[str])
     return chosen or [node_pools[0]]
 
 
-def assign(s: Session, settings: Settings, instances: list[Instance], slots: list[NodeRef]) -> None:
-    """Allocate every instance's addresses (atomic with the caller's transaction) and fill its row.
+def assign(s: Session, settings: Settings, instances: list[Instance], slots: list[NodeRef],
+           min_count: int | None = None) -> list[Instance]:
+    """Allocate addresses (atomic with the caller's transaction) to as many instances as the pools
+    allow, in order, and fill their rows; returns the instances that got every NIC they need.
 
-    InsufficientFreeAddressesInSubnet from any pool aborts the whole launch: the caller's
-    transaction rolls back, so no address stays taken and no instance is created.
+    EC2's rule: if fewer than ``min_count`` (default: all of them) can have their addresses,
+    InsufficientFreeAddressesInSubnet aborts the launch and the caller's transaction rolls back,
+    so no address stays taken and no instance is created.
     """
+    minimum = len(instances) if min_count is None else min_count
     plans: dict[str, list[str]] = {}
-    wanted: dict[str, list[str]] = {}
+    wanted: dict[str, int] = {}
     for inst, node in zip(instances, slots):
         plan = pools_for(settings, inst.instance_type, node.pools)
         plans[inst.id] = plan
         for pool in plan:
-            wanted.setdefault(pool, []).append(inst.id)
-    got: dict[tuple[str, str], Address] = {}
+            wanted[pool] = wanted.get(pool, 0) + 1
+    free: dict[str, list[Address]] = {}
     for pool in sorted(wanted):  # one order for every launch: no lock-order deadlocks on PostgreSQL
         if pool == pools.DEFAULT_POOL:
             pools.ensure_default_pool(s, mac_prefix=settings.mac_prefix)
-        addrs = pools.allocate(s, pool, wanted[pool], settings.address_grace_seconds)
-        for iid, addr in zip(wanted[pool], addrs):
-            got[(iid, pool)] = addr
+        free[pool] = pools.free_addresses(s, pool, wanted[pool], settings.address_grace_seconds)
+    used = {pool: 0 for pool in wanted}
+    kept: list[Instance] = []
     for inst in instances:
+        plan = plans[inst.id]
+        if all(used[p] < len(free[p]) for p in plan):
+            for p in plan:
+                used[p] += 1
+            kept.append(inst)
+    if len(kept) < minimum:
+        short = min(wanted, key=lambda p: len(free[p]) - wanted[p])
+        raise pools.short_of_addresses(short, len(free[short]), wanted[short] if min_count is None else minimum)
+    got: dict[tuple[str, str], Address] = {}
+    for pool in sorted(wanted):
+        holders = [inst.id for inst in kept if pool in plans[inst.id]]
+        pools.claim(s, pool, free[pool][: len(holders)], holders)
+        for iid, addr in zip(holders, free[pool]):
+            got[(iid, pool)] = addr
+    for inst in kept:
         fill(settings, inst, [got[(inst.id, p)] for p in plans[inst.id]])
+    return kept
 
 
 def fill(settings: Settings, inst: Instance, nics: list[Address]) -> None:

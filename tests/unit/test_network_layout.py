@@ -134,3 +134,24 @@ def test_assign_all_or_nothing_when_one_pool_is_exhausted(tmp_path: Path) -> Non
     assert err.value.code == "InsufficientFreeAddressesInSubnet"
     with db.session() as s:
         assert s.scalar(select(Address.id).where(Address.instance_id.is_not(None))) is None
+
+
+def test_assign_keeps_as_many_as_the_pools_allow_down_to_min_count(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    _add(db, "public", "192.0.2", 2)
+    _add(db, "private", "10.5.0", 5)
+    st = Settings(instance_type_networks="t2.micro=private")
+    node = NodeRef("n1", "qemu:///system", "qemu", "z", ("public", "private"))
+    # i-b wants only a private NIC, so it still fits after the public pool ran out with i-a and i-c
+    wanted = [_inst("i-a"), _inst("i-b", "t2.micro"), _inst("i-c"), _inst("i-d")]
+    with db.session(write=True) as s:
+        kept = selection.assign(s, st, wanted, [node] * 4, min_count=2)
+    assert [i.id for i in kept] == ["i-a", "i-b", "i-c"]
+    with db.session() as s:
+        held = sorted((x.instance_id, x.pool) for x in s.scalars(select(Address).where(Address.instance_id.is_not(None))))
+    assert held == [("i-a", "private"), ("i-a", "public"), ("i-b", "private"), ("i-c", "private"), ("i-c", "public")]
+    with pytest.raises(ServiceError) as err, db.session(write=True) as s:
+        selection.assign(s, st, [_inst("i-e"), _inst("i-f", "t2.micro")], [node] * 2, min_count=2)
+    assert err.value.code == "InsufficientFreeAddressesInSubnet" and "'public'" in err.value.message
+    with db.session() as s:  # the refused launch holds nothing
+        assert s.scalar(select(Address.id).where(Address.instance_id.in_(["i-e", "i-f"]))) is None
