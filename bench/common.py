@@ -63,3 +63,31 @@ def ec2gw_server(**kw: Any) -> LiveServer:
 def row(label: str, ours: float, peer: float, unit: str, higher_is_better: bool = False) -> str:
     ratio = (ours / peer) if higher_is_better else (peer / ours if ours else float("inf"))
     return f"{label:<48} {ours:>10.3f} {unit:<6} {peer:>10.3f} {unit:<6} {ratio:>6.1f}x"
+
+
+class GunicornApp:
+    """A WSGI app of the bench/ directory served by gunicorn as ec2gw serves (2 gthread workers x 8)."""
+
+    def __init__(self, app: str, env: dict[str, str] | None = None) -> None:
+        self.app = app
+        self.env = env or {}
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "GunicornApp":
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "gunicorn"), "--chdir", str(Path(__file__).parent), "-w", "2", "-k", "gthread",
+             "--threads", "8", "-b", f"127.0.0.1:{self.port}", "--log-level", "warning", self.app],
+            env={**os.environ, **self.env}, start_new_session=True)
+        wait_port(self.port, 60, self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from ec2gw import ids
 from ec2gw.api import instance_views as views
 from ec2gw.api.context import RequestContext
-from ec2gw.api.instance_query import FILTERS, check_instance_ids, load_instances, visible
+from ec2gw.api.instance_query import FILTERS, check_instance_ids, load_instances, visible, visible_by_id
 from ec2gw.api.tagging import set_tags, tags_for, tags_from_specifications
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions
@@ -203,15 +203,18 @@ def describe_instances(
     conds = build_conditions(filters, FILTERS, tag_model=Tag, resource_column=Instance.id)
     scope = scope_digest("instances", filters)
     with ctx.db.session() as s:
-        q = select(Instance).where(visible(ctx), *conds)
-        if wanted:
-            q = q.where(Instance.id.in_(wanted))
-        if next_token:
-            q = q.where(Instance.id > decode_token(next_token, scope))
-        q = q.order_by(Instance.id)
-        if max_results:
-            q = q.limit(max_results + 1)
-        rows = list(s.scalars(q))
+        if wanted and not conds and not next_token:
+            rows = visible_by_id(s, ctx, wanted)
+        else:
+            q = select(Instance).where(visible(ctx), *conds)
+            if wanted:
+                q = q.where(Instance.id.in_(wanted))
+            if next_token:
+                q = q.where(Instance.id > decode_token(next_token, scope))
+            q = q.order_by(Instance.id)
+            if max_results:
+                q = q.limit(max_results + 1)
+            rows = list(s.scalars(q))
         if wanted and len(rows) < len(wanted):
             load_instances(s, ctx, wanted)  # NotFound for ids that are not the caller's (filters may drop the others)
         token = None

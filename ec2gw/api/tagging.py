@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ec2gw.db.models import Tag
@@ -44,14 +44,16 @@ def validate_tags(tags: Iterable[dict[str, Any]] | None, *, need_value: bool = F
     return out
 
 
+# built once: every DescribeInstances runs it
+_TAGS_OF = (select(Tag.resource_id, Tag.key, Tag.value).where(Tag.resource_id.in_(bindparam("ids", expanding=True)))
+            .order_by(Tag.resource_id, Tag.key))
+
+
 def tags_for(s: Session, resource_ids: list[str]) -> dict[str, list[dict[str, str]]]:
     """Tags of many resources in one query (chunked for the parameter limit)."""
     out: dict[str, list[dict[str, str]]] = {}
     for i in range(0, len(resource_ids), 500):
-        chunk = resource_ids[i : i + 500]
-        for rid, key, value in s.execute(
-            select(Tag.resource_id, Tag.key, Tag.value).where(Tag.resource_id.in_(chunk)).order_by(Tag.resource_id, Tag.key)
-        ):
+        for rid, key, value in s.execute(_TAGS_OF, {"ids": resource_ids[i : i + 500]}):
             out.setdefault(rid, []).append({"Key": key, "Value": value})
     return out
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -270,14 +270,16 @@ def addresses_of(s: Session, instance_id: str) -> list[Address]:
     return list(s.scalars(select(Address).where(Address.instance_id == instance_id).order_by(Address.pool, Address.id)))
 
 
+# built once: every DescribeInstances runs it
+_NICS_OF = select(Address.instance_id, Address.id, Address.pool, Address.mac, Address.ip, Address.hostname).where(
+    Address.instance_id.in_(bindparam("ids", expanding=True)))
+
+
 def nics_of(s: Session, instance_ids: list[str]) -> dict[str, list[Any]]:
     """Every NIC (address row: id, pool, mac, ip, hostname) of each instance, for listings."""
-    table = Address.__table__
     out: dict[str, list[Any]] = {}
-    cols = (table.c.instance_id, table.c.id, table.c.pool, table.c.mac, table.c.ip, table.c.hostname)
     for start in range(0, len(instance_ids), 500):
-        chunk = instance_ids[start:start + 500]
-        for row in s.execute(select(*cols).where(table.c.instance_id.in_(chunk))):
+        for row in s.execute(_NICS_OF, {"ids": instance_ids[start:start + 500]}):
             out.setdefault(row.instance_id, []).append(row)
     return out
 
