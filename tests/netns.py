@@ -4,7 +4,9 @@ What /work/shared/virt/NOTES.md measured, as a fixture: each node gets a network
 tests create, a veth into a host bridge (a /24 under 10.77.0.0/16 nobody else uses), private copies
 of /etc/libvirt, /var/lib/libvirt, /run/libvirt, /var/log/libvirt and /var/cache/libvirt bind-mounted
 in its own mount namespace, and `libvirtd -d -l` listening on its address only, without
-authentication (test hosts only). Clients reach node i at ``test+tcp://10.77.X.i/default``.
+authentication (test hosts only). Clients reach node i at ``test+tcp://10.77.X.i/default``; with
+``qemu=True`` the nodes also run QEMU guests at ``qemu+tcp://10.77.X.i/system`` (virtlogd for
+serial logs, a private /dev/kvm node as NOTES.md asks).
 
 stop() leaves nothing behind: every daemon is stopped by its pid file, whatever still runs in a
 namespace is killed by pid, namespaces, veths and the bridge are deleted. A watchdog process does
@@ -34,11 +36,17 @@ set -e
 R={root}
 mount --make-rprivate /
 mount -t tmpfs tmpfs /run
+mkdir -p /run/lock
 for d in etc:/etc/libvirt lib:/var/lib/libvirt log:/var/log/libvirt cache:/var/cache/libvirt run:/run/libvirt; do
   mkdir -p "${{d#*:}}"
   mount --bind "$R/${{d%%:*}}" "${{d#*:}}"
 done
+{qemu}
 exec libvirtd -d -l -p "$R/libvirtd.pid" -f "$R/etc/libvirtd.conf"
+"""
+#: QEMU nodes: the private /dev/kvm node (backends.libvirt.testing.prepare_qemu) and virtlogd for serial logs
+_QEMU = """if [ -e "$R/kvm" ]; then mount --bind "$R/kvm" /dev/kvm; fi
+virtlogd -d -p "$R/virtlogd.pid"
 """
 
 
@@ -87,10 +95,16 @@ class SimNode:
     netns: str
     address: str
     root: Path
+    qemu: bool = False
 
     @property
     def uri(self) -> str:
         return f"test+tcp://{self.address}/default"
+
+    @property
+    def qemu_uri(self) -> str:
+        """The node's QEMU driver over TCP (guests run only on nodes made with ``qemu=True``)."""
+        return f"qemu+tcp://{self.address}/system"
 
     @property
     def pid_file(self) -> Path:
@@ -113,8 +127,12 @@ class SimNode:
             + f'\nlisten_tcp = 1\nlisten_tls = 0\nlisten_addr = "{self.address}"\nauth_tcp = "none"\n'
             + 'auth_unix_rw = "none"\nunix_sock_group = "root"\nkeepalive_interval = 2\n'
         )
+        if self.qemu:
+            from backends.libvirt.testing import prepare_qemu
+
+            prepare_qemu(self.root)
         script = self.root / "start.sh"
-        script.write_text(_START.format(root=self.root))
+        script.write_text(_START.format(root=self.root, qemu=_QEMU if self.qemu else ""))
         script.chmod(0o755)
 
     def start(self, timeout: float = 20.0) -> None:
@@ -167,6 +185,8 @@ class SimulatedNodes:
 
     count: int
     root: Path
+    #: nodes that run QEMU guests too (virtlogd, a private /dev/kvm; see SimNode.qemu_uri)
+    qemu: bool = False
     token: str = field(default_factory=lambda: secrets.token_hex(2))
     nodes: list[SimNode] = field(default_factory=list)
     subnet: int = 0
@@ -195,7 +215,7 @@ class SimulatedNodes:
         _run("ip", "link", "set", self.bridge, "up")
         for i in range(1, self.count + 1):
             ns, host_end = f"e2gwns{self.token}{i}", f"e2gwvh{self.token}{i}"
-            node = SimNode(i, ns, f"10.77.{self.subnet}.{i}", Path(self.root, f"node{i}").absolute())
+            node = SimNode(i, ns, f"10.77.{self.subnet}.{i}", Path(self.root, f"node{i}").absolute(), self.qemu)
             _run("ip", "netns", "add", ns)
             self.nodes.append(node)
             _run("ip", "link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns)

@@ -96,6 +96,27 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def prepare_qemu(root: Path) -> None:
+    """What a private libvirtd under ``root`` needs to run QEMU guests: a qemu.conf that runs them
+    as root without a security driver (guests read kernels and logs under pytest's 0700
+    temporary directories), and ``root/kvm``, a /dev/kvm node owned by group kvm, mode 0660, for
+    the daemon's start script to bind over /dev/kvm in its mount namespace (NOTES.md: otherwise
+    libvirt re-probes QEMU on every call) without changing the machine's own device."""
+    with open(root / "etc" / "qemu.conf", "a") as conf:
+        conf.write('\nuser = "root"\ngroup = "root"\nsecurity_driver = "none"\n')
+    if os.path.exists("/dev/kvm"):
+        kvm = root / "kvm"
+        if not kvm.exists():
+            st = os.stat("/dev/kvm")
+            os.mknod(kvm, 0o660 | (st.st_mode & 0o170000), st.st_rdev)
+        try:
+            import grp
+            os.chown(kvm, 0, grp.getgrnam("kvm").gr_gid)
+        except KeyError:
+            pass
+        os.chmod(kvm, 0o660)
+
+
 class PrivateLibvirtd:
     """A libvirtd with private /etc/libvirt, /var/lib/libvirt, /run/libvirt, ... under ``root``.
 
@@ -122,20 +143,7 @@ class PrivateLibvirtd:
         for sub in ("etc", "lib", "log/qemu", "cache", "run"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         shutil.copytree("/etc/libvirt", self.root / "etc", dirs_exist_ok=True)
-        with open(self.root / "etc" / "qemu.conf", "a") as conf:
-            # guests read kernels and logs under pytest's 0700 temporary directories
-            conf.write('\nuser = "root"\ngroup = "root"\nsecurity_driver = "none"\n')
-        if os.path.exists("/dev/kvm"):
-            kvm = self.root / "kvm"
-            if not kvm.exists():
-                st = os.stat("/dev/kvm")
-                os.mknod(kvm, 0o660 | (st.st_mode & 0o170000), st.st_rdev)
-            try:
-                import grp
-                os.chown(kvm, 0, grp.getgrnam("kvm").gr_gid)
-            except KeyError:
-                pass
-            os.chmod(kvm, 0o660)
+        prepare_qemu(self.root)
         logd = 'virtlogd >"$R/virtlogd.log" 2>&1 & echo $! >"$R/virtlogd.pid"' if self.virtlogd else ""
         script = self.root / "start.sh"
         script.write_text(_START.format(root=self.root, virtlogd=logd))

@@ -49,6 +49,7 @@ def node_add(state: CliState, name: str, uri: str, memory_mib: int | None, vcpus
     from backends.base import NodeUnavailable
     from ec2gw.compute import nodes
     from ec2gw.compute.placement import split_pools
+    from ec2gw.network.nodes import pool_networks
 
     app = open_app(state)
     pool_list = list(split_pools(pools))
@@ -61,18 +62,57 @@ def node_add(state: CliState, name: str, uri: str, memory_mib: int | None, vcpus
         if needs_probe:  # before the write transaction: never hold the database while a node answers
             info = nodes.probe_capacity(uri, dtype)
         with app.db.session(write=True) as s:
-            created = nodes.add_node(s, name=name, uri=uri, zone=zone or app.settings.default_zone, memory_mib=memory_mib,
-                                     vcpus=vcpus, pools=pool_list, domain_type=domain_type,
-                                     probe=(lambda _u, _t: info) if info is not None else None)
-            view = next(v for v in nodes.list_nodes(s) if v.name == created.name)
+            nodes.add_node(s, name=name, uri=uri, zone=zone or app.settings.default_zone, memory_mib=memory_mib,
+                           vcpus=vcpus, pools=pool_list, domain_type=domain_type,
+                           probe=(lambda _u, _t: info) if info is not None else None)
+            nets, errors = pool_networks(s, pool_list) if dtype != "test" else ([], {})
     except NodeUnavailable as exc:
         raise click.ClickException(f"node {name} at {uri} does not answer ({exc}); make it reachable, or give --memory "
                                    "and --vcpus to register it anyway") from None
     except nodes.NodeError as exc:
         raise _fail(exc) from None
-    data = view.as_dict()
+    errors.update(_ensure_networks(app, name, uri, dtype, nets))  # after the commit: the node is registered
+    with app.db.session() as s:
+        data = next(v for v in nodes.list_nodes(s) if v.name == name).as_dict()
+    data["network_errors"] = errors
     emit(data, as_json, f"added node {name}: {data['vcpus']} vcpus, {data['memory_mib']} MiB, zone {data['zone']}, "
-                        f"{data['domain_type']} domains")
+                        f"{data['domain_type']} domains" + (f", networks of {', '.join(pool_list)}" if nets and not errors
+                                                            else ""))
+
+
+def _ensure_networks(app: Any, name: str, uri: str, dtype: str, nets: list[Any]) -> dict[str, str]:
+    """Create the pools' networks on the new node now, rather than at its first launch.
+
+    A node that does not answer stays registered, marked unreachable (the compute worker marks
+    it reachable once it answers), and the networks come with its first launch: the worker
+    ensures a pool's network on a node before every launch there. Returns pool -> error."""
+    from sqlalchemy import update
+
+    from backends.base import NodeUnavailable
+    from backends.registry import driver_for
+    from ec2gw.compute.nodes import PROBE_TIMEOUT
+    from ec2gw.db.models import Node
+    from ec2gw.network.nodes import ensure_networks
+
+    if not nets:
+        return {}
+    pools = ", ".join(n.pool.name for n in nets)
+    drv = driver_for(uri, dtype, timeout=PROBE_TIMEOUT)
+    try:
+        errors = ensure_networks(drv, nets)
+    except NodeUnavailable as exc:
+        with app.db.session(write=True) as s:
+            s.execute(update(Node).where(Node.name == name).values(reachable=False, last_error=str(exc)[:500]))
+        click.echo(f"warning: node {name} is registered but does not answer at {uri} ({exc}); the networks of pools "
+                   f"{pools} will be created when it answers (the compute worker creates a pool's network on a node "
+                   f"before launching there). `ec2gw admin node show {name}` shows whether it answers.", err=True)
+        return {n.pool.name: f"node does not answer: {exc}" for n in nets}
+    finally:
+        drv.close()
+    for pool, err in errors.items():
+        click.echo(f"warning: node {name}: the network of pool {pool} could not be created ({err}); it is retried "
+                   "before each launch there", err=True)
+    return errors
 
 
 @node.command("list")

@@ -105,7 +105,8 @@ def virtual_size(head: bytes, size: int) -> int:
     return size
 
 
-def _lock_for(node: str, image: str) -> threading.Lock:
+def lock_for(node: str, image: str) -> threading.Lock:
+    """The lock held while (node, image)'s cached volume is uploaded or removed (image_gc)."""
     with _locks_guard:
         return _locks.setdefault((node, image), threading.Lock())
 
@@ -124,7 +125,7 @@ def ensure(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef) -> Cac
     if info is None:
         raise ImageUnavailable(f"image {image.id}: its Cumulus object {image.location} is missing; upload it again")
     pool = node_layout.IMAGES_POOL
-    with _lock_for(node.name, image.id):
+    with lock_for(node.name, image.id):
         with app.db.session() as s:
             row = s.get(NodeImage, (node.name, image.id))
             cached = None if row is None else (row.volume, row.size, row.etag, row.capacity, row.format)

@@ -4,7 +4,9 @@ The API only writes rows (state + task). This worker, one per installation at a 
 in the database), picks up tasks, calls the hypervisor driver and moves instances along EC2's
 state machine with compare-and-set updates, so a request that arrives meanwhile (terminate
 during spawn) is never overwritten. It also reconciles the database with the nodes: the
-database is the source of truth, so domains the test driver forgot are created again.
+database is the source of truth, so domains the test driver forgot are created again. And it
+removes the cached volumes of deregistered images from the nodes once no instance needs them
+(compute/image_gc.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 
 from backends.base import DomainNotFound, DriverError, NodeUnavailable, PowerState
-from ec2gw.compute import image_tasks, leases, locks, provision, reconcile
+from ec2gw.compute import image_gc, image_tasks, leases, locks, provision, reconcile
 from ec2gw.compute.drivers import DriverPool
 from ec2gw.compute.placement import NodeRef, node_ref
 from ec2gw.config import Settings
@@ -36,6 +38,8 @@ log = logging.getLogger("ec2gw.compute")
 
 LOCK_NAME = "compute-worker"
 NODE_RETRY_SECONDS = 5.0
+#: seconds between looks for cached volumes of deregistered images (one query when there are none)
+IMAGE_GC_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class ComputeWorker:
         self._node_retry_at: dict[str, float] = {}
         self._last_sync = 0.0
         self._last_reap = 0.0
+        self._last_gc = 0.0
+        #: removes the cached volumes of deregistered images from the nodes (compute/image_gc.py)
+        self.images = image_gc.Collector(self)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -97,6 +104,9 @@ class ComputeWorker:
             self._last_sync = now
             self.sync_power_states()
         leases.reap_expired(self)
+        if now - self._last_gc >= IMAGE_GC_SECONDS:
+            self._last_gc = now
+            self.images.run()
         if now - self._last_reap > 30.0:
             self._last_reap = now
             self.reap_terminated()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from backends.base import DriverError, NotFound
+from backends.base import DriverError, NodeUnavailable, NotFound
 from ec2gw.network import layout
 from ec2gw.network.models import Address, Pool
 
@@ -51,14 +51,32 @@ def ensure(driver: Driver, net: PoolNetwork) -> None:
     driver.networks.ensure_network(net.spec)
 
 
-def ensure_all(driver: Driver, s: Session, pool_names: list[str]) -> dict[str, str]:
-    """Ensure every named pool's network on one node; returns pool -> error for those that failed."""
+def pool_networks(s: Session, pool_names: list[str]) -> tuple[list[PoolNetwork], dict[str, str]]:
+    """The named pools' networks, read in one go (so no session is held while a node answers);
+    pool -> error for pools that do not exist or form no network."""
+    nets: list[PoolNetwork] = []
     errors: dict[str, str] = {}
     for name in pool_names:
         try:
-            ensure(driver, pool_network(s, name))
-        except (DriverError, layout.NetworkLayoutError) as exc:
+            nets.append(pool_network(s, name))
+        except layout.NetworkLayoutError as exc:
             errors[name] = str(exc)
+    return nets, errors
+
+
+def ensure_networks(driver: Driver, nets: list[PoolNetwork]) -> dict[str, str]:
+    """Ensure each network on one node; pool -> error for those that failed.
+
+    NodeUnavailable is raised, not collected: a node that does not answer is not asked again
+    for every pool."""
+    errors: dict[str, str] = {}
+    for net in nets:
+        try:
+            ensure(driver, net)
+        except NodeUnavailable:
+            raise
+        except DriverError as exc:
+            errors[net.pool.name] = str(exc)
     return errors
 
 

@@ -1,8 +1,9 @@
 """`ec2gw admin node add|list|show|update|remove` against a fresh data directory (SQLite).
 
 Nodes here are libvirt's in-process test driver with private state (test:///ABS/node.xml), so
-capacity is really read from a node; the cluster tests (test_nodes_cluster.py) use nodes behind
-libvirtd over TCP. Commands run through click's runner in this process (each one opens the data
+capacity is really read from a node, and, for pool networks (which test-driver nodes do without),
+a private libvirtd in namespaces of its own (backends.libvirt.testing.PrivateLibvirtd, QEMU driver,
+no guests); the cluster tests (test_nodes_cluster.py) use nodes behind libvirtd over TCP. Commands run through click's runner in this process (each one opens the data
 directory like the real binary does); one test runs the installed `ec2gw` binary.
 """
 
@@ -10,13 +11,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import libvirt
 import pytest
 from click.testing import CliRunner
 
-from backends.libvirt.testing import make_test_node_uri
+from backends.libvirt.testing import PrivateLibvirtd, make_test_node_uri, unavailable_reason
 from ec2gw import ids
 from ec2gw.cli import admin, serve  # noqa: F401  (registers the commands)
 from ec2gw.cli.main import cli
@@ -149,3 +152,61 @@ def test_installed_binary_has_the_documented_surface(tmp_path: Path) -> None:
     res = subprocess.run([EC2GW, "--data-dir", str(tmp_path), "admin", "node", "remove", "ghost"], capture_output=True,
                          text=True, timeout=60, check=False)
     assert res.returncode != 0 and "there is no node 'ghost'" in res.stderr
+
+
+# --- pools' networks appear on a node when it is added ------------------------------------------
+
+POOL_FILE = "none\n{n}-a 10.98.{x}.10 10.98.{x}.1 10.98.{x}.255 255.255.255.0\n{n}-b 10.98.{x}.11 10.98.{x}.1 10.98.{x}.255 255.255.255.0\n"
+
+
+@pytest.fixture(scope="module")
+def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateLibvirtd]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"private libvirtd: {reason}")
+    with PrivateLibvirtd(tmp_path_factory.mktemp("libvirtd")) as daemon:
+        yield daemon
+
+
+def _networks(uri: str) -> dict[str, bool]:
+    """Network name -> active, straight from libvirt."""
+    conn = libvirt.open(uri)
+    try:
+        return {n.name(): bool(n.isActive()) for n in conn.listAllNetworks(0)}
+    finally:
+        conn.close()
+
+
+def _pools(adm: Admin, tmp_path: Path, *names: str) -> None:
+    for x, name in enumerate(names, 3):  # one subnet each: a node refuses two networks on one subnet
+        f = tmp_path / f"{name}.pool"
+        f.write_text(POOL_FILE.format(n=name, x=x))
+        res = adm.runner.invoke(cli, ["--data-dir", str(adm.data_dir), "admin", "pool", "add", name, str(f),
+                                      "--network-mode", "isolated"], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+
+
+def test_add_creates_the_pools_networks_on_the_node(adm: Admin, tmp_path: Path, libvirtd: PrivateLibvirtd) -> None:
+    uri = libvirtd.uri("qemu")
+    _pools(adm, tmp_path, "blue", "green")
+    assert not {"ec2gw-blue", "ec2gw-green"} & set(_networks(uri))
+    res = adm.run("add", "q1", "--uri", uri, "--domain-type", "qemu", "--pools", "blue,green", "--memory", "2048",
+                  "--vcpus", "2", "--json")
+    data = json.loads(res.stdout)
+    assert data["network_errors"] == {} and data["reachable"] is True and res.stderr == ""
+    nets = _networks(uri)
+    assert nets.get("ec2gw-blue") is True and nets.get("ec2gw-green") is True, f"before any launch: {nets}"
+    adm.run("remove", "q1")
+
+
+def test_add_registers_a_silent_node_and_says_when_its_networks_come(adm: Admin, tmp_path: Path) -> None:
+    _pools(adm, tmp_path, "blue")
+    uri = "qemu+tcp://127.0.0.1:1/system"  # nothing listens on port 1: refused at once
+    res = adm.run("add", "far", "--uri", uri, "--pools", "blue", "--memory", "2048", "--vcpus", "2", "--json")
+    assert "warning: node far is registered but does not answer" in res.stderr
+    assert "networks of pools blue will be created when it answers" in res.stderr
+    data = json.loads(res.stdout)
+    assert list(data["network_errors"]) == ["blue"] and "does not answer" in data["network_errors"]["blue"]
+    listed = adm.json("list")
+    assert [(n["name"], n["pools"], n["reachable"]) for n in listed] == [("far", ["blue"], False)]
+    assert "cannot connect" in listed[0]["last_error"]

@@ -1,0 +1,173 @@
+"""Cached image volumes leave a node once their image is deregistered and no instance needs them.
+
+The node is a private libvirtd (backends.libvirt.testing.PrivateLibvirtd, QEMU driver, real dir
+storage pools, no guests; skipped where it cannot start); images come from Cumulus through
+image_cache like a launch's, the instance's overlay is a real qcow2 volume backed by the cached
+image, and DeregisterImage goes through the EC2 API. The compute worker's own pass
+(ComputeWorker.run_once) does the removal.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from backends.base import NotFound
+from backends.libvirt.testing import PrivateLibvirtd, unavailable_reason
+from ec2gw.compute import image_cache, node_layout, provision
+from ec2gw.compute import worker as worker_mod
+from ec2gw.compute.image_models import NodeImage
+from ec2gw.compute.placement import NodeRef
+from ec2gw.compute.worker import ComputeWorker
+from ec2gw.db.models import Instance, Node, Reservation
+from ec2gw.images import Registration, register
+from storage import images as store
+from tests.unit.ec2_inprocess import World, make_world
+
+IMAGES = node_layout.IMAGES_POOL
+
+
+@pytest.fixture(scope="module")
+def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateLibvirtd]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"private libvirtd: {reason}")
+    with PrivateLibvirtd(tmp_path_factory.mktemp("libvirtd")) as daemon:
+        yield daemon
+
+
+@pytest.fixture()
+def setup(tmp_path: Path, libvirtd: PrivateLibvirtd, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[World, ComputeWorker, NodeRef]]:
+    world = make_world(tmp_path / "data", node_storage_dir=str(tmp_path / "node"))
+    node = NodeRef("n1", libvirtd.uri("qemu"), "qemu", "us-east-1a", ())
+    with world.app.db.session(write=True) as s:
+        s.add(Node(name=node.name, uri=node.uri, memory_mib=4096, vcpus=2, zone=node.zone, pools="", domain_type="qemu",
+                   active=True, reachable=True, last_error=""))
+    monkeypatch.setattr(worker_mod, "IMAGE_GC_SECONDS", 0.0)  # look on every pass
+    worker = ComputeWorker(world.app.settings, world.app.db)
+    worker.images.recheck = 0.0
+    try:
+        yield world, worker, node
+    finally:
+        worker.pool.shutdown(wait=True)
+        drv = worker.drivers.get(node)
+        for pool in (IMAGES, node_layout.INSTANCES_POOL, node_layout.CONSOLE_POOL):  # the next test starts empty
+            try:
+                for v in drv.volumes.list_volumes(pool):
+                    drv.volumes.delete_volume(pool, v.name)
+            except NotFound:
+                continue
+            drv.volumes.delete_pool(pool)
+        worker.drivers.close()
+
+
+def _image(world: World, name: str, data: bytes, kind: str = "machine", **kw: Any) -> str:
+    store.put_file(world.app, world.user_id("alice"), "Repo", f"VMS/alice/{name}", io.BytesIO(data), len(data))
+    return register(world.app, world.user_id("alice"), Registration(name=name, location=f"Repo/VMS/alice/{name}",
+                                                                    kind=kind, **kw)).id
+
+
+def _cache(world: World, worker: ComputeWorker, node: NodeRef, image_id: str) -> image_cache.CachedImage:
+    drv = worker.drivers.get(node)
+    node_layout.ensure_pools(drv, world.app.settings)
+    return image_cache.ensure(image_cache.StoreApp(world.app.settings, world.app.db), node, drv,
+                              image_cache.ImageRef(image_id, f"Repo/VMS/alice/{_name(world, image_id)}"))
+
+
+def _name(world: World, image_id: str) -> str:
+    from ec2gw.db.models import Image
+
+    with world.app.db.session() as s:
+        return str(s.scalar(select(Image.name).where(Image.id == image_id)))
+
+
+def _instance(world: World, image: str, kernel: str, node: str) -> str:
+    with world.app.db.session(write=True) as s:
+        s.add(Reservation(id="r-gc", owner_id=world.user_id("alice")))
+        s.flush()
+        s.add(Instance(id="i-0000000000000gc01", owner_id=world.user_id("alice"), reservation_id="r-gc", image_id=image,
+                       kernel_id=kernel, instance_type="m1.small", vcpus=1, memory_mib=256, state="stopped",
+                       availability_zone="us-east-1a", node_name=node))
+    return "i-0000000000000gc01"
+
+
+def _volumes(worker: ComputeWorker, node: NodeRef, pool: str = IMAGES) -> list[str]:
+    return [v.name for v in worker.drivers.get(node).volumes.list_volumes(pool)]
+
+
+def _rows(world: World) -> set[str]:
+    with world.app.db.session() as s:
+        return set(s.scalars(select(NodeImage.image_id)))
+
+
+def _set(world: World, iid: str, **values: Any) -> None:
+    with world.app.db.session(write=True) as s:
+        s.execute(update(Instance).where(Instance.id == iid).values(**values))
+
+
+def _pass(worker: ComputeWorker) -> None:
+    worker.run_once()
+    assert worker.wait_idle(30)
+
+
+def test_volumes_wait_for_the_instance_then_go_on_the_next_pass(setup: tuple[World, ComputeWorker, NodeRef]) -> None:
+    world, worker, node = setup
+    kernel = _image(world, "gc-kernel", b"K" * 4096, kind="kernel")
+    image = _image(world, "gc-disk", b"D" * 65536, kernel_id=kernel)
+    kept = _image(world, "gc-kept", b"S" * 8192)
+    base = _cache(world, worker, node, image)
+    kcache = _cache(world, worker, node, kernel)
+    kept_vol = _cache(world, worker, node, kept).volume
+    iid = _instance(world, image, kernel, node.name)
+    overlay = provision.overlay(worker.drivers.get(node), iid, base)  # backed by the cached image
+    everything = sorted([base.volume, kcache.volume, kept_vol])
+    assert _volumes(worker, node) == everything
+
+    world.a.deregister_image(ImageId=image)
+    world.a.deregister_image(ImageId=kernel)
+    _pass(worker)
+    assert _volumes(worker, node) == everything, "a stopped instance still needs its image and kernel"
+    assert _rows(world) == {image, kernel, kept}
+
+    _set(world, iid, state="shutting-down", task="terminate")  # TerminateInstances, not carried out yet
+    assert worker.images.run() == 0 and _volumes(worker, node) == everything, "waits for the clean-up"
+    _pass(worker)  # the terminate job removes the domain and overlay and clears the task
+    with world.app.db.session() as s:
+        assert s.execute(select(Instance.state, Instance.task).where(Instance.id == iid)).one() == ("terminated", None)
+    assert overlay.name not in _volumes(worker, node, node_layout.INSTANCES_POOL)
+    _pass(worker)
+    assert _volumes(worker, node) == [kept_vol], "deregistered and unused: gone; still registered: kept"
+    assert _rows(world) == {kept}
+
+
+def test_an_overlay_left_on_the_node_keeps_its_base(setup: tuple[World, ComputeWorker, NodeRef]) -> None:
+    world, worker, node = setup
+    kernel = _image(world, "gc-kernel", b"K" * 4096, kind="kernel")
+    image = _image(world, "gc-disk", b"D" * 65536, kernel_id=kernel)
+    base = _cache(world, worker, node, image)
+    _cache(world, worker, node, kernel)
+    iid = _instance(world, image, kernel, node.name)
+    overlay = provision.overlay(worker.drivers.get(node), iid, base)
+    world.a.deregister_image(ImageId=image)
+    world.a.deregister_image(ImageId=kernel)
+    _set(world, iid, state="terminated", task=None)  # terminated, but its overlay was left behind
+    _pass(worker)
+    assert _volumes(worker, node) == [base.volume], "the kernel went; the overlay's base stays"
+    assert _rows(world) == {image}
+    worker.drivers.get(node).volumes.delete_volume(overlay.pool, overlay.name)
+    _pass(worker)
+    assert _volumes(worker, node) == [] and _rows(world) == set()
+
+
+def test_records_of_nodes_no_longer_registered_are_dropped(setup: tuple[World, ComputeWorker, NodeRef]) -> None:
+    world, worker, _node = setup
+    with world.app.db.session(write=True) as s:
+        s.add(NodeImage(node_name="gone", image_id="ami-00000000000000001", pool=IMAGES, volume="ami-1-x", size=1,
+                        etag="x", sha256="0" * 64, capacity=1, format="raw"))
+    _pass(worker)
+    assert _rows(world) == set()
