@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backends.base import DomainNotFound, NodeUnavailable
+from backends.base import DomainNotFound, DriverError, NodeUnavailable
 from ec2gw import accounts
 from ec2gw.api.context import RequestContext
 from ec2gw.aws import dispatch
@@ -108,6 +108,14 @@ class App:
         except NodeUnavailable as exc:
             raise ServiceError(
                 "ServiceUnavailable", f"The node running {instance_id} does not answer ({exc}); try again later.", status=503
+            ) from None
+        except DriverError as exc:  # the node answered but could not hand out the log
+            log.warning("console of %s on node %s: %s", instance_id, node.name, exc)
+            raise ServiceError(
+                "ServiceUnavailable",
+                f"The node {node.name} could not read the console of {instance_id} ({exc}); try again later, "
+                "or ask the administrator to check the node.",
+                status=503,
             ) from None
 
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
