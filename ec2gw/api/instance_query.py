@@ -11,6 +11,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ec2gw import ids
 from ec2gw.api.context import RequestContext
+from ec2gw.aws.pagination import decode_token, encode_token
 from ec2gw.compute.states import CODES
 from ec2gw.db.models import Instance
 from ec2gw.errors import ServiceError
@@ -153,3 +154,28 @@ def set_rows(s: Session, instance_ids: list[str], **values: Any) -> None:
         chunk = instance_ids[start:start + 500]
         s.execute(update(table).where(table.c.id.in_(chunk)).values(**values),
                   execution_options={"synchronize_session": False})
+
+
+def page_of_instances(s: Session, ctx: RequestContext, conds: list[Any], wanted: list[str], next_token: str | None,
+                      max_results: int | None, scope: str) -> tuple[list[Instance], str | None]:
+    """One page of the caller's visible instances matching ``conds`` (and ``wanted`` ids), in id
+    order, with the NextToken of the rest. A named id that is not the caller's is NotFound, even
+    when filters would have dropped it."""
+    if wanted and not conds and not next_token:
+        rows = visible_by_id(s, ctx, wanted)
+    else:
+        q = select(Instance).where(visible(ctx), *conds)
+        if wanted:
+            q = q.where(Instance.id.in_(wanted))
+        if next_token:
+            q = q.where(Instance.id > decode_token(next_token, scope))
+        q = q.order_by(Instance.id)
+        if max_results:
+            q = q.limit(max_results + 1)
+        rows = list(s.scalars(q))
+    if wanted and len(rows) < len(wanted):
+        load_instances(s, ctx, wanted)
+    if max_results and len(rows) > max_results:
+        rows = rows[:max_results]
+        return rows, encode_token(rows[-1].id, scope)
+    return rows, None

@@ -20,11 +20,11 @@ from sqlalchemy.exc import IntegrityError
 from ec2gw import ids
 from ec2gw.api import instance_views as views
 from ec2gw.api.context import RequestContext
-from ec2gw.api.instance_query import FILTERS, check_instance_ids, load_instances, visible, visible_by_id
+from ec2gw.api.instance_query import FILTERS, check_instance_ids, page_of_instances
 from ec2gw.api.tagging import set_tags, tags_for, tags_from_specifications
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions
-from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
+from ec2gw.aws.pagination import check_max_results, scope_digest
 from ec2gw.compute import leases
 from ec2gw.compute import placement as node_placement
 from ec2gw.compute.states import CODES
@@ -203,24 +203,7 @@ def describe_instances(
     conds = build_conditions(filters, FILTERS, tag_model=Tag, resource_column=Instance.id)
     scope = scope_digest("instances", filters)
     with ctx.db.session() as s:
-        if wanted and not conds and not next_token:
-            rows = visible_by_id(s, ctx, wanted)
-        else:
-            q = select(Instance).where(visible(ctx), *conds)
-            if wanted:
-                q = q.where(Instance.id.in_(wanted))
-            if next_token:
-                q = q.where(Instance.id > decode_token(next_token, scope))
-            q = q.order_by(Instance.id)
-            if max_results:
-                q = q.limit(max_results + 1)
-            rows = list(s.scalars(q))
-        if wanted and len(rows) < len(wanted):
-            load_instances(s, ctx, wanted)  # NotFound for ids that are not the caller's (filters may drop the others)
-        token = None
-        if max_results and len(rows) > max_results:
-            rows = rows[:max_results]
-            token = encode_token(rows[-1].id, scope)
+        rows, token = page_of_instances(s, ctx, conds, wanted, next_token, max_results, scope)
         ids_ = [r.id for r in rows]
         tags = tags_for(s, ids_)
         nics = nics_of(s, ids_)
@@ -250,25 +233,11 @@ def describe_instance_status(
     health = [f for f in (filters or []) if f.get("Name") in HEALTH_FILTERS]
     conds = build_conditions(plain, status_filters)
     scope = scope_digest("status", filters, include_all_instances)
+    if not include_all_instances:
+        conds.append(Instance.state == "running")
     with ctx.db.session() as s:
-        if wanted:
-            load_instances(s, ctx, wanted)
-        q = select(Instance).where(visible(ctx), *conds)
-        if not include_all_instances:
-            q = q.where(Instance.state == "running")
-        if wanted:
-            q = q.where(Instance.id.in_(wanted))
-        if next_token:
-            q = q.where(Instance.id > decode_token(next_token, scope))
-        q = q.order_by(Instance.id)
-        if max_results:
-            q = q.limit(max_results + 1)
-        rows = list(s.scalars(q))
+        rows, token = page_of_instances(s, ctx, conds, wanted, next_token, max_results, scope)
         reachable = ctx.app.node_reachability(s)
-    token = None
-    if max_results and len(rows) > max_results:
-        rows = rows[:max_results]
-        token = encode_token(rows[-1].id, scope)
     items = [_status_item(inst, reachable.get(inst.node_name or node_placement.LOCAL_NODE, True)) for inst in rows]
     for f in health:
         section, field = HEALTH_FILTERS[f["Name"]]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import libvirt
 import pytest
 from click.testing import CliRunner
 
-from backends.libvirt.testing import PrivateLibvirtd, make_test_node_uri, unavailable_reason
+from backends.libvirt.testing import PrivateLibvirtd, make_test_node_uri
 from ec2gw import ids
 from ec2gw.cli import admin, serve  # noqa: F401  (registers the commands)
 from ec2gw.cli.main import cli
@@ -157,15 +156,6 @@ def test_installed_binary_has_the_documented_surface(tmp_path: Path) -> None:
 # --- pools' networks appear on a node when it is added ------------------------------------------
 
 POOL_FILE = "none\n{n}-a 10.98.{x}.10 10.98.{x}.1 10.98.{x}.255 255.255.255.0\n{n}-b 10.98.{x}.11 10.98.{x}.1 10.98.{x}.255 255.255.255.0\n"
-
-
-@pytest.fixture(scope="module")
-def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateLibvirtd]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"private libvirtd: {reason}")
-    with PrivateLibvirtd(tmp_path_factory.mktemp("libvirtd")) as daemon:
-        yield daemon
 
 
 def _networks(uri: str) -> dict[str, bool]:

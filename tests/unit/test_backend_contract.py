@@ -40,7 +40,6 @@ from backends.libvirt.testing import (
     make_test_node_uri,
     qemu_unavailable_reason,
     tiny_kernel,
-    unavailable_reason,
 )
 
 TIMEOUT = 2.0
@@ -97,15 +96,6 @@ def _pausing(daemon: PrivateLibvirtd) -> Callable[[], contextlib.AbstractContext
         finally:
             daemon.resume()
     return hang
-
-
-@pytest.fixture(scope="module")
-def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateLibvirtd]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"private libvirtd: {reason}")
-    with PrivateLibvirtd(tmp_path_factory.mktemp("libvirtd")) as daemon:
-        yield daemon
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from backends.base import AlreadyExists, InvalidSpec, NotFound
 from backends.libvirt.config_network import Network, NetworkDhcpHost
 from backends.libvirt.driver import LibvirtDriver
 from backends.libvirt.network import network_config
-from backends.libvirt.testing import PrivateLibvirtd, make_test_node_uri, unavailable_reason
+from backends.libvirt.testing import PrivateLibvirtd, make_test_node_uri
 from backends.networks import DhcpHost, NetworkSpec
 
 NAT = NetworkSpec("ec2-private", "nat", bridge="ec2br0", address="10.99.0.1", prefix=24,
@@ -109,15 +109,6 @@ def test_dhcp_host_on_a_stopped_network_changes_the_saved_definition(test_driver
 
 
 # --- the real network driver and dnsmasq, inside a private network namespace ------------------
-
-@pytest.fixture(scope="module")
-def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateLibvirtd]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"private libvirtd: {reason}")
-    with PrivateLibvirtd(tmp_path_factory.mktemp("libvirtd")) as daemon:
-        yield daemon
-
 
 def test_live_dhcp_hosts_reach_dnsmasq(libvirtd: PrivateLibvirtd) -> None:
     drv = driver_for(libvirtd.uri("qemu"), "qemu", timeout=10)

@@ -22,7 +22,7 @@ from backends.base import AlreadyExists, DriverError, InvalidSpec, NodeUnavailab
 from backends.libvirt import console
 from backends.libvirt.config_storage import StoragePool, StorageVolume
 from backends.libvirt.driver import LibvirtDriver
-from backends.libvirt.testing import PrivateLibvirtd, make_test_node_uri, unavailable_reason
+from backends.libvirt.testing import PrivateLibvirtd, make_test_node_uri
 from backends.volumes import CHUNK_SIZE
 
 MiB = 1 << 20
@@ -134,15 +134,6 @@ def test_streams_are_not_supported_by_the_test_driver(test_driver: LibvirtDriver
 
 
 # --- the real storage driver of a private libvirtd ---------------------------------------------
-
-@pytest.fixture(scope="module")
-def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateLibvirtd]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"private libvirtd: {reason}")
-    with PrivateLibvirtd(tmp_path_factory.mktemp("libvirtd")) as daemon:
-        yield daemon
-
 
 @pytest.fixture
 def node(libvirtd: PrivateLibvirtd, tmp_path: Path) -> Iterator[tuple[LibvirtDriver, Path]]:

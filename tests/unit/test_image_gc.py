@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select, update
 
 from backends.base import NotFound
-from backends.libvirt.testing import PrivateLibvirtd, unavailable_reason
+from backends.libvirt.testing import PrivateLibvirtd
 from ec2gw.compute import image_cache, node_layout, provision
 from ec2gw.compute import worker as worker_mod
 from ec2gw.compute.image_models import NodeImage
@@ -30,15 +30,6 @@ from storage import images as store
 from tests.unit.ec2_inprocess import World, make_world
 
 IMAGES = node_layout.IMAGES_POOL
-
-
-@pytest.fixture(scope="module")
-def libvirtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateLibvirtd]:
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"private libvirtd: {reason}")
-    with PrivateLibvirtd(tmp_path_factory.mktemp("libvirtd")) as daemon:
-        yield daemon
 
 
 @pytest.fixture()
