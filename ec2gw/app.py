@@ -113,8 +113,8 @@ class App:
             log.warning("console of %s on node %s: %s", instance_id, node.name, exc)
             raise ServiceError(
                 "ServiceUnavailable",
-                f"The node {node.name} could not read the console of {instance_id} ({exc}); try again later, "
-                "or ask the administrator to check the node.",
+                f"The node could not read the console of {instance_id}; try again later, or ask the administrator "
+                "(the service log names the cause).",
                 status=503,
             ) from None
 

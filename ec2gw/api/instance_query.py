@@ -29,6 +29,9 @@ def visible(ctx: RequestContext) -> ColumnElement[bool]:
     )
 
 
+#: ids per query: SQLite builds may allow as few as 999 bound parameters
+_ID_CHUNK = 500
+
 # visible() and an id list, built once: DescribeInstances by id is the most frequent request
 _VISIBLE_BY_ID = select(Instance).where(
     Instance.owner_id == bindparam("owner"),
@@ -39,7 +42,14 @@ _VISIBLE_BY_ID = select(Instance).where(
 
 def visible_by_id(s: Session, ctx: RequestContext, instance_ids: list[str]) -> list[Instance]:
     """The caller's visible instances among ``instance_ids``, ordered by id (missing ones left out)."""
-    return list(s.scalars(_VISIBLE_BY_ID, {"owner": ctx.user_id, "cutoff": _cutoff(ctx), "ids": instance_ids}))
+    cutoff = _cutoff(ctx)
+    rows: list[Instance] = []
+    for start in range(0, len(instance_ids), _ID_CHUNK):
+        chunk = instance_ids[start:start + _ID_CHUNK]
+        rows += s.scalars(_VISIBLE_BY_ID, {"owner": ctx.user_id, "cutoff": cutoff, "ids": chunk})
+    if len(instance_ids) > _ID_CHUNK:
+        rows.sort(key=lambda r: r.id)
+    return rows
 
 
 def check_instance_ids(instance_ids: Iterable[str] | None) -> list[str]:
@@ -54,10 +64,12 @@ def load_instances(s: Session, ctx: RequestContext, instance_ids: list[str], for
     """The named instances in request order; InvalidInstanceID.NotFound names every missing one."""
     if not instance_ids:
         raise ServiceError("MissingParameter", "The request must contain the parameter InstanceId.1.")
-    q = select(Instance).where(visible(ctx), Instance.id.in_(instance_ids))
-    if for_update and s.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update()
-    rows = {i.id: i for i in s.scalars(q)}
+    rows: dict[str, Instance] = {}
+    for start in range(0, len(instance_ids), _ID_CHUNK):
+        q = select(Instance).where(visible(ctx), Instance.id.in_(instance_ids[start:start + _ID_CHUNK]))
+        if for_update and s.get_bind().dialect.name == "postgresql":
+            q = q.with_for_update()
+        rows.update((i.id, i) for i in s.scalars(q))
     missing = [i for i in instance_ids if i not in rows]
     if missing:
         quoted = ", ".join(f"'{m}'" for m in missing)

@@ -50,16 +50,18 @@ def _user_data(raw: str | None, limit: int) -> str | None:
     return raw
 
 
-_DEFAULT_GROUPS: dict[int, str] = {}  # user id -> default group id: made with the user, never changed
+#: (database URL, user id) -> default group id: made with the user, never changed or deleted
+_DEFAULT_GROUPS: dict[tuple[str, int], str] = {}
 
 
 def _default_group_id(s: Any, user_id: int) -> str | None:
-    cached = _DEFAULT_GROUPS.get(user_id)
+    key = (str(s.get_bind().url), user_id)
+    cached = _DEFAULT_GROUPS.get(key)
     if cached is not None:
         return cached
     found = s.scalar(select(SecurityGroup.id).where(SecurityGroup.owner_id == user_id, SecurityGroup.name == "default"))
     if found is not None:
-        _DEFAULT_GROUPS[user_id] = found
+        _DEFAULT_GROUPS[key] = found
     return found
 
 

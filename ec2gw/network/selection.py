@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ec2gw.errors import ServiceError
 from ec2gw.network import pools
 from ec2gw.network.models import Address
 
@@ -77,24 +78,28 @@ def assign(s: Session, settings: Settings, instances: list[Instance], slots: lis
         plans[inst.id] = plan
         for pool in plan:
             wanted[pool] = wanted.get(pool, 0) + 1
-    free: dict[str, list[Address]] = {}
-    for pool in sorted(wanted):  # one order for every launch: no lock-order deadlocks on PostgreSQL
-        if pool == pools.DEFAULT_POOL:
-            pools.ensure_default_pool(s, mac_prefix=settings.mac_prefix)
-        free[pool] = pools.free_addresses(s, pool, wanted[pool], settings.address_grace_seconds)
-    used = {pool: 0 for pool in wanted}
-    kept: list[Instance] = []
-    for inst in instances:
-        plan = plans[inst.id]
-        if all(used[p] < len(free[p]) for p in plan):
-            for p in plan:
-                used[p] += 1
-            kept.append(inst)
+    order = sorted(wanted)  # one order for every launch: no lock-order deadlocks on PostgreSQL
+    if pools.DEFAULT_POOL in wanted:
+        pools.ensure_default_pool(s, mac_prefix=settings.mac_prefix)
+    # On PostgreSQL the free rows are locked (SKIP LOCKED) as they are read: inside a savepoint,
+    # so that a launch keeping fewer instances than it looked for can let go of the rest at once.
+    savepoint = s.begin_nested() if s.get_bind().dialect.name == "postgresql" else None
+    free = {pool: pools.free_addresses(s, pool, wanted[pool], settings.address_grace_seconds) for pool in order}
+    kept = _fitting(instances, plans, {pool: len(rows) for pool, rows in free.items()})
     if len(kept) < minimum:
-        short = min(wanted, key=lambda p: len(free[p]) - wanted[p])
-        raise pools.short_of_addresses(short, len(free[short]), wanted[short] if min_count is None else minimum)
+        raise _short(free, wanted, len(kept), minimum)
+    need = {pool: sum(1 for inst in kept if pool in plans[inst.id]) for pool in order}
+    if savepoint is not None:
+        if all(need[p] == len(free[p]) for p in order):
+            savepoint.commit()
+        else:
+            savepoint.rollback()  # releases every row lock taken above; take only what is used
+            free = {pool: pools.free_addresses(s, pool, need[pool], settings.address_grace_seconds) for pool in order}
+            if any(len(free[p]) < need[p] for p in order):
+                raise ServiceError("InsufficientFreeAddressesInSubnet",
+                                   "Addresses were taken by a concurrent launch; retry the request.")
     got: dict[tuple[str, str], Address] = {}
-    for pool in sorted(wanted):
+    for pool in order:
         holders = [inst.id for inst in kept if pool in plans[inst.id]]
         pools.claim(s, pool, free[pool][: len(holders)], holders)
         for iid, addr in zip(holders, free[pool]):
@@ -102,6 +107,32 @@ def assign(s: Session, settings: Settings, instances: list[Instance], slots: lis
     for inst in kept:
         fill(settings, inst, [got[(inst.id, p)] for p in plans[inst.id]])
     return kept
+
+
+def _fitting(instances: list[Instance], plans: dict[str, list[str]], free: dict[str, int]) -> list[Instance]:
+    """The instances (in their order) that get every NIC their plan needs from ``free`` addresses.
+
+    Instances needing fewer pools are served first, so a NIC-hungry instance does not take the
+    addresses two others could have had (EC2 launches as many as it can)."""
+    left = dict(free)
+    chosen: set[str] = set()
+    for inst in sorted(instances, key=lambda i: len(plans[i.id])):
+        plan = plans[inst.id]
+        if all(left[p] > 0 for p in plan):
+            for p in plan:
+                left[p] -= 1
+            chosen.add(inst.id)
+    return [inst for inst in instances if inst.id in chosen]
+
+
+def _short(free: dict[str, list[Address]], wanted: dict[str, int], fitting: int, minimum: int) -> ServiceError:
+    pools_short = ", ".join(f"pool '{p}' has {len(free[p])} free addresses for {wanted[p]} NICs"
+                            for p in sorted(wanted) if len(free[p]) < wanted[p])
+    return ServiceError(
+        "InsufficientFreeAddressesInSubnet",
+        f"Only {fitting} of the at least {minimum} instances asked for can get their addresses ({pools_short}); "
+        "ask for fewer (MinCount), terminate instances or ask the administrator to add addresses.",
+    )
 
 
 def fill(settings: Settings, inst: Instance, nics: list[Address]) -> None:

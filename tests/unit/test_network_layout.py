@@ -15,6 +15,7 @@ from ec2gw.db.session import Database
 from ec2gw.errors import ServiceError
 from ec2gw.network import layout, pools, selection
 from ec2gw.network.models import Address, Pool
+from tests.pg import postgres_cluster, postgres_url  # noqa: F401  (fixtures)
 
 
 def _pool(mode: str = "nat", name: str = "private", dns: str = "none") -> Pool:
@@ -88,8 +89,8 @@ def test_instance_types_choose_public_and_private_pools() -> None:
         selection.type_roles(Settings(instance_type_networks="x=elastic"), "x")
 
 
-def _db(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def _db(tmp_path: Path, url: str | None = None) -> Database:
+    db = Database(url or f"sqlite:///{tmp_path / 'db.sqlite'}")
     db.create_schema()
     return db
 
@@ -155,3 +156,38 @@ def test_assign_keeps_as_many_as_the_pools_allow_down_to_min_count(tmp_path: Pat
     assert err.value.code == "InsufficientFreeAddressesInSubnet" and "'public'" in err.value.message
     with db.session() as s:  # the refused launch holds nothing
         assert s.scalar(select(Address.id).where(Address.instance_id.in_(["i-e", "i-f"]))) is None
+
+
+def test_instances_needing_fewer_pools_are_served_first(tmp_path: Path) -> None:
+    db = _db(tmp_path)
+    _add(db, "public", "192.0.2", 2)
+    _add(db, "private", "10.5.0", 2)
+    both = NodeRef("n1", "qemu:///system", "qemu", "z", ("public", "private"))
+    private = NodeRef("n2", "qemu:///system", "qemu", "z", ("private",))
+    public = NodeRef("n3", "qemu:///system", "qemu", "z", ("public",))
+    wanted = [_inst("i-a"), _inst("i-b"), _inst("i-c"), _inst("i-d")]
+    with db.session(write=True) as s:  # in slot order, i-a and i-b would take all four addresses
+        kept = selection.assign(s, Settings(), wanted, [both, both, private, public], min_count=3)
+    assert [i.id for i in kept] == ["i-a", "i-c", "i-d"]
+    with pytest.raises(ServiceError) as err, db.session(write=True) as s:
+        selection.assign(s, Settings(), [_inst("i-e")], [private], min_count=1)
+    assert "pool 'private' has 0 free addresses for 1 NICs" in err.value.message
+
+
+def test_a_partial_launch_leaves_the_addresses_it_does_not_use_to_others(postgres_url: str, tmp_path: Path) -> None:
+    """PostgreSQL locks free rows as they are read: the ones a partial launch does not use must be
+    free for a concurrent launch before the first one commits."""
+    db = _db(tmp_path, postgres_url)
+    _add(db, "public", "192.0.2", 2)
+    _add(db, "private", "10.5.0", 10)
+    both = NodeRef("n1", "qemu:///system", "qemu", "z", ("public", "private"))
+    only_private = NodeRef("n2", "qemu:///system", "qemu", "z", ("private",))
+    with db.session(write=True) as first:
+        kept = selection.assign(first, Settings(), [_inst(f"i-{n}") for n in range(10)], [both] * 10, min_count=1)
+        assert len(kept) == 2
+        with db.session(write=True) as second:  # while the first launch is still open
+            others = selection.assign(second, Settings(), [_inst(f"i-x{n}") for n in range(8)], [only_private] * 8)
+        assert len(others) == 8
+    with db.session() as s:
+        held = s.scalars(select(Address.instance_id).where(Address.pool == "private", Address.instance_id.is_not(None)))
+        assert len(set(held)) == 10
