@@ -25,7 +25,8 @@ from ec2gw.errors import ServiceError, incorrect_state, invalid_value
 def terminate_instances(ctx: RequestContext, instance_ids: list[str], dry_run: bool | None = None) -> dict[str, Any]:
     wanted = check_instance_ids(instance_ids)
     with ctx.db.session(write=True) as s:
-        rows = load_instances(s, ctx, wanted, for_update=True)
+        rows = load_instances(s, ctx, wanted, for_update=True,
+                              columns=(Instance.id, Instance.state, Instance.disable_api_termination))
         for inst in rows:
             if inst.disable_api_termination and inst.state != "terminated":
                 raise ServiceError(

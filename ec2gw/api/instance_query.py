@@ -60,16 +60,21 @@ def check_instance_ids(instance_ids: Iterable[str] | None) -> list[str]:
     return list(out)
 
 
-def load_instances(s: Session, ctx: RequestContext, instance_ids: list[str], for_update: bool = False) -> list[Instance]:
-    """The named instances in request order; InvalidInstanceID.NotFound names every missing one."""
+def load_instances(s: Session, ctx: RequestContext, instance_ids: list[str], for_update: bool = False,
+                   columns: tuple[Any, ...] = ()) -> list[Any]:
+    """The named instances in request order; InvalidInstanceID.NotFound names every missing one.
+
+    With ``columns`` (Instance.id among them), plain rows of those columns instead of Instance
+    objects: cheaper when a request names a thousand instances and needs a few fields."""
     if not instance_ids:
         raise ServiceError("MissingParameter", "The request must contain the parameter InstanceId.1.")
-    rows: dict[str, Instance] = {}
+    rows: dict[str, Any] = {}
     for start in range(0, len(instance_ids), _ID_CHUNK):
-        q = select(Instance).where(visible(ctx), Instance.id.in_(instance_ids[start:start + _ID_CHUNK]))
+        q = (select(*columns) if columns else select(Instance)).where(
+            visible(ctx), Instance.id.in_(instance_ids[start:start + _ID_CHUNK]))
         if for_update and s.get_bind().dialect.name == "postgresql":
             q = q.with_for_update()
-        rows.update((i.id, i) for i in s.scalars(q))
+        rows.update((i.id, i) for i in (s.execute(q) if columns else s.scalars(q)))
     missing = [i for i in instance_ids if i not in rows]
     if missing:
         quoted = ", ".join(f"'{m}'" for m in missing)

@@ -17,11 +17,14 @@ from ec2gw.cli.main import CliState, cli, open_app
 
 
 def first_start(app: Any) -> None:
-    """Create the administrator on first start and write <data-dir>/admin.credentials once."""
+    """Create the administrator on first start and write <data-dir>/admin.credentials once; make
+    the embedded default address pool here rather than in the first RunInstances."""
     from ec2gw import accounts
+    from ec2gw.network.pools import ensure_default_pool
 
     with app.db.session(write=True) as s:
         created = accounts.ensure_admin(s)
+        ensure_default_pool(s, mac_prefix=app.settings.mac_prefix)
     path = Path(app.settings.data_dir) / "admin.credentials"
     if created is not None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -137,6 +140,10 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
         proc.wait(5)
 
 
+#: the compute worker yields the CPU to the API: a burst of launches must not slow down requests
+WORKER_NICENESS = 5
+
+
 @cli.command("compute-worker", hidden=True)
 @click.option("--parent-pid", type=int, default=None, help="Exit when this process goes away.")
 @click.pass_obj
@@ -145,6 +152,7 @@ def compute_worker(state: CliState, parent_pid: int | None) -> None:
     from ec2gw.compute.worker import ComputeWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.nice(WORKER_NICENESS)
     app = open_app(state)
     stop = threading.Event()
 

@@ -205,3 +205,21 @@ def test_dry_run_of_every_mutating_call(server: LiveServer) -> None:
 def test_every_response_has_a_request_id(server: LiveServer) -> None:
     resp: dict[str, Any] = server.client("ec2").describe_regions()
     assert len(resp["ResponseMetadata"]["RequestId"]) == 36
+
+
+def test_first_start_makes_the_default_pool_and_a_low_priority_worker(server: LiveServer) -> None:
+    """The embedded default pool exists before the first launch, and the compute worker runs at a
+    lower CPU priority than the API processes (bursts of launches must not slow down requests)."""
+    listed = {p["name"]: p for p in json.loads(server.cli("admin", "pool", "list", "--json").stdout)}
+    assert listed["default"]["addresses"] == 4093 and listed["default"]["subnet"] == "10.128.0.0/20"
+    assert server.proc is not None
+
+    def niceness(pid: int) -> int:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[16])
+
+    with open(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children") as f:
+        children = [int(c) for c in f.read().split()]
+    workers = [pid for pid in children if b"compute-worker" in open(f"/proc/{pid}/cmdline", "rb").read()]
+    assert len(workers) == 1
+    assert niceness(workers[0]) - niceness(server.proc.pid) == 5
