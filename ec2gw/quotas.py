@@ -15,7 +15,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ec2gw.db.models import Instance, User
@@ -99,21 +100,65 @@ def usage_of(s: Session, user_id: int) -> Usage:
     return Usage(int(count), int(vcpus), int(memory), storage_usage(s, user_id))
 
 
-def storage_usage(s: Session, user_id: int) -> int:
-    """Bytes the user holds in Cumulus: their objects plus parts of their unfinished uploads."""
+def storage_usage(s: Session | Connection, user_id: int) -> int:
+    """Bytes the user holds in Cumulus: their objects plus parts of their unfinished uploads
+    (the running total storage/usage.py keeps with those rows)."""
     try:
-        from storage.models import MultipartUpload, Object, Part
+        from storage import usage
     except ModuleNotFoundError as exc:  # Cumulus not installed: nothing stored
-        if exc.name != "storage.models":
+        if exc.name != "storage":
             raise
         return 0
-    objects = s.scalar(select(func.coalesce(func.sum(Object.size), 0)).where(Object.owner_id == user_id))
-    parts = s.scalar(
-        select(func.coalesce(func.sum(Part.size), 0))
-        .join(MultipartUpload, MultipartUpload.id == Part.upload_id)
-        .where(MultipartUpload.owner_id == user_id)
+    return usage.total(s, user_id)
+
+
+# one Core query (no ORM: it runs in every Cumulus PUT): the user's row, with their own and their
+# group's quota rows when there are any
+_STORAGE_QUOTAS = (
+    select(User.id, Quota.kind, Quota.storage_bytes)
+    .select_from(User)
+    .outerjoin(Quota, or_(and_(Quota.kind == "user", Quota.name == User.name),
+                          and_(Quota.kind == "group", Quota.name == User.group)))
+    .where(User.id == bindparam("uid"))
+)
+
+
+def storage_limit(conn: Connection, settings: Settings, user_id: int) -> int | None:
+    """The user's Cumulus quota in bytes (user, else group, else the default), None for no limit
+    (and for an unknown user)."""
+    rows = conn.execute(_STORAGE_QUOTAS, {"uid": user_id}).all()
+    if not rows:
+        return None
+    by_kind = {kind: value for _, kind, value in rows if kind is not None}
+    return effective_storage_limit(settings, by_kind.get("user"), by_kind.get("group"))
+
+
+def effective_storage_limit(settings: Settings, user_value: int | None, group_value: int | None) -> int | None:
+    """The storage limit from the user's and the group's quota columns (None: not set there)."""
+    value = user_value if user_value is not None else group_value
+    if value is None:
+        value = defaults(settings)["storage_bytes"]
+    return None if value < 0 else value
+
+
+def storage_quota_columns(user_id: Any) -> tuple[Any, Any]:
+    """Scalar subqueries of the user's and of their group's storage quota column, for callers that
+    fold the lookup into a query of their own (Cumulus's commit, inside its write lock)."""
+    user = select(User.name).where(User.id == user_id).scalar_subquery()
+    group = select(User.group).where(User.id == user_id).scalar_subquery()
+    return (
+        select(Quota.storage_bytes).where(Quota.kind == "user", Quota.name == user).scalar_subquery(),
+        select(Quota.storage_bytes).where(Quota.kind == "group", Quota.name == group).scalar_subquery(),
     )
-    return int(objects or 0) + int(parts or 0)
+
+
+def storage_quota_error(limit: int, used: int, extra_bytes: int) -> ServiceError:
+    return ServiceError(
+        "QuotaExceeded",
+        f"Storing {extra_bytes} more bytes would exceed your Cumulus storage quota of {human_bytes(limit)} "
+        f"({used} bytes are in use). Delete objects you no longer need or ask the administrator for a larger quota.",
+        status=403,
+    )
 
 
 def instance_limit(app: App, principal: Principal) -> int:
@@ -170,23 +215,16 @@ def check_storage(app: App, user_id: int, extra_bytes: int) -> None:
 
     Called by Cumulus before it accepts a body, with the announced size, so nothing is stored
     when the answer is no. An overwrite is counted as new bytes (the old object still counts until
-    it is replaced), which errs on the side of the quota.
+    it is replaced), which errs on the side of the quota. The transaction that stores the object
+    checks again, exactly and safely under concurrency (storage/usage.py charge()).
     """
-    with app.db.session() as s:
-        user = s.get(User, user_id)
-        if user is None:
-            return
-        limit = limits_for(s, app.settings, user.name, user.group).storage_bytes
+    with app.db.engine.connect() as conn:
+        limit = storage_limit(conn, app.settings, user_id)
         if limit is None:
             return
-        used = storage_usage(s, user_id)
+        used = storage_usage(conn, user_id)
     if used + max(0, extra_bytes) > limit:
-        raise ServiceError(
-            "QuotaExceeded",
-            f"Storing {extra_bytes} more bytes would exceed your Cumulus storage quota of {human_bytes(limit)} "
-            f"({used} bytes are in use). Delete objects you no longer need or ask the administrator for a larger quota.",
-            status=403,
-        )
+        raise storage_quota_error(limit, used, extra_bytes)
 
 
 # --------------------------------------------------------------------------- administration

@@ -22,8 +22,10 @@ import hashlib
 import io
 import logging
 import os
+import queue
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +38,9 @@ CHUNK = 1024 * 1024
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 #: start writeback every this many bytes, so the final fsync only waits for the tail
 _WRITEBACK_WINDOW = 16 * CHUNK
+#: buffers one large upload cycles through (the request thread fills one while the MD5 thread
+#: hashes another): at most this many CHUNKs of memory per upload, whatever its size
+PIPELINE_DEPTH = 3
 
 
 class Readable(Protocol):
@@ -61,6 +66,94 @@ def _load_sync_file_range() -> Callable[[int, int, int], None] | None:
 
 
 _start_writeback = _load_sync_file_range()
+
+
+class _BufferPool:
+    """Reusable CHUNK-sized buffers: a fresh 1 MiB allocation costs page faults and zeroing every
+    time (glibc maps and unmaps blocks that large), so large uploads recycle their buffers. At most
+    `keep` idle buffers stay allocated per process."""
+
+    def __init__(self, size: int, keep: int) -> None:
+        self.size, self.keep = size, keep
+        self._idle: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return bytearray(self.size)
+
+    def give(self, buffers: Iterable[bytearray]) -> None:
+        with self._lock:
+            for buf in buffers:
+                if len(self._idle) < self.keep:
+                    self._idle.append(buf)
+
+
+_BUFFERS = _BufferPool(CHUNK, keep=4 * PIPELINE_DEPTH)
+
+
+class _DigestThread:
+    """Feeds one digest, on a thread of its own, with the chunks the request thread has read, in
+    order, and hands each buffer back (`free`) when done with it.
+
+    hashlib releases the GIL while it hashes a large buffer, so the MD5 of the ETag (the slowest
+    digest) runs on another CPU while the request thread receives the next chunk, computes the
+    other digests (x-amz-content-sha256, the CRC) and writes to disk.
+    """
+
+    def __init__(self, digest: Any, free: queue.SimpleQueue[bytearray]) -> None:
+        self.digest, self.free = digest, free
+        self.error: BaseException | None = None
+        self._todo: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="cumulus-md5", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._todo.get()) is not None:
+            buf, n = item
+            if self.error is None:
+                try:
+                    self.digest.update(memoryview(buf)[:n])
+                except BaseException as exc:  # noqa: BLE001  (re-raised in the request thread by close())
+                    self.error = exc
+            self.free.put(buf)
+
+    def feed(self, buf: bytearray, n: int) -> None:
+        self._todo.put((buf, n))
+
+    def close(self) -> None:
+        """Wait until every chunk fed so far was hashed; raise what went wrong, if anything."""
+        self._todo.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _readinto_of(reader: Readable) -> Callable[[memoryview], int]:
+    """reader.readinto, or one made of reader.read (for readers that only implement read)."""
+    readinto = getattr(reader, "readinto", None)
+    if readinto is not None and getattr(type(reader), "readinto", None) is not io.RawIOBase.readinto:
+        return readinto  # type: ignore[no-any-return]
+
+    def via_read(view: memoryview) -> int:
+        data = reader.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    return via_read
+
+
+def _fill(readinto: Callable[[memoryview], int], view: memoryview) -> int:
+    """Read into `view` until it is full or the reader ends; the bytes read."""
+    pos, size = 0, len(view)
+    while pos < size:
+        got = readinto(view[pos:])
+        if not got:
+            break
+        pos += got
+    return pos
 
 
 class BlobStore:
@@ -196,8 +289,17 @@ class BlobWriter:
             _start_writeback(self._fd, self._flushed, self.size - self._flushed)
             self._flushed = self.size
 
-    def copy_from(self, reader: Readable, limit: int | None = None) -> int:
-        """Read `reader` to its end (or `limit` bytes) into the blob; returns the bytes copied."""
+    def copy_from(self, reader: Readable, limit: int | None = None, expected: int | None = None) -> int:
+        """Read `reader` to its end (or `limit` bytes) into the blob; returns the bytes copied.
+
+        Unless the body is known to fit in one CHUNK (`expected`, the announced size), it is read
+        into recycled buffers (with readinto() when the reader has it: request bodies, files,
+        SegmentReader), and from the second CHUNK on the MD5 is computed on another thread while
+        this one reads, computes the other digests and writes (see _DigestThread), so one CPU
+        does not have to do everything for a large upload.
+        """
+        if expected is None or expected > CHUNK:
+            return self._copy_pipelined(_readinto_of(reader), limit)
         copied = 0
         while limit is None or copied < limit:
             data = reader.read(CHUNK if limit is None else min(CHUNK, limit - copied))
@@ -205,6 +307,50 @@ class BlobWriter:
                 break
             self.write(data)
             copied += len(data)
+        return copied
+
+    def _copy_pipelined(self, readinto: Callable[[memoryview], int], limit: int | None) -> int:
+        buffers = [_BUFFERS.take()]
+        free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        md5_thread: _DigestThread | None = None
+        copied = 0
+        ok = False
+        try:
+            buf = buffers[0]
+            while limit is None or copied < limit:
+                want = CHUNK if limit is None else min(CHUNK, limit - copied)
+                n = _fill(readinto, memoryview(buf)[:want])
+                if not n:
+                    break
+                view = memoryview(buf)[:n]
+                if md5_thread is None and n == CHUNK:
+                    # more may follow: from now on the MD5 runs beside this thread
+                    for _ in range(PIPELINE_DEPTH - 1):
+                        spare = _BUFFERS.take()
+                        buffers.append(spare)
+                        free.put(spare)
+                    md5_thread = _DigestThread(self.md5, free)
+                if md5_thread is not None:
+                    md5_thread.feed(buf, n)
+                else:
+                    self.md5.update(view)
+                for c in self.checksums.values():
+                    c.update(view)
+                self._write_raw(view)
+                del view
+                copied += n
+                if n < want:
+                    break  # the reader ended
+                buf = free.get() if md5_thread is not None else buf  # wait until MD5 is done with one
+            ok = True
+        finally:
+            if md5_thread is not None:
+                try:
+                    md5_thread.close()
+                except BaseException:
+                    if ok:
+                        raise
+            _BUFFERS.give(buffers)
         return copied
 
     def commit(self) -> str:

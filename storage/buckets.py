@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ec2gw.errors import ServiceError
-from storage import access
+from storage import access, usage
 from storage.access import ALL_USERS, AUTH_USERS, check_canned_acl, owner_dict
 from storage.context import S3Context, access_denied, operation
 from storage.models import Bucket, MultipartUpload, Object, Part
@@ -123,9 +123,14 @@ def delete_bucket(ctx: S3Context, bucket: str, **_: Any) -> dict[str, Any]:
         # unfinished multipart uploads go with the bucket
         blobs = list(s.scalars(select(Part.blob_id).join(MultipartUpload, Part.upload_id == MultipartUpload.id)
                                .where(MultipartUpload.bucket_id == b.id)))
-        for upload in s.scalars(select(MultipartUpload).where(MultipartUpload.bucket_id == b.id)):
-            s.execute(delete(Part).where(Part.upload_id == upload.id))
-            s.delete(upload)
+        released = usage.parts_by_owner(s, MultipartUpload.bucket_id == b.id)
+        # statements, not s.delete(upload): the flush could delete the bucket first, and the
+        # database's cascade would leave the ORM's DELETE of each upload nothing to delete
+        uploads = select(MultipartUpload.id).where(MultipartUpload.bucket_id == b.id)
+        s.execute(delete(Part).where(Part.upload_id.in_(uploads)))
+        s.execute(delete(MultipartUpload).where(MultipartUpload.bucket_id == b.id))
+        for owner, held in released.items():
+            usage.add(s, owner, -held)
         s.delete(b)
     ctx.store.delete(blobs)
     return {}

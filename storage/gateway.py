@@ -37,7 +37,6 @@ from ec2gw.errors import ServiceError
 from storage.api import registry
 from storage.blobstore import CHUNK, BlobStore, SegmentReader
 from storage.context import S3Context
-from storage.records import principal_for
 from storage.upload import UploadBody
 
 if TYPE_CHECKING:
@@ -65,6 +64,7 @@ class S3Gateway:
         self.store = BlobStore(app.settings.data_dir / "cumulus")
         self.store.sweep_tmp()  # temp files of uploads a crashed process never finished
         self.router = S3Router(service_model("s3"), registry.names())
+        #: callers by access key, remembered for a second (a removed key stops working within it)
         self._image_bucket_ready = False
         names = {"localhost", app.settings.advertised_host.lower(), app.settings.public_host.lower()}
         #: ".host" for every DNS name we answer to (addresses cannot carry a bucket label)
@@ -106,7 +106,7 @@ class S3Gateway:
         principal_box: list[Principal] = []
 
         def lookup_secret(access_key: str) -> str | None:
-            p = principal_for(self.app.db, access_key)
+            p = self.app.principal_lookup(access_key)  # every request: a removed key stops at once
             principal_box[:] = [p] if p is not None else []
             return None if p is None else p.secret
 

@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING, BinaryIO
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ec2gw.db.models import Image, User
@@ -152,7 +153,7 @@ def put_file(app: App, owner_user_id: int, bucket: str, key: str, path_or_stream
     return commit_object(app, store, bucket, version, may_write)
 
 
-def object_changed(s: Session, bucket: str, key: str, size: int | None) -> None:
+def object_changed(s: Session | Connection, bucket: str, key: str, size: int | None) -> None:
     """Called in the transaction that writes (size) or deletes (None) the object `bucket/key`."""
     location = f"{bucket}/{key}"
     if s.execute(_IMAGE_AT, {"location": location}).first() is None:

@@ -95,3 +95,13 @@ class Part(Base):
     checksum_value: Mapped[str | None] = mapped_column(String(128), nullable=True)
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+
+
+class StorageUsage(Base):
+    """Bytes a user holds in Cumulus (their objects plus the parts of their unfinished uploads),
+    kept as a running total by every transaction that adds, replaces or removes an object or a
+    part (storage/usage.py), so a quota check reads one row instead of summing every object."""
+
+    __tablename__ = "s3_usage"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 
 from ec2gw.db.models import utcnow
 from ec2gw.errors import ServiceError
-from storage import access, checksums
+from storage import access, checksums, usage
 from storage.access import check_canned_acl, check_key, owner_dict
 from storage.blobstore import SegmentReader
 from storage.conditions import parse_range
@@ -26,6 +26,7 @@ from storage.context import S3Context, invalid_argument, invalid_request, no_suc
 from storage.listing import after_condition, encoder, key_range, page_size, walk
 from storage.models import MultipartUpload, Part
 from storage.objects import (
+    EARLY_CHECK_BYTES,
     content_headers,
     copy_source_object,
     owner_of_new,
@@ -34,7 +35,15 @@ from storage.objects import (
     user_metadata,
     write_check,
 )
-from storage.records import NewVersion, ObjectInfo, commit_object, find_object, get_bucket, user_names
+from storage.records import (
+    NewVersion,
+    ObjectInfo,
+    commit_object,
+    find_object,
+    get_bucket,
+    user_names,
+    write_session,
+)
 from storage.upload import ALGORITHMS, MAX_PUT_SIZE
 
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -78,7 +87,7 @@ def create_multipart_upload(ctx: S3Context, bucket: str, key: str, **p: Any) -> 
     if ctype == "COMPOSITE" and algorithm == "CRC64NVME":
         raise invalid_request("The COMPOSITE checksum type cannot be used with the CRC64NVME checksum algorithm.")
     upload_id = secrets.token_urlsafe(36)
-    with ctx.db.session(write=True) as s:
+    with write_session(ctx.db) as s:
         b = get_bucket(s, bucket)
         write_check(ctx, key)(b)
         s.add(MultipartUpload(
@@ -97,16 +106,20 @@ def _commit_part(ctx: S3Context, bucket: str, key: str, upload_id: str, number: 
                  etag: str, checksum: str | None) -> None:
     old: list[str] = []
     try:
-        with ctx.db.session(write=True) as s:
-            _upload(s, ctx, bucket, key, upload_id)
-            part = s.get(Part, (upload_id, number))
+        with write_session(ctx.db) as s:
+            _, upload = _upload(s, ctx, bucket, key, upload_id)
+            part = s.get(Part, (upload_id, number), with_for_update=True)
             if part is None:
                 s.add(Part(upload_id=upload_id, part_number=number, blob_id=blob_id, size=size, etag=etag,
                            checksum_value=checksum))
+                added = size
             else:
                 old.append(part.blob_id)
+                added = size - part.size
                 part.blob_id, part.size, part.etag, part.checksum_value = blob_id, size, etag, checksum
                 part.last_modified = utcnow()
+            s.flush()
+            usage.charge(s, ctx.settings, upload.owner_id, added)
     except BaseException:
         ctx.store.delete([blob_id])
         raise
@@ -129,13 +142,12 @@ def upload_part(ctx: S3Context, bucket: str, key: str, upload_id: str, part_numb
                               f"actual checksum Type: {body.algorithm}")
     if body.algorithm is None and algorithm:
         body.algorithm = algorithm.lower()  # compute it: Complete needs every part's checksum
-    if body.length is not None:
-        access.check_storage_quota(ctx.app, owner_of_new(ctx), body.length)
+    if body.length is None or body.length > EARLY_CHECK_BYTES:
+        # refuse a large part before receiving it; _commit_part checks every part in its transaction
+        access.check_storage_quota(ctx.app, owner_of_new(ctx), body.length or 0)
     with ctx.store.writer(body.checksums()) as writer:
-        writer.copy_from(body.reader)
+        writer.copy_from(body.reader, expected=body.length)
         checksum = body.verify(writer.md5.digest())
-        if body.length is None:
-            access.check_storage_quota(ctx.app, owner_of_new(ctx), writer.size)
         writer.commit()
     _commit_part(ctx, bucket, key, upload_id, number, writer.blob_id, writer.size, writer.etag,
                  checksum if algorithm else None)
@@ -220,16 +232,19 @@ def complete_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: 
                          checksum_type=up["ctype"] if checksum else None)
     leftovers: list[str] = []
 
-    def finish(s: Any) -> None:
-        """In commit_object's transaction: the upload must still be there, unchanged; then it goes."""
-        current = {pt.part_number: pt for pt in s.scalars(select(Part).where(Part.upload_id == upload_id))}
-        if s.get(MultipartUpload, upload_id) is None or any(
+    def finish(conn: Any) -> int:
+        """In commit_object's transaction: the upload must still be there, unchanged; then it goes,
+        and its parts' bytes with it (returned: the object counts them again)."""
+        current = {pt.part_number: pt for pt in conn.execute(
+            select(Part.part_number, Part.blob_id, Part.size).where(Part.upload_id == upload_id).with_for_update())}
+        if conn.execute(select(MultipartUpload.id).where(MultipartUpload.id == upload_id)).first() is None or any(
                 current.get(pt.part_number) is None or current[pt.part_number].blob_id != pt.blob_id for pt in chosen):
             raise ServiceError("SlowDown", "The upload changed while it was being completed; retry the request.", 503)
         keep = {pt.blob_id for pt in chosen}
         leftovers.extend(pt.blob_id for pt in current.values() if pt.blob_id not in keep)
-        s.execute(delete(Part).where(Part.upload_id == upload_id))
-        s.execute(delete(MultipartUpload).where(MultipartUpload.id == upload_id))
+        conn.execute(delete(Part).where(Part.upload_id == upload_id))
+        conn.execute(delete(MultipartUpload).where(MultipartUpload.id == upload_id))
+        return sum(pt.size for pt in current.values())
 
     try:
         # the part blobs stay the upload's if this fails: it can be completed (or aborted) again
@@ -297,11 +312,13 @@ def _object_checksum(algorithm: str | None, ctype: str | None, chosen: list[Part
 
 @operation("AbortMultipartUpload")
 def abort_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: str, **_: Any) -> dict[str, Any]:
-    with ctx.db.session(write=True) as s:
-        _upload(s, ctx, bucket, key, upload_id)
-        blobs = list(s.scalars(select(Part.blob_id).where(Part.upload_id == upload_id)))
+    with write_session(ctx.db) as s:
+        _, upload = _upload(s, ctx, bucket, key, upload_id)
+        rows = s.execute(select(Part.blob_id, Part.size).where(Part.upload_id == upload_id).with_for_update()).all()
+        blobs = [blob for blob, _ in rows]
         s.execute(delete(Part).where(Part.upload_id == upload_id))
         s.execute(delete(MultipartUpload).where(MultipartUpload.id == upload_id))
+        usage.add(s, upload.owner_id, -sum(size for _, size in rows))
     ctx.store.delete(blobs)
     return {}
 

@@ -29,6 +29,8 @@ from storage.records import (
     delete_object_row,
     find_object,
     get_bucket,
+    lookup_object,
+    write_session,
 )
 from storage.upload import stored_content_encoding
 
@@ -117,16 +119,15 @@ def put_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any
     owner = owner_of_new(ctx)
     body = ctx.body
     if body.length is None or body.length > EARLY_CHECK_BYTES:
-        # refuse before receiving a large body; small ones are checked at commit only
-        with ctx.db.session() as s:
-            write_check(ctx, key)(get_bucket(s, bucket))
-    if body.length is not None:
-        access.check_storage_quota(ctx.app, owner, body.length)
+        # refuse before receiving a large body (bucket, rights, quota); small ones are checked
+        # when they are committed only (commit_object checks all three again in its transaction)
+        with ctx.db.engine.connect() as conn:
+            write_check(ctx, key)(get_bucket(conn, bucket))
+        if body.length is not None:
+            access.check_storage_quota(ctx.app, owner, body.length)
     with ctx.store.writer(body.checksums()) as writer:
-        writer.copy_from(body.reader)
+        writer.copy_from(body.reader, expected=body.length)
         checksum = body.verify(writer.md5.digest())
-        if body.length is None:  # no length announced: ask now, before the body becomes an object
-            access.check_storage_quota(ctx.app, owner, writer.size)
         writer.commit()
     version = NewVersion(
         key, owner, [{"b": writer.blob_id, "n": writer.size, "c": checksum}], writer.size, writer.etag,
@@ -143,9 +144,7 @@ def put_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any
 
 
 def read_object(ctx: S3Context, bucket: str, key: str) -> ObjectInfo:
-    with ctx.db.session() as s:
-        b = get_bucket(s, bucket)
-        info = find_object(s, b, key)
+    b, info = lookup_object(ctx.db, bucket, key)
     if info is None:
         # S3 tells callers who may not list the bucket AccessDenied, not NoSuchKey
         access.require(access.can_list(ctx.settings, ctx.principal, b, key)
@@ -257,7 +256,7 @@ def head_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, An
 
 @operation("DeleteObject")
 def delete_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any]:
-    with ctx.db.session(write=True) as s:
+    with write_session(ctx.db) as s:
         b = get_bucket(s, bucket)
         access.require(access.can_write_object(ctx.settings, ctx.principal, b, key))
         if p.get("if_match") is not None:
@@ -282,7 +281,7 @@ def delete_objects(ctx: S3Context, bucket: str, delete: dict[str, Any], **p: Any
     deleted: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     blobs: list[str] = []
-    with ctx.db.session(write=True) as s:
+    with write_session(ctx.db) as s:
         b = get_bucket(s, bucket)
         for item in objects:
             key = item.get("Key")

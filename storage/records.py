@@ -3,27 +3,37 @@ operation modules and of the image helpers.
 
 `commit_object` is the one place an object row is written: in a single write transaction it
 re-checks the bucket and the caller's right to write, evaluates If-Match / If-None-Match
-against the current version, swaps the row to the new blobs and tells the image registry; the
-blobs of the version it replaced are removed only after the commit, so a reader never finds a row
-whose blobs are gone (and a reader that already opened them keeps reading them).
+against the current version, swaps the row to the new blobs, charges the owner's storage total
+(refusing past the quota, storage/usage.py) and tells the image registry; the blobs of the
+version it replaced are removed only after the commit, so a reader never finds a row whose blobs
+are gone (and a reader that already opened them keeps reading them).
 
-The lookups every request makes use prebuilt Core statements rather than ORM queries: the same
-SQL for a third of the CPU time, which is what small-object throughput is made of.
+The lookups every request makes use prebuilt Core statements on a plain connection rather than
+ORM queries in a Session: the same SQL for a third of the CPU time, which is what small-object
+throughput is made of. For the same reason GET/HEAD find bucket and object in one query, and
+writers queue before SQLite's lock (write_transaction).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
-from collections.abc import Callable
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ec2gw.db.models import User, utcnow
 from ec2gw.errors import ServiceError
+from ec2gw.quotas import effective_storage_limit, storage_quota_columns
+from storage import usage
 from storage.access import check_bucket_name
 from storage.conditions import etag_matches, precondition_failed
 from storage.context import no_such_bucket, no_such_key
@@ -31,7 +41,6 @@ from storage.models import Bucket, Object
 
 if TYPE_CHECKING:
     from ec2gw.app import App
-    from ec2gw.aws.gateway import Principal
     from ec2gw.db.session import Database
     from storage.blobstore import BlobStore
 
@@ -128,23 +137,33 @@ class BucketRef:
 
 _BUCKET_BY_NAME = select(Bucket.id, Bucket.name, Bucket.owner_id, Bucket.acl, Bucket.region).where(
     Bucket.name == bindparam("name"))
+#: the bucket and the new version's owner's storage quota columns, in one round trip
+_BUCKET_AND_QUOTA = select(Bucket.id, Bucket.name, Bucket.owner_id, Bucket.acl, Bucket.region,
+                           *storage_quota_columns(bindparam("owner"))).where(Bucket.name == bindparam("name"))
 _OBJECT_COLUMNS = (Object.id, Object.key, Object.size, Object.etag, Object.last_modified, Object.owner_id, Object.acl,
                    Object.headers_json, Object.metadata_json, Object.segments_json, Object.parts_count,
                    Object.storage_class, Object.checksum_algorithm, Object.checksum_value, Object.checksum_type,
                    Object.upload_id)
 _OBJECT_BY_KEY = select(*_OBJECT_COLUMNS).where(Object.bucket_id == bindparam("bid"), Object.key == bindparam("key"))
-_CURRENT = select(Object.id, Object.etag, Object.segments_json).where(
-    Object.bucket_id == bindparam("bid"), Object.key == bindparam("key"))
+#: the current version of a key, locked until commit where the database locks rows (PostgreSQL), so
+#: a concurrent overwrite or delete waits instead of counting the same bytes twice
+_CURRENT = select(Object.id, Object.etag, Object.segments_json, Object.size, Object.owner_id).where(
+    Object.bucket_id == bindparam("bid"), Object.key == bindparam("key")).with_for_update()
 _INSERT_OBJECT = insert(Object)
 _UPDATE_OBJECT = update(Object).where(Object.id == bindparam("object_id"))
-_PRINCIPAL = select(User.id, User.name, User.account_id, User.secret_key, User.is_admin, User.group).where(
-    User.access_key == bindparam("key"), User.enabled.is_(True))
+_DELETE_OBJECT = delete(Object).where(Object.id == bindparam("object_id"))
 
 
-def get_bucket(s: Session, name: str) -> BucketRef:
+def _conn(s: Session | Connection) -> Connection:
+    """Core statements run on the session's connection: through Session.execute the ORM layer
+    costs more CPU than the query itself."""
+    return s.connection() if isinstance(s, Session) else s
+
+
+def get_bucket(s: Session | Connection, name: str) -> BucketRef:
     """The bucket, or NoSuchBucket (InvalidBucketName for names no bucket can have)."""
     check_bucket_name(name)
-    row = s.execute(_BUCKET_BY_NAME, {"name": name}).first()
+    row = _conn(s).execute(_BUCKET_BY_NAME, {"name": name}).first()
     if row is None:
         raise no_such_bucket(name)
     return BucketRef(row.id, row.name, row.owner_id, row.acl, row.region)
@@ -159,12 +178,35 @@ def bucket_row(s: Session, name: str) -> Bucket:
     return bucket
 
 
-def find_object(s: Session, bucket: BucketRef, key: str) -> ObjectInfo | None:
-    row = s.execute(_OBJECT_BY_KEY, {"bid": bucket.id, "key": key}).first()
+_BUCKET_AND_OBJECT = (
+    select(Bucket.id.label("bucket_id"), Bucket.name.label("bucket_name"), Bucket.owner_id.label("bucket_owner_id"),
+           Bucket.acl.label("bucket_acl"), Bucket.region.label("bucket_region"), *_OBJECT_COLUMNS)
+    .select_from(Bucket)
+    .outerjoin(Object, (Object.bucket_id == Bucket.id) & (Object.key == bindparam("key")))
+    .where(Bucket.name == bindparam("name"))
+)
+
+
+def lookup_object(db: Database, bucket_name: str, key: str) -> tuple[BucketRef, ObjectInfo | None]:
+    """The bucket (NoSuchBucket if none) and the object at `key` in it, in one query: what every
+    GET and HEAD asks first."""
+    check_bucket_name(bucket_name)
+    with db.engine.connect() as conn:
+        row = conn.execute(_BUCKET_AND_OBJECT, {"name": bucket_name, "key": key}).first()
+    if row is None:
+        raise no_such_bucket(bucket_name)
+    bucket = BucketRef(row.bucket_id, row.bucket_name, row.bucket_owner_id, row.bucket_acl, row.bucket_region)
+    if row.key is None:  # no object joined
+        return bucket, None
+    return bucket, ObjectInfo.of(bucket.name, row)
+
+
+def find_object(s: Session | Connection, bucket: BucketRef, key: str) -> ObjectInfo | None:
+    row = _conn(s).execute(_OBJECT_BY_KEY, {"bid": bucket.id, "key": key}).first()
     return None if row is None else ObjectInfo.of(bucket.name, row)
 
 
-def require_object(s: Session, bucket: BucketRef, key: str) -> ObjectInfo:
+def require_object(s: Session | Connection, bucket: BucketRef, key: str) -> ObjectInfo:
     info = find_object(s, bucket, key)
     if info is None:
         raise no_such_key(key)
@@ -177,15 +219,70 @@ def set_object_acl(s: Session, bucket: BucketRef, key: str, acl: str) -> None:
         raise no_such_key(key)
 
 
-def principal_for(db: Database, access_key: str) -> Principal | None:
-    """The enabled user holding `access_key` (what App.principal_lookup answers, in one Core query)."""
-    from ec2gw.aws.gateway import Principal
+#: Cumulus's write transactions in this process take turns here before asking SQLite for its lock
+_SQLITE_WRITERS = threading.RLock()
+#: (process, database file) -> an open lock file next to it, flock()ed by the process's current
+#: writer (opened per process: a descriptor inherited over fork() would share its lock)
+_WRITER_LOCK_FILES: dict[tuple[int, str], int] = {}
 
-    with db.session() as s:
-        row = s.execute(_PRINCIPAL, {"key": access_key}).first()
-    if row is None:
+
+def _writer_lock_file(db: Database) -> int | None:
+    """The fd of `<database>.writers.lock` (created on first use), None for in-memory databases.
+    The lock only orders Cumulus's writers; SQLite's own lock is what keeps them apart."""
+    path = db.engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
         return None
-    return Principal(row.id, row.name, row.account_id, row.secret_key, row.is_admin, row.group)
+    key = (os.getpid(), path)
+    fd = _WRITER_LOCK_FILES.get(key)
+    if fd is None:
+        try:
+            fd = os.open(f"{path}.writers.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None  # (a read-only directory, say) SQLite's lock alone then
+        _WRITER_LOCK_FILES[key] = fd
+    return fd
+
+
+@contextmanager
+def write_transaction(db: Database) -> Iterator[Connection]:
+    """A write transaction on a Core connection: what Database.session(write=True) does (on
+    SQLite, BEGIN IMMEDIATE takes the write lock first), without the ORM Session around it.
+
+    On SQLite, Cumulus's writers queue for the database first: the threads of a process on a lock
+    of their own, then one thread per process on flock() of a file next to the database. SQLite
+    lets a writer that finds its lock taken sleep 1, 2, 5, 10... ms before trying again, far longer
+    than a Cumulus transaction holds it, so eight threads storing small objects spent more time
+    asleep than writing; a queue hands the lock over as soon as it is free. (Other writers, the
+    EC2 side's, still meet Cumulus's at SQLite's lock, as before.)
+    """
+    with _writers_queue(db), db.engine.connect() as conn:
+        if db.is_sqlite:
+            conn.execution_options(ec2gw_immediate=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def write_session(db: Database) -> Iterator[Session]:
+    """Database.session(write=True) after the same queue as write_transaction()."""
+    with _writers_queue(db), db.session(write=True) as s:
+        yield s
+
+
+@contextmanager
+def _writers_queue(db: Database) -> Iterator[None]:
+    if not db.is_sqlite:
+        yield
+        return
+    with _SQLITE_WRITERS:
+        fd = _writer_lock_file(db)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def check_write_conditions(current_etag: str | None, key: str, if_match: str | None,
@@ -206,13 +303,17 @@ def check_write_conditions(current_etag: str | None, key: str, if_match: str | N
 
 def commit_object(app: App, store: BlobStore, bucket_name: str, version: NewVersion,
                   may_write: Callable[[BucketRef], None], if_match: str | None = None,
-                  if_none_match: str | None = None, before: Callable[[Session], None] | None = None,
+                  if_none_match: str | None = None, before: Callable[[Connection], int | None] | None = None,
                   owns_blobs: bool = True) -> ObjectInfo:
     """Make `version` the object's current version.
 
-    `before(session)` runs in the transaction just before the row changes. On any error the new
-    blobs are removed here (unless `owns_blobs` is False: a multipart upload's parts stay with the
-    upload), so the caller never cleans up blobs it handed over.
+    `before(connection)` runs in the transaction just before the row changes; it returns the bytes it
+    released for the new version's owner (a completed upload's parts), if any. The owner's storage
+    total changes by the new size less what was released and, when the key had a version, the old
+    owner's by minus its size; if that adds bytes beyond the owner's quota the transaction is
+    refused (QuotaExceeded). On any error the new blobs are removed here (unless `owns_blobs` is
+    False: a multipart upload's parts stay with the upload), so the caller never cleans up blobs
+    it handed over.
     """
     new_blobs = [seg["b"] for seg in version.segments]
     now = utcnow()
@@ -225,20 +326,30 @@ def commit_object(app: App, store: BlobStore, bucket_name: str, version: NewVers
         "checksum_type": version.checksum_type,
     }
     try:
-        with app.db.session(write=True) as s:
-            bucket = get_bucket(s, bucket_name)
+        with write_transaction(app.db) as conn:
+            check_bucket_name(bucket_name)
+            row = conn.execute(_BUCKET_AND_QUOTA, {"name": bucket_name, "owner": version.owner_id}).first()
+            if row is None:
+                raise no_such_bucket(bucket_name)
+            bucket = BucketRef(row[0], row[1], row[2], row[3], row[4])
             may_write(bucket)
-            current = s.execute(_CURRENT, {"bid": bucket.id, "key": version.key}).first()
+            current = conn.execute(_CURRENT, {"bid": bucket.id, "key": version.key}).first()
             check_write_conditions(current.etag if current else None, version.key, if_match, if_none_match)
-            if before is not None:
-                before(s)
+            released = (before(conn) or 0) if before is not None else 0
+            added = version.size - released
             if current is None:
                 old_blobs = []
-                s.execute(_INSERT_OBJECT, {"bucket_id": bucket.id, "key": version.key, **values})
+                conn.execute(_INSERT_OBJECT, {"bucket_id": bucket.id, "key": version.key, **values})
             else:
                 old_blobs = [seg["b"] for seg in json.loads(current.segments_json)]
-                s.execute(_UPDATE_OBJECT, {"object_id": current.id, **values})
-            image_object_changed(s, bucket_name, version.key, version.size)
+                conn.execute(_UPDATE_OBJECT, {"object_id": current.id, **values})
+                if current.owner_id == version.owner_id:
+                    added -= current.size
+                else:
+                    usage.add(conn, current.owner_id, -current.size)
+            usage.charge(conn, app.settings, version.owner_id, added,
+                         effective_storage_limit(app.settings, row[5], row[6]))
+            image_object_changed(conn, bucket_name, version.key, version.size)
     except BaseException:
         if owns_blobs:
             store.delete(new_blobs)
@@ -250,17 +361,20 @@ def commit_object(app: App, store: BlobStore, bucket_name: str, version: NewVers
                       version.checksum_type, version.upload_id)
 
 
-def delete_object_row(s: Session, bucket: BucketRef, key: str) -> list[str]:
-    """Remove the object row (if any) in the caller's transaction; returns the blobs to remove after commit."""
-    current = s.execute(_CURRENT, {"bid": bucket.id, "key": key}).first()
+def delete_object_row(s: Session | Connection, bucket: BucketRef, key: str) -> list[str]:
+    """Remove the object row (if any) in the caller's transaction, and its bytes from its owner's
+    total; returns the blobs to remove after commit."""
+    conn = _conn(s)
+    current = conn.execute(_CURRENT, {"bid": bucket.id, "key": key}).first()
     if current is None:
         return []
-    s.execute(delete(Object).where(Object.id == current.id))
-    image_object_changed(s, bucket.name, key, None)
+    conn.execute(_DELETE_OBJECT, {"object_id": current.id})
+    usage.add(conn, current.owner_id, -current.size)
+    image_object_changed(conn, bucket.name, key, None)
     return [seg["b"] for seg in json.loads(current.segments_json)]
 
 
-def image_object_changed(s: Session, bucket: str, key: str, size: int | None) -> None:
+def image_object_changed(s: Session | Connection, bucket: str, key: str, size: int | None) -> None:
     """Keep registered images in step with their objects (storage/README.md: deleted -> unavailable)."""
     from storage.images import object_changed
 

@@ -55,7 +55,14 @@ _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 Emit = Callable[[list[str], Any], None]
 
 
+#: anything xml_escape changes; most values (keys, ETags, dates) have none, and one search is
+#: cheaper than the translation (a listing escapes several values per key)
+_NEEDS_ESCAPE = re.compile('[&<>"\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]')
+
+
 def xml_escape(text: str) -> str:
+    if not _NEEDS_ESCAPE.search(text):
+        return text
     text = text.translate(_ESCAPES)
     if _INVALID_XML.search(text):
         text = _INVALID_XML.sub(lambda m: f"&#x{ord(m.group()):X};", text)
