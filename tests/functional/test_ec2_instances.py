@@ -231,8 +231,15 @@ def test_users_see_only_their_own_instances(server: LiveServer, ec2a: Any, image
 def test_removed_user_keys_stop_working_at_once(server: LiveServer, image_id: str) -> None:
     creds = server.make_user("carol")
     ec2 = server.client("ec2", creds)
+    s3 = server.client("s3", creds)
     ids = _ids(ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1))
+    s3.create_bucket(Bucket="carols-bucket")
+    for _ in range(5):  # the key is in use on Cumulus right up to the removal
+        s3.list_objects_v2(Bucket="carols-bucket")
     server.cli("admin", "user", "remove", "carol")
+    with pytest.raises(ClientError) as err:
+        s3.list_objects_v2(Bucket="carols-bucket")
+    assert _code(err) == "InvalidAccessKeyId"
     with pytest.raises(ClientError) as err:
         ec2.describe_instances()
     assert _code(err) in ("AuthFailure", "InvalidClientTokenId")

@@ -174,7 +174,7 @@ def test_instances_needing_fewer_pools_are_served_first(tmp_path: Path) -> None:
     assert "pool 'private' has 0 free addresses for 1 NICs" in err.value.message
 
 
-def test_a_partial_launch_leaves_the_addresses_it_does_not_use_to_others(postgres_url: str, tmp_path: Path) -> None:
+def test_a_partial_launch_leaves_the_addresses_it_does_not_use_to_others(postgres_url: str, tmp_path: Path) -> None:  # noqa: F811
     """PostgreSQL locks free rows as they are read: the ones a partial launch does not use must be
     free for a concurrent launch before the first one commits."""
     db = _db(tmp_path, postgres_url)
