@@ -100,8 +100,8 @@ def _body_reader(environ: dict[str, Any], length: int) -> Callable[[memoryview],
     read ahead with the headers first; MSG_WAITALL, so one wake-up per MiB), as Cumulus does, else
     the input's read()."""
     stream = environ["wsgi.input"]
-    reader = getattr(stream, "reader", None)
-    unreader = getattr(reader, "unreader", None)
+    reader: Any = getattr(stream, "reader", None)
+    unreader: Any = getattr(reader, "unreader", None)
     if type(reader).__name__ == "LengthReader" and type(unreader).__name__ == "SocketUnreader" \
             and not stream.buf.tell():
         import ssl
@@ -136,7 +136,8 @@ class _Md5Thread:
     """MD5 on a thread of its own (hashlib releases the GIL), fed the buffers in order."""
 
     def __init__(self, free: queue.SimpleQueue[bytearray]) -> None:
-        self.md5, self.free, self.todo = hashlib.md5(), free, queue.SimpleQueue()
+        self.md5, self.free = hashlib.md5(), free
+        self.todo: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
@@ -232,9 +233,9 @@ def null_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
     if method == "GET" and "list-type=2" in query:
         keys = "".join(f"<Contents><Key>small/{i:05d}.1024</Key><Size>1024</Size><ETag>\"e\"</ETag>"
                        f"<LastModified>2024-01-01T00:00:00.000Z</LastModified></Contents>" for i in range(1000))
-        body = f"<ListBucketResult><IsTruncated>false</IsTruncated><KeyCount>1000</KeyCount>{keys}</ListBucketResult>"
-        start_response("200 OK", [("Content-Length", str(len(body)))])
-        return [body.encode()]
+        listing = f"<ListBucketResult><IsTruncated>false</IsTruncated><KeyCount>1000</KeyCount>{keys}</ListBucketResult>"
+        start_response("200 OK", [("Content-Length", str(len(listing)))])
+        return [listing.encode()]
     if method in ("GET", "HEAD") and (m := _SIZE_RE.search(path)):
         size = int(m.group(1))
         start, end = 0, size
@@ -426,7 +427,7 @@ def small(c: Any, bucket: str, count: int, sid: int, threads: int = 8) -> dict[s
                                                          keys)))):
             with Phase(sid) as phase:
                 result = step()
-            ops = result if name == "list" else count
+            ops = float(result) if name == "list" else float(count)  # type: ignore[arg-type]
             out[name] = ops / phase.seconds
             out[name + "_cpu"] = phase.cpu * 1000 / (ops if name != "list" else ops / 1000)
     return out
@@ -499,7 +500,7 @@ def disk_rate(directory: Path, size: int = 256 * MiB) -> float:
     return size / MiB / elapsed
 
 
-def report(results: dict[str, dict[str, Any]], sizes: list[int]) -> str:
+def report(results: dict[str, dict[Any, Any]], sizes: list[int]) -> str:
     names = list(results)
     lines = [f"{'':<44}" + "".join(f"{n:>10}" for n in names) + "  cumulus/moto cumulus/null"]
 

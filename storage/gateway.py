@@ -64,7 +64,6 @@ class S3Gateway:
         self.store = BlobStore(app.settings.data_dir / "cumulus")
         self.store.sweep_tmp()  # temp files of uploads a crashed process never finished
         self.router = S3Router(service_model("s3"), registry.names())
-        #: callers by access key, remembered for a second (a removed key stops working within it)
         self._image_bucket_ready = False
         names = {"localhost", app.settings.advertised_host.lower(), app.settings.public_host.lower()}
         #: ".host" for every DNS name we answer to (addresses cannot carry a bucket label)

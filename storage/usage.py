@@ -16,9 +16,9 @@ so two uploads of one user check one after the other, each seeing the other's by
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import bindparam, delete, func, insert, select, union_all, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, union_all, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -28,7 +28,7 @@ from storage.models import MultipartUpload, Object, Part, StorageUsage
 if TYPE_CHECKING:
     from ec2gw.config import Settings
 
-_USAGE = StorageUsage.__table__
+_USAGE = cast(Table, StorageUsage.__table__)
 _ADD = update(_USAGE).where(_USAGE.c.user_id == bindparam("uid")).values(bytes=_USAGE.c.bytes + bindparam("delta"))
 _ADD_RETURNING = _ADD.returning(_USAGE.c.bytes)
 _TOTAL = select(_USAGE.c.bytes).where(_USAGE.c.user_id == bindparam("uid"))
@@ -78,10 +78,9 @@ def _update(conn: Connection, user_id: int, delta: int) -> int | None:
 def _insert_if_absent(conn: Connection, user_id: int, value: int) -> bool:
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as upsert
-        else:
-            from sqlalchemy.dialects.postgresql import insert as upsert
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        upsert = sqlite.insert if dialect == "sqlite" else postgresql.insert
         # RETURNING tells whether a row went in (rowcount is not reliable for DO NOTHING everywhere)
         stmt = upsert(_USAGE).values(user_id=user_id, bytes=value).on_conflict_do_nothing().returning(_USAGE.c.user_id)
         return conn.execute(stmt).first() is not None
