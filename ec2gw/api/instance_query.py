@@ -163,12 +163,12 @@ FILTERS: dict[str, Any] = {
 
 
 def set_rows(s: Session, instance_ids: list[str], **values: Any) -> None:
-    """Set ``values`` on the named instance rows with one UPDATE per 500 ids, bypassing the ORM's
-    per-row flush. Instance objects already loaded in ``s`` keep their old values: read the
+    """Set ``values`` on the named instance rows with one UPDATE per _ID_CHUNK ids, bypassing the
+    ORM's per-row flush. Instance objects already loaded in ``s`` keep their old values: read the
     new state from ``values``, not from them."""
     table = Instance.__table__
-    for start in range(0, len(instance_ids), 500):
-        chunk = instance_ids[start:start + 500]
+    for start in range(0, len(instance_ids), _ID_CHUNK):
+        chunk = instance_ids[start:start + _ID_CHUNK]
         s.execute(update(table).where(table.c.id.in_(chunk)).values(**values),
                   execution_options={"synchronize_session": False})
 
