@@ -7,6 +7,7 @@ from typing import Any, Iterable
 from ec2gw.compute import leases
 from ec2gw.compute.states import state_dict
 from ec2gw.db.models import Instance
+from ec2gw.network.selection import ordered_nics
 
 
 def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | None, nics: list[Any] | None = None) -> dict[str, Any]:
@@ -49,9 +50,8 @@ def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | No
     if inst.state_reason_code:
         item["StateReason"] = {"Code": inst.state_reason_code, "Message": inst.state_reason_message or ""}
     if nics:
-        ordered = sorted(nics, key=lambda a: (a.mac != inst.mac, a.pool, a.id))  # the primary NIC first
         item["NetworkInterfaces"] = [
-            _interface(inst, n.mac, n.ip, n.hostname, index) for index, n in enumerate(ordered)
+            _interface(inst, n.mac, n.ip, n.hostname, index) for index, n in enumerate(ordered_nics(inst, nics))
         ]
     elif inst.mac:  # addresses already returned (terminated): the NIC the row remembers
         item["NetworkInterfaces"] = [_interface(inst, inst.mac, inst.private_ip, inst.private_dns, 0)]

@@ -78,11 +78,16 @@ def _request_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _reservations(ctx: RequestContext, s: Any, rows: list[Instance]) -> list[dict[str, Any]]:
+    """The Reservation shapes of ``rows``, with their tags, NICs and the caller's default group."""
+    ids_ = [r.id for r in rows]
+    return views.reservations(rows, ctx.principal.account_id, tags_for(s, ids_), _default_group_id(s, ctx.user_id),
+                              nics_of(s, ids_))
+
+
 def _describe_reservation(ctx: RequestContext, s: Any, reservation_id: str) -> dict[str, Any]:
     rows = list(s.scalars(select(Instance).where(Instance.reservation_id == reservation_id).order_by(Instance.launch_index)))
-    ids_ = [r.id for r in rows]
-    res = views.reservations(rows, ctx.principal.account_id, tags_for(s, ids_), _default_group_id(s, ctx.user_id),
-                             nics_of(s, ids_))
+    res = _reservations(ctx, s, rows)
     return res[0] if res else {"ReservationId": reservation_id, "OwnerId": ctx.principal.account_id, "Groups": [], "Instances": []}
 
 
@@ -206,11 +211,7 @@ def describe_instances(
     scope = scope_digest("instances", filters)
     with ctx.db.session() as s:
         rows, token = page_of_instances(s, ctx, conds, wanted, next_token, max_results, scope)
-        ids_ = [r.id for r in rows]
-        tags = tags_for(s, ids_)
-        nics = nics_of(s, ids_)
-        group = _default_group_id(s, ctx.user_id)
-    out: dict[str, Any] = {"Reservations": views.reservations(rows, ctx.principal.account_id, tags, group, nics)}
+        out: dict[str, Any] = {"Reservations": _reservations(ctx, s, rows)}
     if token:
         out["NextToken"] = token
     return out

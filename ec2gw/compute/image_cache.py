@@ -8,8 +8,12 @@ Verification of a new copy: exactly the object's size is sent; the MD5 of the by
 the object's ETag (single-part uploads) and their SHA-256 its stored SHA-256 checksum when it has
 one; the volume's capacity is what the bytes say (the size of a raw image, the virtual size in a
 qcow2 header); with settings.image_cache_readback the volume is read back and its SHA-256
-compared. Only then is the NodeImage row written: a volume without its row is a cut-off upload
-and is replaced.
+compared. Only then is the NodeImage row written.
+A volume of the image's name without its row (an upload cut off when the node stopped answering,
+or a copy made while the node was registered before: removing a node drops its rows) is never
+overwritten blindly: it is read back and, if it holds exactly the object's bytes, recorded and
+reused; otherwise it is replaced when no overlay on the node uses it as its backing store, and
+left alone (the image is uploaded under another name) when one does.
 Concurrency: one lock per (node, image) in the worker process, so two launches of a new image on
 one node upload it once.
 """
@@ -25,7 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import delete
 
-from backends.base import AlreadyExists, DriverError
+from backends.base import AlreadyExists, DriverError, NodeUnavailable, NotFound
 from ec2gw.compute import node_layout
 from ec2gw.compute.image_models import NodeImage
 
@@ -138,12 +142,71 @@ def ensure(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef) -> Cac
         return _upload(app, node, driver, image, info)
 
 
+def overlays_on(driver: Driver, pool: str, volume: str) -> list[str]:
+    """Names of the instance volumes (overlays) on the node whose backing store is ``pool/volume``."""
+    base = driver.volumes.volume_info(pool, volume)
+    if base is None:
+        return []
+    try:
+        vols = driver.volumes.list_volumes(node_layout.INSTANCES_POOL)
+    except NotFound:  # no instances pool: no overlays
+        return []
+    return [v.name for v in vols if v.backing_path == base.path]
+
+
+def _free_name(driver: Driver, pool: str, name: str) -> str:
+    """``name`` with the first suffix (-2, -3, ...) no volume of ``pool`` has."""
+    taken = {v.name for v in driver.volumes.list_volumes(pool)}
+    n = 2
+    while f"{name}-{n}" in taken:
+        n += 1
+    return f"{name}-{n}"
+
+
+def _adopt(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef, info: Any, vol: Any) -> CachedImage | None:
+    """The unrecorded volume ``vol`` as the image's cached copy if it holds exactly the object's
+    bytes (read back from the node and compared, whatever settings.image_cache_readback says)."""
+    bucket, _, key = image.location.partition("/")
+    handle, size = _store().open_object(app, bucket, key)
+    reader = _Hashing(handle)
+    try:
+        while reader.read(1 << 20):
+            pass
+    finally:
+        handle.close()
+    try:
+        _verify(app.settings, driver, image, info, reader, vol, readback=True)
+    except NodeUnavailable:
+        raise
+    except (ImageUnavailable, DriverError) as exc:
+        log.info("image %s on node %s: unrecorded volume %s/%s is not a copy of it (%s)", image.id, node.name,
+                 vol.pool, vol.name, exc)
+        return None
+    with app.db.session(write=True) as s:
+        s.merge(NodeImage(node_name=node.name, image_id=image.id, pool=vol.pool, volume=vol.name, size=size,
+                          etag=info.etag, sha256=reader.sha256.hexdigest(), capacity=vol.capacity, format=vol.format))
+    log.info("image %s on node %s: unrecorded volume %s/%s holds the image; reused", image.id, node.name, vol.pool,
+             vol.name)
+    return CachedImage(vol.pool, vol.name, vol.path, vol.format, vol.capacity, 0)
+
+
 def _upload(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef, info: Any) -> CachedImage:
     pool = node_layout.IMAGES_POOL
     name = node_layout.image_volume_name(image.id, info.etag)
     with app.db.session(write=True) as s:
         s.execute(delete(NodeImage).where(NodeImage.node_name == node.name, NodeImage.image_id == image.id))
-    driver.volumes.delete_volume(pool, name)  # a cut-off earlier upload, never recorded
+    found = driver.volumes.volume_info(pool, name)
+    if found is not None:  # no row names it: never overwritten unchecked (see the module doc)
+        adopted = _adopt(app, node, driver, image, info, found)
+        if adopted is not None:
+            return adopted
+        users = overlays_on(driver, pool, name)
+        if users:
+            kept, name = name, _free_name(driver, pool, name)
+            log.warning("image %s on node %s: volume %s/%s is not a copy of the image but backs %s; it is left "
+                        "alone and the image goes to %s", image.id, node.name, pool, kept, ", ".join(users), name)
+        else:
+            driver.volumes.delete_volume(pool, name)  # a cut-off earlier upload, never recorded
     bucket, _, key = image.location.partition("/")
     handle, size = _store().open_object(app, bucket, key)
     reader = _Hashing(handle)
@@ -165,7 +228,8 @@ def _upload(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef, info:
     return CachedImage(pool, name, vol.path, vol.format, vol.capacity, reader.count)
 
 
-def _verify(settings: Settings, driver: Driver, image: ImageRef, info: Any, reader: _Hashing, vol: Any) -> None:
+def _verify(settings: Settings, driver: Driver, image: ImageRef, info: Any, reader: _Hashing, vol: Any,
+            readback: bool = False) -> None:
     what = f"image {image.id} on the node"
     if reader.count != info.size:
         raise ImageUnavailable(f"{what}: {reader.count} bytes were sent, the object has {info.size}")
@@ -181,7 +245,7 @@ def _verify(settings: Settings, driver: Driver, image: ImageRef, info: Any, read
     expected = virtual_size(reader.head, info.size)
     if vol.capacity != expected:
         raise ImageUnavailable(f"{what}: the node reports {vol.capacity} bytes of capacity, the image has {expected}")
-    if settings.image_cache_readback:
+    if readback or settings.image_cache_readback:
         sink = _Sha256Sink()
         driver.volumes.download_volume(vol.pool, vol.name, sink)  # type: ignore[arg-type]
         if sink.sha256.hexdigest() != reader.sha256.hexdigest():

@@ -23,14 +23,13 @@ import functools
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
-from backends.base import DriverError, NotFound
-from ec2gw.compute import node_layout
-from ec2gw.compute.image_cache import lock_for
+from backends.base import DriverError
+from ec2gw.compute.image_cache import lock_for, overlays_on
 from ec2gw.compute.image_models import NodeImage
 from ec2gw.compute.placement import LOCAL_NODE, NodeRef, implicit_node, ref_of
 from ec2gw.db.models import Image, Instance, Node
@@ -128,7 +127,7 @@ class Collector:
                     if users(s, orphan.node, orphan.image_id):
                         return False
                 drv = w.drivers.get(node)
-                overlays = self._overlays_on(drv, orphan)
+                overlays = overlays_on(drv, orphan.pool, orphan.volume)
                 if overlays:
                     self._retry_at[orphan.key] = time.monotonic() + self.recheck
                     log.warning("image %s is deregistered, but its cached volume %s/%s on node %s still backs %s; "
@@ -148,15 +147,3 @@ class Collector:
         log.info("removed the cached volume %s/%s of deregistered image %s from node %s", orphan.pool, orphan.volume,
                  orphan.image_id, node.name)
         return True
-
-    @staticmethod
-    def _overlays_on(drv: Any, orphan: Orphan) -> list[str]:
-        """Names of the instance volumes whose backing store is the orphan's volume."""
-        base = drv.volumes.volume_info(orphan.pool, orphan.volume)
-        if base is None:
-            return []
-        try:
-            vols = drv.volumes.list_volumes(node_layout.INSTANCES_POOL)
-        except NotFound:  # no instances pool: no overlays
-            return []
-        return [v.name for v in vols if v.backing_path == base.path]

@@ -1,8 +1,9 @@
 """Tables of the image paths between Cumulus and the nodes: per-node image caches, image saves.
 
 NodeImage records an image volume on a node that was uploaded completely and verified; a volume
-without its row (an upload cut off when the node stopped answering) is never used, it is
-replaced. ImageTask is a CreateImage still in progress: the compute worker stops the instance
+without its row (an upload cut off when the node stopped answering, or one from before the node
+was removed and added again) is used only once it is read back and found to hold the image
+(compute/image_cache.py). ImageTask is a CreateImage still in progress: the compute worker stops the instance
 if asked, copies its disk into Cumulus and makes the image available.
 """
 

@@ -9,7 +9,9 @@ says `kvm` or `xen` (test-driver URIs always run `test` domains).
 
 Removing a node that still has instances is refused: they would lose their node. With force, its
 instances are marked terminated in the database (their domains on the node are left alone, as the
-node may be gone for good) and their addresses are released.
+node may be gone for good) and their addresses are released. Either way the records of the images
+cached on the node go too: a node added again under that name starts with none, and a cached
+volume found there is reused only once its bytes are verified (compute/image_cache.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backends.base import NodeInfo
+from ec2gw.compute.image_models import NodeImage
 from ec2gw.compute.node_models import UnknownDomain
 from ec2gw.compute.placement import LOCAL_NODE, OCCUPYING_STATES, split_pools, usage
 from ec2gw.db.models import Instance, Node
@@ -211,6 +214,9 @@ def remove_node(s: Session, name: str, *, force: bool = False) -> list[str]:
             state_reason_message=f"Server.InternalError: node {name} was removed by the administrator"))
         pools.release(s, iid)
     s.execute(delete(UnknownDomain).where(UnknownDomain.node_name == name))
+    # the records of its cached images: a node added again under this name may be another machine,
+    # and image_cache verifies a volume it finds there before it reuses it
+    s.execute(delete(NodeImage).where(NodeImage.node_name == name))
     s.execute(delete(Node).where(Node.name == name))
     return ids
 

@@ -139,6 +139,25 @@ def test_update_show_and_remove(adm: Admin, tmp_path: Path) -> None:
     db.dispose()
 
 
+def test_remove_drops_the_nodes_image_cache_records(adm: Admin, tmp_path: Path) -> None:
+    """Its cached-image records describe volumes of a node no longer registered: a node added again
+    under that name must not take them for verified copies."""
+    from ec2gw.compute.image_models import NodeImage
+
+    adm.json("add", "n1", "--uri", node_uri(tmp_path, "n1"))
+    adm.json("add", "n2", "--uri", node_uri(tmp_path, "n2"))
+    iid = _instance_on(adm.data_dir, "n1")
+    db = Database(f"sqlite:///{adm.data_dir / 'ec2gw.sqlite'}")
+    with db.session(write=True) as s:
+        for node in ("n1", "n2"):
+            s.add(NodeImage(node_name=node, image_id="ami-00000000000000001", pool="ec2gw-images", volume="ami-1-x",
+                            size=1, etag="x", sha256="0" * 64, capacity=1, format="raw"))
+    assert adm.json("remove", "n1", "--force")["terminated_instances"] == [iid]
+    with db.session() as s:
+        assert [r.node_name for r in s.query(NodeImage)] == ["n2"]
+    db.dispose()
+
+
 def test_installed_binary_has_the_documented_surface(tmp_path: Path) -> None:
     """The fixed command surface of the design's CLI.md, through the real console script."""
     out = subprocess.run([EC2GW, "--data-dir", str(tmp_path), "admin", "node", "add", "--help"], capture_output=True,

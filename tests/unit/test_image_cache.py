@@ -115,3 +115,28 @@ def test_concurrent_launches_upload_once(world: World) -> None:
     for t in threads:
         t.join(30)
     assert sorted(results) == [0, 0, 0, 4 << 20] and drv.volumes.uploaded == 4 << 20
+
+
+def _forget(world: World) -> None:
+    from sqlalchemy import delete
+
+    from ec2gw.compute.image_models import NodeImage
+
+    with world.app.db.session(write=True) as s:
+        s.execute(delete(NodeImage))
+
+
+def test_a_volume_without_its_record_is_reused_only_when_it_holds_the_image(world: World) -> None:
+    img = put(world, "VMS/admin/u1", b"u" * 5000)
+    drv = FakeDriver()
+    first = image_cache.ensure(app(world), NODE, drv, img)  # type: ignore[arg-type]
+    _forget(world)  # e.g. the node was removed and added again
+    again = image_cache.ensure(app(world), NODE, drv, img)  # type: ignore[arg-type]
+    assert (again.volume, again.uploaded_bytes) == (first.volume, 0), "read back, same bytes: reused and recorded"
+    assert image_cache.ensure(app(world), NODE, drv, img).uploaded_bytes == 0  # type: ignore[arg-type]
+    _forget(world)  # an upload cut off half-way: part of the bytes under the image's name, nothing backed by it
+    drv.volumes.delete_volume(first.pool, first.volume)
+    drv.volumes.upload_volume(first.pool, first.volume, io.BytesIO(b"u" * 1000), 1000)
+    third = image_cache.ensure(app(world), NODE, drv, img)  # type: ignore[arg-type]
+    assert (third.volume, third.uploaded_bytes) == (first.volume, 5000), "replaced in place"
+    assert drv.volumes.data[(first.pool, first.volume)] == b"u" * 5000

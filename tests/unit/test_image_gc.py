@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from backends.base import NotFound
 from backends.libvirt.testing import PrivateLibvirtd
-from ec2gw.compute import image_cache, node_layout, provision
+from ec2gw.compute import image_cache, node_layout, nodes, provision
 from ec2gw.compute import worker as worker_mod
 from ec2gw.compute.image_models import NodeImage
 from ec2gw.compute.placement import NodeRef
@@ -77,7 +77,7 @@ def _name(world: World, image_id: str) -> str:
         return str(s.scalar(select(Image.name).where(Image.id == image_id)))
 
 
-def _instance(world: World, image: str, kernel: str, node: str) -> str:
+def _instance(world: World, image: str, kernel: str | None, node: str) -> str:
     with world.app.db.session(write=True) as s:
         s.add(Reservation(id="r-gc", owner_id=world.user_id("alice")))
         s.flush()
@@ -162,3 +162,66 @@ def test_records_of_nodes_no_longer_registered_are_dropped(setup: tuple[World, C
                         etag="x", sha256="0" * 64, capacity=1, format="raw"))
     _pass(worker)
     assert _rows(world) == set()
+
+
+# -- a node removed with --force and added again -----------------------------------------------------
+
+def _spy_deletes(worker: ComputeWorker, node: NodeRef, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every volume deleted on ``node`` from now on."""
+    vols = worker.drivers.get(node).volumes
+    real = vols.delete_volume
+    deleted: list[tuple[str, str]] = []
+
+    def delete_volume(pool: str, name: str) -> None:
+        deleted.append((pool, name))
+        real(pool, name)
+
+    monkeypatch.setattr(vols, "delete_volume", delete_volume)
+    return deleted
+
+
+def _node_rows(world: World) -> list[tuple[str, str, str]]:
+    with world.app.db.session() as s:
+        return [tuple(r) for r in s.execute(select(NodeImage.node_name, NodeImage.image_id, NodeImage.volume))]
+
+
+def test_a_node_added_again_after_a_forced_removal_reuses_the_base_its_leftover_overlays_use(
+        setup: tuple[World, ComputeWorker, NodeRef], monkeypatch: pytest.MonkeyPatch) -> None:
+    world, worker, node = setup
+    image = _image(world, "gc-disk", b"D" * 65536)
+    base = _cache(world, worker, node, image)
+    iid = _instance(world, image, None, node.name)
+    overlay = provision.overlay(worker.drivers.get(node), iid, base)
+    with world.app.db.session(write=True) as s:
+        assert nodes.remove_node(s, node.name, force=True) == [iid]  # the guest and its overlay stay on the node
+    assert _node_rows(world) == [], "the removed node's cache records go with it"
+    with world.app.db.session(write=True) as s:
+        nodes.add_node(s, name=node.name, uri=node.uri, zone=node.zone, memory_mib=4096, vcpus=2, domain_type="qemu")
+    deleted = _spy_deletes(worker, node, monkeypatch)
+    again = _cache(world, worker, node, image)
+    assert (again.volume, again.uploaded_bytes) == (base.volume, 0), "the volume holds the image's bytes: reused"
+    assert deleted == [], "nothing on the node was replaced"
+    assert _node_rows(world) == [(node.name, image, base.volume)]
+    drv = worker.drivers.get(node)
+    assert drv.volumes.volume_info(node_layout.INSTANCES_POOL, overlay.name).backing_path == base.path
+
+
+def test_an_unrecorded_volume_other_than_the_image_is_left_to_the_overlays_it_backs(
+        setup: tuple[World, ComputeWorker, NodeRef], monkeypatch: pytest.MonkeyPatch) -> None:
+    world, worker, node = setup
+    image = _image(world, "gc-disk", b"D" * 65536)
+    base = _cache(world, worker, node, image)
+    drv = worker.drivers.get(node)
+    with world.app.db.session(write=True) as s:  # the record is gone and the volume of its name holds other bytes
+        s.execute(delete(NodeImage))
+    drv.volumes.delete_volume(IMAGES, base.volume)
+    drv.volumes.upload_volume(IMAGES, base.volume, io.BytesIO(b"E" * 65536), 65536)
+    overlay = provision.overlay(drv, _instance(world, image, None, node.name), base)
+    deleted = _spy_deletes(worker, node, monkeypatch)
+    got = _cache(world, worker, node, image)
+    assert got.volume != base.volume and got.uploaded_bytes == 65536, "uploaded under another name"
+    assert deleted == [] and _node_rows(world) == [(node.name, image, got.volume)]
+    kept = io.BytesIO()
+    drv.volumes.download_volume(IMAGES, base.volume, kept)
+    assert kept.getvalue() == b"E" * 65536, "the overlay's base is untouched"
+    assert drv.volumes.volume_info(node_layout.INSTANCES_POOL, overlay.name).backing_path == base.path
