@@ -16,7 +16,7 @@ from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import check_instance_ids, load_instances, set_rows
 from ec2gw.api.instance_views import state_change
 from ec2gw.aws.dispatch import operation
-from ec2gw.compute import states
+from ec2gw.compute import placement, states
 from ec2gw.db.models import Instance
 from ec2gw.errors import ServiceError, incorrect_state, invalid_value
 
@@ -244,6 +244,17 @@ def modify_instance_attribute(
             )
         if inst.state == "terminated":
             raise incorrect_state(inst.id, inst.state, "modified")
+        if "instanceType" in changes:
+            # a stopped instance keeps its share of its node: it may grow only into room the node has
+            itype = changes["instanceType"]
+            vcpus, memory = settings.instance_types[itype]
+            if not placement.room_to_grow(s, settings, inst.node_name, vcpus - inst.vcpus, memory - inst.memory_mib):
+                raise ServiceError(
+                    "InsufficientInstanceCapacity",
+                    f"There is not enough capacity on the host of instance '{inst.id}' for a {itype} "
+                    f"({vcpus} vCPUs, {memory} MiB); choose a smaller type, or retry once other instances "
+                    "on that host are terminated.",
+                )
         ctx.check_dry_run(dry_run)
         if "instanceType" in changes:
             inst.instance_type = changes["instanceType"]

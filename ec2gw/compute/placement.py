@@ -20,6 +20,10 @@ SELECT ... FOR UPDATE (in name order, so two launches never deadlock) inside a s
 usage of those nodes is read again under the lock, and if another launch took the room in
 between, the savepoint is rolled back (which releases those locks) and placement starts over.
 The locks are held until the caller's transaction, which inserts the instances, commits.
+
+A stopped instance changing type (ModifyInstanceAttribute) may grow only into room its node has,
+checked by ``room_to_grow`` under the same locks: the write lock on SQLite, the node's row lock on
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -99,6 +103,12 @@ class Room:
 
     def load(self) -> float:
         return max(self.used_vcpus / self.vcpus, self.used_memory_mib / self.memory_mib)
+
+    def can_grow(self, vcpus: int, memory_mib: int) -> bool:
+        """Room for its instances to use ``vcpus`` and ``memory_mib`` more? Only what grows is
+        checked: a dimension that stays or shrinks never refuses, even on a node already over it."""
+        return ((vcpus <= 0 or self.used_vcpus + vcpus <= self.vcpus)
+                and (memory_mib <= 0 or self.used_memory_mib + memory_mib <= self.memory_mib))
 
 
 def usage(s: Session, names: Iterable[str]) -> dict[str, tuple[int, int]]:
@@ -190,6 +200,28 @@ def place(s: Session, settings: Settings, zone: str | None, count: int, vcpus: i
         savepoint.rollback()  # another launch took the room: let go of these nodes and plan again
     nodes = [n for n in _lock(s, (n.name for n in nodes)) if n.active and n.reachable]
     return [ref_of(r.node) for r in spread(_rooms(s, nodes, ratios), count, vcpus, memory_mib)]
+
+
+def room_to_grow(s: Session, settings: Settings, node_name: str | None, vcpus: int, memory_mib: int) -> bool:
+    """Can an instance on ``node_name`` grow by ``vcpus`` and ``memory_mib`` (a stopped instance
+    changing type; negative values shrink it)?
+
+    A resize that grows nothing is always allowed, and so is any on the implicit node (unlimited)
+    or on a node no longer registered. Otherwise the node's capacity (overcommit included) must hold
+    its usage plus what grows. Call it before changing the instance (its current size counts in the
+    usage), inside the transaction that changes it: as for place(), the database's write lock on
+    SQLite, and on PostgreSQL the node's row lock taken here and held until that transaction
+    commits, so a resize and a launch, or two resizes, never both take the node's last room.
+    """
+    if vcpus <= 0 and memory_mib <= 0:
+        return True
+    _check_write_lock(s)
+    if not node_name or node_name == LOCAL_NODE:
+        return True
+    locked = _lock(s, [node_name])
+    if not locked:
+        return True
+    return _rooms(s, locked, overcommit_ratios(settings))[0].can_grow(vcpus, memory_mib)
 
 
 def _still_fits(s: Session, plan: list[Room], ratios: tuple[float, float], vcpus: int, memory_mib: int) -> bool:

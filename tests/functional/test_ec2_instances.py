@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
+from backends.libvirt.testing import make_test_node_uri
 from tests.live import Creds, LiveServer
 
 FAST = {"Delay": 1, "MaxAttempts": 60}
@@ -309,5 +310,51 @@ def test_terminated_instances_disappear_after_the_visibility_window(tmp_path_fac
         with pytest.raises(ClientError) as err:
             ec2.describe_instances(InstanceIds=ids[:1])
         assert _code(err) == "InvalidInstanceID.NotFound"
+    finally:
+        srv.stop()
+
+
+def test_resizing_a_stopped_instance_needs_room_on_its_node(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A stopped instance keeps its share of its node, so a bigger type must fit the node: on a
+    2-vCPU node holding two t2.micro, a stopped one cannot become a t2.medium (boto3 and the aws
+    CLI), and can once the other is terminated."""
+    root = tmp_path_factory.mktemp("resize")
+    srv = LiveServer(root / "data").start()
+    try:
+        (root / "n1").mkdir()
+        srv.cli("admin", "node", "add", "n1", "--uri", make_test_node_uri(root / "n1", 8192, 2),
+                "--vcpus", "2", "--memory", "8192")
+        img = root / "img.raw"
+        img.write_bytes(b"\0" * 65536)
+        image = json.loads(srv.cli("admin", "image", "import", "resize-img", str(img), "--public", "--json").stdout)["image_id"]
+        creds = srv.make_user("resizer")
+        ec2 = srv.client("ec2", creds)
+        first, second = _ids(ec2.run_instances(ImageId=image, MinCount=2, MaxCount=2, InstanceType="t2.micro"))
+        ec2.get_waiter("instance_running").wait(InstanceIds=[first, second], WaiterConfig=FAST)
+        ec2.stop_instances(InstanceIds=[first])
+        ec2.get_waiter("instance_stopped").wait(InstanceIds=[first], WaiterConfig=FAST)
+
+        with pytest.raises(ClientError) as err:
+            ec2.modify_instance_attribute(InstanceId=first, InstanceType={"Value": "t2.medium"})
+        assert _code(err) == "InsufficientInstanceCapacity"
+        assert "smaller type" in err.value.response["Error"]["Message"]
+        bad = srv.aws("ec2", "modify-instance-attribute", "--instance-id", first, "--instance-type", "Value=m1.large",
+                      creds=creds, check=False)
+        assert bad.returncode != 0 and "InsufficientInstanceCapacity" in bad.stderr, bad.stderr
+        assert _all(ec2, InstanceIds=[first])[0]["InstanceType"] == "t2.micro", "a refused resize changes nothing"
+
+        srv.aws("ec2", "modify-instance-attribute", "--instance-id", first, "--instance-type", "Value=t2.small", creds=creds)
+        assert _all(ec2, InstanceIds=[first])[0]["InstanceType"] == "t2.small", "more memory only: there is room"
+
+        ec2.terminate_instances(InstanceIds=[second])
+        ec2.get_waiter("instance_terminated").wait(InstanceIds=[second], WaiterConfig=FAST)
+        ec2.modify_instance_attribute(InstanceId=first, InstanceType={"Value": "t2.medium"})
+        ec2.start_instances(InstanceIds=[first])
+        ec2.get_waiter("instance_running").wait(InstanceIds=[first], WaiterConfig=FAST)
+        assert _all(ec2, InstanceIds=[first])[0]["InstanceType"] == "t2.medium"
+        with pytest.raises(ClientError) as err:
+            ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t2.micro")
+        assert _code(err) == "InsufficientInstanceCapacity", "the resized instance fills the node"
+        ec2.terminate_instances(InstanceIds=[first])
     finally:
         srv.stop()

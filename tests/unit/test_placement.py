@@ -236,3 +236,209 @@ def test_run_instances_min_count_and_partial_launch(tmp_path: Path) -> None:
     assert code == "InsufficientInstanceCapacity"
     resp = w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=10, InstanceType="t2.micro")
     assert len(resp["Instances"]) == 4 and {i["Placement"]["AvailabilityZone"] for i in resp["Instances"]} == {"us-east-1a"}
+
+
+@pytest.mark.slow
+def test_concurrent_starts_cannot_overcommit_stopped_instances_keep_their_share_postgresql(
+        tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+    """StartInstances takes no capacity: a stopped instance's domain stays defined on its node and
+    its share stays counted, so a node full of stopped instances refuses launches, and starting
+    them all at once, in parallel transactions, keeps the node within its capacity."""
+    from werkzeug.test import Client
+
+    from backends.libvirt.testing import make_test_node_uri
+    from ec2gw.compute import nodes
+    from tests.unit.ec2_inprocess import InProcess
+
+    w = make_world(tmp_path / "data", database_url=postgres_url)
+    ami = w.add_image("alice", "img", public=True)
+    (tmp_path / "n1").mkdir()
+    with w.app.db.session(write=True) as s:
+        nodes.add_node(s, name="n1", uri=make_test_node_uri(tmp_path / "n1"), zone="us-east-1a", memory_mib=2048, vcpus=2)
+    launched = w.a.run_instances(ImageId=ami, MinCount=2, MaxCount=2, InstanceType="t2.micro")["Instances"]
+    ids_ = [i["InstanceId"] for i in launched]
+    with w.app.db.session(write=True) as s:  # no compute worker here: as it leaves them once stopped
+        for inst in s.query(Instance).filter(Instance.id.in_(ids_)):
+            inst.state, inst.task = "stopped", None
+    code, _ = error_of(w.b.run_instances, ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")
+    assert code == "InsufficientInstanceCapacity", "the stopped instances hold the node"
+    barrier = threading.Barrier(2)
+    outcomes: list[Any] = []
+
+    def start(iid: str) -> None:
+        client = InProcess(w.app, Client(w.app.wsgi)).ec2(w.alice)
+        barrier.wait(30)
+        try:
+            outcomes.append(client.start_instances(InstanceIds=[iid])["StartingInstances"][0]["CurrentState"]["Name"])
+        except Exception as exc:  # noqa: BLE001  (the outcome is what we look at)
+            outcomes.append(getattr(exc, "response", {}).get("Error", {}).get("Code", repr(exc)))
+
+    threads = [threading.Thread(target=start, args=(iid,)) for iid in ids_]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a StartInstances hung"
+    assert outcomes == ["pending", "pending"]
+    assert _assert_within_capacity(w.app.db) == {"n1": 2}
+    w.app.db.dispose()
+
+
+# -- ModifyInstanceAttribute: a stopped instance changing type keeps its node within capacity -----
+
+def _node_world(tmp_path: Path, vcpus: int, memory: int, **settings: Any) -> Any:
+    """An in-process world with one registered test-driver node n1 of the given capacity."""
+    from backends.libvirt.testing import make_test_node_uri
+    from ec2gw.compute import nodes
+
+    w = make_world(tmp_path / "data", **settings)
+    (tmp_path / "n1").mkdir()
+    with w.app.db.session(write=True) as s:
+        nodes.add_node(s, name="n1", uri=make_test_node_uri(tmp_path / "n1"), zone="us-east-1a", memory_mib=memory,
+                       vcpus=vcpus)
+    return w
+
+
+def _stop(w: Any, iid: str) -> None:
+    with w.app.db.session(write=True) as s:  # no compute worker here: as it leaves the instance once stopped
+        inst = s.get(Instance, iid)
+        inst.state, inst.task = "stopped", None
+
+
+def _size(w: Any, iid: str) -> tuple[str, int, int]:
+    with w.app.db.session() as s:
+        inst = s.get(Instance, iid)
+        return inst.instance_type, inst.vcpus, inst.memory_mib
+
+
+def test_resizing_a_stopped_instance_needs_room_on_its_node(tmp_path: Path) -> None:
+    w = _node_world(tmp_path, vcpus=2, memory=8192)
+    ami = w.add_image("alice", "img", public=True)
+    stopped, running = (i["InstanceId"] for i in w.a.run_instances(
+        ImageId=ami, MinCount=2, MaxCount=2, InstanceType="t2.micro")["Instances"])
+    _stop(w, stopped)
+
+    # t2.medium wants 2 vCPUs: 1 more than the stopped t2.micro holds, and the running one holds the other
+    code, msg = error_of(w.a.modify_instance_attribute, InstanceId=stopped, InstanceType={"Value": "t2.medium"})
+    assert code == "InsufficientInstanceCapacity"
+    assert stopped in msg and "t2.medium" in msg and "smaller type" in msg and "n1" not in msg, msg
+    code, _ = error_of(w.a.modify_instance_attribute, InstanceId=stopped, Attribute="instanceType", Value="m1.large")
+    assert code == "InsufficientInstanceCapacity", "the Attribute/Value form is checked too"
+    assert _size(w, stopped) == ("t2.micro", 1, 1024), "a refused resize leaves the instance as it was"
+    assert w.a.describe_instance_attribute(InstanceId=stopped, Attribute="instanceType")["InstanceType"]["Value"] == "t2.micro"
+    code, _ = error_of(w.a.modify_instance_attribute, InstanceId=stopped, InstanceType={"Value": "t2.medium"}, DryRun=True)
+    assert code == "InsufficientInstanceCapacity", "as RunInstances: capacity is checked before DryRun answers"
+
+    # t2.small grows memory only (1024 -> 2048 MiB of 8192): there is room
+    w.a.modify_instance_attribute(InstanceId=stopped, InstanceType={"Value": "t2.small"})
+    assert _size(w, stopped) == ("t2.small", 1, 2048)
+
+    # once the running one is gone its vCPU is free, and t2.medium fits
+    w.a.terminate_instances(InstanceIds=[running])
+    with w.app.db.session(write=True) as s:
+        s.get(Instance, running).state = "terminated"
+    w.a.modify_instance_attribute(InstanceId=stopped, Attribute="instanceType", Value="t2.medium")
+    assert _size(w, stopped) == ("t2.medium", 2, 4096)
+    assert _assert_within_capacity(w.app.db) == {"n1": 2}
+
+    # the node is full now: a launch is refused, and starting the resized instance keeps it within capacity
+    code, _ = error_of(w.a.run_instances, ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")
+    assert code == "InsufficientInstanceCapacity"
+    w.a.start_instances(InstanceIds=[stopped])
+    assert _assert_within_capacity(w.app.db) == {"n1": 2}
+
+
+def test_shrinking_a_stopped_instance_is_always_allowed(tmp_path: Path) -> None:
+    from ec2gw.compute import nodes
+
+    w = _node_world(tmp_path, vcpus=4, memory=16384)
+    ami = w.add_image("alice", "img", public=True)
+    iid = w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="m1.xlarge")["Instances"][0]["InstanceId"]
+    _stop(w, iid)
+    with w.app.db.session(write=True) as s:  # the administrator lowered the capacity below what is there
+        nodes.update_node(s, "n1", vcpus=1, memory_mib=512)
+    w.a.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "m1.large"})
+    assert _size(w, iid) == ("m1.large", 2, 7680)
+    w.a.modify_instance_attribute(InstanceId=iid, Attribute="instanceType", Value="t2.micro")
+    assert _size(w, iid) == ("t2.micro", 1, 1024)
+    w.a.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "t2.micro"})  # no change at all
+    code, _ = error_of(w.a.modify_instance_attribute, InstanceId=iid, InstanceType={"Value": "t2.small"})
+    assert code == "InsufficientInstanceCapacity", "growing memory on the over-full node is refused"
+    assert _size(w, iid) == ("t2.micro", 1, 1024)
+
+
+def test_resizing_counts_overcommit_and_the_implicit_node_has_no_limit(tmp_path: Path) -> None:
+    w = _node_world(tmp_path / "over", vcpus=1, memory=2048, cpu_overcommit=2.0)
+    ami = w.add_image("alice", "img", public=True)
+    iid = w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")["Instances"][0]["InstanceId"]
+    _stop(w, iid)
+    w.a.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "t2.small"})
+    code, _ = error_of(w.a.modify_instance_attribute, InstanceId=iid, InstanceType={"Value": "t2.medium"})
+    assert code == "InsufficientInstanceCapacity", "2 vCPUs fit the overcommitted 1, 4096 MiB do not fit 2048"
+    assert _size(w, iid) == ("t2.small", 1, 2048)
+
+    # no node registered: the implicit node `local` takes any size, as before
+    w = make_world(tmp_path / "local")
+    iid = w.add_instance("alice", state="stopped")
+    w.a.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "m1.xlarge"})
+    assert _size(w, iid) == ("m1.xlarge", 4, 15360)
+
+
+@pytest.mark.slow
+def test_resize_and_launch_share_the_node_lock_postgresql(tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+    """On PostgreSQL a resize takes the node's row lock as a launch does: whichever comes second
+    waits for the first to commit, then sees its instance (or its new size) and finds no room."""
+    from werkzeug.test import Client
+
+    from tests.unit.ec2_inprocess import InProcess
+
+    w = _node_world(tmp_path, vcpus=2, memory=8192, database_url=postgres_url)
+    ami = w.add_image("alice", "img", public=True)
+    iid = w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")["Instances"][0]["InstanceId"]
+    _stop(w, iid)
+
+    def in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
+        outcome: list[Any] = []
+
+        def run() -> None:
+            client = InProcess(w.app, Client(w.app.wsgi)).ec2(w.alice)
+            try:
+                outcome.append(call(client))
+            except Exception as exc:  # noqa: BLE001  (the outcome is what we look at)
+                outcome.append(getattr(exc, "response", {}).get("Error", {}).get("Code", repr(exc)))
+
+        t = threading.Thread(target=run)
+        t.start()
+        return t, outcome
+
+    # a launch holds n1 (placed, its instance inserted, not committed yet): the resize waits for it
+    with w.app.db.session(write=True) as s:
+        slots = placement.place(s, w.app.settings, None, 1, 1, 1024)
+        assert [n.name for n in slots] == ["n1"]
+        add_instances(s, slots, 1, 1024)
+        s.flush()
+        t, outcome = in_thread(lambda c: c.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "t2.medium"}))
+        time.sleep(1.0)
+        assert t.is_alive() and not outcome, f"the resize did not wait for the launch holding the node: {outcome}"
+    t.join(30)
+    assert not t.is_alive(), "the resize hung"
+    assert outcome == ["InsufficientInstanceCapacity"]
+    assert _size(w, iid) == ("t2.micro", 1, 1024)
+    assert _assert_within_capacity(w.app.db) == {"n1": 2}
+
+    # the launched instance goes: now a resize holds n1 (grown, not committed yet) and a launch waits for it
+    with w.app.db.session(write=True) as s:
+        s.query(Instance).filter(Instance.id != iid).update({"state": "terminated"})
+    with w.app.db.session(write=True) as s:
+        inst = s.get(Instance, iid)
+        assert placement.room_to_grow(s, w.app.settings, inst.node_name, 1, 3072)
+        inst.instance_type, inst.vcpus, inst.memory_mib = "t2.medium", 2, 4096
+        s.flush()
+        t, outcome = in_thread(lambda c: c.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro"))
+        time.sleep(1.0)
+        assert t.is_alive() and not outcome, f"the launch did not wait for the resize holding the node: {outcome}"
+    t.join(30)
+    assert not t.is_alive(), "the launch hung"
+    assert outcome == ["InsufficientInstanceCapacity"]
+    assert _assert_within_capacity(w.app.db) == {"n1": 2}
+    w.app.db.dispose()
