@@ -90,6 +90,10 @@ class Settings:
     seed_cdrom_bus: str = "ide"
     #: after caching an image on a node, read it back and compare its SHA-256 (doubles first use)
     image_cache_readback: bool = False
+    #: Cumulus writes and reads large bodies (over 1 MiB written, 4 MiB read) with O_DIRECT, past
+    #: the page cache, where the file system allows it; false sends them through the page cache
+    #: (storage/blobstore.py says when each is better)
+    cumulus_direct_io: bool = True
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

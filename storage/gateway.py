@@ -35,7 +35,7 @@ from ec2gw.aws.restxml_serializer import S3Response, serialize_error, serialize_
 from ec2gw.aws.spec import operation_model, service_model
 from ec2gw.errors import ServiceError
 from storage.api import registry
-from storage.blobstore import CHUNK, BlobStore, SegmentReader
+from storage.blobstore import CHUNK, DIRECT_READ_MIN, BlobStore, SegmentReader
 from storage.context import S3Context
 from storage.upload import UploadBody
 
@@ -61,7 +61,7 @@ class S3Gateway:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self.store = BlobStore(app.settings.data_dir / "cumulus")
+        self.store = BlobStore(app.settings.data_dir / "cumulus", app.settings.cumulus_direct_io)
         self.store.sweep_tmp()  # temp files of uploads a crashed process never finished
         self.router = S3Router(service_model("s3"), registry.names())
         self._image_bucket_ready = False
@@ -196,6 +196,8 @@ class S3Gateway:
                 return []
             # gunicorn's wrapper sends exactly Content-Length bytes from the file's position (sendfile);
             # generic wrappers read to the end of the file, so they only get plain chunks
+            if body.length >= DIRECT_READ_MIN and (direct := body.direct_chunks()) is not None:
+                return direct
             wrapper = environ.get("wsgi.file_wrapper") if "gunicorn.socket" in environ else None
             single = body.take_single_file() if wrapper is not None else None
             if single is not None:

@@ -40,7 +40,7 @@ def store_of(app: App) -> BlobStore:
     store = getattr(gateway, "store", None)
     if isinstance(store, BlobStore):
         return store
-    return BlobStore(app.settings.data_dir / "cumulus")
+    return BlobStore(app.settings.data_dir / "cumulus", app.settings.cumulus_direct_io)
 
 
 def user_image_key(settings: Settings, username: str, name: str) -> str:
