@@ -165,9 +165,10 @@ def test_direct_reads_give_every_range_of_one_or_several_blobs_exactly(store: Bl
 
 def test_direct_reads_report_a_truncated_blob(store: BlobStore) -> None:
     data, segments = _blobs(store, [4 * CHUNK])
-    body = SegmentReader(store, segments).direct_chunks()
-    assert body is not None
+    reader = SegmentReader(store, segments)  # opens the blob, as a GET does before it answers
     os.truncate(store.path(segments[0][0]), CHUNK + 10)
+    body = reader.direct_chunks()  # starts reading at once
+    assert body is not None
     got = bytearray()
     with pytest.raises(OSError) as err:
         for piece in body:
