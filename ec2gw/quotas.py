@@ -172,20 +172,28 @@ def instance_limit(app: App, principal: Principal) -> int:
 
 def launch_allowance(
     s: Session, app: App, principal: Principal, min_count: int, max_count: int, instance_type: str,
-    vcpus: int, memory_mib: int,
+    vcpus: int, memory_mib: int, *, resizing: str | None = None,
 ) -> int:
     """How many of max_count instances the caller may launch now (at least min_count), or raise.
 
     InstanceLimitExceeded when the instance count is the binding limit, VcpuLimitExceeded when vCPUs
     or memory are. Runs inside the launch's write transaction; on PostgreSQL the user's row is locked
     so that two concurrent launches by one user cannot both pass the same quota.
+
+    With ``resizing`` (the id of the caller's stopped instance changing to instance_type; counts of 1),
+    vcpus and memory_mib are what that instance grows by: a resize adds no instance, so the instance
+    count is not checked, and one that grows nothing is never refused. ModifyInstanceAttribute calls it
+    so, inside its write transaction and before the node check (the user's row is locked before the
+    node's, as in a launch): a resize and a launch, or two resizes, cannot both pass the same quota.
     """
+    if resizing is not None and vcpus <= 0 and memory_mib <= 0:
+        return max_count
     if s.get_bind().dialect.name == "postgresql":
         s.execute(select(User.id).where(User.id == principal.user_id).with_for_update())
     limits = limits_for(s, app.settings, principal.name, principal.group)
     used = usage_of(s, principal.user_id)
     allowed = max_count
-    if limits.instances is not None:
+    if limits.instances is not None and resizing is None:
         allowed = min(allowed, max(0, limits.instances - used.instances))
         if allowed < min_count:
             raise ServiceError(
@@ -201,11 +209,15 @@ def launch_allowance(
             continue
         allowed = min(allowed, max(0, (limit - in_use) // each))
         if allowed < min_count:
+            asked = (
+                f"changing instance '{resizing}' to {instance_type} needs {each} more {unit}" if resizing is not None
+                else f"{min_count} {instance_type} instance(s) need {min_count * each} {unit}"
+            )
             raise ServiceError(
                 "VcpuLimitExceeded",
-                f"You have requested more {name} capacity than your quota allows: {min_count} {instance_type} "
-                f"instance(s) need {min_count * each} {unit}, you use {in_use} of {limit}. Terminate instances, "
-                "choose a smaller instance type or ask the administrator for a larger quota.",
+                f"You have requested more {name} capacity than your quota allows: {asked}, you use {in_use} of "
+                f"{limit}. Terminate {'other ' if resizing is not None else ''}instances, choose a smaller instance "
+                "type or ask the administrator for a larger quota.",
             )
     return allowed
 

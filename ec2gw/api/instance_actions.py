@@ -245,9 +245,14 @@ def modify_instance_attribute(
         if inst.state == "terminated":
             raise incorrect_state(inst.id, inst.state, "modified")
         if "instanceType" in changes:
-            # a stopped instance keeps its share of its node: it may grow only into room the node has
             itype = changes["instanceType"]
             vcpus, memory = settings.instance_types[itype]
+            # stopped instances count in the user's quota: growing one must fit it, as a launch must
+            from ec2gw.quotas import launch_allowance
+
+            launch_allowance(s, ctx.app, ctx.principal, 1, 1, itype, vcpus - inst.vcpus, memory - inst.memory_mib,
+                             resizing=inst.id)
+            # a stopped instance keeps its share of its node: it may grow only into room the node has
             if not placement.room_to_grow(s, settings, inst.node_name, vcpus - inst.vcpus, memory - inst.memory_mib):
                 raise ServiceError(
                     "InsufficientInstanceCapacity",

@@ -57,6 +57,38 @@ def test_instance_and_vcpu_quotas(server: LiveServer, tmp_path: Path) -> None:
     ec2.terminate_instances(InstanceIds=first + second + third)
 
 
+def test_resizing_a_stopped_instance_is_held_to_the_vcpu_quota(server: LiveServer, tmp_path: Path) -> None:
+    """Stopped instances count in the quota, so ModifyInstanceAttribute may not grow one past it."""
+    fast = {"Delay": 1, "MaxAttempts": 60}
+    creds, _ = add_user(server, "q-ivy")
+    server.cli("admin", "quota", "set", "q-ivy", "--vcpus", "2")
+    image = json.loads(server.cli("admin", "image", "import", "q-ivy-img", str(image_file(tmp_path / "q-ivy.img", 4096)),
+                                  "--public", "--json").stdout)["image_id"]
+    ec2 = server.client("ec2", creds)
+    stopped, running = ids(ec2.run_instances(ImageId=image, MinCount=2, MaxCount=2, InstanceType="t2.micro"))
+    ec2.get_waiter("instance_running").wait(InstanceIds=[stopped, running], WaiterConfig=fast)
+    ec2.stop_instances(InstanceIds=[stopped])
+    ec2.get_waiter("instance_stopped").wait(InstanceIds=[stopped], WaiterConfig=fast)
+
+    with pytest.raises(ClientError) as err:
+        ec2.modify_instance_attribute(InstanceId=stopped, InstanceType={"Value": "t2.medium"})  # 1 more vCPU
+    message = err.value.response["Error"]["Message"]
+    assert code_of(err) == "VcpuLimitExceeded" and stopped in message and "2 of 2" in message, message
+    cli = server.aws("ec2", "modify-instance-attribute", "--instance-id", stopped, "--instance-type", "Value=t2.medium",
+                     creds=creds, check=False)
+    assert cli.returncode != 0 and "VcpuLimitExceeded" in cli.stderr, cli.stderr
+    attr = ec2.describe_instance_attribute(InstanceId=stopped, Attribute="instanceType")
+    assert attr["InstanceType"]["Value"] == "t2.micro", "a refused resize changes nothing"
+
+    ec2.terminate_instances(InstanceIds=[running])
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[running], WaiterConfig=fast)
+    ec2.modify_instance_attribute(InstanceId=stopped, InstanceType={"Value": "t2.medium"})
+    ec2.modify_instance_attribute(InstanceId=stopped, InstanceType={"Value": "t2.micro"})  # shrinking back is fine
+    attr = ec2.describe_instance_attribute(InstanceId=stopped, Attribute="instanceType")
+    assert attr["InstanceType"]["Value"] == "t2.micro"
+    ec2.terminate_instances(InstanceIds=[stopped])
+
+
 def test_storage_quota_refuses_with_403_and_stores_nothing(server: LiveServer, tmp_path: Path) -> None:
     creds, bundle = add_user(server, "q-hal")
     server.cli("admin", "quota", "set", "q-hal", "--storage", "0.0002")  # 214748 bytes

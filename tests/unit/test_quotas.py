@@ -122,6 +122,91 @@ def test_terminated_instances_free_their_quota(w: World) -> None:
     assert w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")["Instances"]
 
 
+def _set_state(w: World, iid: str, state: str) -> None:
+    with w.app.db.session(write=True) as s:  # no compute worker here: as it leaves the instance
+        inst = s.get(Instance, iid)
+        inst.state, inst.task = state, None  # type: ignore[union-attr]
+
+
+def _size(w: World, iid: str) -> tuple[str, int, int]:
+    with w.app.db.session() as s:
+        inst = s.get(Instance, iid)
+        return inst.instance_type, inst.vcpus, inst.memory_mib  # type: ignore[union-attr]
+
+
+def _stopped_and_running(w: World, instance_type: str) -> tuple[str, str]:
+    ami = w.add_image("alice", "disk")
+    stopped, running = (i["InstanceId"] for i in w.a.run_instances(
+        ImageId=ami, MinCount=2, MaxCount=2, InstanceType=instance_type)["Instances"])
+    _set_state(w, stopped, "stopped")
+    return stopped, running
+
+
+def test_resizing_a_stopped_instance_must_fit_the_vcpu_quota(w: World) -> None:
+    """Stopped instances count in the quota, so growing one is checked as a launch is."""
+    set_quota(w, "alice", vcpus=2)
+    stopped, running = _stopped_and_running(w, "t2.micro")  # 1 vCPU each: 2 of 2 in use
+
+    code, message = error_of(w.a.modify_instance_attribute, InstanceId=stopped, InstanceType={"Value": "t2.medium"})
+    assert code == "VcpuLimitExceeded", message
+    assert stopped in message and "t2.medium" in message and "1 more vCPUs" in message and "2 of 2" in message
+    assert "Terminate other instances" in message and "larger quota" in message
+    code, _ = error_of(w.a.modify_instance_attribute, InstanceId=stopped, Attribute="instanceType", Value="m1.large")
+    assert code == "VcpuLimitExceeded", "the Attribute/Value form is checked too"
+    code, _ = error_of(w.a.modify_instance_attribute, InstanceId=stopped, InstanceType={"Value": "t2.medium"}, DryRun=True)
+    assert code == "VcpuLimitExceeded", "as RunInstances: the quota is checked before DryRun answers"
+    assert _size(w, stopped) == ("t2.micro", 1, 1024), "a refused resize leaves the instance as it was"
+    assert w.a.describe_instance_attribute(InstanceId=stopped, Attribute="instanceType")["InstanceType"]["Value"] == "t2.micro"
+
+    # more memory, no more vCPUs: within the quota
+    w.a.modify_instance_attribute(InstanceId=stopped, InstanceType={"Value": "t2.small"})
+    assert _size(w, stopped) == ("t2.small", 1, 2048)
+
+    # bob's instances are not alice's, and terminating her other one frees its vCPU
+    assert w.b.run_instances(ImageId=w.add_image("bob", "disk"), MinCount=2, MaxCount=2, InstanceType="t2.medium")
+    _set_state(w, running, "terminated")
+    w.a.modify_instance_attribute(InstanceId=stopped, InstanceType={"Value": "t2.medium"})
+    assert _size(w, stopped) == ("t2.medium", 2, 4096)
+    with w.app.db.session() as s:
+        assert quotas.report(s, w.app.settings, "alice")["usage"]["vcpus"] == 2
+
+
+def test_resizing_a_stopped_instance_must_fit_the_memory_quota(w: World) -> None:
+    set_quota(w, "users", memory_mib=2048)  # alice's group
+    stopped, running = _stopped_and_running(w, "t2.micro")  # 1024 MiB each: 2048 of 2048 in use
+
+    code, message = error_of(w.a.modify_instance_attribute, InstanceId=stopped, InstanceType={"Value": "t2.small"})
+    assert code == "VcpuLimitExceeded", message
+    assert "memory" in message and stopped in message and "1024 more MiB" in message and "2048 of 2048" in message
+    assert _size(w, stopped) == ("t2.micro", 1, 1024)
+
+    _set_state(w, running, "terminated")
+    w.a.modify_instance_attribute(InstanceId=stopped, InstanceType={"Value": "t2.small"})
+    assert _size(w, stopped) == ("t2.small", 1, 2048)
+    code, _ = error_of(w.a.modify_instance_attribute, InstanceId=stopped, InstanceType={"Value": "t2.medium"})
+    assert code == "VcpuLimitExceeded", "4096 MiB do not fit 2048"
+    assert _size(w, stopped) == ("t2.small", 1, 2048)
+
+
+def test_shrinking_or_keeping_the_size_is_never_refused_by_quotas(w: World) -> None:
+    ami = w.add_image("alice", "disk")
+    iid = w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="m1.xlarge")["Instances"][0]["InstanceId"]
+    w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")
+    _set_state(w, iid, "stopped")
+    set_quota(w, "alice", instances=1, vcpus=1, memory_mib=512)  # the administrator lowered it below her usage
+    w.a.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "m1.large"})  # fewer vCPUs and memory
+    assert _size(w, iid) == ("m1.large", 2, 7680)
+    w.a.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "m1.large"})  # no change at all
+    w.a.modify_instance_attribute(InstanceId=iid, Attribute="instanceType", Value="t2.medium")
+    assert _size(w, iid) == ("t2.medium", 2, 4096)
+    w.a.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "t2.micro"})
+    assert _size(w, iid) == ("t2.micro", 1, 1024)
+    # the instance count is over the quota too, but a resize adds no instance: only growth is refused
+    code, message = error_of(w.a.modify_instance_attribute, InstanceId=iid, InstanceType={"Value": "t2.small"})
+    assert code == "VcpuLimitExceeded" and "memory" in message
+    assert _size(w, iid) == ("t2.micro", 1, 1024)
+
+
 def _store(w: World, owner: str, size: int, key: str) -> None:
     from storage.models import Bucket, Object
 
@@ -182,6 +267,43 @@ def test_concurrent_launches_never_pass_the_quota_postgresql(tmp_path: Path, pos
     assert sorted(outcomes) == ["InstanceLimitExceeded"] * 5 + ["ok"] * 3
     with w.app.db.session() as s:
         assert s.scalar(select(func.count(Instance.id)).where(Instance.owner_id == w.user_id("alice"))) == 3
+    w.app.db.dispose()
+
+
+@pytest.mark.slow
+def test_concurrent_resizes_never_pass_the_quota_postgresql(tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+    """Resizes of different stopped instances of one user, in parallel transactions, still stop at the quota."""
+    from werkzeug.test import Client
+
+    from tests.unit.ec2_inprocess import InProcess
+
+    w = make_world(tmp_path, database_url=postgres_url)
+    ami = w.add_image("alice", "disk")
+    stopped = [i["InstanceId"] for i in w.a.run_instances(
+        ImageId=ami, MinCount=4, MaxCount=4, InstanceType="t2.micro")["Instances"]]
+    for iid in stopped:
+        _set_state(w, iid, "stopped")
+    set_quota(w, "alice", vcpus=6)  # 4 in use: room for two t2.micro to become t2.medium
+    barrier = threading.Barrier(len(stopped))
+    outcomes: list[str] = []
+
+    def resize(iid: str) -> None:
+        client = InProcess(w.app, Client(w.app.wsgi)).ec2(w.alice)
+        barrier.wait(30)
+        try:
+            client.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "t2.medium"})
+            outcomes.append("ok")
+        except Exception as exc:  # noqa: BLE001  (the code is what we look at)
+            outcomes.append(getattr(exc, "response", {}).get("Error", {}).get("Code", repr(exc)))
+
+    threads = [threading.Thread(target=resize, args=(iid,)) for iid in stopped]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(outcomes) == ["VcpuLimitExceeded"] * 2 + ["ok"] * 2
+    with w.app.db.session() as s:
+        assert quotas.usage_of(s, w.user_id("alice")).vcpus == 6
     w.app.db.dispose()
 
 
