@@ -315,12 +315,8 @@ class BlobWriter:
     def _set_direct(self, on: bool) -> None:
         """Switch O_DIRECT on or off; stays off where the file system refuses it (tmpfs, some FUSE)."""
         assert self._fd is not None, "writer is closed"
-        flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)
-        try:
-            fcntl.fcntl(self._fd, fcntl.F_SETFL, flags | os.O_DIRECT if on else flags & ~os.O_DIRECT)
-        except OSError:
-            return
-        self._direct = on
+        if _set_flag(self._fd, os.O_DIRECT, on):
+            self._direct = on
 
     def _write_raw(self, data: bytes | memoryview) -> None:
         assert self._fd is not None, "writer is closed"
@@ -328,7 +324,13 @@ class BlobWriter:
         if self._direct and (len(view) | self.size) % _DIRECT_ALIGN:
             self._set_direct(False)  # the tail: O_DIRECT takes only whole blocks
         while view:
-            n = os.write(self._fd, view)
+            try:
+                n = os.write(self._fd, view)
+            except OSError as exc:
+                if not (self._direct and exc.errno == errno.EINVAL):
+                    raise
+                self._set_direct(False)  # a device with blocks larger than _DIRECT_ALIGN
+                continue
             view = view[n:]
         self.size += len(data)
         if self._direct:
@@ -628,8 +630,16 @@ class DirectChunks:
                     if buf is None or self._stopping:
                         return
                     want = CHUNK if direct else min(CHUNK, end - pos)
-                    with memoryview(buf) as whole, whole[:want] as view:
-                        got = os.preadv(fd, [view], pos)
+                    try:
+                        got = os.preadv(fd, [memoryview(buf)[:want]], pos)
+                    except OSError as exc:
+                        if not (direct and exc.errno == errno.EINVAL):
+                            raise
+                        # a device with blocks larger than _DIRECT_ALIGN: the rest without O_DIRECT
+                        _set_flag(fd, os.O_DIRECT, False)
+                        direct, pos = False, max(pos, start)
+                        self._free.put(buf)
+                        continue
                     lo, hi = max(start - pos, 0), min(got, end - pos)
                     if hi <= lo:
                         raise OSError(errno.EIO, "blob is shorter than recorded")
@@ -662,8 +672,14 @@ class DirectChunks:
 
 def _try_direct(fd: int) -> bool:
     """Switch an open blob to O_DIRECT reads; False where the file system refuses it."""
+    return _set_flag(fd, os.O_DIRECT, True)
+
+
+def _set_flag(fd: int, flag: int, on: bool) -> bool:
+    """Set or clear a file status flag (F_SETFL); False where that is refused."""
     try:
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_DIRECT)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | flag if on else flags & ~flag)
     except OSError:
         return False
     return True

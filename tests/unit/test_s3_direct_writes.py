@@ -229,3 +229,45 @@ def test_the_gateway_reads_large_gets_directly_and_small_ones_not(tmp_path: Path
         assert len(bodies) == 2, "a range under DIRECT_READ_MIN goes the ordinary way"
     finally:
         world.app.db.dispose()
+
+
+def _refuse_direct(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """os.<name> answering EINVAL on descriptors in O_DIRECT mode, as on a device whose blocks are
+    larger than the alignment Cumulus uses; the refusals are counted."""
+    real = getattr(os, name)
+    refused: list[int] = []
+
+    def call(fd: int, *args: Any) -> Any:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, *args)
+
+    monkeypatch.setattr(os, name, call)
+    return refused
+
+
+def test_writes_refused_in_o_direct_mode_go_on_through_the_page_cache(store: BlobStore,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = _refuse_direct(monkeypatch, "write")
+    data = os.urandom(3 * CHUNK + 5)
+    with store.writer() as w:
+        assert w.copy_from(Body(data)) == len(data)
+        blob = w.commit()
+    monkeypatch.undo()
+    assert refused and store.path(blob).read_bytes() == data and w.etag == hashlib.md5(data).hexdigest()
+
+
+@pytest.mark.parametrize("start", [0, 5000])
+def test_reads_refused_in_o_direct_mode_go_on_through_the_page_cache(store: BlobStore,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     start: int) -> None:
+    data, segments = _blobs(store, [3 * CHUNK + 11, 2 * CHUNK])
+    refused = _refuse_direct(monkeypatch, "preadv")
+    body = SegmentReader(store, segments, start).direct_chunks()
+    assert body is not None
+    try:
+        got = b"".join(body)
+    finally:
+        body.close()
+    assert len(refused) == 2 and got == data[start:]
