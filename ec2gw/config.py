@@ -94,6 +94,9 @@ class Settings:
     #: the page cache, where the file system allows it; false sends them through the page cache
     #: (storage/blobstore.py says when each is better)
     cumulus_direct_io: bool = True
+    #: hours between sweeps of Cumulus blobs no row references (left by a crash; older than an
+    #: hour), run by the compute worker, the first about a minute after it starts; 0 turns it off
+    cumulus_sweep_hours: float = 6.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -260,13 +260,17 @@ class BlobStore:
         return removed
 
     def all_blob_ids(self) -> Iterator[tuple[str, float]]:
-        """Every blob on disk with its mtime (for the orphan sweep)."""
+        """Every blob on disk with its ctime (for the orphan sweep).
+
+        ctime, not mtime: clone() hard-links the source's file, so the new name carries the old
+        mtime, but link() (like rename()) sets the inode's ctime to now, so a fresh copy is young.
+        """
         for sub in os.scandir(self.blobs):
             if sub.is_dir():
                 for entry in os.scandir(sub.path):
                     if _ID_RE.match(entry.name):
                         try:
-                            yield entry.name, entry.stat().st_mtime
+                            yield entry.name, entry.stat().st_ctime
                         except OSError:
                             pass
 

@@ -6,7 +6,8 @@ state machine with compare-and-set updates, so a request that arrives meanwhile 
 during spawn) is never overwritten. It also reconciles the database with the nodes: the
 database is the source of truth, so domains the test driver forgot are created again. And it
 removes the cached volumes of deregistered images from the nodes once no instance needs them
-(compute/image_gc.py).
+(compute/image_gc.py), and every cumulus_sweep_hours the Cumulus blobs no row references
+(storage/maintenance.py), on one of its threads.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node, Tag
 from ec2gw.db.session import Database
 from ec2gw.network import pools
+from storage.blobstore import BlobStore
+from storage.maintenance import sweep_orphans
 
 log = logging.getLogger("ec2gw.compute")
 
@@ -40,6 +43,8 @@ LOCK_NAME = "compute-worker"
 NODE_RETRY_SECONDS = 5.0
 #: seconds between looks for cached volumes of deregistered images (one query when there are none)
 IMAGE_GC_SECONDS = 1.0
+#: seconds after the worker starts before its first sweep of orphaned Cumulus blobs
+CUMULUS_SWEEP_DELAY = 60.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class ComputeWorker:
         self._last_sync = 0.0
         self._last_reap = 0.0
         self._last_gc = 0.0
+        #: monotonic time of the next sweep of orphaned Cumulus blobs, and the one running (if any)
+        self._next_sweep = time.monotonic() + CUMULUS_SWEEP_DELAY
+        self._sweep: Future[None] | None = None
         #: removes the cached volumes of deregistered images from the nodes (compute/image_gc.py)
         self.images = image_gc.Collector(self)
 
@@ -110,7 +118,26 @@ class ComputeWorker:
         if now - self._last_reap > 30.0:
             self._last_reap = now
             self.reap_terminated()
+        self._maybe_sweep(now)
         return len(jobs)
+
+    def _maybe_sweep(self, now: float) -> None:
+        """Start a sweep of orphaned Cumulus blobs on the pool when one is due and none is running."""
+        hours = self.settings.cumulus_sweep_hours
+        if hours <= 0 or now < self._next_sweep or (self._sweep is not None and not self._sweep.done()):
+            return
+        self._next_sweep = now + hours * 3600.0
+        self._sweep = self.pool.submit(self.sweep_cumulus)
+
+    def sweep_cumulus(self) -> None:
+        """Remove the Cumulus blobs no row references (storage/maintenance.py); logs, never raises."""
+        try:
+            store = BlobStore(self.settings.data_dir / "cumulus", self.settings.cumulus_direct_io)
+            removed = sweep_orphans(self.db, store)
+        except Exception:
+            log.exception("sweep of orphaned Cumulus blobs failed")
+            return
+        log.info("sweep of orphaned Cumulus blobs removed %d", removed)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -7,6 +7,8 @@ import io
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -146,28 +148,60 @@ def test_sweep_tmp(store: BlobStore) -> None:
     assert files(store.tmp) == [fresh]
 
 
-def test_sweep_orphans(tmp_path: Path) -> None:
+def _sweep_world(tmp_path: Path) -> tuple[Any, BlobStore, int]:
     from ec2gw import accounts
     from ec2gw.app import App
     from ec2gw.config import Settings
     from storage import images
-    from storage.maintenance import sweep_orphans
 
     app = App(Settings(data_dir=tmp_path))
     app.db.create_schema()
     with app.db.session(write=True) as s:
         accounts.create_user(s, "root", is_admin=True)
         uid = accounts.get_user(s, "root").id
-    store = images.store_of(app)
+    return app, images.store_of(app), uid
+
+
+def test_sweep_orphans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storage import images, maintenance
+
+    app, store, uid = _sweep_world(tmp_path)
     info = images.put_file(app, uid, "Repo", "VMS/root/x", io.BytesIO(b"kept"), 4)
     with store.writer() as w:
         w.copy_from(io.BytesIO(b"orphan"))
         orphan = w.commit()
-    assert sweep_orphans(app, store) == 0  # too young: it may be committing right now
-    old = time.time() - 7200
-    for blob_id, _ in list(store.all_blob_ids()):
-        os.utime(store.path(blob_id), (old, old))
-    assert sweep_orphans(app, store) == 1
+    assert maintenance.sweep_orphans(app.db, store) == 0  # too young: it may be committing right now
+    assert store.path(orphan).exists()
+    # two hours later by the sweep's clock (utime cannot age a file: it sets the ctime to now)
+    later = time.time() + 7200
+    monkeypatch.setattr(maintenance, "time", SimpleNamespace(time=lambda: later))
+    assert maintenance.sweep_orphans(app.db, store) == 1
     assert not store.path(orphan).exists()
     assert store.path(info.segments[0]["b"]).read_bytes() == b"kept"
+    assert maintenance.sweep_orphans(app.db, store) == 0
+    app.db.dispose()
+
+
+def test_sweep_orphans_spares_a_fresh_clone_of_an_old_blob(tmp_path: Path) -> None:
+    """CopyObject hard-links the source's blob (BlobStore.clone) before it commits the copy's row:
+    the new name has the source's old mtime, but a new ctime, and the sweep goes by the ctime."""
+    from storage import images, maintenance
+
+    app, store, uid = _sweep_world(tmp_path)
+    info = images.put_file(app, uid, "Repo", "VMS/root/x", io.BytesIO(b"source"), 6)
+    source = info.segments[0]["b"]
+    with store.writer() as w:
+        w.copy_from(io.BytesIO(b"orphan"))
+        orphan = w.commit()
+    os.utime(store.path(source), (1, 1))  # written long ago (by its mtime)
+    time.sleep(0.2)
+    boundary = time.time()
+    time.sleep(0.2)
+    copy = store.clone(source)  # a CopyObject between its link and the commit of its row
+    assert store.path(copy).stat().st_mtime == 1
+    # everything before `boundary` is old enough
+    assert maintenance.sweep_orphans(app.db, store, older_than=time.time() - boundary) == 1
+    assert not store.path(orphan).exists()
+    assert store.path(copy).read_bytes() == b"source"
+    assert store.path(source).read_bytes() == b"source"
     app.db.dispose()
