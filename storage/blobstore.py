@@ -92,12 +92,12 @@ class _BufferPool:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return mmap.mmap(-1, self.size)
+        return mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # not shared across fork()
 
     def give(self, buffers: Iterable[mmap.mmap]) -> None:
         with self._lock:
             for buf in buffers:
-                if len(self._idle) < self.keep:
+                if len(self._idle) < self.keep and not any(idle is buf for idle in self._idle):
                     self._idle.append(buf)
 
 
@@ -334,6 +334,8 @@ class BlobWriter:
                 if not (self._direct and exc.errno == errno.EINVAL):
                     raise
                 self._set_direct(False)  # a device with blocks larger than _DIRECT_ALIGN
+                if self._direct:
+                    raise
                 continue
             view = view[n:]
         self.size += len(data)
@@ -416,15 +418,19 @@ class BlobWriter:
                     buf = free.get()  # wait until both stages are done with one
             ok = True
         finally:
-            for stage in stages:
+            error: BaseException | None = None
+            for stage in stages:  # every one of them, whatever the others raise
                 try:
                     stage.close()
-                except BaseException:
-                    if ok:
-                        raise
-            if self._direct:
-                self._set_direct(False)
-            _BUFFERS.give(buffers)
+                except BaseException as exc:  # noqa: BLE001  (the first one is raised below)
+                    error = error or exc
+            try:
+                if self._direct:
+                    self._set_direct(False)
+            finally:
+                _BUFFERS.give(buffers)
+            if ok and error is not None:
+                raise error
         return copied
 
     def commit(self) -> str:
@@ -521,8 +527,14 @@ class SegmentReader(io.RawIOBase):
 
     def direct_chunks(self) -> DirectChunks | None:
         """The rest of the range as a WSGI body read with O_DIRECT (see DirectChunks), which owns
-        this reader from then on and closes it; None when the store does not use direct I/O."""
-        return DirectChunks(self) if self.store.direct_io else None
+        this reader from then on and closes it; None when the store does not use direct I/O or the
+        file system refuses it (the caller then sends the range as usual: sendfile)."""
+        if not self.store.direct_io:
+            return None
+        first = next(self.file_ranges(), None)
+        if first is None or not _try_direct(first[0]):
+            return None
+        return DirectChunks(self)
 
     def file_ranges(self) -> Iterator[tuple[int, int, int]]:
         """(file descriptor, first byte, end) within each blob of the rest of the range, in order."""
@@ -618,7 +630,7 @@ class DirectChunks:
         self._buffers = [_BUFFERS.take() for _ in range(READ_AHEAD)]
         for buf in self._buffers:
             self._free.put(buf)
-        self._stopping = False
+        self._stopping = self._closed = False
         self.direct_files = 0  # blobs read with O_DIRECT so far
         self._thread = threading.Thread(target=self._run, name="cumulus-read", daemon=True)
         self._thread.start()
@@ -644,10 +656,14 @@ class DirectChunks:
                         direct, pos = False, max(pos, start)
                         self._free.put(buf)
                         continue
-                    lo, hi = max(start - pos, 0), min(got, end - pos)
-                    if hi <= lo:
+                    need = min(want, end - pos)  # the bytes up to the range's end in this blob
+                    lo, hi = max(start - pos, 0), min(got, need)
+                    if hi > lo:
+                        self._ready.put((buf, lo, hi))
+                    else:
+                        self._free.put(buf)
+                    if got < need:  # the file ends before the range does: send what is there, then fail
                         raise OSError(errno.EIO, "blob is shorter than recorded")
-                    self._ready.put((buf, lo, hi))
                     pos += want
             self._ready.put(None)
         except BaseException as exc:  # noqa: BLE001  (raised in the thread that sends the body)
@@ -666,11 +682,16 @@ class DirectChunks:
             yield data
 
     def close(self) -> None:
-        self._stopping = True
+        if self._closed:
+            return
+        self._closed = self._stopping = True
         self._free.put(None)
         self._thread.join(30)
-        if not self._thread.is_alive():  # a thread stuck in a read keeps its buffers
-            _BUFFERS.give(self._buffers)
+        if self._thread.is_alive():  # stuck in a read: it keeps its buffers and the files it reads
+            log.warning("a direct read of %d blob(s) did not stop within 30 s; its files stay open",
+                        len(self.reader._plan))
+            return
+        _BUFFERS.give(self._buffers)
         self.reader.close()
 
 

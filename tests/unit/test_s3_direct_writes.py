@@ -271,3 +271,62 @@ def test_reads_refused_in_o_direct_mode_go_on_through_the_page_cache(store: Blob
     finally:
         body.close()
     assert len(refused) == 2 and got == data[start:]
+
+
+@pytest.mark.parametrize("sizes", [[4 * CHUNK], [4 * CHUNK, 4 * CHUNK]])
+def test_direct_reads_report_a_blob_cut_short_in_its_last_mib(store: BlobStore, sizes: list[int]) -> None:
+    """The first blob loses its last 10 bytes: the body stops there with EIO, never goes on with the
+    next blob's bytes in their place."""
+    data, segments = _blobs(store, sizes)
+    reader = SegmentReader(store, segments)
+    os.truncate(store.path(segments[0][0]), sizes[0] - 10)
+    body = reader.direct_chunks()
+    assert body is not None
+    got = bytearray()
+    with pytest.raises(OSError) as err:
+        for piece in body:
+            got += piece
+    body.close()
+    assert err.value.errno == errno.EIO and bytes(got) == data[: sizes[0] - 10]
+
+
+def test_a_stage_failing_at_the_end_leaves_no_thread_behind(store: BlobStore) -> None:
+    class FailsLast:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def update(self, data: Any) -> None:
+            self.n += 1
+            if self.n == 4:
+                raise RuntimeError("hash failed")
+
+        def hexdigest(self) -> str:
+            return ""
+
+    w = store.writer()
+    w.md5 = FailsLast()  # type: ignore[assignment]
+    with pytest.raises(RuntimeError), w:
+        w.copy_from(Body(os.urandom(4 * CHUNK)))
+    import threading
+
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("cumulus-")]
+    assert not [p for p in store.root.rglob("*") if p.is_file()]
+
+
+def test_closing_a_direct_read_twice_gives_its_buffers_back_once(store: BlobStore) -> None:
+    _, segments = _blobs(store, [5 * CHUNK])
+    body = SegmentReader(store, segments).direct_chunks()
+    assert body is not None
+    b"".join(body)
+    body.close()
+    body.close()
+    idle = blobstore._BUFFERS._idle
+    assert len({id(b) for b in idle}) == len(idle)
+
+
+def test_a_file_system_refusing_direct_reads_keeps_sendfile(store: BlobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, segments = _blobs(store, [5 * CHUNK])
+    monkeypatch.setattr(blobstore, "_try_direct", lambda fd: False)
+    reader = SegmentReader(store, segments)
+    assert reader.direct_chunks() is None
+    reader.close()
