@@ -194,10 +194,10 @@ class S3Gateway:
             if method == "HEAD":
                 body.close()
                 return []
-            # gunicorn's wrapper sends exactly Content-Length bytes from the file's position (sendfile);
-            # generic wrappers read to the end of the file, so they only get plain chunks
             if body.length >= DIRECT_READ_MIN and (direct := body.direct_chunks()) is not None:
                 return direct
+            # gunicorn's wrapper sends exactly Content-Length bytes from the file's position (sendfile);
+            # generic wrappers read to the end of the file, so they only get plain chunks
             wrapper = environ.get("wsgi.file_wrapper") if "gunicorn.socket" in environ else None
             single = body.take_single_file() if wrapper is not None else None
             if single is not None:

@@ -247,13 +247,13 @@ def modify_instance_attribute(
         if "instanceType" in changes:
             itype = changes["instanceType"]
             vcpus, memory = settings.instance_types[itype]
+            more_vcpus, more_memory = vcpus - inst.vcpus, memory - inst.memory_mib
             # stopped instances count in the user's quota: growing one must fit it, as a launch must
             from ec2gw.quotas import launch_allowance
 
-            launch_allowance(s, ctx.app, ctx.principal, 1, 1, itype, vcpus - inst.vcpus, memory - inst.memory_mib,
-                             resizing=inst.id)
+            launch_allowance(s, ctx.app, ctx.principal, 1, 1, itype, more_vcpus, more_memory, resizing=inst.id)
             # a stopped instance keeps its share of its node: it may grow only into room the node has
-            if not placement.room_to_grow(s, settings, inst.node_name, vcpus - inst.vcpus, memory - inst.memory_mib):
+            if not placement.room_to_grow(s, settings, inst.node_name, more_vcpus, more_memory):
                 raise ServiceError(
                     "InsufficientInstanceCapacity",
                     f"There is not enough capacity on the host of instance '{inst.id}' for a {itype} "
