@@ -7,6 +7,8 @@ goes through parsing, SigV4 verification, dispatch and serialization exactly as 
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -141,3 +143,27 @@ def error_of(call: Any, *args: Any, **kwargs: Any) -> tuple[str, str]:
     except ClientError as exc:
         return exc.response["Error"]["Code"], exc.response["Error"]["Message"]
     raise AssertionError(f"{getattr(call, '__name__', call)} succeeded, an error was expected")
+
+
+def at_once(w: World, user: accounts.UserRecord, calls: list[Callable[[Any], Any]], timeout: float = 120) -> list[Any]:
+    """Each call, given an EC2 client of `user` of its own, on a thread of its own (so in a
+    transaction of its own), all released together; what each returned, or the code of the error it
+    raised, in the order they finished. Fails the test if one of them hangs."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[Any] = []
+
+    def run(call: Callable[[Any], Any]) -> None:
+        client = InProcess(w.app, Client(w.app.wsgi)).ec2(user)
+        barrier.wait(30)
+        try:
+            outcomes.append(call(client))
+        except Exception as exc:  # noqa: BLE001  (the code is what the test looks at)
+            outcomes.append(getattr(exc, "response", {}).get("Error", {}).get("Code", repr(exc)))
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a call hung"
+    return outcomes

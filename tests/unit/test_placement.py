@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node, Reservation, User
 from ec2gw.db.session import Database
 from tests.pg import postgres_cluster, postgres_url  # noqa: F401  (fixtures)
-from tests.unit.ec2_inprocess import error_of, make_world
+from tests.unit.ec2_inprocess import at_once, error_of, make_world
 
 
 def _db(url: str) -> Database:
@@ -244,11 +244,8 @@ def test_concurrent_starts_cannot_overcommit_stopped_instances_keep_their_share_
     """StartInstances takes no capacity: a stopped instance's domain stays defined on its node and
     its share stays counted, so a node full of stopped instances refuses launches, and starting
     them all at once, in parallel transactions, keeps the node within its capacity."""
-    from werkzeug.test import Client
-
     from backends.libvirt.testing import make_test_node_uri
     from ec2gw.compute import nodes
-    from tests.unit.ec2_inprocess import InProcess
 
     w = make_world(tmp_path / "data", database_url=postgres_url)
     ami = w.add_image("alice", "img", public=True)
@@ -262,23 +259,10 @@ def test_concurrent_starts_cannot_overcommit_stopped_instances_keep_their_share_
             inst.state, inst.task = "stopped", None
     code, _ = error_of(w.b.run_instances, ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")
     assert code == "InsufficientInstanceCapacity", "the stopped instances hold the node"
-    barrier = threading.Barrier(2)
-    outcomes: list[Any] = []
+    def start(iid: str) -> Callable[[Any], str]:
+        return lambda client: client.start_instances(InstanceIds=[iid])["StartingInstances"][0]["CurrentState"]["Name"]
 
-    def start(iid: str) -> None:
-        client = InProcess(w.app, Client(w.app.wsgi)).ec2(w.alice)
-        barrier.wait(30)
-        try:
-            outcomes.append(client.start_instances(InstanceIds=[iid])["StartingInstances"][0]["CurrentState"]["Name"])
-        except Exception as exc:  # noqa: BLE001  (the outcome is what we look at)
-            outcomes.append(getattr(exc, "response", {}).get("Error", {}).get("Code", repr(exc)))
-
-    threads = [threading.Thread(target=start, args=(iid,)) for iid in ids_]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads), "a StartInstances hung"
+    outcomes = at_once(w, w.alice, [start(iid) for iid in ids_], timeout=60)
     assert outcomes == ["pending", "pending"]
     assert _assert_within_capacity(w.app.db) == {"n1": 2}
     w.app.db.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from ec2gw import quotas
 from ec2gw.db.models import Instance, Reservation
 from ec2gw.errors import ServiceError
 from tests.pg import postgres_cluster, postgres_url  # noqa: F401  (fixtures)
-from tests.unit.ec2_inprocess import World, error_of, make_world
+from tests.unit.ec2_inprocess import World, at_once, error_of, make_world
 
 
 @pytest.fixture
@@ -239,31 +239,16 @@ def test_storage_quota_counts_objects_and_refuses_with_403(w: World) -> None:
 @pytest.mark.slow
 def test_concurrent_launches_never_pass_the_quota_postgresql(tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
     """Launches by one user at the same moment, in parallel transactions, still stop at the quota."""
-    from werkzeug.test import Client
-
-    from tests.unit.ec2_inprocess import InProcess
-
     w = make_world(tmp_path, database_url=postgres_url)
     w.b.run_instances(ImageId=w.add_image("bob", "warm-up"), MinCount=1, MaxCount=1)  # creates the address pool
     ami = w.add_image("alice", "disk")
     set_quota(w, "alice", instances=3)
-    barrier = threading.Barrier(8)
-    outcomes: list[str] = []
 
-    def launch() -> None:
-        client = InProcess(w.app, Client(w.app.wsgi)).ec2(w.alice)
-        barrier.wait(30)
-        try:
-            client.run_instances(ImageId=ami, MinCount=1, MaxCount=1)
-            outcomes.append("ok")
-        except Exception as exc:  # noqa: BLE001  (the code is what we look at)
-            outcomes.append(getattr(exc, "response", {}).get("Error", {}).get("Code", repr(exc)))
+    def launch(client: Any) -> str:
+        client.run_instances(ImageId=ami, MinCount=1, MaxCount=1)
+        return "ok"
 
-    threads = [threading.Thread(target=launch) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    outcomes = at_once(w, w.alice, [launch] * 8)
     assert sorted(outcomes) == ["InstanceLimitExceeded"] * 5 + ["ok"] * 3
     with w.app.db.session() as s:
         assert s.scalar(select(func.count(Instance.id)).where(Instance.owner_id == w.user_id("alice"))) == 3
@@ -273,10 +258,6 @@ def test_concurrent_launches_never_pass_the_quota_postgresql(tmp_path: Path, pos
 @pytest.mark.slow
 def test_concurrent_resizes_never_pass_the_quota_postgresql(tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
     """Resizes of different stopped instances of one user, in parallel transactions, still stop at the quota."""
-    from werkzeug.test import Client
-
-    from tests.unit.ec2_inprocess import InProcess
-
     w = make_world(tmp_path, database_url=postgres_url)
     ami = w.add_image("alice", "disk")
     stopped = [i["InstanceId"] for i in w.a.run_instances(
@@ -284,23 +265,15 @@ def test_concurrent_resizes_never_pass_the_quota_postgresql(tmp_path: Path, post
     for iid in stopped:
         _set_state(w, iid, "stopped")
     set_quota(w, "alice", vcpus=6)  # 4 in use: room for two t2.micro to become t2.medium
-    barrier = threading.Barrier(len(stopped))
-    outcomes: list[str] = []
 
-    def resize(iid: str) -> None:
-        client = InProcess(w.app, Client(w.app.wsgi)).ec2(w.alice)
-        barrier.wait(30)
-        try:
+    def resize(iid: str) -> Callable[[Any], str]:
+        def call(client: Any) -> str:
             client.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "t2.medium"})
-            outcomes.append("ok")
-        except Exception as exc:  # noqa: BLE001  (the code is what we look at)
-            outcomes.append(getattr(exc, "response", {}).get("Error", {}).get("Code", repr(exc)))
+            return "ok"
 
-    threads = [threading.Thread(target=resize, args=(iid,)) for iid in stopped]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+        return call
+
+    outcomes = at_once(w, w.alice, [resize(iid) for iid in stopped])
     assert sorted(outcomes) == ["VcpuLimitExceeded"] * 2 + ["ok"] * 2
     with w.app.db.session() as s:
         assert quotas.usage_of(s, w.user_id("alice")).vcpus == 6
