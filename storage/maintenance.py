@@ -10,6 +10,7 @@ holding the worker lease) every `cumulus_sweep_hours`, on one of its threads, no
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -45,19 +46,33 @@ def referenced_blobs(db: Database) -> set[str]:
     return ids
 
 
-def sweep_orphans(db: Database, store: BlobStore, older_than: float = ORPHAN_GRACE_SECONDS) -> int:
+def sweep_orphans(db: Database, store: BlobStore, older_than: float = ORPHAN_GRACE_SECONDS,
+                  stop: threading.Event | None = None) -> int:
     """Remove blobs no row references and that are older than `older_than` seconds; returns how many.
 
     Age is the file's ctime (BlobStore.all_blob_ids): a blob CopyObject made by hard-linking an old
     one is new by ctime though its mtime is the source's, so it survives until its row commits.
     The candidates are listed before the rows are read: a blob that first gets a row after the read
     is a new file (written or linked since), so it is young and not among them.
+    When `stop` is set, the sweep ends at the next blob (listed, or removed) and returns what it
+    removed so far: a large store does not hold up the worker's shutdown, and the next sweep
+    finds whatever is left.
     """
     cutoff = time.time() - older_than
-    candidates = [blob_id for blob_id, ctime in store.all_blob_ids() if ctime < cutoff]
+    candidates = []
+    for blob_id, ctime in store.all_blob_ids():
+        if stop is not None and stop.is_set():
+            return 0
+        if ctime < cutoff:
+            candidates.append(blob_id)
     if not candidates:
         return 0
     keep = referenced_blobs(db)
-    orphans = [b for b in candidates if b not in keep]
-    store.delete(orphans)
-    return len(orphans)
+    removed = 0
+    for blob_id in candidates:
+        if stop is not None and stop.is_set():
+            break
+        if blob_id not in keep:
+            store.delete([blob_id])
+            removed += 1
+    return removed

@@ -76,12 +76,15 @@ class ComputeWorker:
         #: monotonic time of the next sweep of orphaned Cumulus blobs, and the one running (if any)
         self._next_sweep = time.monotonic() + CUMULUS_SWEEP_DELAY
         self._sweep: Future[None] | None = None
+        #: set when the worker is asked to stop (run()'s event): a running sweep ends early
+        self._stopping = threading.Event()
         #: removes the cached volumes of deregistered images from the nodes (compute/image_gc.py)
         self.images = image_gc.Collector(self)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         log.info("compute worker %s started", self.holder)
+        self._stopping = stop
         try:
             while not stop.is_set():
                 try:
@@ -133,7 +136,7 @@ class ComputeWorker:
         """Remove the Cumulus blobs no row references (storage/maintenance.py); logs, never raises."""
         try:
             store = BlobStore(self.settings.data_dir / "cumulus", self.settings.cumulus_direct_io)
-            removed = sweep_orphans(self.db, store)
+            removed = sweep_orphans(self.db, store, stop=self._stopping)
         except Exception:
             log.exception("sweep of orphaned Cumulus blobs failed")
             return

@@ -144,7 +144,7 @@ def test_worker_never_runs_two_sweeps_at_once(sw: SweepWorld, monkeypatch: pytes
     release, started = threading.Event(), threading.Event()
     calls: list[BlobStore] = []
 
-    def slow_sweep(_db: Any, store: BlobStore) -> int:
+    def slow_sweep(_db: Any, store: BlobStore, **_: Any) -> int:
         calls.append(store)
         started.set()
         assert release.wait(30)
@@ -166,7 +166,7 @@ def test_worker_never_runs_two_sweeps_at_once(sw: SweepWorld, monkeypatch: pytes
 
 def test_a_failed_sweep_is_logged_and_the_worker_goes_on(sw: SweepWorld, monkeypatch: pytest.MonkeyPatch,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    def broken(*_: Any) -> int:
+    def broken(*_: Any, **__: Any) -> int:
         raise OSError("disk on fire")
 
     monkeypatch.setattr(worker_mod, "sweep_orphans", broken)
@@ -194,3 +194,61 @@ def test_cumulus_sweep_hours_0_turns_the_sweep_off(tmp_path: Path, monkeypatch: 
         assert world.store.path(world.kept).exists()
     finally:
         world.close()
+
+
+class _SetAfter:
+    """A stop event that reads as set from its n-th look on."""
+
+    def __init__(self, n: int) -> None:
+        self.looks, self.n = 0, n
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks >= self.n
+
+
+def test_a_stopped_sweep_ends_at_the_next_blob_and_the_next_sweep_finishes_it(sw: SweepWorld) -> None:
+    orphans = [sw.orphan] + [orphan_blob(sw.store, b"o%d" % i) for i in range(9)]
+    blobs = 11  # the ten orphans and the kept object's blob
+    # stopped while listing: nothing removed
+    assert maintenance.sweep_orphans(sw.app.db, sw.store, stop=_SetAfter(5)) == 0  # type: ignore[arg-type]
+    assert all(sw.store.path(b).exists() for b in orphans)
+    # stopped after three removals (eleven looks while listing, then one before each blob)
+    stop = _SetAfter(blobs + 4)
+    removed = maintenance.sweep_orphans(sw.app.db, sw.store, stop=stop)  # type: ignore[arg-type]
+    assert 1 <= removed <= 3
+    assert sum(not sw.store.path(b).exists() for b in orphans) == removed
+    assert maintenance.sweep_orphans(sw.app.db, sw.store, stop=threading.Event()) == 10 - removed
+    assert not any(sw.store.path(b).exists() for b in orphans)
+    assert sw.store.path(sw.kept).read_bytes() == b"kept"
+
+
+def test_stopping_the_worker_does_not_wait_for_a_long_sweep(sw: SweepWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store whose listing takes minutes: the worker's run() still returns within seconds of its stop."""
+    started, over = threading.Event(), threading.Event()
+    real = BlobStore.all_blob_ids
+
+    def slow_listing(self: BlobStore) -> Iterator[tuple[str, float]]:
+        started.set()
+        for _ in range(3000):  # 0.05 s each: two and a half minutes unless the sweep stops
+            if over.wait(0.05):
+                return
+            yield from real(self)
+
+    monkeypatch.setattr(BlobStore, "all_blob_ids", slow_listing)
+    w = sw.worker
+    w._next_sweep = time.monotonic() - 1
+    stop = threading.Event()
+    runner = threading.Thread(target=w.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        assert started.wait(30), "the sweep did not start"
+        t0 = time.monotonic()
+        stop.set()
+        runner.join(15)
+        assert not runner.is_alive(), "run() is still waiting for the sweep"
+        assert time.monotonic() - t0 < 15
+        assert sw.store.path(sw.orphan).exists()  # stopped before it removed anything
+    finally:
+        over.set()
+        runner.join(30)
