@@ -119,13 +119,16 @@ def _prefix_range(prefix: str, original: str) -> tuple[datetime, datetime]:
             start = datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
         except ValueError:
             continue
-        if unit == "mo":
-            end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
-        elif unit == "y":
-            end = start.replace(year=start.year + 1)
-        else:
-            end = start + {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1), "m": timedelta(minutes=1),
-                           "h": timedelta(hours=1), "d": timedelta(days=1)}[unit]
+        try:
+            if unit == "mo":
+                end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+            elif unit == "y":
+                end = start.replace(year=start.year + 1)
+            else:
+                end = start + {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1), "m": timedelta(minutes=1),
+                               "h": timedelta(hours=1), "d": timedelta(days=1)}[unit]
+        except (ValueError, OverflowError):  # the range reaches past 9999-12-31: it ends with the calendar
+            end = datetime.max.replace(tzinfo=timezone.utc)
         return start, end
     if not text:
         return datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
@@ -136,9 +139,13 @@ def _prefix_range(prefix: str, original: str) -> tuple[datetime, datetime]:
 
 def _int(value: str, name: str) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise ServiceError("InvalidParameterValue", f"The filter {name} takes whole numbers, not '{value}'.") from None
+        number = None
+    # a whole number the database can compare (SQLite integers are 64-bit; AWS's are 32-bit)
+    if number is None or not -(2**31) <= number < 2**31:
+        raise ServiceError("InvalidParameterValue", f"The filter {name} takes whole numbers, not '{value[:40]}'.")
+    return number
 
 
 FILTERS: dict[str, Any] = {

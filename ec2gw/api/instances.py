@@ -123,7 +123,7 @@ def run_instances(
     tags = tags_from_specifications(tag_specifications, "instance")
     lease_hours = leases.launch_hours(settings, tags)
     zone = (placement or {}).get("AvailabilityZone") or None
-    if client_token is not None and len(client_token) > 64:
+    if client_token is not None and (len(client_token) > 64 or not client_token.isascii()):
         raise invalid_value("ClientToken", client_token[:20] + "...", "Client tokens are at most 64 ASCII characters.")
     fingerprint = _request_hash(
         {"image": image_id, "type": itype, "min": min_count, "max": max_count, "key": key_name, "ud": udata, "zone": zone}

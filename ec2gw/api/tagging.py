@@ -38,6 +38,8 @@ def validate_tags(tags: Iterable[dict[str, Any]] | None, *, need_value: bool = F
             value = ""
         if len(value) > 256:
             raise ServiceError("InvalidParameterValue", f"The value of tag '{key}' is longer than 256 characters.")
+        if any(k == key for k, _ in out):
+            raise _duplicate_key(key)
         out.append((key, value))
     if len(out) > MAX_TAGS:
         raise ServiceError("TagLimitExceeded", f"At most {MAX_TAGS} tags are allowed per resource; {len(out)} were given.")
@@ -58,7 +60,12 @@ def tags_for(s: Session, resource_ids: list[str]) -> dict[str, list[dict[str, st
     return out
 
 
+def _duplicate_key(key: str) -> ServiceError:
+    return ServiceError("InvalidParameterValue", f"Duplicate tag key '{key}' specified; give each tag key once.")
+
+
 def set_tags(s: Session, owner_id: int, resource_id: str, tags: list[tuple[str, str]]) -> None:
+    tags = list(dict(tags).items())  # one row per key (a resource has each key once): the last value wins
     existing = {t.key: t for t in s.scalars(select(Tag).where(Tag.resource_id == resource_id))}
     new_keys = {k for k, _ in tags} - set(existing)
     if len(existing) + len(new_keys) > MAX_TAGS:
@@ -80,5 +87,8 @@ def tags_from_specifications(specs: list[dict[str, Any]] | None, resource_type: 
             raise ServiceError("InvalidParameterValue", "Each TagSpecification needs a ResourceType, e.g. instance.")
         tags = validate_tags(spec.get("Tags"))
         if rtype == resource_type:
+            for key, _ in tags:
+                if any(k == key for k, _ in out):  # two TagSpecifications of the type giving the same key
+                    raise _duplicate_key(key)
             out.extend(tags)
     return out

@@ -63,9 +63,21 @@ def match_any(column: Any, values: Sequence[str]) -> Condition:
     return or_(*conds) if len(conds) > 1 else conds[0]
 
 
+#: AWS's limit on the values of all filters of one request; it also keeps the SQL small enough
+#: for SQLite (whose expression tree may be at most 1000 deep: each value is one more OR)
+MAX_FILTER_VALUES = 200
+
+
 def normalize(filters: Any) -> list[tuple[str, list[str]]]:
     """The Filter list as (name, values), validated."""
     out: list[tuple[str, list[str]]] = []
+    total = sum(len(f.get("Values") or []) for f in filters or [])
+    if total > MAX_FILTER_VALUES:
+        raise ServiceError(
+            "FilterLimitExceeded",
+            f"The maximum number of filter values specified on a single call is {MAX_FILTER_VALUES}; "
+            f"{total} were given. Split the request.",
+        )
     for f in filters or []:
         name = f.get("Name")
         if not name:

@@ -7,6 +7,7 @@ a `principal_lookup` callable and providers get whatever `make_context` builds.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -51,9 +52,48 @@ def raw_path(environ: dict[str, Any]) -> str:
     return quote(environ.get("PATH_INFO", "/").encode("latin-1"), safe="-_.~/!$&'()*+,;=:@%") or "/"
 
 
+def _body_read_errors() -> tuple[type[BaseException], ...]:
+    """What a WSGI server's input stream raises for a body the client broke (bad chunk sizes, a
+    chunked body cut off, a reset connection), as opposed to a bug of ours."""
+    errors: list[type[BaseException]] = [OSError, ValueError]
+    try:
+        from gunicorn.http.errors import ParseException  # InvalidChunkSize, ChunkMissingTerminator, ...
+
+        errors.append(ParseException)
+    except ImportError:  # pragma: no cover - gunicorn ships with the service
+        pass
+    try:
+        from werkzeug.exceptions import ClientDisconnected
+
+        errors.append(ClientDisconnected)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+_BODY_READ_ERRORS = _body_read_errors()
+
+
+class _CheckedStream:
+    """wsgi.input whose failures are the client's: IncompleteBody (400) instead of an InternalError."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, size: int) -> bytes:
+        try:
+            return bytes(self._stream.read(size))
+        except _BODY_READ_ERRORS as exc:
+            raise ServiceError(
+                "IncompleteBody",
+                f"The request body could not be read ({type(exc).__name__}: it is malformed or was cut off); "
+                "resend the whole request.",
+            ) from None
+
+
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
     """The whole request body, refusing oversize and cut-off bodies with AWS-style errors."""
-    stream = environ["wsgi.input"]
+    stream = _CheckedStream(environ["wsgi.input"])
     length_header = environ.get("CONTENT_LENGTH") or ""
     if length_header.strip():
         try:
@@ -95,11 +135,27 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
 
 def decode_params(data: str, where: str) -> list[tuple[str, str]]:
     try:
-        return parse_qsl(data, keep_blank_values=True, errors="strict")
+        pairs = parse_qsl(data, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         raise ServiceError(
             "InvalidParameterValue", f"The {where} holds percent-escapes that are not valid UTF-8; encode parameters as UTF-8."
         ) from None
+    for name, value in pairs:
+        # A character XML 1.0 cannot carry (NUL and the other C0 controls but tab, LF and CR; lone
+        # surrogates; U+FFFE/U+FFFF) could not be answered back as sent: a key pair or tag would be
+        # listed under another name than the one it was made with. PostgreSQL cannot store NUL at all.
+        bad = _NOT_XML.search(name) or _NOT_XML.search(value)
+        if bad:
+            shown = _NOT_XML.sub(lambda m: f"%{ord(m.group()):02X}" if ord(m.group()) < 0x80 else "?", name)[:100]
+            raise ServiceError(
+                "InvalidParameterValue",
+                f"The parameter {shown} holds the control character U+{ord(bad.group()):04X}, which no EC2 "
+                "parameter takes; remove it.",
+            )
+    return pairs
+
+
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class Ec2Gateway:

@@ -26,6 +26,9 @@ PROTOCOL_PARAMS = frozenset(
     }
 )
 
+#: the range of the protocol's integer types (32- and 64-bit signed, as AWS reads them)
+_INT_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+
 _Node = dict[Any, Any]  # segment -> node; the leaf value lives under the key None
 
 
@@ -109,7 +112,8 @@ def _list(shape: ListShape, node: _Node, path: str) -> list[Any]:
             # a list sent without an index: accept it as a one-element list
             items.append((0, {None: child}))
             continue
-        if not key.isdigit() or int(key) < 1 or int(key) > 100000:
+        # ASCII digits only: str.isdigit() also accepts '²' or '①', which int() refuses
+        if not (key.isascii() and key.isdigit()) or int(key) < 1 or int(key) > 100000:
             raise ServiceError(
                 "InvalidParameterValue",
                 f"Parameter {path}.{key} is not valid: list elements are numbered {path}.1, {path}.2, ...",
@@ -139,12 +143,24 @@ def _scalar(shape: Shape, raw: str, path: str) -> Any:
     if kind == "string":
         return raw
     if kind in ("integer", "long"):
+        text = raw.strip()
         try:
-            return int(raw.strip())
+            # ASCII digits only: int() would also take '1_000' or non-ASCII digits such as '١٢'
+            if not text.isascii() or "_" in text:
+                raise ValueError(text)
+            number = int(text)
         except ValueError:
             raise ServiceError(
                 "InvalidParameterValue", f"Value ({raw}) for parameter {path} is invalid. Expected an integer."
             ) from None
+        low, high = _INT_RANGES[kind]
+        if not low <= number <= high:
+            # beyond the wire type's range: AWS refuses it, and the database could not store or compare it
+            raise ServiceError(
+                "InvalidParameterValue",
+                f"Value ({raw[:40]}) for parameter {path} is invalid. Expected an integer between {low} and {high}.",
+            )
+        return number
     if kind == "boolean":
         low = raw.strip().lower()
         if low in ("true", "1"):

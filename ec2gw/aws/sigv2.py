@@ -56,9 +56,10 @@ def _same(provided: str, expected: str) -> bool:
 def _parse_iso(value: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        # astimezone overflows near year 1 and 9999 (e.g. 0001-01-01T00:00:00+01:00)
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def ec2_string_to_sign(method: str, host: str, path: str, params: list[tuple[str, str]]) -> str:

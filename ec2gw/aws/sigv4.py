@@ -179,11 +179,12 @@ def parse_amz_date(value: str | None) -> datetime | None:
         pass
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if parsed is None:
+            return None
+        # astimezone overflows for times within hours of year 1 or 9999 (e.g. 31 Dec 9999 23:30 -0100)
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (TypeError, ValueError, OverflowError):
         return None
-    if parsed is None:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def check_skew(service: str, when: datetime, now: datetime, what: str) -> None:
@@ -280,21 +281,29 @@ def verify_signature(
     paths = [path] if service == "ec2" else list(dict.fromkeys([path, reencode_path(path)]))
     seen: set[str] = set()
     first_try: tuple[str, str] | None = None
+    # bytes: compare_digest refuses str with non-ASCII characters, which a forged header may carry
+    provided = claim.signature.lower().encode("utf-8", "replace")
     for p in paths:
         for params, raw_query in queries:
-            url = f"http://{first(hdrs, 'host') or 'localhost'}{p}" + (f"?{raw_query}" if raw_query else "")
+            # The URL's host is never part of the canonical request (the Host header is, verbatim, among
+            # the signed headers), so a fixed one keeps a junk Host such as "[::1" from breaking urlsplit.
+            url = f"http://localhost{p}" + (f"?{raw_query}" if raw_query else "")
             request = AWSRequest(method=req.method.upper(), url=url, headers=headers, params=list(params))
             request.context["timestamp"] = claim.amz_date
             request.context["payload_hash"] = payload_hash
-            creq = signer.canonical_request(request)
+            try:
+                creq = signer.canonical_request(request)
+            except ValueError:  # a path urlsplit cannot take: nothing the client signed can match it
+                continue
             if creq in seen:
                 continue
             seen.add(creq)
             sts = signer.string_to_sign(request, creq)
             first_try = first_try or (sts, creq)
-            if hmac.compare_digest(signer.signature(sts, request), claim.signature.lower()):
+            if hmac.compare_digest(signer.signature(sts, request).encode(), provided):
                 return
-    assert first_try is not None
+    if first_try is None:
+        raise signature_error(service, claim.access_key, claim.signature, "", None)
     raise signature_error(service, claim.access_key, claim.signature, first_try[0], first_try[1])
 
 

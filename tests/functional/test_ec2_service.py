@@ -186,6 +186,69 @@ def test_cut_off_body_does_not_break_the_service(server: LiveServer) -> None:
     assert server.client("ec2").describe_regions()["Regions"]
 
 
+def _raw_exchange(server: LiveServer, head: str, body: bytes) -> bytes:
+    """Send a request as raw bytes (header values latin-1, as on the wire), then read the answer to EOF."""
+    with socket.create_connection(("127.0.0.1", server.ec2_port), timeout=10) as sock:
+        sock.sendall(head.encode("latin-1") + body)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def _log_size(server: LiveServer) -> int:
+    return server.log_path.stat().st_size if server.log_path and server.log_path.exists() else 0
+
+
+def _log_since(server: LiveServer, offset: int) -> str:
+    assert server.log_path is not None
+    with open(server.log_path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def _status_and_code(answer: bytes) -> tuple[int, str]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), _error_code(body)
+
+
+@pytest.mark.parametrize("chunks", [
+    b"zz\r\nAction=DescribeRegions\r\n0\r\n\r\n",  # a chunk size that is no hex number
+    b"ffff\r\nAction=DescribeRegions",  # chunked body cut off by the client closing
+    b"5\r\nAction=DescribeRegions\r\n0\r\n\r\n",  # chunk longer than its size: no CRLF after 5 bytes
+])
+def test_broken_chunked_body_is_incomplete_body(server: LiveServer, chunks: bytes) -> None:
+    """gunicorn's chunked reader raises InvalidChunkSize / NoMoreData / ChunkMissingTerminator: they
+    are the client's broken body (400), not InternalError; the service keeps answering."""
+    headers = _signed(server, b"Action=DescribeRegions")
+    log_offset = _log_size(server)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() != "content-length")
+    answer = _raw_exchange(server, f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{server.ec2_port}\r\n"
+                                   f"Transfer-Encoding: chunked\r\n{head}\r\n", chunks)
+    assert _status_and_code(answer) == (400, "IncompleteBody")
+    assert server.client("ec2").describe_regions()["Regions"]
+    assert "Traceback" not in _log_since(server, log_offset)
+
+
+@pytest.mark.parametrize("change", ["host", "signature"])
+def test_junk_host_or_non_ascii_signature_is_signature_does_not_match(server: LiveServer, change: str) -> None:
+    """Host "[::1" broke urlsplit in the verifier, a signature with a latin-1 byte broke
+    hmac.compare_digest: both were InternalError."""
+    body = b"Action=DescribeRegions&Version=2016-11-15"
+    headers = _signed(server, body)
+    log_offset = _log_size(server)
+    host = f"127.0.0.1:{server.ec2_port}"
+    if change == "host":
+        host = "[::1"
+    else:
+        headers["Authorization"] += "\xe9"
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    answer = _raw_exchange(server, f"POST / HTTP/1.1\r\nHost: {host}\r\n{head}Connection: close\r\n\r\n", body)
+    assert _status_and_code(answer) == (403, "SignatureDoesNotMatch")
+    assert "Traceback" not in _log_since(server, log_offset)
+
+
 def test_version_decides_the_namespace(server: LiveServer) -> None:
     body = b"Action=DescribeRegions&Version=2014-10-01"
     status, out = _fetch(urllib.request.Request(server.ec2_url + "/", data=body, headers=_signed(server, body), method="POST"))

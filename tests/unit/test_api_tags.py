@@ -105,6 +105,26 @@ def test_tag_validation(w: World) -> None:
     assert len(tag_set(w.a)) == 50
 
 
+def test_duplicate_tag_keys_are_invalid_parameter_value(w: World) -> None:
+    """The same key twice in one request broke the (resource, key) unique index: an InternalError.
+    EC2 refuses it; nothing is written."""
+    ami = w.add_image("alice", "disk")
+    inst = w.add_instance("alice")
+    twice = [{"Key": "k", "Value": "1"}, {"Key": "k", "Value": "2"}]
+    code, message = error_of(w.a.create_tags, Resources=[ami, inst], Tags=twice)
+    assert code == "InvalidParameterValue" and "'k'" in message
+    assert tag_set(w.a) == set()
+    before = w.a.describe_instances()["Reservations"]
+    for specs in ([{"ResourceType": "instance", "Tags": twice}],
+                  [{"ResourceType": "instance", "Tags": twice[:1]}, {"ResourceType": "instance", "Tags": twice[1:]}]):
+        code, _ = error_of(w.a.run_instances, ImageId=ami, MinCount=1, MaxCount=1, TagSpecifications=specs)
+        assert code == "InvalidParameterValue"
+    assert w.a.describe_instances()["Reservations"] == before
+    code, _ = error_of(w.a.create_key_pair, KeyName="kp", TagSpecifications=[{"ResourceType": "key-pair", "Tags": twice}])
+    assert code == "InvalidParameterValue"
+    assert w.a.describe_key_pairs()["KeyPairs"] == []
+
+
 def test_delete_tags_semantics(w: World) -> None:
     ami = w.add_image("alice", "disk")
     other = w.add_image("alice", "other")

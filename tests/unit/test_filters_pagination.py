@@ -81,6 +81,19 @@ def test_bad_filters_are_invalid_parameter_value(session: Session, bad: list[dic
     assert err.value.code == "InvalidParameterValue"
 
 
+def test_more_than_200_filter_values_is_filter_limit_exceeded(session: Session) -> None:
+    """AWS's limit; without it a few hundred wildcard values made SQLite's expression tree too deep
+    (an OperationalError, so an InternalError)."""
+    at_limit = [{"Name": "tag:Name", "Values": [f"*{i}*" for i in range(150)]}, {"Name": "state", "Values": ["r*"] * 50}]
+    assert _ids(session, at_limit) == ["a1"]
+    with pytest.raises(ServiceError) as err:
+        _ids(session, [{"Name": "tag:Name", "Values": [f"*{i}*" for i in range(1000)]}])
+    assert err.value.code == "FilterLimitExceeded"
+    with pytest.raises(ServiceError) as err:
+        _ids(session, [{"Name": "state", "Values": ["x"] * 101}, {"Name": "thing-id", "Values": ["y"] * 100}])
+    assert err.value.code == "FilterLimitExceeded"
+
+
 def test_in_memory_matching() -> None:
     assert matches("us-east-1a", ["us-*"]) and not matches("eu-west-1", ["us-*"])
     assert matches(True, ["true"]) and matches(["x86_64", "arm"], ["arm"])

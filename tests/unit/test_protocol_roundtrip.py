@@ -102,6 +102,25 @@ def test_ill_typed_values_are_refused(params: list[tuple[str, str]], code: str) 
     assert err.value.code == code
 
 
+@pytest.mark.parametrize("name", ["InstanceId.\u00b2", "InstanceId.\u2460", "InstanceId.\u0661", "InstanceId.0",
+                                  "InstanceId.99999999999", "InstanceId.-1", "InstanceId.a"])
+def test_list_indexes_are_ascii_numbers_from_1(name: str) -> None:
+    """'²' or '①' pass str.isdigit() but int() refuses them: that was an InternalError."""
+    with pytest.raises(ServiceError) as err:
+        parse_query(operation_model("ec2", "DescribeInstances"), [(name, "i-12345678")])
+    assert err.value.code == "InvalidParameterValue"
+
+
+@pytest.mark.parametrize("value", ["2147483648", "-2147483649", "9" * 30, "1_0", "\u0661\u0660", "1e3", ""])
+def test_integers_outside_the_wire_range_or_not_ascii_digits_are_refused(value: str) -> None:
+    """An EC2 integer is 32-bit: bigger ones reached the database (SQLite refuses ints over 64 bits)."""
+    with pytest.raises(ServiceError) as err:
+        parse_query(operation_model("ec2", "DescribeInstances"), [("MaxResults", value)])
+    assert err.value.code == "InvalidParameterValue"
+    assert parse_query(operation_model("ec2", "DescribeInstances"), [("MaxResults", " 2147483647 ")]) == {
+        "MaxResults": 2147483647}
+
+
 def test_lists_are_ordered_by_index_and_unknown_parameters_ignored() -> None:
     op = operation_model("ec2", "DescribeInstances")
     parsed = parse_query(

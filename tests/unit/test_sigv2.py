@@ -118,6 +118,18 @@ def test_ec2_sigv2_unknown_key_unsupported_version_and_missing_time() -> None:
     expect_error("MissingParameter", 400, authenticate, view, service="ec2", lookup_secret=lookup)
 
 
+@pytest.mark.parametrize("name, value", [
+    ("Timestamp", "0001-01-01T00:00:00+01:00"), ("Timestamp", "9999-12-31T23:59:59-01:00"),
+    ("Expires", "0001-01-01T00:00:00+01:00"), ("Expires", "9999-12-31T23:59:59-01:00"),
+])
+def test_ec2_sigv2_time_at_the_calendar_edge_is_incomplete_signature(name: str, value: str) -> None:
+    """A Timestamp or Expires whose UTC time falls outside years 1-9999 is refused, not an InternalError."""
+    params = hand_signed("GET", base_params(SignatureMethod="HmacSHA256", **{name: value}), "HmacSHA256")
+    view = RequestView("GET", "/", urlencode(params), Headers({"Host": EC2_HOST}))
+    err = expect_error("IncompleteSignature", 400, authenticate, view, service="ec2", lookup_secret=lookup)
+    assert name in err.message
+
+
 def test_ec2_sigv2_host_header_is_signed() -> None:
     now = datetime.now(UTC)
     params = hand_signed("GET", base_params(SignatureMethod="HmacSHA256", Timestamp=_iso(now)), "HmacSHA256")

@@ -193,6 +193,41 @@ def test_ec2_malformed_authorization_is_incomplete_signature(header: str) -> Non
                  now=datetime(2024, 1, 1, tzinfo=UTC))
 
 
+def test_ec2_non_ascii_signature_is_signature_does_not_match() -> None:
+    """A forged signature with non-ASCII characters (gunicorn hands header bytes over as latin-1) is
+    just a wrong signature; hmac.compare_digest refuses such str, which made it an InternalError."""
+    request = ec2_request()
+    view = view_of(request)
+    headers = Headers(view.headers)
+    headers["Authorization"] = headers["Authorization"] + "\u00e9"
+    bad = RequestView(view.method, view.path, view.query, headers)
+    expect_error("SignatureDoesNotMatch", 403, authenticate, bad, service="ec2", lookup_secret=lookup,
+                 form_body=body_of(request))
+
+
+@pytest.mark.parametrize("host", ["[::1", "[", "h]:x["])
+def test_ec2_unparsable_host_header_is_signature_does_not_match(host: str) -> None:
+    """The Host header is signed verbatim; one that is no valid URL authority (an open IPv6 bracket)
+    cannot match the signature, and must not make urlsplit fail in the verifier."""
+    request = ec2_request()
+    view = view_of(request)
+    headers = Headers(view.headers)
+    headers["Host"] = host
+    bad = RequestView(view.method, view.path, view.query, headers)
+    expect_error("SignatureDoesNotMatch", 403, authenticate, bad, service="ec2", lookup_secret=lookup,
+                 form_body=body_of(request))
+
+
+@pytest.mark.parametrize("date", ["Fri, 31 Dec 9999 23:30:00 -0100", "Mon, 01 Jan 0001 00:30:00 +0100"])
+def test_ec2_date_header_at_the_calendar_edge_is_incomplete_signature(date: str) -> None:
+    """A Date header that converts to UTC past year 9999 (or before year 1) is no valid signing time."""
+    header = f"AWS4-HMAC-SHA256 Credential={AK}/99991231/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=ab"
+    view = RequestView("POST", "/", "", Headers({"Host": "h", "Authorization": header, "Date": date}))
+    err = expect_error("IncompleteSignature", 400, authenticate, view, service="ec2", lookup_secret=lookup,
+                       form_body=b"Action=DescribeRegions")
+    assert "X-Amz-Date" in err.message or "date" in err.message
+
+
 def test_ec2_unsupported_algorithm_is_auth_failure() -> None:
     view = RequestView("POST", "/", "", Headers({"Host": "h", "Authorization": "AWS4-ECDSA-P256-SHA256 x"}))
     expect_error("AuthFailure", 401, authenticate, view, service="ec2", lookup_secret=lookup)
