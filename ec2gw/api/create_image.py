@@ -50,7 +50,7 @@ def create_image(
     if block_device_mappings:
         raise ServiceError("InvalidParameterCombination",
                            "BlockDeviceMappings are not supported: the image holds the instance's root disk only.")
-    image_tags = [t for t in tags_from_specifications(tag_specifications, "image")]
+    image_tags = tags_from_specifications(tag_specifications, "image", also=("snapshot",))
     settings = ctx.settings
     with ctx.db.session(write=True) as s:
         inst = load_instances(s, ctx, [instance_id], for_update=True)[0]

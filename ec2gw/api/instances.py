@@ -120,7 +120,8 @@ def run_instances(
     if behavior not in ("stop", "terminate"):
         raise invalid_value("InstanceInitiatedShutdownBehavior", behavior, "Use stop or terminate.")
     udata = _user_data(user_data, settings.max_user_data_bytes)
-    tags = tags_from_specifications(tag_specifications, "instance")
+    tags = tags_from_specifications(tag_specifications, "instance",
+                                    also=("volume", "network-interface", "spot-instances-request", "elastic-gpu"))
     lease_hours = leases.launch_hours(settings, tags)
     zone = (placement or {}).get("AvailabilityZone") or None
     if client_token is not None and (len(client_token) > 64 or not client_token.isascii()):

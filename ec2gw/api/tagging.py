@@ -78,13 +78,20 @@ def set_tags(s: Session, owner_id: int, resource_id: str, tags: list[tuple[str, 
             s.add(Tag(resource_id=resource_id, key=key, value=value, owner_id=owner_id, resource_type=rtype))
 
 
-def tags_from_specifications(specs: list[dict[str, Any]] | None, resource_type: str) -> list[tuple[str, str]]:
-    """The tags a TagSpecifications list asks for on `resource_type`; other types are validated and ignored."""
+def tags_from_specifications(specs: list[dict[str, Any]] | None, resource_type: str,
+                             also: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """The tags a TagSpecifications list asks for on `resource_type`. Types in `also` are ones the
+    operation takes on AWS for resources this service does not keep (a RunInstances volume, say):
+    validated and ignored. Any other type is refused, as AWS refuses it."""
     out: list[tuple[str, str]] = []
     for spec in specs or []:
         rtype = spec.get("ResourceType")
         if not rtype:
             raise ServiceError("InvalidParameterValue", "Each TagSpecification needs a ResourceType, e.g. instance.")
+        if rtype != resource_type and rtype not in also:
+            allowed = ", ".join((resource_type, *also))
+            raise ServiceError("InvalidParameterValue",
+                               f"'{rtype[:64]}' is not a valid taggable resource type for this operation; use {allowed}.")
         tags = validate_tags(spec.get("Tags"))
         if rtype == resource_type:
             for key, _ in tags:

@@ -97,8 +97,7 @@ def test_create_in_putty_format(w: World, tmp_path: Path, key_type: str) -> None
 def test_create_with_tags_and_dry_run(w: World) -> None:
     r = w.a.create_key_pair(
         KeyName="tagged",
-        TagSpecifications=[{"ResourceType": "key-pair", "Tags": [{"Key": "team", "Value": "ops"}]},
-                           {"ResourceType": "instance", "Tags": [{"Key": "ignored", "Value": "x"}]}],
+        TagSpecifications=[{"ResourceType": "key-pair", "Tags": [{"Key": "team", "Value": "ops"}]}],
     )
     assert r["Tags"] == [{"Key": "team", "Value": "ops"}]
     found = w.a.describe_key_pairs(Filters=[{"Name": "tag:team", "Values": ["o*"]}])["KeyPairs"]

@@ -125,6 +125,26 @@ def test_duplicate_tag_keys_are_invalid_parameter_value(w: World) -> None:
     assert w.a.describe_key_pairs()["KeyPairs"] == []
 
 
+def test_tag_specification_resource_types_are_those_the_operation_takes(w: World) -> None:
+    """RunInstances takes instance tags and, as on AWS, volume or network-interface ones (nothing here
+    keeps those: they are checked and ignored); a type the operation does not take is refused."""
+    ami = w.add_image("alice", "disk")
+    tag = [{"Key": "k", "Value": "v"}]
+    for rtype in ("key-pair", "image", "no-such-type"):
+        code, message = error_of(w.a.run_instances, ImageId=ami, MinCount=1, MaxCount=1,
+                                 TagSpecifications=[{"ResourceType": rtype, "Tags": tag}])
+        assert code == "InvalidParameterValue" and f"'{rtype}'" in message and "instance" in message
+    assert w.a.describe_instances()["Reservations"] == []
+    code, _ = error_of(w.a.create_key_pair, KeyName="kp", TagSpecifications=[{"ResourceType": "instance", "Tags": tag}])
+    assert code == "InvalidParameterValue"
+    assert w.a.describe_key_pairs()["KeyPairs"] == []
+    w.a.run_instances(ImageId=ami, MinCount=1, MaxCount=1, TagSpecifications=[
+        {"ResourceType": "instance", "Tags": tag}, {"ResourceType": "volume", "Tags": [{"Key": "vol", "Value": "1"}]}])
+    (inst,) = w.a.describe_instances()["Reservations"][0]["Instances"]
+    keys = {t["Key"]: t["Value"] for t in inst["Tags"]}
+    assert keys["k"] == "v" and "vol" not in keys
+
+
 def test_delete_tags_semantics(w: World) -> None:
     ami = w.add_image("alice", "disk")
     other = w.add_image("alice", "other")
