@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ec2gw.errors import ServiceError
 from storage.context import access_denied
@@ -100,6 +100,76 @@ def check_canned_acl(acl: str | None) -> str | None:
         raise ServiceError("InvalidArgument", f"The canned ACL {acl!r} is not supported here; use one of "
                            f"{', '.join(CANNED_ACLS)}.", 400, ArgumentName="x-amz-acl", ArgumentValue=acl)
     return acl
+
+
+_PERMISSIONS = ("FULL_CONTROL", "WRITE", "WRITE_ACP", "READ", "READ_ACP")
+_GRANTEE_TYPES = ("CanonicalUser", "AmazonCustomerByEmail", "Group")
+#: x-amz-grant-* (as operation parameters) -> the permission they grant
+GRANT_HEADERS = {"grant_read": "READ", "grant_write": "WRITE", "grant_read_acp": "READ_ACP",
+                 "grant_write_acp": "WRITE_ACP", "grant_full_control": "FULL_CONTROL"}
+_GRANTEE_KEYS = {"id": ("CanonicalUser", "ID"), "uri": ("Group", "URI"),
+                 "emailaddress": ("AmazonCustomerByEmail", "EmailAddress")}
+
+
+def acl_from_grants(grants: list[dict[str, Any]]) -> str:
+    """The canned ACL a list of grants amounts to: 400 MalformedACLError for what is no grant at all,
+    501 NotImplemented for grants that no canned ACL expresses."""
+    public_read = auth_read = public_write = False
+    for grant in grants:
+        grantee, perm = grant.get("Grantee") or {}, grant.get("Permission")
+        if perm not in _PERMISSIONS or grantee.get("Type") not in _GRANTEE_TYPES:
+            raise ServiceError("MalformedACLError", "The XML you provided was not well-formed or did not validate "
+                               "against our published schema", 400)
+        if grantee.get("Type") == "CanonicalUser" and perm == "FULL_CONTROL":
+            continue
+        if grantee.get("URI") == ALL_USERS and perm == "READ":
+            public_read = True
+        elif grantee.get("URI") == ALL_USERS and perm == "WRITE":
+            public_write = True
+        elif grantee.get("URI") == AUTH_USERS and perm == "READ":
+            auth_read = True
+        else:
+            raise ServiceError("NotImplemented", "Only ACLs that a canned ACL (private, public-read, "
+                               "public-read-write, authenticated-read) expresses are supported.", 501)
+    if public_write:
+        return "public-read-write"
+    return "public-read" if public_read else "authenticated-read" if auth_read else "private"
+
+
+def header_grants(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The grants of x-amz-grant-read/-write/-read-acp/-write-acp/-full-control
+    (`uri="http://acs.amazonaws.com/groups/global/AllUsers", id="..."`)."""
+    grants = []
+    for param, perm in GRANT_HEADERS.items():
+        value = p.get(param)
+        if value is None:
+            continue
+        for item in str(value).split(","):
+            kind, eq, who = item.strip().partition("=")
+            found = _GRANTEE_KEYS.get(kind.strip().lower())
+            who = who.strip().strip('"')
+            if not eq or found is None or not who:
+                raise ServiceError("InvalidArgument", f"Invalid grant {item.strip()[:100]!r}: use id=\"...\", "
+                                   "uri=\"...\" or emailAddress=\"...\".", 400,
+                                   ArgumentName="x-amz-" + param.replace("_", "-"), ArgumentValue=str(value)[:1024])
+            grants.append({"Grantee": {"Type": found[0], found[1]: who}, "Permission": perm})
+    return grants
+
+
+def requested_acl(canned: str | None, p: dict[str, Any], principal: Principal | None) -> str:
+    """The ACL a write asks for: x-amz-acl or x-amz-grant-* (as a canned ACL), never both. A grant
+    to a user (id="...") other than the caller has no canned equivalent (501)."""
+    grants = header_grants(p)
+    if grants and canned is not None:
+        raise ServiceError("InvalidRequest", "Specifying both Canned ACLs and Header Grants is not allowed", 400)
+    if not grants:
+        return check_canned_acl(canned) or "private"
+    me = canonical_id(principal.account_id) if principal is not None else None
+    for grant in grants:
+        if grant["Grantee"]["Type"] != "Group" and grant["Grantee"].get("ID") != me:
+            raise ServiceError("NotImplemented", "Only grants that a canned ACL (private, public-read, "
+                               "public-read-write, authenticated-read) expresses are supported.", 501)
+    return acl_from_grants(grants)
 
 
 # --------------------------------------------------------------------------- owners

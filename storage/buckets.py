@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 
 from ec2gw.errors import ServiceError
 from storage import access, usage
-from storage.access import ALL_USERS, AUTH_USERS, check_canned_acl, owner_dict
-from storage.context import S3Context, access_denied, operation
+from storage.access import ALL_USERS, AUTH_USERS, owner_dict
+from storage.context import S3Context, access_denied, check_version_id, operation
 from storage.models import Bucket, MultipartUpload, Object, Part
 from storage.records import bucket_row, get_bucket, require_object, set_object_acl, user_names
 
@@ -52,7 +52,10 @@ def list_buckets(ctx: S3Context, prefix: str | None = None, max_buckets: int | N
 
 @operation("CreateBucket")
 def create_bucket(ctx: S3Context, bucket: str, create_bucket_configuration: dict[str, Any] | None = None,
-                  acl: str | None = None, **_: Any) -> dict[str, Any]:
+                  acl: str | None = None, **p: Any) -> dict[str, Any]:
+    if p.get("object_lock_enabled_for_bucket"):
+        raise ServiceError("NotImplemented", "Cumulus does not implement Object Lock; create the bucket without "
+                           "x-amz-bucket-object-lock-enabled.", 501)
     if ctx.principal is None:
         raise access_denied()
     if bucket == ctx.settings.image_bucket:
@@ -60,7 +63,7 @@ def create_bucket(ctx: S3Context, bucket: str, create_bucket_configuration: dict
             raise bucket_exists(bucket)
     else:
         access.check_new_bucket_name(bucket)
-    acl = check_canned_acl(acl) or "private"
+    acl = access.requested_acl(acl, p, ctx.principal)
     region = ctx.settings.region
     wanted = (create_bucket_configuration or {}).get("LocationConstraint")
     if wanted and wanted != region and not (wanted == "EU" and region == "eu-west-1"):
@@ -154,28 +157,14 @@ def grants_for(acl: str, owner: dict[str, str]) -> list[dict[str, Any]]:
 
 def acl_from_policy(policy: dict[str, Any] | None) -> str:
     """The canned ACL an AccessControlPolicy amounts to; NotImplemented when it has no canned equivalent."""
-    public_read = auth_read = public_write = False
-    for grant in (policy or {}).get("Grants") or []:
-        grantee, perm = grant.get("Grantee") or {}, grant.get("Permission")
-        if grantee.get("Type") == "CanonicalUser" and perm == "FULL_CONTROL":
-            continue
-        if grantee.get("URI") == ALL_USERS and perm == "READ":
-            public_read = True
-        elif grantee.get("URI") == ALL_USERS and perm == "WRITE":
-            public_write = True
-        elif grantee.get("URI") == AUTH_USERS and perm == "READ":
-            auth_read = True
-        else:
-            raise ServiceError("NotImplemented", "Only ACLs that a canned ACL (private, public-read, "
-                               "public-read-write, authenticated-read) expresses are supported.", 501)
-    if public_write:
-        return "public-read-write"
-    return "public-read" if public_read else "authenticated-read" if auth_read else "private"
+    return access.acl_from_grants((policy or {}).get("Grants") or [])
 
 
-def _new_acl(acl: str | None, policy: dict[str, Any] | None) -> str:
-    if acl is not None:
-        return check_canned_acl(acl) or "private"
+def _new_acl(ctx: S3Context, acl: str | None, policy: dict[str, Any] | None, p: dict[str, Any]) -> str:
+    if acl is not None or access.header_grants(p):
+        if policy is not None:
+            raise ServiceError("UnexpectedContent", "This request does not support content", 400)
+        return access.requested_acl(acl, p, ctx.principal)
     if policy is None:
         raise ServiceError("MissingSecurityHeader", "Your request was missing a required header: x-amz-acl or an "
                            "AccessControlPolicy body.", 400)
@@ -194,8 +183,8 @@ def get_bucket_acl(ctx: S3Context, bucket: str, **_: Any) -> dict[str, Any]:
 
 @operation("PutBucketAcl")
 def put_bucket_acl(ctx: S3Context, bucket: str, acl: str | None = None,
-                   access_control_policy: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
-    new = _new_acl(acl, access_control_policy)
+                   access_control_policy: dict[str, Any] | None = None, **p: Any) -> dict[str, Any]:
+    new = _new_acl(ctx, acl, access_control_policy, p)
     with ctx.db.session(write=True) as s:
         b = bucket_row(s, bucket)
         access.require_bucket_owner(ctx.principal, b)
@@ -204,7 +193,8 @@ def put_bucket_acl(ctx: S3Context, bucket: str, acl: str | None = None,
 
 
 @operation("GetObjectAcl")
-def get_object_acl(ctx: S3Context, bucket: str, key: str, **_: Any) -> dict[str, Any]:
+def get_object_acl(ctx: S3Context, bucket: str, key: str, version_id: str | None = None, **_: Any) -> dict[str, Any]:
+    check_version_id(version_id)
     with ctx.db.session() as s:
         b = get_bucket(s, bucket)
         row = require_object(s, b, key)
@@ -217,8 +207,10 @@ def get_object_acl(ctx: S3Context, bucket: str, key: str, **_: Any) -> dict[str,
 
 @operation("PutObjectAcl")
 def put_object_acl(ctx: S3Context, bucket: str, key: str, acl: str | None = None,
-                   access_control_policy: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:
-    new = _new_acl(acl, access_control_policy)
+                   access_control_policy: dict[str, Any] | None = None, version_id: str | None = None,
+                   **p: Any) -> dict[str, Any]:
+    check_version_id(version_id)
+    new = _new_acl(ctx, acl, access_control_policy, p)
     with ctx.db.session(write=True) as s:
         b = get_bucket(s, bucket)
         access.require(access.can_write_object(ctx.settings, ctx.principal, b, key))

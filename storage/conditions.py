@@ -15,7 +15,22 @@ from datetime import UTC, datetime
 
 from ec2gw.errors import ServiceError
 
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE | re.ASCII)
+#: larger than any object (5 TiB); what a position of more digits than int() takes counts as
+BEYOND_ANY_SIZE = 1 << 63
+
+
+def _magnitude(digits: str) -> tuple[int, str]:
+    """Orders digit strings as the numbers they write, however long."""
+    digits = digits.lstrip("0") or "0"
+    return len(digits), digits
+
+
+def range_number(digits: str) -> int:
+    """A range position as written (ASCII digits); a number too long for int() (Python refuses more
+    than 4,300 digits) is past the end of any object, as it is."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else BEYOND_ANY_SIZE
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -27,14 +42,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first, last = m.group(1), m.group(2)
     if not first:
-        suffix = int(last)
+        suffix = range_number(last)
         if suffix == 0 or size == 0:
             raise invalid_range(size, header)
         return max(0, size - suffix), size
-    start = int(first)
-    end = int(last) + 1 if last else size
-    if last and end <= start:
+    if last and _magnitude(last) < _magnitude(first):
         return None  # syntactically invalid (last < first): ignored
+    start = range_number(first)
+    end = range_number(last) + 1 if last else size
     if start >= size:
         raise invalid_range(size, header)
     return start, min(end, size)

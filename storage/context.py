@@ -94,3 +94,10 @@ def invalid_argument(message: str, name: str | None = None, value: Any = None) -
 
 def invalid_request(message: str) -> ServiceError:
     return ServiceError("InvalidRequest", message, 400)
+
+
+def check_version_id(version_id: str | None) -> None:
+    """Buckets are unversioned: the only version of an object is "null"; any other versionId is
+    refused (S3's answer on an unversioned bucket), never taken to mean the current object."""
+    if version_id not in (None, "null"):
+        raise invalid_argument("Invalid version id specified", "versionId", version_id)

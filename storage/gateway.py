@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,8 @@ from ec2gw.errors import ServiceError
 from storage.api import registry
 from storage.blobstore import CHUNK, DIRECT_READ_MIN, BlobStore, SegmentReader
 from storage.context import S3Context
-from storage.upload import UploadBody
+from storage.records import bucket_owner_account
+from storage.upload import BODY_IDLE_TIMEOUT, UploadBody, set_receive_timeout
 
 if TYPE_CHECKING:
     from ec2gw.app import App
@@ -64,6 +66,7 @@ class S3Gateway:
         self.store = BlobStore(app.settings.data_dir / "cumulus", app.settings.cumulus_direct_io)
         self.store.sweep_tmp()  # temp files of uploads a crashed process never finished
         self.router = S3Router(service_model("s3"), registry.names())
+        self._subresources, self._literals = _subresources(service_model("s3"))
         self._image_bucket_ready = False
         names = {"localhost", app.settings.advertised_host.lower(), app.settings.public_host.lower()}
         #: ".host" for every DNS name we answer to (addresses cannot carry a bucket label)
@@ -119,14 +122,45 @@ class S3Gateway:
         model = operation_model("s3", name)
         payload = _payload_member(model)
 
+        sock = environ.get("gunicorn.socket")
+        timed: list[Any] = []
+
         def body_factory() -> UploadBody:
+            # a client that stops sending gets 400 RequestTimeout instead of holding a thread forever
+            if sock is not None and not timed and set_receive_timeout(sock, BODY_IDLE_TIMEOUT):
+                timed.append(sock)
             return UploadBody.from_request(environ["wsgi.input"], headers, auth.payload_hash, auth.chunk_signer)
 
+        try:
+            return self._dispatch(environ, s3req, name, model, payload, headers, principal, request_id, auth,
+                                  body_factory)
+        except ServiceError as err:
+            if err.code == "RequestTimeout" and timed:
+                try:  # what the client still sends is not read: the connection ends after the answer
+                    # (socket.socket's own shutdown: ssl.SSLSocket's drops TLS for what follows)
+                    socket.socket.shutdown(timed[0], socket.SHUT_RD)
+                except OSError:
+                    pass
+            raise
+        finally:
+            if timed:
+                set_receive_timeout(timed[0], 0)
+
+    def _dispatch(self, environ: dict[str, Any], s3req: S3Request, name: str, model: OperationModel,
+                  payload: Shape | None, headers: Any, principal: Principal | None, request_id: str,
+                  auth: AuthResult, body_factory: Callable[[], UploadBody]) -> S3Response:
         xml = None
         if payload is not None and payload.type_name == "structure" and _has_body(environ, headers):
             xml = _xml_body(name, body_factory())
-        params = parse_request(model, s3req, xml)
+        try:
+            params = parse_request(model, s3req, xml)
+        except OverflowError:
+            # a date within hours of year 1 or 9999 with a time zone (If-Modified-Since: Fri, 31 Dec
+            # 9999 23:59:59 -2359, Expires, x-amz-object-lock-retain-until-date, ...): converting it to
+            # UTC leaves datetime's range
+            raise ServiceError("InvalidArgument", "A date in the request is out of range.", 400) from None
         _check_required(model, params)
+        self.check_expected_owners(params)
         host = headers.get("Host") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '')}"
         ctx = S3Context(self.app, self.store, principal, request_id, auth,
                         body_factory if payload is not None and payload.type_name == "blob" else None,
@@ -136,6 +170,11 @@ class S3Gateway:
     def route(self, req: S3Request) -> str:
         """The operation, or 405 MethodNotAllowed / 501 NotImplemented as S3 answers them."""
         name = self.router.match(req)
+        if name is not None and any(k in self._subresources and k not in self._literals[name] for k, _ in req.query):
+            # a subresource that no operation has for this method (DELETE /bucket?acl, DELETE
+            # /bucket/key?retention): the router would fall back on the plain operation and
+            # delete the bucket or the object; S3 refuses the method
+            name = None
         if name is None:
             err = ServiceError("MethodNotAllowed", "The specified method is not allowed against this resource.", 405,
                                Method=req.method, ResourceType={"object": "OBJECT", "bucket": "BUCKET"}.get(
@@ -161,6 +200,22 @@ class S3Gateway:
                 raise
             return authenticate(RequestView(method, path + "/", query, headers), service="s3",
                                 lookup_secret=lookup_secret)
+
+    def check_expected_owners(self, params: dict[str, Any]) -> None:
+        """x-amz-expected-bucket-owner / x-amz-source-expected-bucket-owner: 403 AccessDenied when
+        the bucket (the copy source's) belongs to another account, as S3 answers; a client sends
+        them so that nothing is written to, or read from, a bucket someone else owns."""
+        checks = []
+        if params.get("ExpectedBucketOwner") is not None and params.get("Bucket"):
+            checks.append((params["Bucket"], params["ExpectedBucketOwner"]))
+        if params.get("ExpectedSourceBucketOwner") is not None and params.get("CopySource"):
+            from storage.objects import parse_copy_source
+
+            checks.append((parse_copy_source(params["CopySource"])[0], params["ExpectedSourceBucketOwner"]))
+        for bucket, expected in checks:
+            owner = bucket_owner_account(self.app.db, bucket)
+            if owner is not None and owner != str(expected).strip():
+                raise ServiceError("AccessDenied", "Access Denied", 403)
 
     def virtual_host_bucket(self, host: str | None) -> str | None:
         """The bucket of a virtual-hosted request (`bucket.<our host name>`), None for path style."""
@@ -212,6 +267,19 @@ class S3Gateway:
             start_response(f"{resp.status} {_REASONS.get(resp.status, 'OK')}", headers)
             return [] if method == "HEAD" or not body else [bytes(body)]
         raise TypeError(f"unexpected response body {type(body).__name__}")
+
+
+def _subresources(model: Any) -> tuple[frozenset[str], dict[str, frozenset[str]]]:
+    """The query keys that name a subresource (`?acl`, `?uploads`, `?retention`: keys without a
+    value in some operation's requestUri), and each operation's own."""
+    every: set[str] = set()
+    own: dict[str, frozenset[str]] = {}
+    for name in model.operation_names:
+        query = model.operation_model(name).http.get("requestUri", "").partition("?")[2]
+        keys = [item.partition("=") for item in query.split("&") if item]
+        own[name] = frozenset(k for k, _, _ in keys)
+        every.update(k for k, eq, _ in keys if not eq)
+    return frozenset(every), own
 
 
 def _is_address(name: str) -> bool:

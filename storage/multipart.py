@@ -19,9 +19,9 @@ from sqlalchemy import delete, select
 from ec2gw.db.models import utcnow
 from ec2gw.errors import ServiceError
 from storage import access, checksums, usage
-from storage.access import check_canned_acl, check_key, owner_dict
+from storage.access import check_key, owner_dict
 from storage.blobstore import SegmentReader
-from storage.conditions import parse_range
+from storage.conditions import parse_range, range_number
 from storage.context import S3Context, invalid_argument, invalid_request, no_such_upload, operation
 from storage.listing import after_condition, encoder, key_range, page_size, walk
 from storage.models import MultipartUpload, Part
@@ -71,7 +71,7 @@ def _part_number(value: int) -> int:
 def create_multipart_upload(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any]:
     check_key(key)
     refuse_unsupported(p)
-    acl = check_canned_acl(p.get("acl")) or "private"
+    acl = access.requested_acl(p.get("acl"), p, ctx.principal)
     algorithm = (p.get("checksum_algorithm") or "").upper() or None
     if algorithm is not None and algorithm not in ALGORITHMS.values():
         raise invalid_request(f"Checksum algorithm {algorithm} is not supported.")
@@ -193,7 +193,7 @@ def _copy_range(header: str, size: int) -> tuple[int, int]:
     except ServiceError:
         raise bad from None
     _, _, last = header.removeprefix("bytes=").partition("-")
-    if selected is None or int(last) >= size:
+    if selected is None or range_number(last) >= size:
         raise bad
     return selected
 
@@ -327,7 +327,8 @@ def abort_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: str
 def list_parts(ctx: S3Context, bucket: str, key: str, upload_id: str, max_parts: int | None = None,
                part_number_marker: int | None = None, **_: Any) -> dict[str, Any]:
     limit = page_size(max_parts, "max-parts")
-    marker = part_number_marker or 0
+    # past the last possible part, or below the first: SQLite takes no integer beyond 64 bits
+    marker = min(max(part_number_marker or 0, 0), MAX_PARTS)
     with ctx.db.session() as s:
         _, upload = _upload(s, ctx, bucket, key, upload_id)
         rows = list(s.scalars(select(Part).where(Part.upload_id == upload_id, Part.part_number > marker)

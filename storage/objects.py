@@ -10,6 +10,7 @@ no I/O whatever the size.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
@@ -18,9 +19,16 @@ from ec2gw.aws.restxml_serializer import http_date
 from ec2gw.aws.spec import service_model
 from ec2gw.errors import ServiceError
 from storage import access, conditions
-from storage.access import check_canned_acl, check_key
+from storage.access import check_key
 from storage.blobstore import SegmentReader
-from storage.context import S3Context, invalid_argument, invalid_request, no_such_key, operation
+from storage.context import (
+    S3Context,
+    check_version_id,
+    invalid_argument,
+    invalid_request,
+    no_such_key,
+    operation,
+)
 from storage.records import (
     CONTENT_HEADERS,
     NewVersion,
@@ -85,11 +93,23 @@ def storage_class(value: str | None) -> str:
     return value
 
 
+#: x-amz-server-side-encryption values S3 knows (the others are 400 InvalidArgument there too)
+_KNOWN_SSE = ("AES256", "aws:kms", "aws:kms:dsse")
+
+
 def refuse_unsupported(p: dict[str, Any]) -> None:
-    """Features we do not have: refuse rather than pretend (SSE with customer or KMS keys)."""
+    """Features we do not have: refuse rather than pretend (SSE with customer or KMS keys, Object Lock)."""
     if p.get("sse_customer_algorithm") or p.get("sse_customer_key"):
         raise ServiceError("NotImplemented", "Server-side encryption with customer-provided keys is not supported.", 501)
-    if p.get("server_side_encryption") not in (None, "AES256"):
+    if p.get("object_lock_mode") or p.get("object_lock_retain_until_date") or p.get("object_lock_legal_hold_status"):
+        # no Cumulus bucket has Object Lock: S3's answer for such a bucket (storing the object
+        # without the retention asked for would let it be deleted by someone relying on it)
+        raise invalid_request("Bucket is missing Object Lock Configuration")
+    sse = p.get("server_side_encryption")
+    if sse not in (None, "AES256") and sse not in _KNOWN_SSE:
+        raise invalid_argument("The encryption method specified is not supported", "x-amz-server-side-encryption",
+                               sse)
+    if sse not in (None, "AES256"):
         raise ServiceError("NotImplemented", "Only AES256 (SSE-S3) server-side encryption is accepted.", 501)
 
 
@@ -113,7 +133,7 @@ def owner_of_new(ctx: S3Context) -> int:
 def put_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any]:
     check_key(key)
     refuse_unsupported(p)
-    acl = check_canned_acl(p.get("acl")) or "private"
+    acl = access.requested_acl(p.get("acl"), p, ctx.principal)
     sclass = storage_class(p.get("storage_class"))
     metadata = user_metadata(p.get("metadata"))
     owner = owner_of_new(ctx)
@@ -203,8 +223,13 @@ def _get_or_head(ctx: S3Context, bucket: str, key: str, p: dict[str, Any], with_
     overrides = {k: v for k, v in p.items() if k.startswith("response_") and v is not None}
     if overrides and ctx.anonymous:
         raise invalid_request("Request specific response headers cannot be used for anonymous GET requests.")
-    if p.get("version_id") not in (None, "null"):
-        raise invalid_argument("Invalid version id specified", "versionId", p.get("version_id"))
+    for name, value in overrides.items():
+        # they become response headers: control characters cannot be sent in one (the server
+        # refuses the whole response); CR and LF would split it
+        if isinstance(value, str) and _CONTROL_CHARS.search(value):
+            raise invalid_argument("Header value cannot be represented using ISO-8859-1 without control characters.",
+                                   name.replace("_", "-"), value)
+    check_version_id(p.get("version_id"))
     for _ in range(_OPEN_RETRIES):
         info = read_object(ctx, bucket, key)
         status = conditions.evaluate(info.etag, info.last_modified, p.get("if_match"), p.get("if_none_match"),
@@ -233,6 +258,10 @@ def _get_or_head(ctx: S3Context, bucket: str, key: str, p: dict[str, Any], with_
     raise ServiceError("SlowDown", "The object changed while it was being opened; retry the request.", 503)
 
 
+#: what no HTTP header value may hold (tab excepted)
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _camel(snake: str) -> str:
     return "".join(w.capitalize() for w in snake.split("_"))
 
@@ -256,6 +285,9 @@ def head_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, An
 
 @operation("DeleteObject")
 def delete_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any]:
+    # buckets are unversioned: a versionId other than "null" names no version, and must not
+    # delete the current object (a client deleting an old version would lose the latest one)
+    check_version_id(p.get("version_id"))
     with write_session(ctx.db) as s:
         b = get_bucket(s, bucket)
         access.require(access.can_write_object(ctx.settings, ctx.principal, b, key))
@@ -341,7 +373,7 @@ def copy_object(ctx: S3Context, bucket: str, key: str, copy_source: str, **p: An
     directive = p.get("metadata_directive") or "COPY"
     if directive not in ("COPY", "REPLACE"):
         raise invalid_argument("Unknown metadata directive.", "x-amz-metadata-directive", directive)
-    acl = check_canned_acl(p.get("acl")) or "private"
+    acl = access.requested_acl(p.get("acl"), p, ctx.principal)
     with ctx.db.session() as s:
         write_check(ctx, key)(get_bucket(s, bucket))
     owner = owner_of_new(ctx)

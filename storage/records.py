@@ -387,3 +387,9 @@ def user_names(s: Session, user_ids: set[int]) -> dict[int, tuple[str, str]]:
         return {}
     rows = s.execute(select(User.id, User.account_id, User.name).where(User.id.in_(user_ids)))
     return {uid: (acct, name) for uid, acct, name in rows}
+
+
+def bucket_owner_account(db: Any, name: str) -> str | None:
+    """The account id (12 digits) of the bucket's owner; None if there is no such bucket."""
+    with db.session() as s:
+        return s.scalar(select(User.account_id).join(Bucket, Bucket.owner_id == User.id).where(Bucket.name == name))

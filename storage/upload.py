@@ -18,12 +18,14 @@ import binascii
 import hashlib
 import hmac
 import io
+import os
 import socket
 import ssl
+import struct
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
-from ec2gw.aws.chunked import AwsChunkedReader, incomplete_body, new_checksum
+from ec2gw.aws.chunked import AwsChunkedReader, incomplete_body, malformed, new_checksum
 from ec2gw.aws.restxml_parser import HeaderMap
 from ec2gw.errors import ServiceError
 from storage.blobstore import CHUNK, Readable
@@ -95,6 +97,72 @@ def stored_content_encoding(value: str | None) -> str | None:
     return ", ".join(kept) or None
 
 
+def _client_body_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from gunicorn.http.errors import ParseException
+    except ImportError:  # pragma: no cover - gunicorn is a dependency
+        return (OSError,)
+    return (OSError, ParseException)
+
+
+#: what reading the server's input raises when the client's body is bad or the connection failed:
+#: gunicorn's chunked-framing errors (InvalidChunkSize, ChunkMissingTerminator, ...), NoMoreData
+#: (an IOError: the connection closed mid-body), socket errors and timeouts
+_CLIENT_BODY_ERRORS = _client_body_errors()
+
+
+#: seconds a request body may stay silent before the upload is refused with 400 RequestTimeout (S3
+#: waits about 20 s); without it a client that stops sending holds a server thread forever
+BODY_IDLE_TIMEOUT = float(os.environ.get("EC2GW_CUMULUS_BODY_TIMEOUT", "20"))
+
+
+def set_receive_timeout(sock: Any, seconds: float) -> bool:
+    """SO_RCVTIMEO on the connection (0: none). The socket stays blocking, so recv(MSG_WAITALL)
+    keeps filling a whole buffer per call; a recv that waits longer fails with EAGAIN. A TLS socket
+    retries its reads on EAGAIN, so it gets an ordinary socket timeout instead (it takes no
+    MSG_WAITALL anyway); the server makes its sockets blocking again for every request."""
+    try:
+        if isinstance(sock, ssl.SSLSocket):
+            sock.settimeout(seconds or None)
+            return True
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                        struct.pack("@ll", int(seconds), int((seconds % 1) * 1_000_000)))
+    except (OSError, AttributeError, ValueError):
+        return False
+    return True
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, (TimeoutError, BlockingIOError, ssl.SSLWantReadError))
+
+
+def client_body_error(exc: BaseException, got: int, expected: int | None) -> ServiceError:
+    """The S3 error for a failure while receiving the request body (never a 500: the client's fault)."""
+    if _timed_out(exc):  # socket.timeout, or EAGAIN after SO_RCVTIMEO
+        return ServiceError("RequestTimeout", "Your socket connection to the server was not read from or written to "
+                            "within the timeout period.", 400)
+    if isinstance(exc, OSError):  # NoMoreData, ECONNRESET, ...
+        return incomplete_body(got, expected, "the connection ended")
+    return ServiceError("InvalidRequest", f"The chunked transfer encoding of the request body is malformed: {exc}.",
+                        400)
+
+
+class _ServerInput:
+    """The WSGI input of a body without Content-Length (Transfer-Encoding: chunked): the server
+    decodes the framing as it is read, and its errors become 400s instead of escaping as 500s."""
+
+    def __init__(self, raw: Readable) -> None:
+        self.raw, self.count = raw, 0
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self.raw.read(n)
+        except _CLIENT_BODY_ERRORS as exc:
+            raise client_body_error(exc, self.count, None) from None
+        self.count += len(data)
+        return data
+
+
 class _BodyStream:
     """Exactly `length` bytes straight from the WSGI input (IncompleteBody when it ends early).
 
@@ -112,7 +180,10 @@ class _BodyStream:
     def read(self, n: int = -1) -> bytes:
         if self.remaining <= 0:
             return b""
-        data = self.raw.read(self.remaining if n is None or n < 0 else min(n, self.remaining))
+        try:
+            data = self.raw.read(self.remaining if n is None or n < 0 else min(n, self.remaining))
+        except _CLIENT_BODY_ERRORS as exc:
+            raise client_body_error(exc, self.length - self.remaining, self.length) from None
         if not data:
             raise incomplete_body(self.length - self.remaining, self.length, "Content-Length")
         self.remaining -= len(data)
@@ -125,14 +196,17 @@ class _BodyStream:
         view = view[: min(len(view), self.remaining)]
         if not view:
             return 0
-        if self._direct is not None:
-            got = self._direct.readinto(view)
-        elif getattr(type(self.raw), "readinto", None) not in (None, io.RawIOBase.readinto):
-            got = self.raw.readinto(view) or 0  # type: ignore[attr-defined]
-        else:
-            data = self.raw.read(len(view))
-            got = len(data)
-            view[:got] = data
+        try:
+            if self._direct is not None:
+                got = self._direct.readinto(view)
+            elif getattr(type(self.raw), "readinto", None) not in (None, io.RawIOBase.readinto):
+                got = self.raw.readinto(view) or 0  # type: ignore[attr-defined]
+            else:
+                data = self.raw.read(len(view))
+                got = len(data)
+                view[:got] = data
+        except _CLIENT_BODY_ERRORS as exc:
+            raise client_body_error(exc, self.length - self.remaining, self.length) from None
         if not got:
             raise incomplete_body(self.length - self.remaining, self.length, "Content-Length")
         self.remaining -= got
@@ -209,6 +283,29 @@ class _SizeCap:
         return data
 
 
+#: what may follow the object's last byte in an aws-chunked body: the final chunk and the trailers
+MAX_TRAILER_BYTES = 256 * 1024
+
+
+class _TrailerCap:
+    """Under an AwsChunkedReader: once the object's bytes are all decoded (x-amz-decoded-content-length),
+    only the final 0-size chunk and the trailers follow, and the reader keeps every trailer line in
+    memory; at most MAX_TRAILER_BYTES of them (S3 allows a few trailing headers, not gigabytes)."""
+
+    def __init__(self, raw: Readable) -> None:
+        self.raw, self.after = raw, 0
+        self.chunked: AwsChunkedReader | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        chunked = self.chunked
+        if chunked is not None and chunked.decoded_length is not None and chunked.decoded >= chunked.decoded_length:
+            self.after += len(data)
+            if self.after > MAX_TRAILER_BYTES:
+                raise malformed(f"more than {MAX_TRAILER_BYTES} bytes follow the last chunk of data")
+        return data
+
+
 def entity_too_large(limit: int) -> ServiceError:
     return ServiceError("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.", 400,
                         MaxSizeAllowed=str(limit))
@@ -216,6 +313,11 @@ def entity_too_large(limit: int) -> ServiceError:
 
 def _declared_lengths(headers: HeaderMap, aws_chunked: bool) -> tuple[int | None, int | None]:
     """(bytes on the wire, bytes of the object) as the request announces them."""
+    codings = [c.strip().lower() for c in (headers.get("Transfer-Encoding") or "").split(",") if c.strip()]
+    if any(c not in ("chunked", "identity") for c in codings):
+        # the server removes the chunked framing only: a gzip'd body would be stored compressed
+        raise ServiceError("NotImplemented", "A header you provided implies functionality that is not implemented: "
+                           f"Transfer-Encoding {headers.get('Transfer-Encoding')}.", 501, Header="Transfer-Encoding")
     length_header = (headers.get("Content-Length") or "").strip()
     try:
         wire = int(length_header) if length_header else None
@@ -262,15 +364,17 @@ class UploadBody:
         wire, length = _declared_lengths(headers, aws_chunked)
         if length is not None and length > limit:
             raise entity_too_large(limit)
-        stream: Readable = _BodyStream(raw, wire) if wire is not None else raw
+        stream: Readable = _BodyStream(raw, wire) if wire is not None else _ServerInput(raw)
         chunked = None
         if aws_chunked:
+            capped = _TrailerCap(stream)
             if declared.startswith("STREAMING-"):
-                chunked = AwsChunkedReader.for_payload(cast(BinaryIO, stream), declared, chunk_signer=chunk_signer,
+                chunked = AwsChunkedReader.for_payload(cast(BinaryIO, capped), declared, chunk_signer=chunk_signer,
                                                        decoded_length=length)
             else:
-                chunked = AwsChunkedReader(cast(BinaryIO, stream), trailer=bool(headers.get("x-amz-trailer")),
+                chunked = AwsChunkedReader(cast(BinaryIO, capped), trailer=bool(headers.get("x-amz-trailer")),
                                            decoded_length=length)
+            capped.chunked = chunked
             stream = chunked
         if length is None:
             stream = _SizeCap(stream, limit)

@@ -100,6 +100,24 @@ def test_ranges() -> None:
         parse_range("bytes=-1", 0)
 
 
+def test_ranges_with_numbers_longer_than_int_takes() -> None:
+    """Python's int() refuses more than 4,300 digits (ValueError): such a position is simply huge."""
+    huge = "9" * 5000
+    assert parse_range(f"bytes=0-{huge}", 10) == (0, 10)
+    assert parse_range(f"bytes=-{huge}", 10) == (0, 10)
+    assert parse_range(f"bytes=3-{'0' * 5000}7", 10) == (3, 8)  # leading zeros are not magnitude
+    assert parse_range(f"bytes={huge}-5", 10) is None  # last < first: ignored, as before
+    assert parse_range(f"bytes={huge}8-{huge}", 10) is None
+    with pytest.raises(ServiceError) as e:
+        parse_range(f"bytes={huge}-", 10)
+    assert e.value.status == 416
+    with pytest.raises(ServiceError) as e:
+        parse_range(f"bytes={huge}-{huge}", 10)
+    assert e.value.status == 416
+    # only ASCII digits are range digits
+    assert parse_range("bytes=\u0661-\u0662", 10) is None
+
+
 def test_conditions() -> None:
     now = datetime(2024, 1, 1, 12, 0, 0, 500000, tzinfo=UTC)
     later, earlier = now + timedelta(hours=1), now - timedelta(hours=1)
@@ -151,6 +169,36 @@ def _body(data: bytes, **headers: str) -> UploadBody:
     return UploadBody.from_request(io.BytesIO(data), h, None)
 
 
+class _ChunkedInput:
+    """A WSGI input as gunicorn's for Transfer-Encoding: chunked: it raises on bad framing."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def read(self, n: int = -1) -> bytes:
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc, code", [
+    ("InvalidChunkSize", "InvalidRequest"), ("ChunkMissingTerminator", "InvalidRequest"),
+    ("NoMoreData", "IncompleteBody"), (ConnectionResetError(104, "reset"), "IncompleteBody"),
+    (TimeoutError("timed out"), "RequestTimeout"),
+])
+def test_server_input_errors_are_client_errors(exc: Any, code: str) -> None:
+    from gunicorn.http import errors
+
+    if isinstance(exc, str):
+        exc = getattr(errors, exc)(b"zz") if exc != "NoMoreData" else errors.NoMoreData(b"")
+    chunked = UploadBody.from_request(_ChunkedInput(exc), Headers({"Transfer-Encoding": "chunked"}), None)
+    with pytest.raises(ServiceError) as e:
+        chunked.read_all(100)
+    assert (e.value.code, e.value.status) == (code, 400)
+    sized = UploadBody.from_request(_ChunkedInput(exc), Headers({"Content-Length": "9"}), None)
+    with pytest.raises(ServiceError) as e:
+        sized.read_all(100)
+    assert (e.value.code, e.value.status) == (code, 400)
+
+
 def test_upload_body_checks() -> None:
     data = b"some body"
     md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
@@ -184,3 +232,24 @@ def test_stored_content_encoding() -> None:
     assert stored_content_encoding("aws-chunked, gzip") == "gzip"
     assert stored_content_encoding("gzip") == "gzip"
     assert stored_content_encoding(None) is None
+
+
+def test_aws_chunked_trailers_are_bounded() -> None:
+    """The aws-chunked reader keeps every trailer line in memory: gigabytes of them (with a
+    matching Content-Length) grew the server by as much; more than MAX_TRAILER_BYTES is refused."""
+    from storage.upload import MAX_TRAILER_BYTES
+
+    crc = base64.b64encode(zlib.crc32(b"abc").to_bytes(4, "big")).decode()
+    headers = {"Content-Encoding": "aws-chunked", "x-amz-decoded-content-length": "3",
+               "x-amz-trailer": "x-amz-checksum-crc32"}
+
+    def body(extra: bytes) -> UploadBody:
+        data = b"3\r\nabc\r\n0\r\n" + extra + f"x-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+        return UploadBody.from_request(io.BytesIO(data), Headers({"Content-Length": str(len(data)), **headers}),
+                                       "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+
+    assert body(b"x-other:1\r\n").read_all(100) == b"abc"
+    flood = b"".join(b"x-t%08d:%s\r\n" % (i, b"v" * 1000) for i in range(2 * MAX_TRAILER_BYTES // 1000))
+    with pytest.raises(ServiceError) as e:
+        body(flood).read_all(100)
+    assert (e.value.code, e.value.status) == ("InvalidRequest", 400)
