@@ -47,7 +47,7 @@ class App:
         self.db = db or Database(settings.db_url)
         self.drivers = DriverPool()
         self.registry = load_providers()
-        self.ec2 = Ec2Gateway(self.registry, self.principal_lookup, self.make_context)
+        self.ec2 = Ec2Gateway(self.registry, self.principal_lookup, self.make_context, settings.body_timeout)
         self.s3 = self._s3_gateway()
 
     def _s3_gateway(self) -> Callable[..., Iterable[bytes]] | None:

@@ -97,6 +97,9 @@ class Settings:
     #: hours between sweeps of Cumulus blobs no row references (left by a crash; older than an
     #: hour), run by the compute worker, the first about a minute after it starts; 0 turns it off
     cumulus_sweep_hours: float = 6.0
+    #: seconds a request body (EC2 or Cumulus) may stay silent before the request is refused with
+    #: 400 RequestTimeout and the connection closed (S3 waits about 20 s); 0 waits for ever
+    body_timeout: float = 20.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import secrets
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from botocore.model import OperationModel, Shape
 from werkzeug.datastructures import EnvironHeaders
 
 from ec2gw.aws.auth import AuthResult, RequestView, authenticate
+from ec2gw.aws.body_input import set_receive_timeout, stop_reading
 from ec2gw.aws.gateway import raw_path
 from ec2gw.aws.restxml_parser import (
     MAX_XML_BODY,
@@ -39,7 +39,7 @@ from storage.api import registry
 from storage.blobstore import CHUNK, DIRECT_READ_MIN, BlobStore, SegmentReader
 from storage.context import S3Context
 from storage.records import bucket_owner_account
-from storage.upload import BODY_IDLE_TIMEOUT, UploadBody, set_receive_timeout
+from storage.upload import UploadBody
 
 if TYPE_CHECKING:
     from ec2gw.app import App
@@ -127,7 +127,7 @@ class S3Gateway:
 
         def body_factory() -> UploadBody:
             # a client that stops sending gets 400 RequestTimeout instead of holding a thread forever
-            if sock is not None and not timed and set_receive_timeout(sock, BODY_IDLE_TIMEOUT):
+            if sock is not None and not timed and set_receive_timeout(sock, self.app.settings.body_timeout):
                 timed.append(sock)
             return UploadBody.from_request(environ["wsgi.input"], headers, auth.payload_hash, auth.chunk_signer)
 
@@ -136,11 +136,7 @@ class S3Gateway:
                                   body_factory)
         except ServiceError as err:
             if err.code == "RequestTimeout" and timed:
-                try:  # what the client still sends is not read: the connection ends after the answer
-                    # (socket.socket's own shutdown: ssl.SSLSocket's drops TLS for what follows)
-                    socket.socket.shutdown(timed[0], socket.SHUT_RD)
-                except OSError:
-                    pass
+                stop_reading(timed[0])
             raise
         finally:
             if timed:

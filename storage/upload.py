@@ -18,13 +18,12 @@ import binascii
 import hashlib
 import hmac
 import io
-import os
 import socket
 import ssl
-import struct
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
 
+from ec2gw.aws.body_input import CLIENT_BODY_ERRORS, request_timeout, timed_out
 from ec2gw.aws.chunked import AwsChunkedReader, incomplete_body, malformed, new_checksum
 from ec2gw.aws.restxml_parser import HeaderMap
 from ec2gw.errors import ServiceError
@@ -97,50 +96,10 @@ def stored_content_encoding(value: str | None) -> str | None:
     return ", ".join(kept) or None
 
 
-def _client_body_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from gunicorn.http.errors import ParseException
-    except ImportError:  # pragma: no cover - gunicorn is a dependency
-        return (OSError,)
-    return (OSError, ParseException)
-
-
-#: what reading the server's input raises when the client's body is bad or the connection failed:
-#: gunicorn's chunked-framing errors (InvalidChunkSize, ChunkMissingTerminator, ...), NoMoreData
-#: (an IOError: the connection closed mid-body), socket errors and timeouts
-_CLIENT_BODY_ERRORS = _client_body_errors()
-
-
-#: seconds a request body may stay silent before the upload is refused with 400 RequestTimeout (S3
-#: waits about 20 s); without it a client that stops sending holds a server thread forever
-BODY_IDLE_TIMEOUT = float(os.environ.get("EC2GW_CUMULUS_BODY_TIMEOUT", "20"))
-
-
-def set_receive_timeout(sock: Any, seconds: float) -> bool:
-    """SO_RCVTIMEO on the connection (0: none). The socket stays blocking, so recv(MSG_WAITALL)
-    keeps filling a whole buffer per call; a recv that waits longer fails with EAGAIN. A TLS socket
-    retries its reads on EAGAIN, so it gets an ordinary socket timeout instead (it takes no
-    MSG_WAITALL anyway); the server makes its sockets blocking again for every request."""
-    try:
-        if isinstance(sock, ssl.SSLSocket):
-            sock.settimeout(seconds or None)
-            return True
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                        struct.pack("@ll", int(seconds), int((seconds % 1) * 1_000_000)))
-    except (OSError, AttributeError, ValueError):
-        return False
-    return True
-
-
-def _timed_out(exc: BaseException) -> bool:
-    return isinstance(exc, (TimeoutError, BlockingIOError, ssl.SSLWantReadError))
-
-
 def client_body_error(exc: BaseException, got: int, expected: int | None) -> ServiceError:
     """The S3 error for a failure while receiving the request body (never a 500: the client's fault)."""
-    if _timed_out(exc):  # socket.timeout, or EAGAIN after SO_RCVTIMEO
-        return ServiceError("RequestTimeout", "Your socket connection to the server was not read from or written to "
-                            "within the timeout period.", 400)
+    if timed_out(exc):  # socket.timeout, or EAGAIN after SO_RCVTIMEO
+        return request_timeout()
     if isinstance(exc, OSError):  # NoMoreData, ECONNRESET, ...
         return incomplete_body(got, expected, "the connection ended")
     return ServiceError("InvalidRequest", f"The chunked transfer encoding of the request body is malformed: {exc}.",
@@ -157,7 +116,7 @@ class _ServerInput:
     def read(self, n: int = -1) -> bytes:
         try:
             data = self.raw.read(n)
-        except _CLIENT_BODY_ERRORS as exc:
+        except CLIENT_BODY_ERRORS as exc:
             raise client_body_error(exc, self.count, None) from None
         self.count += len(data)
         return data
@@ -182,7 +141,7 @@ class _BodyStream:
             return b""
         try:
             data = self.raw.read(self.remaining if n is None or n < 0 else min(n, self.remaining))
-        except _CLIENT_BODY_ERRORS as exc:
+        except CLIENT_BODY_ERRORS as exc:
             raise client_body_error(exc, self.length - self.remaining, self.length) from None
         if not data:
             raise incomplete_body(self.length - self.remaining, self.length, "Content-Length")
@@ -205,7 +164,7 @@ class _BodyStream:
                 data = self.raw.read(len(view))
                 got = len(data)
                 view[:got] = data
-        except _CLIENT_BODY_ERRORS as exc:
+        except CLIENT_BODY_ERRORS as exc:
             raise client_body_error(exc, self.length - self.remaining, self.length) from None
         if not got:
             raise incomplete_body(self.length - self.remaining, self.length, "Content-Length")

@@ -17,6 +17,13 @@ from urllib.parse import parse_qsl, quote
 from werkzeug.datastructures import EnvironHeaders
 
 from ec2gw.aws.auth import RequestView, authenticate
+from ec2gw.aws.body_input import (
+    CLIENT_BODY_ERRORS,
+    request_timeout,
+    set_receive_timeout,
+    stop_reading,
+    timed_out,
+)
 from ec2gw.aws.dispatch import Registry
 from ec2gw.aws.query_parser import parse_query
 from ec2gw.aws.serializer import serialize_error, serialize_response
@@ -54,14 +61,8 @@ def raw_path(environ: dict[str, Any]) -> str:
 
 def _body_read_errors() -> tuple[type[BaseException], ...]:
     """What a WSGI server's input stream raises for a body the client broke (bad chunk sizes, a
-    chunked body cut off, a reset connection), as opposed to a bug of ours."""
-    errors: list[type[BaseException]] = [OSError, ValueError]
-    try:
-        from gunicorn.http.errors import ParseException  # InvalidChunkSize, ChunkMissingTerminator, ...
-
-        errors.append(ParseException)
-    except ImportError:  # pragma: no cover - gunicorn ships with the service
-        pass
+    chunked body cut off, a reset connection, a timeout), as opposed to a bug of ours."""
+    errors: list[type[BaseException]] = [*CLIENT_BODY_ERRORS, ValueError]
     try:
         from werkzeug.exceptions import ClientDisconnected
 
@@ -75,7 +76,8 @@ _BODY_READ_ERRORS = _body_read_errors()
 
 
 class _CheckedStream:
-    """wsgi.input whose failures are the client's: IncompleteBody (400) instead of an InternalError."""
+    """wsgi.input whose failures are the client's: IncompleteBody or RequestTimeout (400) instead
+    of an InternalError."""
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
@@ -84,11 +86,30 @@ class _CheckedStream:
         try:
             return bytes(self._stream.read(size))
         except _BODY_READ_ERRORS as exc:
+            if timed_out(exc):
+                raise request_timeout() from None
             raise ServiceError(
                 "IncompleteBody",
                 f"The request body could not be read ({type(exc).__name__}: it is malformed or was cut off); "
                 "resend the whole request.",
             ) from None
+
+
+def read_body_in_time(environ: dict[str, Any], limit: int, timeout: float) -> bytes:
+    """read_body() with a receive timeout on the connection (gunicorn's socket) while it reads: a
+    client that stops sending gets 400 RequestTimeout after `timeout` seconds of silence and the
+    connection ends, instead of holding a server thread."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None or not set_receive_timeout(sock, timeout):
+        return read_body(environ, limit)
+    try:
+        return read_body(environ, limit)
+    except ServiceError as err:
+        if err.code == "RequestTimeout":
+            stop_reading(sock)
+        raise
+    finally:
+        set_receive_timeout(sock, 0)
 
 
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
@@ -166,8 +187,11 @@ class Ec2Gateway:
         registry: Registry,
         principal_lookup: Callable[[str], Principal | None],
         make_context: Callable[[Principal, str, str | None], Any],
+        body_timeout: float = 20.0,
     ) -> None:
         self.registry = registry
+        #: seconds a request body may stay silent (read_body_in_time)
+        self.body_timeout = body_timeout
         self.principal_lookup = principal_lookup
         self.make_context = make_context
 
@@ -208,7 +232,7 @@ class Ec2Gateway:
             query_string.encode("ascii")
         except UnicodeEncodeError:
             raise ServiceError("InvalidParameterValue", "The query string holds raw non-ASCII bytes; percent-encode it.") from None
-        body = read_body(environ, MAX_BODY) if method == "POST" else b""
+        body = read_body_in_time(environ, MAX_BODY, self.body_timeout) if method == "POST" else b""
         params = decode_params(query_string, "query string")
         ctype = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         if body and ctype in ("application/x-www-form-urlencoded", ""):

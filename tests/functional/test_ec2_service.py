@@ -8,6 +8,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -229,6 +230,40 @@ def test_broken_chunked_body_is_incomplete_body(server: LiveServer, chunks: byte
     assert _status_and_code(answer) == (400, "IncompleteBody")
     assert server.client("ec2").describe_regions()["Regions"]
     assert "Traceback" not in _log_since(server, log_offset)
+
+
+def test_a_body_that_stops_arriving_is_400_request_timeout(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A client that announced a body and stopped sending it (without closing) held a server thread
+    for as long as it liked: sixteen of them stopped the endpoint. Now, after body_timeout seconds of
+    silence, it gets 400 RequestTimeout and the connection ends; other clients are served meanwhile."""
+    srv = LiveServer(Path(tmp_path_factory.mktemp("ec2gw-slow")), env={"EC2GW_BODY_TIMEOUT": "1.5"}).start()
+    try:
+        body = b"Action=DescribeRegions&Version=2016-11-15"
+        headers = _signed(srv, body)
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() != "content-length")
+        stalled = [  # Content-Length announces more than is sent; a chunked body stops mid-chunk
+            f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{srv.ec2_port}\r\n{head}Content-Length: {len(body)}\r\n\r\n",
+            f"POST / HTTP/1.1\r\nHost: 127.0.0.1:{srv.ec2_port}\r\n{head}Transfer-Encoding: chunked\r\n\r\n",
+        ]
+        sent = [body[:10], b"%x\r\n" % len(body) + body[:10]]
+        socks = []
+        for _ in range(10):  # more stalled clients than the server has threads for one worker
+            for request, part in zip(stalled, sent):
+                sock = socket.create_connection(("127.0.0.1", srv.ec2_port), timeout=10)
+                sock.sendall(request.encode("latin-1") + part)  # ... and nothing more; the socket stays open
+                socks.append(sock)
+        started = time.monotonic()
+        assert srv.client("ec2").describe_regions()["Regions"]  # served beside them
+        for sock in socks:
+            with sock:
+                answer = b""
+                while chunk := sock.recv(65536):  # read to EOF: the server ends the connection
+                    answer += chunk
+                assert _status_and_code(answer) == (400, "RequestTimeout"), answer
+        assert time.monotonic() - started < 9
+        assert "Traceback" not in srv.log()
+    finally:
+        srv.stop()
 
 
 @pytest.mark.parametrize("change", ["host", "signature"])

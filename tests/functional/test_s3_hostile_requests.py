@@ -248,7 +248,7 @@ def test_a_body_that_stops_arriving_is_400_request_timeout(tmp_path: Any, tls: b
 
     from tests.functional.s3_fixtures import tls_client
 
-    srv = LiveServer(tmp_path / "srv", env={"EC2GW_CUMULUS_BODY_TIMEOUT": "1.5"},
+    srv = LiveServer(tmp_path / "srv", env={"EC2GW_BODY_TIMEOUT": "1.5"},
                      extra_args=["--tls"] if tls else [], scheme="https" if tls else "http").start()
     try:
         client = tls_client(srv) if tls else srv.client("s3")
