@@ -106,7 +106,7 @@ def refuse_unsupported(p: dict[str, Any]) -> None:
         # without the retention asked for would let it be deleted by someone relying on it)
         raise invalid_request("Bucket is missing Object Lock Configuration")
     sse = p.get("server_side_encryption")
-    if sse not in (None, "AES256") and sse not in _KNOWN_SSE:
+    if sse is not None and sse not in _KNOWN_SSE:
         raise invalid_argument("The encryption method specified is not supported", "x-amz-server-side-encryption",
                                sse)
     if sse not in (None, "AES256"):

@@ -65,7 +65,7 @@ def _duplicate_key(key: str) -> ServiceError:
 
 
 def set_tags(s: Session, owner_id: int, resource_id: str, tags: list[tuple[str, str]]) -> None:
-    tags = list(dict(tags).items())  # one row per key (a resource has each key once): the last value wins
+    """Add or change `tags` (from validate_tags / tags_from_specifications: each key once) on a resource."""
     existing = {t.key: t for t in s.scalars(select(Tag).where(Tag.resource_id == resource_id))}
     new_keys = {k for k, _ in tags} - set(existing)
     if len(existing) + len(new_keys) > MAX_TAGS:
