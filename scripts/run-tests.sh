@@ -3,8 +3,8 @@
 # must never pass by running nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
-$PY -m pytest -q -p no:cacheprovider -o addopts="" --timeout=600 -rfE --durations=15 tests "$@"
+PY=${PY:-.venv/bin/python}
+$PY -m pytest -q -p no:cacheprovider -o addopts="" --timeout=600 -rfEs --durations=15 tests "$@"
 rc=$?
 if [ $rc -eq 5 ]; then
   echo "pytest collected no tests: the suite is missing or its files are not named test_*.py" >&2

@@ -158,17 +158,61 @@ def _load(material: bytes) -> object:
         if text.startswith("---- BEGIN SSH2 PUBLIC KEY ----"):
             text = _rfc4716_line(text)
         if text.startswith("-----BEGIN PUBLIC KEY-----"):
-            return serialization.load_pem_public_key(text.encode())
+            body = text.removeprefix("-----BEGIN PUBLIC KEY-----").partition("-----END PUBLIC KEY-----")[0]
+            return _load_spki(base64.b64decode("".join(body.split()), validate=True))
         fields = text.split()
         if fields[0] == "ssh-dss":
             raise UnsupportedAlgorithm("DSA")
         if fields[0].startswith(("ssh-", "ecdsa-")) and len(fields) >= 2:
             return serialization.load_ssh_public_key(f"{fields[0]} {fields[1]}".encode())
-        return serialization.load_der_public_key(base64.b64decode("".join(fields), validate=True))
+        return _load_spki(base64.b64decode("".join(fields), validate=True))
     except UnsupportedAlgorithm:
         raise _bad_format("the key type is not supported (use RSA, ED25519 or ECDSA)") from None
     except (ValueError, TypeError, IndexError, struct.error, binascii.Error, UnicodeDecodeError):
         raise _bad_format("the key could not be decoded") from None
+
+
+# SubjectPublicKeyInfo algorithm identifiers of the key types EC2 imports: rsaEncryption,
+# id-ecPublicKey, id-Ed25519 (DER of the OID, tag and length included)
+_SPKI_ALGORITHMS = (
+    bytes.fromhex("06092a864886f70d010101"),
+    bytes.fromhex("06072a8648ce3d0201"),
+    bytes.fromhex("06032b6570"),
+)
+
+
+def _der_item(der: bytes, at: int) -> tuple[int, int]:
+    """(offset of the contents, offset after the item) of the DER item starting at ``at``."""
+    length = der[at + 1]
+    start = at + 2
+    if length & 0x80:
+        count = length & 0x7F
+        if not 1 <= count <= 4:
+            raise ValueError("DER length out of range")
+        length = int.from_bytes(der[start:start + count], "big")
+        start += count
+    if start + length > len(der):
+        raise ValueError("DER item runs past the end")
+    return start, start + length
+
+
+def _load_spki(der: bytes) -> object:
+    """A DER SubjectPublicKeyInfo, refused before parsing unless it holds RSA, EC or Ed25519.
+
+    Checking the algorithm first keeps other key types (DSA among them) away from the
+    cryptography library, which warns on DSA and may drop it."""
+    if der[:1] != b"\x30":
+        raise ValueError("not a SubjectPublicKeyInfo")
+    spki, _ = _der_item(der, 0)
+    if der[spki:spki + 1] != b"\x30":
+        raise ValueError("not a SubjectPublicKeyInfo")
+    algorithm, _ = _der_item(der, spki)
+    if der[algorithm:algorithm + 1] != b"\x06":
+        raise ValueError("no algorithm identifier")
+    _, oid_end = _der_item(der, algorithm)
+    if der[algorithm:oid_end] not in _SPKI_ALGORITHMS:
+        raise UnsupportedAlgorithm("public key algorithm")
+    return serialization.load_der_public_key(der)
 
 
 def parse_public(material: bytes) -> ImportedKey:
