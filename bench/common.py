@@ -9,8 +9,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -51,7 +52,7 @@ class MotoServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "MotoServer":
+    def start(self) -> MotoServer:
         self.proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_port(self.port, 60, self.proc)
@@ -80,7 +81,7 @@ class GunicornApp:
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "GunicornApp":
+    def start(self) -> GunicornApp:
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "--chdir", str(Path(__file__).parent), "-w", "2", "-k", "gthread",
              "--threads", "8", "-b", f"127.0.0.1:{self.port}", "--log-level", "warning", self.app],

@@ -31,7 +31,6 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
-
 from common import GunicornApp, MotoServer, ec2gw_server, median_of, row, timed
 
 

@@ -45,7 +45,7 @@ def setup(root: Path, size: int, database_url: str) -> tuple[Any, str]:
     per_node = -(-size // NODES)
     net = ipaddress.ip_network("10.64.0.0/16")
     entries = [pools.Entry(f"b{i}", str(ip), "none", "none", "none", None)
-               for i, ip in zip(range(size + 10), net.hosts())]
+               for i, ip in zip(range(size + 10), net.hosts(), strict=False)]
     with world.app.db.session(write=True) as s:
         pools.add_pool(s, "bench", "none", entries, network_mode="isolated")
         for i in range(NODES):

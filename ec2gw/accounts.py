@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.orm import Session
@@ -32,7 +32,7 @@ class UserRecord:
     enabled: bool
 
     @classmethod
-    def of(cls, u: User) -> "UserRecord":
+    def of(cls, u: User) -> UserRecord:
         return cls(u.name, u.account_id, u.access_key, u.secret_key, u.group, u.dn, u.is_admin, u.enabled)
 
     def as_dict(self) -> dict[str, object]:
@@ -105,7 +105,7 @@ _BY_KEY = select(User.id, User.name, User.account_id, User.secret_key, User.is_a
 
 def by_access_key(conn: Connection, access_key: str) -> Row[Any] | None:
     """(id, name, account_id, secret_key, is_admin, group) of the enabled user holding the key, or None."""
-    return conn.execute(_BY_KEY, {"key": access_key}).first()
+    return cast("Row[Any] | None", conn.execute(_BY_KEY, {"key": access_key}).first())
 
 
 def ensure_admin(s: Session) -> UserRecord | None:

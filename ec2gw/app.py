@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session

@@ -10,9 +10,10 @@ import configparser
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 #: name -> (vCPUs, memory MiB). Nimbus mapped types to memory and CPUs; EC2 names are what clients send.
 DEFAULT_INSTANCE_TYPES: dict[str, tuple[int, int]] = {
@@ -124,7 +125,7 @@ class Settings:
         config_file: str | os.PathLike[str] | None = None,
         overrides: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
-    ) -> "Settings":
+    ) -> Settings:
         """Build settings from a file, the environment and explicit overrides (None values ignored)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -141,7 +142,7 @@ class Settings:
         return cls.from_mapping(values)
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "Settings":
+    def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
         known = {f.name: f for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
         for name, raw in values.items():

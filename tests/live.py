@@ -72,7 +72,7 @@ class LiveServer:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check,
                               env={**os.environ, **self.env})
 
-    def start(self, timeout: float = 60.0) -> "LiveServer":
+    def start(self, timeout: float = 60.0) -> LiveServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "server.log"
         log = open(self.log_path, "ab")

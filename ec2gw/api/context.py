@@ -16,17 +16,17 @@ if TYPE_CHECKING:
 
 @dataclass
 class RequestContext:
-    app: "App"
-    principal: "Principal"
+    app: App
+    principal: Principal
     request_id: str
     version: str | None = None
 
     @property
-    def db(self) -> "Database":
+    def db(self) -> Database:
         return self.app.db
 
     @property
-    def settings(self) -> "Settings":
+    def settings(self) -> Settings:
         return self.app.settings
 
     @property

@@ -191,4 +191,4 @@ def deregister_image(
     return {"Return": True}
 
 
-from ec2gw.api import image_attributes  # noqa: F401  (registers the attribute operations)
+from ec2gw.api import image_attributes  # noqa: E402,F401  (registers the attribute operations)

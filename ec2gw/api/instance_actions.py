@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ec2gw.api.context import RequestContext
@@ -129,7 +129,7 @@ def get_console_output(
     data = b""
     if state in ("running", "stopping", "stopped", "pending"):
         data = ctx.app.console_output(node_name, instance_id)
-    out: dict[str, Any] = {"InstanceId": instance_id, "Timestamp": datetime.now(timezone.utc)}
+    out: dict[str, Any] = {"InstanceId": instance_id, "Timestamp": datetime.now(UTC)}
     if data:
         out["Output"] = base64.b64encode(data[-65536:]).decode()
     return out
@@ -274,4 +274,4 @@ def modify_instance_attribute(
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S GMT")
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S GMT")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -18,7 +19,7 @@ from ec2gw.errors import ServiceError
 
 
 def _cutoff(ctx: RequestContext) -> datetime:
-    return datetime.now(timezone.utc) - timedelta(seconds=ctx.settings.terminated_visible_seconds)
+    return datetime.now(UTC) - timedelta(seconds=ctx.settings.terminated_visible_seconds)
 
 
 def visible(ctx: RequestContext) -> ColumnElement[bool]:
@@ -116,7 +117,7 @@ def _prefix_range(prefix: str, original: str) -> tuple[datetime, datetime]:
         text = text.split("+")[0]
     for fmt, unit in formats:
         try:
-            start = datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+            start = datetime.strptime(text, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
         try:
@@ -128,10 +129,10 @@ def _prefix_range(prefix: str, original: str) -> tuple[datetime, datetime]:
                 end = start + {"ms": timedelta(milliseconds=1), "s": timedelta(seconds=1), "m": timedelta(minutes=1),
                                "h": timedelta(hours=1), "d": timedelta(days=1)}[unit]
         except (ValueError, OverflowError):  # the range reaches past 9999-12-31: it ends with the calendar
-            end = datetime.max.replace(tzinfo=timezone.utc)
+            end = datetime.max.replace(tzinfo=UTC)
         return start, end
     if not text:
-        return datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(9999, 1, 1, tzinfo=timezone.utc)
+        return datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
     raise ServiceError(
         "InvalidParameterValue", f"The filter launch-time takes times such as 2024-05-01T12:00:00.000Z or 2024-05-*, not '{original}'."
     )
@@ -173,7 +174,7 @@ def set_rows(s: Session, instance_ids: list[str], **values: Any) -> None:
     """Set ``values`` on the named instance rows with one UPDATE per _ID_CHUNK ids, bypassing the
     ORM's per-row flush. Instance objects already loaded in ``s`` keep their old values: read the
     new state from ``values``, not from them."""
-    table = Instance.__table__
+    table = cast(Table, Instance.__table__)
     for start in range(0, len(instance_ids), _ID_CHUNK):
         chunk = instance_ids[start:start + _ID_CHUNK]
         s.execute(update(table).where(table.c.id.in_(chunk)).values(**values),

@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -176,7 +176,7 @@ def run_instances(
             raise ServiceError(
                 "IdempotentParameterMismatch", f"The client token '{client_token}' is being used by a concurrent request; retry it."
             ) from None
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         lease_end = now + timedelta(hours=lease_hours)
         instances = []
         for index, node in enumerate(slots):

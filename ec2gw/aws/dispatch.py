@@ -7,8 +7,9 @@ keyword arguments (botocore.xform_name), and returns a dict keyed by the output 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from botocore import xform_name
 

@@ -9,7 +9,8 @@ InvalidParameterValue, as on EC2.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.sql.elements import ColumnElement
@@ -17,7 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ec2gw.errors import ServiceError
 
 Condition = ColumnElement[bool]
-FilterSpec = Mapping[str, Union[Any, Callable[[list[str]], Condition]]]
+FilterSpec = Mapping[str, Any | Callable[[list[str]], Condition]]
 
 
 def wildcard_to_like(pattern: str) -> tuple[str, bool]:
@@ -130,7 +131,7 @@ def build_conditions(
     return conds
 
 
-def _pattern_regex(pattern: str) -> "re.Pattern[str]":
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
     out, i = [], 0
     while i < len(pattern):
         c = pattern[i]

@@ -10,8 +10,9 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from werkzeug.datastructures import EnvironHeaders

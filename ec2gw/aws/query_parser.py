@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 
@@ -162,10 +163,10 @@ def _scalar(shape: Shape, raw: str, path: str) -> Any:
             )
         return number
     if kind == "boolean":
-        low = raw.strip().lower()
-        if low in ("true", "1"):
+        word = raw.strip().lower()
+        if word in ("true", "1"):
             return True
-        if low in ("false", "0"):
+        if word in ("false", "0"):
             return False
         raise ServiceError(
             "InvalidParameterValue", f"Value ({raw}) for parameter {path} is invalid. Expected true or false."
@@ -193,11 +194,11 @@ def parse_timestamp(raw: str, path: str) -> datetime:
     text = raw.strip()
     try:
         if text.replace(".", "", 1).isdigit():
-            return datetime.fromtimestamp(float(text), tz=timezone.utc)
+            return datetime.fromtimestamp(float(text), tz=UTC)
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except (ValueError, OverflowError, OSError):
         raise ServiceError(
             "InvalidParameterValue",
             f"Value ({raw}) for parameter {path} is invalid. Expected an ISO 8601 time such as 2024-01-31T12:00:00Z.",
         ) from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

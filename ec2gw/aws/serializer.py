@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import datetime, timezone
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
 
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 
@@ -43,8 +44,8 @@ def namespace(version: str | None, default: str) -> str:
 
 def format_timestamp(value: datetime) -> str:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    value = value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
@@ -65,7 +66,7 @@ def _is_scalar(shape: Shape) -> bool:
     return not isinstance(shape, (StructureShape, ListShape, MapShape))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _plan(shape: Shape) -> Emit:
     """A function appending the children of a value of `shape` (without its own element)."""
     if isinstance(shape, StructureShape):
@@ -142,4 +143,4 @@ def serialize_error(code: str, message: str, request_id: str) -> bytes:
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f"<Response><Errors><Error><Code>{xml_escape(code)}</Code><Message>{xml_escape(message)}</Message>"
         f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
-    ).encode("utf-8")
+    ).encode()

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import botocore.session
 from botocore.model import OperationModel, ServiceModel
 
 
-@lru_cache(maxsize=None)
+@cache
 def service_model(name: str) -> ServiceModel:
     """The botocore model of an AWS service ("ec2", "s3"), loaded once per process."""
     loader = botocore.session.get_session().get_component("data_loader")
     return ServiceModel(loader.load_service_model(name, "service-2"), service_name=name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def operation_model(service: str, operation: str) -> OperationModel:
     return service_model(service).operation_model(operation)
 

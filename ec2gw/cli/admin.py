@@ -143,10 +143,8 @@ def image_import(state: CliState, name: str, file: str, kind: str, kernel: str |
     emit({"image_id": image_id, "name": name, "kind": kind}, as_json, image_id)
 
 
-from ec2gw.cli import admin_ops  # noqa: E402,F401  (quotas, instances, bundles)
-
-
-from ec2gw.cli import admin_nodes  # noqa: E402,F401  (registers `ec2gw admin node ...`)
-
-
-from ec2gw.cli import admin_pools  # noqa: E402,F401  (registers `ec2gw admin pool ...`)
+from ec2gw.cli import (  # noqa: E402
+    admin_nodes,  # noqa: E402,F401  (registers `ec2gw admin node ...`)
+    admin_ops,  # noqa: E402,F401  (quotas, instances, bundles)
+    admin_pools,  # noqa: E402,F401  (registers `ec2gw admin pool ...`)
+)

@@ -213,7 +213,7 @@ def _upload(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef, info:
     try:
         vol = driver.volumes.upload_volume(pool, name, reader, size)  # type: ignore[arg-type]
     except AlreadyExists:  # pragma: no cover - deleted just above; another service raced us
-        raise ImageUnavailable(f"image {image.id}: volume {name} appeared on node {node.name} during the upload")
+        raise ImageUnavailable(f"image {image.id}: volume {name} appeared on node {node.name} during the upload") from None
     finally:
         handle.close()
     try:

@@ -14,9 +14,9 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -153,7 +153,7 @@ def add_pool(s: Session, name: str, dns: str, entries: list[Entry], network_mode
         used_macs.add(mac)
         rows.append({"pool": name, "hostname": e.hostname, "ip": e.ip, "gateway": e.gateway, "broadcast": e.broadcast,
                      "netmask": e.netmask, "mac": mac})
-    s.execute(Address.__table__.insert(), rows)  # one executemany: the default pool has 4,093 rows
+    s.execute(cast(Table, Address.__table__).insert(), rows)  # one executemany: the default pool has 4,093 rows
     return pool
 
 
@@ -241,8 +241,8 @@ def claim(s: Session, pool: str, addresses: list[Address], instance_ids: list[st
 
     Raises InsufficientFreeAddressesInSubnet if another launch took one of them first.
     """
-    pairs = list(zip(addresses, instance_ids))
-    table = Address.__table__
+    pairs = list(zip(addresses, instance_ids, strict=False))
+    table = cast(Table, Address.__table__)
     for start in range(0, len(pairs), _CLAIM_BATCH):
         batch = pairs[start:start + _CLAIM_BATCH]
         claimed = {a.id: iid for a, iid in batch}

@@ -73,7 +73,7 @@ def assign(s: Session, settings: Settings, instances: list[Instance], slots: lis
     minimum = len(instances) if min_count is None else min_count
     plans: dict[str, list[str]] = {}
     wanted: dict[str, int] = {}
-    for inst, node in zip(instances, slots):
+    for inst, node in zip(instances, slots, strict=False):
         plan = pools_for(settings, inst.instance_type, node.pools)
         plans[inst.id] = plan
         for pool in plan:
@@ -102,7 +102,7 @@ def assign(s: Session, settings: Settings, instances: list[Instance], slots: lis
     for pool in order:
         holders = [inst.id for inst in kept if pool in plans[inst.id]]
         pools.claim(s, pool, free[pool][: len(holders)], holders)
-        for iid, addr in zip(holders, free[pool]):
+        for iid, addr in zip(holders, free[pool], strict=False):
             got[(iid, pool)] = addr
     for inst in kept:
         fill(settings, inst, [got[(inst.id, p)] for p in plans[inst.id]])

@@ -86,7 +86,7 @@ def _signed_v2(server: LiveServer, params: dict[str, str], method: str = "HmacSH
         import hmac
         from urllib.parse import quote
 
-        ts = timestamp or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ts = timestamp or dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         p = dict(params, AWSAccessKeyId=admin.access_key, SignatureVersion="2", SignatureMethod="HmacSHA1", Timestamp=ts)
         host = f"127.0.0.1:{server.ec2_port}"
         qs = "&".join(f"{quote(k, safe='-_~.')}={quote(v, safe='-_~.')}" for k, v in sorted(p.items()))
@@ -107,7 +107,7 @@ def test_sigv2_query_signing(server: LiveServer) -> None:
         assert b"<regionName>us-east-1</regionName>" in body
         status, body = _fetch(_signed_v2(server, params, method, secret="wrong-secret"))
         assert status == 403 and _error_code(body) == "SignatureDoesNotMatch"
-    old = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
     status, body = _fetch(_signed_v2(server, params, "HmacSHA1", timestamp=old))
     assert status == 400 and _error_code(body) == "RequestExpired"
 
@@ -258,7 +258,7 @@ def test_a_body_that_stops_arriving_is_400_request_timeout(tmp_path_factory: pyt
         sent = [body[:10], b"%x\r\n" % len(body) + body[:10]]
         socks = []
         for _ in range(10):  # more stalled clients than the server has threads for one worker
-            for request, part in zip(stalled, sent):
+            for request, part in zip(stalled, sent, strict=True):
                 sock = socket.create_connection(("127.0.0.1", srv.ec2_port), timeout=10)
                 sock.sendall(request.encode("latin-1") + part)  # ... and nothing more; the socket stays open
                 socks.append(sock)

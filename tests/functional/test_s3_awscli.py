@@ -13,7 +13,6 @@ from tests.functional.s3_fixtures import alice, new_bucket_name  # noqa: F401 - 
 from tests.live import Creds, LiveServer
 
 
-
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.model import ListShape, MapShape, Shape, StructureShape
@@ -33,7 +33,7 @@ def sample(shape: Shape, depth: int = 0, seed: int = 0) -> Any:
     if kind in ("double", "float"):
         return 1.5 + seed
     if kind == "timestamp":
-        return datetime(2024, 5, 1, 12, 30, seed % 60, tzinfo=timezone.utc)
+        return datetime(2024, 5, 1, 12, 30, seed % 60, tzinfo=UTC)
     if kind == "blob":
         return b"blob\x00\xff" + bytes([seed % 256])
     return f"x{seed}"
