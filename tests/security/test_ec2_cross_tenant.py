@@ -1,0 +1,367 @@
+"""Bob attacks alice's EC2 resources with every operation the server implements; nothing of hers moves.
+
+Alice owns a running and a stopped instance (tagged), a key pair, a private image and her default
+security group. Each case below is one operation in bob's hands: it must be refused the way EC2
+refuses a resource that does not exist for the caller, and alice's resource must be as it was.
+Every case runs on the SQLite server and on two processes sharing PostgreSQL (alice talks to one,
+bob to the other). `test_every_operation_has_a_cross_tenant_case` fails when the server gains an
+operation that has no case here and is not listed in NO_TENANT_RESOURCE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from ec2gw.app import load_providers
+from tests.functional.tools import wait_for
+from tests.security import refused
+from tests.security.conftest import World, admin_cli, unique
+
+#: operations that read or touch no per-user resource (answers are the same for every caller)
+NO_TENANT_RESOURCE = {"DescribeRegions", "DescribeAvailabilityZones", "DescribeAccountAttributes",
+                      "DescribeInstanceTypes"}
+
+INSTANCE_NF = {"InvalidInstanceID.NotFound"}
+IMAGE_NF = {"InvalidAMIID.NotFound"}
+KEY_NF = {"InvalidKeyPair.NotFound"}
+GROUP_NF = {"InvalidGroup.NotFound"}
+
+
+@dataclass
+class Loot:
+    """Alice's resources in one deployment."""
+
+    w: World
+    running: str
+    stopped: str
+    image: str
+    key_name: str
+    key_id: str
+    key_fingerprint: str
+    group_id: str
+    account_id: str
+
+    @property
+    def alice(self) -> Any:
+        return self.w.alice.ec2
+
+    @property
+    def bob(self) -> Any:
+        return self.w.bob.ec2
+
+    def instance(self, iid: str) -> dict[str, Any]:
+        return dict(self.alice.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0])
+
+    def state(self, iid: str) -> str:
+        return str(self.instance(iid)["State"]["Name"])
+
+    def tags(self, resource: str) -> dict[str, str]:
+        found = self.alice.describe_tags(Filters=[{"Name": "resource-id", "Values": [resource]}])["Tags"]
+        return {t["Key"]: t["Value"] for t in found if not t["Key"].startswith("lease:")}
+
+    def image_row(self) -> dict[str, Any]:
+        return dict(self.alice.describe_images(ImageIds=[self.image])["Images"][0])
+
+    def bob_sees(self) -> set[str]:
+        """Every resource id bob can list, of every type."""
+        seen = {i["InstanceId"] for r in self.bob.describe_instances()["Reservations"] for i in r["Instances"]}
+        seen |= {i["ImageId"] for i in self.bob.describe_images()["Images"]}
+        seen |= {k["KeyPairId"] for k in self.bob.describe_key_pairs()["KeyPairs"]}
+        seen |= {g["GroupId"] for g in self.bob.describe_security_groups()["SecurityGroups"]}
+        seen |= {t["ResourceId"] for t in self.bob.describe_tags()["Tags"]}
+        return seen
+
+
+@pytest.fixture(scope="module")
+def loot(deployment: World, tmp_path_factory: pytest.TempPathFactory) -> Loot:
+    w = deployment
+    ec2 = w.alice.ec2
+    ids = [i["InstanceId"] for i in ec2.run_instances(
+        ImageId=w.public_image, MinCount=2, MaxCount=2, InstanceType="t2.micro",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "owner", "Value": "alice"}]}])["Instances"]]
+    key = ec2.create_key_pair(KeyName=unique("alice-key"))
+    path = Path(tmp_path_factory.mktemp("alice-image")) / "private.img"
+    path.write_bytes(b"\x02" * 65536)
+    image = str(admin_cli(w.servers[0], "image", "import", unique("alice-private"), str(path), "--owner",
+                          w.alice.name)["image_id"])
+    ec2.create_tags(Resources=[image], Tags=[{"Key": "owner", "Value": "alice"}])
+    group = ec2.describe_security_groups()["SecurityGroups"][0]
+    ec2.create_tags(Resources=[group["GroupId"]], Tags=[{"Key": "owner", "Value": "alice"}])
+
+    def states() -> Any:
+        got = {i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]
+               for i in r["Instances"]}
+        return set(got.values()) == {"running"}
+
+    wait_for("alice's instances running", states, timeout=60)
+    ec2.stop_instances(InstanceIds=[ids[1]])
+    loot = Loot(w, ids[0], ids[1], image, key["KeyName"], key["KeyPairId"], key["KeyFingerprint"], group["GroupId"],
+                group["OwnerId"])
+    wait_for("alice's second instance stopped", lambda: loot.state(ids[1]) == "stopped", timeout=60)
+    return loot
+
+
+# --------------------------------------------------------------------------- the cases
+
+
+def describe_instances(x: Loot) -> None:
+    refused(x.bob.describe_instances, InstanceIds=[x.running], codes=INSTANCE_NF)
+    refused(x.bob.describe_instances, InstanceIds=[x.running, x.stopped], codes=INSTANCE_NF)
+    mine = x.bob.describe_instances(Filters=[{"Name": "instance-id", "Values": [x.running, x.stopped]}])
+    assert mine["Reservations"] == []
+    tagged = x.bob.describe_instances(Filters=[{"Name": "tag:owner", "Values": ["alice"]}])
+    assert tagged["Reservations"] == []
+
+
+def describe_instance_status(x: Loot) -> None:
+    refused(x.bob.describe_instance_status, InstanceIds=[x.running], codes=INSTANCE_NF)
+    listed = x.bob.describe_instance_status(IncludeAllInstances=True)["InstanceStatuses"]
+    assert not {s["InstanceId"] for s in listed} & {x.running, x.stopped}
+
+
+def terminate_instances(x: Loot) -> None:
+    refused(x.bob.terminate_instances, InstanceIds=[x.running], codes=INSTANCE_NF)
+    refused(x.bob.terminate_instances, InstanceIds=[x.stopped], codes=INSTANCE_NF)
+    assert (x.state(x.running), x.state(x.stopped)) == ("running", "stopped")
+
+
+def stop_instances(x: Loot) -> None:
+    refused(x.bob.stop_instances, InstanceIds=[x.running], codes=INSTANCE_NF)
+    refused(x.bob.stop_instances, InstanceIds=[x.running], Force=True, codes=INSTANCE_NF)
+    assert x.state(x.running) == "running"
+
+
+def start_instances(x: Loot) -> None:
+    refused(x.bob.start_instances, InstanceIds=[x.stopped], codes=INSTANCE_NF)
+    assert x.state(x.stopped) == "stopped"
+
+
+def reboot_instances(x: Loot) -> None:
+    refused(x.bob.reboot_instances, InstanceIds=[x.running], codes=INSTANCE_NF)
+    assert x.state(x.running) == "running"
+
+
+def get_console_output(x: Loot) -> None:
+    refused(x.bob.get_console_output, InstanceId=x.running, codes=INSTANCE_NF)
+    refused(x.bob.get_console_output, InstanceId=x.running, Latest=True, codes=INSTANCE_NF)
+
+
+def describe_instance_attribute(x: Loot) -> None:
+    for attribute in ("userData", "instanceType", "disableApiTermination", "instanceInitiatedShutdownBehavior"):
+        refused(x.bob.describe_instance_attribute, InstanceId=x.running, Attribute=attribute, codes=INSTANCE_NF)
+
+
+def modify_instance_attribute(x: Loot) -> None:
+    before = x.instance(x.stopped)["InstanceType"]
+    refused(x.bob.modify_instance_attribute, InstanceId=x.stopped, InstanceType={"Value": "m1.large"}, codes=INSTANCE_NF)
+    refused(x.bob.modify_instance_attribute, InstanceId=x.stopped, UserData={"Value": b"#!/bin/sh\nbob\n"},
+            codes=INSTANCE_NF)
+    refused(x.bob.modify_instance_attribute, InstanceId=x.running, DisableApiTermination={"Value": True},
+            codes=INSTANCE_NF)
+    refused(x.bob.modify_instance_attribute, InstanceId=x.running,
+            InstanceInitiatedShutdownBehavior={"Value": "terminate"}, codes=INSTANCE_NF)
+    assert x.instance(x.stopped)["InstanceType"] == before
+    assert "Value" not in x.alice.describe_instance_attribute(InstanceId=x.stopped, Attribute="userData")["UserData"]
+    assert x.alice.describe_instance_attribute(InstanceId=x.running, Attribute="disableApiTermination")[
+        "DisableApiTermination"]["Value"] is False
+
+
+def create_image(x: Loot) -> None:
+    name = unique("bob-steals")
+    refused(x.bob.create_image, InstanceId=x.stopped, Name=name, codes=INSTANCE_NF)
+    refused(x.bob.create_image, InstanceId=x.running, Name=name, NoReboot=True, codes=INSTANCE_NF)
+    for ec2 in (x.bob, x.alice):
+        assert ec2.describe_images(Filters=[{"Name": "name", "Values": [name]}])["Images"] == []
+
+
+def create_tags(x: Loot) -> None:
+    for resource, codes in ((x.running, INSTANCE_NF), (x.image, IMAGE_NF), (x.group_id, GROUP_NF),
+                            (x.key_id, KEY_NF)):
+        before = x.tags(resource)
+        refused(x.bob.create_tags, Resources=[resource], Tags=[{"Key": "owner", "Value": "bob"}], codes=codes)
+        refused(x.bob.create_tags, Resources=[resource], Tags=[{"Key": "bob", "Value": "was here"}], codes=codes)
+        assert x.tags(resource) == before, resource
+    refused(x.bob.create_tags, Resources=[x.running], Tags=[{"Key": "lease:hours", "Value": "1"}], codes=INSTANCE_NF)
+
+
+def delete_tags(x: Loot) -> None:
+    for resource, codes in ((x.running, INSTANCE_NF), (x.image, IMAGE_NF), (x.group_id, GROUP_NF)):
+        before = x.tags(resource)
+        assert before.get("owner") == "alice", (resource, before)
+        refused(x.bob.delete_tags, Resources=[resource], Tags=[{"Key": "owner"}], codes=codes)
+        refused(x.bob.delete_tags, Resources=[resource], codes=codes)
+        assert x.tags(resource) == before, resource
+
+
+def describe_tags(x: Loot) -> None:
+    for resource in (x.running, x.stopped, x.image, x.group_id):
+        assert x.bob.describe_tags(Filters=[{"Name": "resource-id", "Values": [resource]}])["Tags"] == []
+    assert x.bob.describe_tags(Filters=[{"Name": "value", "Values": ["alice"]}])["Tags"] == []
+
+
+def describe_images(x: Loot) -> None:
+    refused(x.bob.describe_images, ImageIds=[x.image], codes=IMAGE_NF)
+    assert x.bob.describe_images(Owners=[x.account_id])["Images"] == []
+    assert x.bob.describe_images(Filters=[{"Name": "image-id", "Values": [x.image]}])["Images"] == []
+    assert x.image not in {i["ImageId"] for i in x.bob.describe_images(ExecutableUsers=["self"])["Images"]}
+
+
+def deregister_image(x: Loot) -> None:
+    refused(x.bob.deregister_image, ImageId=x.image, codes=IMAGE_NF)
+    assert x.image_row()["State"] == "available"
+
+
+def describe_image_attribute(x: Loot) -> None:
+    for attribute in ("launchPermission", "description", "kernel", "ramdisk", "blockDeviceMapping"):
+        refused(x.bob.describe_image_attribute, ImageId=x.image, Attribute=attribute, codes=IMAGE_NF)
+
+
+def modify_image_attribute(x: Loot) -> None:
+    refused(x.bob.modify_image_attribute, ImageId=x.image, LaunchPermission={"Add": [{"Group": "all"}]},
+            codes=IMAGE_NF)
+    refused(x.bob.modify_image_attribute, ImageId=x.image, Attribute="launchPermission", OperationType="add",
+            UserGroups=["all"], codes=IMAGE_NF)
+    refused(x.bob.modify_image_attribute, ImageId=x.image, Description={"Value": "bob's now"}, codes=IMAGE_NF)
+    row = x.image_row()
+    assert row["Public"] is False and row.get("Description", "") != "bob's now"
+    refused(x.bob.describe_images, ImageIds=[x.image], codes=IMAGE_NF)
+
+
+def public_image_stays_the_administrators(x: Loot) -> None:
+    """ModifyImageAttribute and DeregisterImage on a public image bob can see and launch, but not change."""
+    refused(x.bob.deregister_image, ImageId=x.w.public_image)
+    refused(x.bob.modify_image_attribute, ImageId=x.w.public_image, LaunchPermission={"Remove": [{"Group": "all"}]})
+    refused(x.bob.modify_image_attribute, ImageId=x.w.public_image, Description={"Value": "bob's now"})
+    refused(x.bob.create_tags, Resources=[x.w.public_image], Tags=[{"Key": "bob", "Value": "x"}])
+    row = x.alice.describe_images(ImageIds=[x.w.public_image])["Images"][0]
+    assert row["Public"] is True and row["State"] == "available" and row.get("Description") != "bob's now"
+
+
+def run_instances(x: Loot) -> None:
+    refused(x.bob.run_instances, ImageId=x.image, MinCount=1, MaxCount=1, codes=IMAGE_NF)
+    refused(x.bob.run_instances, ImageId=x.w.public_image, MinCount=1, MaxCount=1, KeyName=x.key_name, codes=KEY_NF)
+    refused(x.bob.run_instances, ImageId=x.w.public_image, MinCount=1, MaxCount=1, SecurityGroupIds=[x.group_id],
+            codes=GROUP_NF)
+    seen = {i["InstanceId"] for r in x.bob.describe_instances()["Reservations"] for i in r["Instances"]
+            if i["State"]["Name"] != "terminated"}
+    assert seen == set(), seen
+
+
+def register_image(x: Loot) -> None:
+    """Bob registers alice's image object (read through the image's own location) as his image."""
+    location = x.image_row().get("ImageLocation") or ""
+    assert "/" in location, x.image_row()
+    refused(x.bob.register_image, Name=unique("bob-copy"), ImageLocation=location)
+    assert [i for i in x.bob.describe_images(Owners=["self"])["Images"]] == []
+
+
+def create_key_pair(x: Loot) -> None:
+    """Bob may have a key of the same name; alice's key stays hers, and bob deleting his leaves hers."""
+    made = x.bob.create_key_pair(KeyName=x.key_name)
+    assert made["KeyPairId"] != x.key_id
+    try:
+        mine = x.alice.describe_key_pairs(KeyNames=[x.key_name])["KeyPairs"]
+        assert [(k["KeyPairId"], k["KeyFingerprint"]) for k in mine] == [(x.key_id, x.key_fingerprint)]
+    finally:
+        x.bob.delete_key_pair(KeyName=x.key_name)
+    assert [k["KeyPairId"] for k in x.alice.describe_key_pairs(KeyNames=[x.key_name])["KeyPairs"]] == [x.key_id]
+
+
+def import_key_pair(x: Loot) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    public = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    made = x.bob.import_key_pair(KeyName=x.key_name, PublicKeyMaterial=public)
+    try:
+        assert made["KeyPairId"] != x.key_id
+        mine = x.alice.describe_key_pairs(KeyNames=[x.key_name])["KeyPairs"]
+        assert [(k["KeyPairId"], k["KeyFingerprint"]) for k in mine] == [(x.key_id, x.key_fingerprint)]
+    finally:
+        x.bob.delete_key_pair(KeyPairId=made["KeyPairId"])
+
+
+def delete_key_pair(x: Loot) -> None:
+    """EC2 answers DeleteKeyPair of an unknown name with success; alice's key must survive it all the same."""
+    for kwargs in ({"KeyName": x.key_name}, {"KeyPairId": x.key_id}):
+        try:
+            x.bob.delete_key_pair(**kwargs)
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] in KEY_NF, exc.response
+    assert [k["KeyPairId"] for k in x.alice.describe_key_pairs(KeyNames=[x.key_name])["KeyPairs"]] == [x.key_id]
+
+
+def describe_key_pairs(x: Loot) -> None:
+    refused(x.bob.describe_key_pairs, KeyNames=[x.key_name], codes=KEY_NF)
+    refused(x.bob.describe_key_pairs, KeyPairIds=[x.key_id], codes=KEY_NF)
+    assert x.key_id not in {k["KeyPairId"] for k in x.bob.describe_key_pairs()["KeyPairs"]}
+    assert x.bob.describe_key_pairs(Filters=[{"Name": "key-pair-id", "Values": [x.key_id]}])["KeyPairs"] == []
+
+
+def describe_security_groups(x: Loot) -> None:
+    refused(x.bob.describe_security_groups, GroupIds=[x.group_id], codes=GROUP_NF)
+    assert x.bob.describe_security_groups(Filters=[{"Name": "group-id", "Values": [x.group_id]}])["SecurityGroups"] == []
+    assert x.bob.describe_security_groups(Filters=[{"Name": "owner-id", "Values": [x.account_id]}])["SecurityGroups"] == []
+
+
+def nothing_of_alices_is_listed_for_bob(x: Loot) -> None:
+    assert not x.bob_sees() & {x.running, x.stopped, x.image, x.key_id, x.group_id}
+
+
+#: operation -> the cases that attack alice's resources with it
+CASES: dict[str, list[Callable[[Loot], None]]] = {
+    "DescribeInstances": [describe_instances, nothing_of_alices_is_listed_for_bob],
+    "DescribeInstanceStatus": [describe_instance_status],
+    "TerminateInstances": [terminate_instances],
+    "StopInstances": [stop_instances],
+    "StartInstances": [start_instances],
+    "RebootInstances": [reboot_instances],
+    "GetConsoleOutput": [get_console_output],
+    "DescribeInstanceAttribute": [describe_instance_attribute],
+    "ModifyInstanceAttribute": [modify_instance_attribute],
+    "CreateImage": [create_image],
+    "CreateTags": [create_tags],
+    "DeleteTags": [delete_tags],
+    "DescribeTags": [describe_tags],
+    "DescribeImages": [describe_images],
+    "DeregisterImage": [deregister_image, public_image_stays_the_administrators],
+    "DescribeImageAttribute": [describe_image_attribute],
+    "ModifyImageAttribute": [modify_image_attribute],
+    "RunInstances": [run_instances],
+    "RegisterImage": [register_image],
+    "CreateKeyPair": [create_key_pair],
+    "ImportKeyPair": [import_key_pair],
+    "DeleteKeyPair": [delete_key_pair],
+    "DescribeKeyPairs": [describe_key_pairs],
+    "DescribeSecurityGroups": [describe_security_groups],
+}
+
+
+def test_every_operation_has_a_cross_tenant_case() -> None:
+    implemented = set(load_providers().names())
+    missing = implemented - set(CASES) - NO_TENANT_RESOURCE
+    assert not missing, (f"EC2 operations without a cross-tenant case: {sorted(missing)}; add one to CASES in "
+                         f"{__file__} (or to NO_TENANT_RESOURCE if they touch no per-user resource)")
+    assert not (set(CASES) | NO_TENANT_RESOURCE) - implemented, "cases for operations the server does not have"
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{op}-{c.__name__}") for op, cs in CASES.items() for c in cs])
+def test_bob_cannot_reach_alices_resources(loot: Loot, case: Callable[[Loot], None]) -> None:
+    case(loot)
+
+
+def test_alices_resources_are_intact_and_hers(loot: Loot) -> None:
+    """After every attack: alice still sees and uses all of it."""
+    assert (loot.state(loot.running), loot.state(loot.stopped)) == ("running", "stopped")
+    assert loot.tags(loot.running) == {"owner": "alice"}
+    assert loot.image_row()["State"] == "available" and loot.image_row()["Public"] is False
+    assert loot.alice.get_console_output(InstanceId=loot.running)["InstanceId"] == loot.running
+    keys = loot.alice.describe_key_pairs(KeyNames=[loot.key_name])["KeyPairs"]
+    assert [(k["KeyPairId"], k["KeyFingerprint"]) for k in keys] == [(loot.key_id, loot.key_fingerprint)]
