@@ -322,9 +322,10 @@ def _claim(service: str, kind: str, credential: str, signed_headers: str, signat
            raw_date: str | None, date_kind: str) -> _Signed:
     """Check the credential scope (any region; this service; same day as the request) and the host signing."""
     parts = credential.split("/")
-    if len(parts) != 5 or not all(parts) or parts[4] != "aws4_request":
+    # the region may be empty (libcloud's MinIO driver signs so): any region is accepted
+    if len(parts) != 5 or not all(parts[:2] + parts[3:]) or parts[4] != "aws4_request":
         raise auth_error(service, kind, f"The Credential {credential!r} is malformed; expected "
-                         "'<access key id>/<YYYYMMDD>/<region>/<service>/aws4_request'.")
+                         "'<access key id>/<YYYYMMDD>/<region>/<service>/aws4_request' (the region may be any name, or empty).")
     access_key, date, region, scope_service = parts[:4]
     if scope_service != service:
         raise auth_error(service, kind if service == "s3" else "signature",
