@@ -30,8 +30,8 @@ def first_start(app: Any) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(accounts.credentials_file_text(created))
-        click.echo(f"Created the administrator; credentials written to {path}:")
-        click.echo(accounts.credentials_file_text(created))
+        click.echo(f"Created the administrator (access key {created.access_key_id}); its secret key is only in {path} "
+                   f"(mode 0600): export AWS_SHARED_CREDENTIALS_FILE={path.resolve()}")
 
 
 def _gunicorn_app(settings: Any, options: dict[str, Any]) -> Any:

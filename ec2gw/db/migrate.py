@@ -11,6 +11,11 @@ admin command:
   at the head;
 * any other database is upgraded to the head.
 
+Alembic's own INFO lines (plugin set-up, "Context impl", one per revision) are held back to
+WARNING while the service migrates; upgrade_schema() logs one INFO line per revision it applied
+(on logger ``ec2gw.db``) and nothing when the schema was already current. Configure the ``alembic``
+logger yourself (any level) to see its lines again.
+
 Several processes may start at once against one database (`ec2gw serve` on many machines), so the
 whole upgrade runs in one transaction that first takes a lock: pg_advisory_xact_lock on
 PostgreSQL, BEGIN IMMEDIATE on SQLite. The loser waits, then finds the schema current.
@@ -26,6 +31,9 @@ same); add a revision with
 from __future__ import annotations
 
 import importlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +46,7 @@ if TYPE_CHECKING:
     from ec2gw.db.session import Database
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
+log = logging.getLogger("ec2gw.db")
 #: packages whose models.py / *_models.py modules define tables on ec2gw.db.models.Base
 MODEL_PACKAGES = ("ec2gw", "storage")
 #: pg_advisory_xact_lock key serializing schema upgrades ("ec2gw-db" in ASCII, as an int64)
@@ -95,43 +104,73 @@ def current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic at WARNING for the duration, unless someone configured its logger's level."""
+    logger = logging.getLogger("alembic")
+    if logger.level != logging.NOTSET:
+        yield
+        return
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(logging.NOTSET)
+
+
 def upgrade_schema(db: Database) -> None:
     """Bring the database to the head revision (see the module docstring for the cases)."""
-    head = head_revision()
-    with db.engine.connect() as conn:
-        if current_revision(conn) == head:
-            return
-    with db.engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            _sqlite_upgrade(conn)
-        else:
-            with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-                _upgrade_locked(conn)
+    with _quiet_alembic():
+        head = head_revision()
+        with db.engine.connect() as conn:
+            if current_revision(conn) == head:
+                return
+        with db.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                applied = _sqlite_upgrade(conn)
+            else:
+                with conn.begin():
+                    if conn.dialect.name == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+                    applied = _upgrade_locked(conn)
+    for line in applied:
+        log.info("database schema: %s", line)
 
 
-def _sqlite_upgrade(conn: Connection) -> None:
+def _pending(conn: Connection) -> list[str]:
+    """What upgrading from the database's revision to the head applies, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    revs = list(script.iterate_revisions("heads", current_revision(conn) or "base"))
+    return [f"applied migration {r.revision}: {(r.doc or '').strip()}" for r in reversed(revs)]
+
+
+def _sqlite_upgrade(conn: Connection) -> list[str]:
     """SQLite: foreign keys off while tables may be rebuilt (batch migrations), then checked."""
     raw: Any = conn.connection.dbapi_connection
     raw.execute("PRAGMA foreign_keys=OFF")
     try:
         conn = conn.execution_options(ec2gw_immediate=True)  # BEGIN IMMEDIATE: one migrator at a time
         with conn.begin():
-            _upgrade_locked(conn)
+            applied = _upgrade_locked(conn)
             broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
             if broken:
                 raise RuntimeError(f"the schema upgrade left rows with dangling foreign keys: {broken[:5]}; "
                                    "restore the database from its backup and report the migration")
     finally:
         raw.execute("PRAGMA foreign_keys=ON")
+    return applied
 
 
-def _upgrade_locked(conn: Connection) -> None:
-    """Run inside the locked transaction: decide the case afresh, then stamp or upgrade."""
+def _upgrade_locked(conn: Connection) -> list[str]:
+    """Run inside the locked transaction: decide the case afresh, then stamp or upgrade; says what
+    it did (nothing when another process got there first)."""
     from alembic import command
 
     cfg = alembic_config(connection=conn)
+    if current_revision(conn) == head_revision():
+        return []
     if current_revision(conn) is None and set(inspect(conn).get_table_names()) - {"alembic_version"}:
         metadata = all_metadata()
         metadata.create_all(conn)
@@ -139,5 +178,7 @@ def _upgrade_locked(conn: Connection) -> None:
             for index in table.indexes:
                 index.create(conn, checkfirst=True)
         command.stamp(cfg, "head")
-        return
+        return [f"completed the tables of a database from before migrations and stamped it at {head_revision()}"]
+    applied = _pending(conn)
     command.upgrade(cfg, "head")
+    return applied
