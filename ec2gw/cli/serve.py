@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -60,15 +62,20 @@ def _gunicorn_app(settings: Any, options: dict[str, Any]) -> Any:
 def serve(state: CliState, host: str | None, ec2_port: int | None, s3_port: int | None, tls: bool | None,
           workers: int | None) -> None:
     """Serve the EC2 API and Cumulus until interrupted (Ctrl-C or SIGTERM)."""
+    overrides = {"host": host, "ec2_port": ec2_port, "s3_port": s3_port, "tls": tls or None, "workers": workers}
+    wanted = state.settings(**overrides)
+    # both listeners first: a port in use ends the start here, at once and in one line, before the
+    # banner, the database and service.json
+    listeners = bind_listeners(wanted.host, [("EC2 API", wanted.ec2_port, "--ec2-port", "EC2GW_EC2_PORT"),
+                                             ("Cumulus", wanted.s3_port, "--s3-port", "EC2GW_S3_PORT")])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = open_app(state, host=host, ec2_port=ec2_port, s3_port=s3_port, tls=tls or None, workers=workers)
+    app = open_app(state, **overrides)
     settings = app.settings
     first_start(app)
     from ec2gw.bundles import record_service  # bundles written later point at these listeners
 
     record_service(settings)
     options: dict[str, Any] = {
-        "bind": [f"{settings.host}:{settings.ec2_port}", f"{settings.host}:{settings.s3_port}"],
         "workers": settings.workers,
         "worker_class": "gthread",
         "threads": 8,
@@ -86,6 +93,9 @@ def serve(state: CliState, host: str | None, ec2_port: int | None, s3_port: int 
         options.update(tls_options(settings))
     app.db.dispose()
     worker = start_compute_worker(state)
+    for sock in listeners:
+        sock.listen(LISTEN_BACKLOG)
+    options["bind"] = [f"fd://{sock.detach()}" for sock in listeners]  # gunicorn takes them over
     scheme = "https" if settings.tls else "http"
     click.echo(f"ec2gw: EC2 API on {scheme}://{settings.host}:{settings.ec2_port}, "
                f"Cumulus on {scheme}://{settings.host}:{settings.s3_port}")
@@ -93,6 +103,48 @@ def serve(state: CliState, host: str | None, ec2_port: int | None, s3_port: int 
         _gunicorn_app(settings, options).run()
     finally:
         stop_process(worker)
+
+
+#: connections the kernel queues per listener before the workers accept them
+LISTEN_BACKLOG = 2048
+
+
+def bind_listeners(host: str, wanted: list[tuple[str, int, str, str]]) -> list[socket.socket]:
+    """Bind every (endpoint, port, flag, variable) at `host`, or end the command with one line that
+    names the port and how to choose another (nothing is left bound). The sockets listen only once
+    the service is ready (first start done): until then a client is refused, not kept waiting."""
+    bound: list[socket.socket] = []
+    try:
+        for endpoint, port, flag, variable in wanted:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            except socket.gaierror as exc:
+                raise click.ClickException(f"cannot listen on {host!r}: {exc.strerror}; give an address of this "
+                                           "machine with --host (e.g. 127.0.0.1 or 0.0.0.0).") from None
+            family, _, _, _, address = infos[0]
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                where = f"{host}:{port}"
+                if exc.errno == errno.EADDRINUSE:
+                    why = f"port {port} ({endpoint}) on {host} is already in use by another program"
+                elif exc.errno == errno.EACCES:
+                    why = f"port {port} ({endpoint}) on {host} needs privileges this user lacks"
+                elif exc.errno == errno.EADDRNOTAVAIL:
+                    raise click.ClickException(f"cannot listen on {where} ({endpoint}): {host} is no address of this "
+                                               "machine; give one with --host (e.g. 127.0.0.1 or 0.0.0.0).") from None
+                else:
+                    why = f"cannot listen on {where} ({endpoint}): {exc.strerror}"
+                raise click.ClickException(f"{why}; stop what listens there or pick another port with {flag} "
+                                           f"(or {variable}).") from None
+    except BaseException:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
 
 
 def tls_options(settings: Any) -> dict[str, Any]:
