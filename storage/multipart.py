@@ -22,7 +22,14 @@ from storage import access, checksums, usage
 from storage.access import check_key, owner_dict
 from storage.blobstore import SegmentReader
 from storage.conditions import parse_range, range_number
-from storage.context import S3Context, invalid_argument, invalid_request, no_such_upload, operation
+from storage.context import (
+    S3Context,
+    access_denied,
+    invalid_argument,
+    invalid_request,
+    no_such_upload,
+    operation,
+)
 from storage.listing import after_condition, encoder, key_range, page_size, walk
 from storage.models import MultipartUpload, Part
 from storage.objects import (
@@ -58,7 +65,18 @@ def _upload(s: Any, ctx: S3Context, bucket: str, key: str, upload_id: str) -> tu
         access.require(access.can_write_object(ctx.settings, ctx.principal, b, key))
         raise no_such_upload(upload_id)
     access.require(access.can_write_object(ctx.settings, ctx.principal, b, key))
+    _require_initiator_or_owner(ctx, b, upload)
     return b, upload
+
+
+def _require_initiator_or_owner(ctx: S3Context, b: Any, upload: MultipartUpload) -> None:
+    """An upload in progress is its initiator's: others who may write to the bucket (public-read-write)
+    may start uploads of their own, not add to, list, complete or abort this one (S3: "the bucket
+    owner and the initiator of the multipart upload")."""
+    if access.is_owner(ctx.principal, b) or (ctx.principal is not None and ctx.principal.user_id == upload.owner_id):
+        return
+    raise access_denied("Access Denied: only the user who started this multipart upload and the bucket's "
+                               "owner may use it; start an upload of your own with CreateMultipartUpload.")
 
 
 def _part_number(value: int) -> int:
@@ -214,6 +232,7 @@ def complete_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: 
                         **info.checksum_members()}
             raise no_such_upload(upload_id)
         access.require(access.can_write_object(ctx.settings, ctx.principal, b, key))
+        _require_initiator_or_owner(ctx, b, upload)
         parts = {pt.part_number: pt for pt in s.scalars(select(Part).where(Part.upload_id == upload_id))}
         up = {"headers": json.loads(upload.headers_json),
               "metadata": json.loads(upload.metadata_json), "acl": upload.acl, "owner": upload.owner_id,
