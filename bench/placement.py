@@ -83,7 +83,7 @@ def run(size: int, batch: int, pg: Any = None) -> dict[str, float]:
             resp = world.a.run_instances(ImageId=image, MinCount=n, MaxCount=n, InstanceType=TYPE)
             left -= len(resp["Instances"])
         t1 = time.perf_counter()
-        worker = ComputeWorker(world.app.settings, world.app.db, world.app.drivers)
+        worker = ComputeWorker(world.app.settings, world.app.db, world.app.drivers, cumulus=world.app.cumulus)
         deadline = time.monotonic() + 600
         while count(world, "running") < size:
             if time.monotonic() > deadline:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backends.base import DomainNotFound, DriverError, NodeUnavailable
-from ec2gw import accounts
+from ec2gw import accounts, quotas
 from ec2gw.api.context import RequestContext
 from ec2gw.aws import dispatch
 from ec2gw.aws.gateway import Ec2Gateway, Principal
@@ -25,6 +25,9 @@ from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node
 from ec2gw.db.session import Database
 from ec2gw.errors import ServiceError
+from ec2gw.network import selection
+from storage.gateway import S3Gateway
+from storage.service import CumulusService
 
 log = logging.getLogger("ec2gw")
 
@@ -48,17 +51,12 @@ class App:
         self.db = db or Database(settings.db_url)
         self.drivers = DriverPool()
         self.registry = load_providers()
+        #: Cumulus's quota rule, given to Cumulus with the rest of its host (storage/host.py: this App)
+        self.storage_quota = quotas.StorageQuotaRule(settings)
         self.ec2 = Ec2Gateway(self.registry, self.principal_lookup, self.make_context, settings.body_timeout)
-        self.s3 = self._s3_gateway()
-
-    def _s3_gateway(self) -> Callable[..., Iterable[bytes]] | None:
-        try:
-            from storage.gateway import S3Gateway
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("storage.gateway",):
-                raise
-            return None
-        return S3Gateway(self)
+        self.s3 = S3Gateway(self)
+        #: Cumulus's Python API, for the providers and the compute worker (ec2gw/compute/cumulus.py)
+        self.cumulus = CumulusService(self, self.s3.store)
 
     def principal_lookup(self, access_key: str) -> Principal | None:
         with self.db.engine.connect() as conn:
@@ -73,20 +71,12 @@ class App:
     # -- services the providers use -----------------------------------------------------------
     def instance_limit(self, principal: Principal) -> int:
         """How many instances the caller may have (quotas refine this)."""
-        try:
-            from ec2gw.quotas import instance_limit
-        except ModuleNotFoundError as exc:
-            if exc.name != "ec2gw.quotas":
-                raise
-            return self.settings.max_instances_per_user
-        return instance_limit(self, principal)
+        return quotas.instance_limit(self.db, self.settings, principal)
 
     def assign_addresses(self, s: Session, instances: list[Instance], slots: list[NodeRef],
                          min_count: int | None = None) -> list[Instance]:
         """Addresses (one NIC per distinct pool its type and node call for) for as many new
         instances as the pools allow, at least ``min_count``; returns those that got them."""
-        from ec2gw.network import selection
-
         return selection.assign(s, self.settings, instances, slots, min_count)
 
     def node_reachability(self, s: Session) -> dict[str, bool]:
@@ -122,12 +112,8 @@ class App:
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Both endpoints in one callable: the listener's port decides which answers."""
         port = str(environ.get("SERVER_PORT", ""))
-        if port == str(self.settings.s3_port) and self.s3 is not None:
-            return self.s3(environ, start_response)
         if port == str(self.settings.s3_port):
-            body = b"<Error><Code>NotImplemented</Code><Message>Cumulus is not available.</Message></Error>"
-            start_response("501 Not Implemented", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
-            return [body]
+            return self.s3(environ, start_response)
         return self.ec2(environ, start_response)
 
     __call__ = wsgi

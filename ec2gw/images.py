@@ -3,8 +3,8 @@
 What: which images a user sees and may launch, how an image is registered from a Cumulus object
 (`bucket/key`, Nimbus layout `Repo/VMS/<user>/<name>` and `Repo/VMS/common/<name>`), and
 `import_image` for `ec2gw admin image import`.
-Why here: this is the one module that talks to the object store (storage/images.py), so the
-dependency between the two halves of the service lives in one place.
+Why here: this is the one module of the EC2 rules that reads image objects, through the Cumulus
+it is given (app.cumulus, ec2gw/compute/cumulus.py): it never imports Cumulus.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ec2gw import ids
-from ec2gw.api.tagging import set_tags
+from ec2gw.compute.cumulus import common_image_key, detect_format, user_image_key
 from ec2gw.db.models import Image, Tag, User
 from ec2gw.errors import ServiceError, invalid_value
+from ec2gw.tagging import set_tags
 
 if TYPE_CHECKING:
     from ec2gw.app import App
@@ -35,40 +36,26 @@ _DEVICE_RE = re.compile(r"^/dev/[a-z0-9]+$")
 _SNIFF_BYTES = 512
 
 
-# --- the object store, behind one seam ---------------------------------------------------------
-
-def _store() -> Any:
-    try:
-        from storage import images as store  # type: ignore[attr-defined,unused-ignore]
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("storage.images",):
-            raise
-        raise ServiceError(
-            "Unavailable", "The image store (Cumulus) is not installed in this service; images cannot be registered.", 503
-        ) from None
-    return store
-
-
 def inspect_object(app: App, user_id: int, bucket: str, key: str) -> tuple[int, str]:
     """(size, disk format) of the Cumulus object `bucket/key`, which the user must be able to read."""
-    store = _store()
+    store = app.cumulus
     where = f"{bucket}/{key}"
-    if store.object_info(app, bucket, key) is None:
+    if store.object_info(bucket, key) is None:
         raise ServiceError(
             "InvalidManifest", f"The image location '{where}' names no object in Cumulus; upload the image there first."
         )
-    if not store.can_read(app, user_id, bucket, key):
+    if not store.can_read(user_id, bucket, key):
         raise ServiceError(
             "InvalidManifest", f"You may not read the object '{where}'; register only images you uploaded or may read."
         )
-    handle, size = store.open_object(app, bucket, key)
+    handle, size = store.open_object(bucket, key)
     try:
         head = handle.read(_SNIFF_BYTES)
     finally:
         handle.close()
     if size == 0:
         raise ServiceError("InvalidManifest", f"The object '{where}' is empty; upload the image file again.")
-    return int(size), str(store.detect_format(head))
+    return int(size), detect_format(head)
 
 
 def parse_location(location: str | None) -> tuple[str, str]:
@@ -278,9 +265,8 @@ def import_image(
         owner_id, owner_login = owner.id, owner.name
         _duplicate_name(s, owner_id, name)
         check_references(s, owner_id, reg)
-        store = _store()
         settings = app.settings
-        key = store.common_image_key(settings, name) if public else store.user_image_key(settings, owner_login, name)
+        key = common_image_key(settings, name) if public else user_image_key(settings, owner_login, name)
         bucket = settings.image_bucket
         holder = s.scalar(select(Image.id).where(Image.location == f"{bucket}/{key}"))
         if holder is not None:  # never overwrite the disk of another image
@@ -288,7 +274,7 @@ def import_image(
                 "InvalidAMIName.Duplicate",
                 f"The object {bucket}/{key} already holds image {holder}; import under another name.",
             )
-    store.put_file(app, owner_id, bucket, key, path, os.path.getsize(path))
+    app.cumulus.put_file(owner_id, bucket, key, path, os.path.getsize(path))
     reg.location = f"{bucket}/{key}"
     size, disk_format = inspect_object(app, owner_id, bucket, key)
     with app.db.session(write=True) as s:

@@ -6,12 +6,13 @@ service's defaults from the settings. Usage counts every instance that is not te
 ones too, so starting them again never passes a quota) and every Cumulus byte the user stored,
 finished objects and parts of unfinished multipart uploads alike.
 Why one module: RunInstances, DescribeAccountAttributes, Cumulus and the admin CLI must agree on
-one rule; each asks here.
+one rule; each asks here (Cumulus through the StorageQuotaRule it is given when it is built).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +25,12 @@ from ec2gw.errors import ServiceError
 from ec2gw.quota_models import UNLIMITED, Quota
 
 if TYPE_CHECKING:
-    from ec2gw.app import App
     from ec2gw.aws.gateway import Principal
     from ec2gw.config import Settings
+    from ec2gw.db.session import Database
+
+#: the bytes a user holds in Cumulus (storage.usage.total), for usage reports
+StoredBytes = Callable[[Session | Connection, int], int]
 
 FIELDS = ("instances", "vcpus", "memory_mib", "storage_bytes")
 GIB = 1 << 30
@@ -92,24 +96,14 @@ def limits_for(s: Session, settings: Settings, user_name: str, group: str) -> Li
     return Limits(**out)
 
 
-def usage_of(s: Session, user_id: int) -> Usage:
+def usage_of(s: Session, user_id: int, stored: StoredBytes | None = None) -> Usage:
+    """The user's instances, vCPUs and memory, and (when `stored` is given: Cumulus keeps that
+    count, storage/usage.py) the bytes they hold in Cumulus; 0 bytes without it."""
     count, vcpus, memory = s.execute(
         select(func.count(Instance.id), func.coalesce(func.sum(Instance.vcpus), 0), func.coalesce(func.sum(Instance.memory_mib), 0))
         .where(Instance.owner_id == user_id, Instance.state != "terminated")
     ).one()
-    return Usage(int(count), int(vcpus), int(memory), storage_usage(s, user_id))
-
-
-def storage_usage(s: Session | Connection, user_id: int) -> int:
-    """Bytes the user holds in Cumulus: their objects plus parts of their unfinished uploads
-    (the running total storage/usage.py keeps with those rows)."""
-    try:
-        from storage import usage
-    except ModuleNotFoundError as exc:  # Cumulus not installed: nothing stored
-        if exc.name != "storage":
-            raise
-        return 0
-    return usage.total(s, user_id)
+    return Usage(int(count), int(vcpus), int(memory), 0 if stored is None else stored(s, user_id))
 
 
 # one Core query (no ORM: it runs in every Cumulus PUT): the user's row, with their own and their
@@ -161,17 +155,17 @@ def storage_quota_error(limit: int, used: int, extra_bytes: int) -> ServiceError
     )
 
 
-def instance_limit(app: App, principal: Principal) -> int:
+def instance_limit(db: Database, settings: Settings, principal: Principal) -> int:
     """How many instances the caller may have (what DescribeAccountAttributes reports)."""
-    with app.db.session() as s:
-        limit = limits_for(s, app.settings, principal.name, principal.group).instances
+    with db.session() as s:
+        limit = limits_for(s, settings, principal.name, principal.group).instances
     return NO_LIMIT_INSTANCES if limit is None else limit
 
 
 # --------------------------------------------------------------------------- checks
 
 def launch_allowance(
-    s: Session, app: App, principal: Principal, min_count: int, max_count: int, instance_type: str,
+    s: Session, settings: Settings, principal: Principal, min_count: int, max_count: int, instance_type: str,
     vcpus: int, memory_mib: int, *, resizing: str | None = None,
 ) -> int:
     """How many of max_count instances the caller may launch now (at least min_count), or raise.
@@ -190,7 +184,7 @@ def launch_allowance(
         return max_count
     if s.get_bind().dialect.name == "postgresql":
         s.execute(select(User.id).where(User.id == principal.user_id).with_for_update())
-    limits = limits_for(s, app.settings, principal.name, principal.group)
+    limits = limits_for(s, settings, principal.name, principal.group)
     used = usage_of(s, principal.user_id)
     allowed = max_count
     if limits.instances is not None and resizing is None:
@@ -222,21 +216,30 @@ def launch_allowance(
     return allowed
 
 
-def check_storage(app: App, user_id: int, extra_bytes: int) -> None:
-    """Refuse (403 QuotaExceeded) storing extra_bytes more for user_id beyond their Cumulus quota.
+class StorageQuotaRule:
+    """The Cumulus storage quota as Cumulus is given it (storage.host.StorageQuota): the user's
+    limit, the same folded into a query of Cumulus's own, and the error past it.
 
-    Called by Cumulus before it accepts a body, with the announced size, so nothing is stored
-    when the answer is no. An overwrite is counted as new bytes (the old object still counts until
-    it is replaced), which errs on the side of the quota. The transaction that stores the object
-    checks again, exactly and safely under concurrency (storage/usage.py charge()).
+    Cumulus checks it twice: before it accepts a body (with the announced size, so nothing is
+    stored when the answer is no; an overwrite counts as new bytes, erring on the side of the quota)
+    and again, exactly and safely under concurrency, in the transaction that stores the object
+    (storage/usage.py charge()).
     """
-    with app.db.engine.connect() as conn:
-        limit = storage_limit(conn, app.settings, user_id)
-        if limit is None:
-            return
-        used = storage_usage(conn, user_id)
-    if used + max(0, extra_bytes) > limit:
-        raise storage_quota_error(limit, used, extra_bytes)
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def limit(self, conn: Connection, user_id: int) -> int | None:
+        return storage_limit(conn, self.settings, user_id)
+
+    def limit_columns(self, user_id: Any) -> tuple[Any, Any]:
+        return storage_quota_columns(user_id)
+
+    def effective_limit(self, user_value: int | None, group_value: int | None) -> int | None:
+        return effective_storage_limit(self.settings, user_value, group_value)
+
+    def exceeded(self, limit: int, used: int, extra_bytes: int) -> ServiceError:
+        return storage_quota_error(limit, used, extra_bytes)
 
 
 # --------------------------------------------------------------------------- administration
@@ -313,13 +316,14 @@ def list_quotas(s: Session) -> list[dict[str, Any]]:
     return [quota_dict(q) for q in s.scalars(select(Quota).order_by(Quota.kind, Quota.name))]
 
 
-def report(s: Session, settings: Settings, user_name: str) -> dict[str, Any]:
-    """A user's effective limits next to their usage (for `ec2gw admin quota show`)."""
+def report(s: Session, settings: Settings, user_name: str, stored: StoredBytes | None = None) -> dict[str, Any]:
+    """A user's effective limits next to their usage (for `ec2gw admin quota show`); `stored`
+    counts their Cumulus bytes (storage.usage.total)."""
     user = s.scalar(select(User).where(User.name == user_name))
     if user is None:
         raise QuotaError(f"no user named {user_name!r}; `ec2gw admin user list` shows the users")
     limits = limits_for(s, settings, user.name, user.group)
-    used = usage_of(s, user.id)
+    used = usage_of(s, user.id, stored)
     return {
         "user": user.name,
         "group": user.group,

@@ -17,7 +17,9 @@ import re
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ec2gw.errors import ServiceError
+from storage import usage
 from storage.context import access_denied
+from storage.host import Host
 
 
 class BucketLike(Protocol):
@@ -34,7 +36,6 @@ class BucketLike(Protocol):
 
 
 if TYPE_CHECKING:
-    from ec2gw.app import App
     from ec2gw.aws.gateway import Principal
     from ec2gw.config import Settings
 
@@ -257,12 +258,11 @@ def require_bucket_owner(principal: Principal | None, bucket: BucketLike) -> Non
 # --------------------------------------------------------------------------- quotas
 
 
-def check_storage_quota(app: App, user_id: int, extra_bytes: int) -> None:
+def check_storage_quota(host: Host, user_id: int, extra_bytes: int) -> None:
     """Raise if storing `extra_bytes` more for `user_id` would pass the user's storage quota.
 
-    The one place Cumulus asks about quotas (called before a body is accepted, with its announced
-    size). The rule (user, group, service default) lives in ec2gw.quotas: 403 QuotaExceeded.
+    The one place Cumulus asks about quotas before a body is accepted (with its announced size).
+    The rule (user, group, service default: 403 QuotaExceeded) is the host's (storage/host.py).
     """
-    from ec2gw.quotas import check_storage
-
-    check_storage(app, user_id, extra_bytes)
+    with host.db.engine.connect() as conn:
+        usage.check_quota(conn, host.storage_quota, user_id, extra_bytes)

@@ -16,12 +16,12 @@ from ec2gw.aws.dispatch import Registry
 from ec2gw.errors import ServiceError
 
 if TYPE_CHECKING:
-    from ec2gw.app import App
     from ec2gw.aws.auth import AuthResult
     from ec2gw.aws.gateway import Principal
     from ec2gw.config import Settings
     from ec2gw.db.session import Database
     from storage.blobstore import BlobStore
+    from storage.host import Host, StorageQuota
     from storage.upload import UploadBody
 
 #: the S3 operations; storage modules register into it at import
@@ -31,7 +31,8 @@ operation = s3.operation
 
 @dataclass
 class S3Context:
-    app: App
+    #: what Cumulus was given when it was built (storage/host.py)
+    app: Host
     store: BlobStore
     principal: Principal | None
     request_id: str
@@ -49,6 +50,10 @@ class S3Context:
     @property
     def settings(self) -> Settings:
         return self.app.settings
+
+    @property
+    def storage_quota(self) -> StorageQuota:
+        return self.app.storage_quota
 
     @property
     def user_id(self) -> int | None:

@@ -42,8 +42,8 @@ from storage.records import bucket_owner_account
 from storage.upload import UploadBody
 
 if TYPE_CHECKING:
-    from ec2gw.app import App
     from ec2gw.aws.gateway import Principal
+    from storage.host import Host
 
 log = logging.getLogger("ec2gw.cumulus")
 
@@ -59,9 +59,9 @@ _REASONS = {
 
 
 class S3Gateway:
-    """WSGI application for Cumulus."""
+    """WSGI application for Cumulus, given its host (storage/host.py) when it is built."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Host) -> None:
         self.app = app
         self.store = BlobStore(app.settings.data_dir / "cumulus", app.settings.cumulus_direct_io)
         self.store.sweep_tmp()  # temp files of uploads a crashed process never finished

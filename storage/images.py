@@ -17,24 +17,29 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from ec2gw.aws.gateway import Principal
+
+# the image key layout and format sniffing are the EC2 side's rules (also used from here)
+from ec2gw.compute.cumulus import QCOW2_MAGIC as QCOW2_MAGIC
+from ec2gw.compute.cumulus import common_image_key as common_image_key
+from ec2gw.compute.cumulus import detect_format as detect_format
+from ec2gw.compute.cumulus import user_image_key as user_image_key
 from ec2gw.db.models import Image, User
 from ec2gw.errors import ServiceError
 from storage import access
 from storage.blobstore import BlobStore, SegmentReader
 from storage.buckets import ensure_bucket
+from storage.models import Bucket
 from storage.records import NewVersion, ObjectInfo, commit_object, find_object, get_bucket
 
 if TYPE_CHECKING:
-    from ec2gw.app import App
-    from ec2gw.aws.gateway import Principal
-    from ec2gw.config import Settings
+    from storage.host import Host
 
-QCOW2_MAGIC = b"QFI\xfb"
 _IMAGE_AT = select(Image.id).where(Image.location == bindparam("location")).limit(1)
 OBJECT_DELETED_REASON = "Client.ObjectDeleted: the image's Cumulus object was deleted; upload it again"
 
 
-def store_of(app: App) -> BlobStore:
+def store_of(app: Host) -> BlobStore:
     """The blob store of an app (shared with its S3 gateway when there is one)."""
     gateway = getattr(app, "s3", None)
     store = getattr(gateway, "store", None)
@@ -43,25 +48,10 @@ def store_of(app: App) -> BlobStore:
     return BlobStore(app.settings.data_dir / "cumulus", app.settings.cumulus_direct_io)
 
 
-def user_image_key(settings: Settings, username: str, name: str) -> str:
-    return f"{settings.image_prefix}/{username}/{name}"
-
-
-def common_image_key(settings: Settings, name: str) -> str:
-    return f"{settings.image_prefix}/common/{name}"
-
-
-def detect_format(first_bytes: bytes) -> str:
-    """"qcow2" when the bytes start with QEMU's magic, else "raw"."""
-    return "qcow2" if first_bytes[:4] == QCOW2_MAGIC else "raw"
-
-
-def ensure_image_bucket(app: App) -> None:
+def ensure_image_bucket(app: Host) -> None:
     """Create the image repository bucket, owned by the first administrator, if it is missing."""
     name = app.settings.image_bucket
     with app.db.session() as s:
-        from storage.models import Bucket
-
         if s.scalar(select(Bucket.id).where(Bucket.name == name)) is not None:
             return
         admin_id = s.scalar(select(User.id).where(User.is_admin.is_(True)).order_by(User.id))
@@ -69,7 +59,7 @@ def ensure_image_bucket(app: App) -> None:
         ensure_bucket(app, name, admin_id)
 
 
-def object_info(app: App, bucket: str, key: str) -> ObjectInfo | None:
+def object_info(app: Host, bucket: str, key: str) -> ObjectInfo | None:
     """The object's metadata (size, etag, content type...), or None if there is no such object or bucket."""
     try:
         with app.db.session() as s:
@@ -78,7 +68,7 @@ def object_info(app: App, bucket: str, key: str) -> ObjectInfo | None:
         return None
 
 
-def can_read(app: App, user_id: int, bucket: str, key: str) -> bool:
+def can_read(app: Host, user_id: int, bucket: str, key: str) -> bool:
     """Whether the user may read the object (by Cumulus's rules: owner, admin, ACL, shared prefix)."""
     with app.db.session() as s:
         user = s.get(User, user_id)
@@ -95,12 +85,10 @@ def can_read(app: App, user_id: int, bucket: str, key: str) -> bool:
 
 
 def _principal(user: User) -> Principal:
-    from ec2gw.aws.gateway import Principal
-
     return Principal(user.id, user.name, user.account_id, user.secret_key, user.is_admin, user.group)
 
 
-def open_object(app: App, bucket: str, key: str) -> tuple[BinaryIO, int]:
+def open_object(app: Host, bucket: str, key: str) -> tuple[BinaryIO, int]:
     """A readable (and seekable) stream of the object's bytes and its size; close it when done."""
     store = store_of(app)
     for _ in range(3):
@@ -115,7 +103,7 @@ def open_object(app: App, bucket: str, key: str) -> tuple[BinaryIO, int]:
     raise FileNotFoundError(f"the object {bucket}/{key} kept changing while it was opened")
 
 
-def put_file(app: App, owner_user_id: int, bucket: str, key: str, path_or_stream: str | os.PathLike[str] | IO[bytes],
+def put_file(app: Host, owner_user_id: int, bucket: str, key: str, path_or_stream: str | os.PathLike[str] | IO[bytes],
              size: int) -> ObjectInfo:
     """Store a local file (or a readable stream of `size` bytes) as the object `bucket/key`.
 

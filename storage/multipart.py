@@ -137,7 +137,7 @@ def _commit_part(ctx: S3Context, bucket: str, key: str, upload_id: str, number: 
                 part.blob_id, part.size, part.etag, part.checksum_value = blob_id, size, etag, checksum
                 part.last_modified = utcnow()
             s.flush()
-            usage.charge(s, ctx.settings, upload.owner_id, added)
+            usage.charge(s, ctx.storage_quota, upload.owner_id, added)
     except BaseException:
         ctx.store.delete([blob_id])
         raise

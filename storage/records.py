@@ -17,6 +17,7 @@ writers queue before SQLite's lock (write_transaction).
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import threading
@@ -32,7 +33,6 @@ from sqlalchemy.orm import Session
 
 from ec2gw.db.models import User, utcnow
 from ec2gw.errors import ServiceError
-from ec2gw.quotas import effective_storage_limit, storage_quota_columns
 from storage import usage
 from storage.access import check_bucket_name
 from storage.conditions import etag_matches, precondition_failed
@@ -40,9 +40,9 @@ from storage.context import no_such_bucket, no_such_key
 from storage.models import Bucket, Object
 
 if TYPE_CHECKING:
-    from ec2gw.app import App
     from ec2gw.db.session import Database
     from storage.blobstore import BlobStore
+    from storage.host import Host, StorageQuota
 
 #: headers kept with an object and returned on GET / HEAD (name as the output member, wire name)
 CONTENT_HEADERS = {
@@ -137,9 +137,16 @@ class BucketRef:
 
 _BUCKET_BY_NAME = select(Bucket.id, Bucket.name, Bucket.owner_id, Bucket.acl, Bucket.region).where(
     Bucket.name == bindparam("name"))
-#: the bucket and the new version's owner's storage quota columns, in one round trip
-_BUCKET_AND_QUOTA = select(Bucket.id, Bucket.name, Bucket.owner_id, Bucket.acl, Bucket.region,
-                           *storage_quota_columns(bindparam("owner"))).where(Bucket.name == bindparam("name"))
+
+
+@functools.lru_cache(maxsize=8)
+def _bucket_and_quota(quota: StorageQuota) -> Any:
+    """The bucket and the new version's owner's storage quota columns, in one round trip (built
+    once per quota rule)."""
+    return select(Bucket.id, Bucket.name, Bucket.owner_id, Bucket.acl, Bucket.region,
+                  *quota.limit_columns(bindparam("owner"))).where(Bucket.name == bindparam("name"))
+
+
 _OBJECT_COLUMNS = (Object.id, Object.key, Object.size, Object.etag, Object.last_modified, Object.owner_id, Object.acl,
                    Object.headers_json, Object.metadata_json, Object.segments_json, Object.parts_count,
                    Object.storage_class, Object.checksum_algorithm, Object.checksum_value, Object.checksum_type,
@@ -301,7 +308,7 @@ def check_write_conditions(current_etag: str | None, key: str, if_match: str | N
             raise precondition_failed("If-Match")
 
 
-def commit_object(app: App, store: BlobStore, bucket_name: str, version: NewVersion,
+def commit_object(host: Host, store: BlobStore, bucket_name: str, version: NewVersion,
                   may_write: Callable[[BucketRef], None], if_match: str | None = None,
                   if_none_match: str | None = None, before: Callable[[Connection], int | None] | None = None,
                   owns_blobs: bool = True) -> ObjectInfo:
@@ -326,9 +333,10 @@ def commit_object(app: App, store: BlobStore, bucket_name: str, version: NewVers
         "checksum_type": version.checksum_type,
     }
     try:
-        with write_transaction(app.db) as conn:
+        quota = host.storage_quota
+        with write_transaction(host.db) as conn:
             check_bucket_name(bucket_name)
-            row = conn.execute(_BUCKET_AND_QUOTA, {"name": bucket_name, "owner": version.owner_id}).first()
+            row = conn.execute(_bucket_and_quota(quota), {"name": bucket_name, "owner": version.owner_id}).first()
             if row is None:
                 raise no_such_bucket(bucket_name)
             bucket = BucketRef(row[0], row[1], row[2], row[3], row[4])
@@ -347,8 +355,7 @@ def commit_object(app: App, store: BlobStore, bucket_name: str, version: NewVers
                     added -= current.size
                 else:
                     usage.add(conn, current.owner_id, -current.size)
-            usage.charge(conn, app.settings, version.owner_id, added,
-                         effective_storage_limit(app.settings, row[5], row[6]))
+            usage.charge(conn, quota, version.owner_id, added, quota.effective_limit(row[5], row[6]))
             image_object_changed(conn, bucket_name, version.key, version.size)
     except BaseException:
         if owns_blobs:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from storage.models import MultipartUpload, Object, Part, StorageUsage
 
 if TYPE_CHECKING:
-    from ec2gw.config import Settings
+    from storage.host import StorageQuota
 
 _USAGE = cast(Table, StorageUsage.__table__)
 _ADD = update(_USAGE).where(_USAGE.c.user_id == bindparam("uid")).values(bytes=_USAGE.c.bytes + bindparam("delta"))
@@ -111,7 +111,7 @@ def total(s: Session | Connection, user_id: int) -> int:
 LOOK_UP = -2
 
 
-def charge(s: Session | Connection, settings: Settings, user_id: int, delta: int, limit: int | None = LOOK_UP) -> None:
+def charge(s: Session | Connection, quota: StorageQuota, user_id: int, delta: int, limit: int | None = LOOK_UP) -> None:
     """add(), then refuse (QuotaExceeded: the caller's transaction rolls back) if the bytes added
     take the user past their storage quota (`limit`, None for none, looked up unless given).
     Freeing bytes (delta <= 0) is never refused."""
@@ -119,13 +119,25 @@ def charge(s: Session | Connection, settings: Settings, user_id: int, delta: int
     if delta <= 0 or used is None:
         return
     if limit == LOOK_UP:
-        from ec2gw.quotas import storage_limit
-
-        limit = storage_limit(_conn(s), settings, user_id)
+        limit = quota.limit(_conn(s), user_id)
     if limit is not None and used > limit:
-        from ec2gw.quotas import storage_quota_error
+        raise quota.exceeded(limit, used - delta, delta)
 
-        raise storage_quota_error(limit, used - delta, delta)
+
+def check_quota(conn: Connection, quota: StorageQuota, user_id: int, extra_bytes: int) -> None:
+    """Refuse (403 QuotaExceeded) storing extra_bytes more for user_id beyond their quota.
+
+    Called before a body is accepted, with its announced size, so nothing is stored when the
+    answer is no. An overwrite is counted as new bytes (the old object still counts until it is
+    replaced), which errs on the side of the quota. The transaction that stores the object checks
+    again, exactly and safely under concurrency (charge()).
+    """
+    limit = quota.limit(conn, user_id)
+    if limit is None:
+        return
+    used = total(conn, user_id)
+    if used + max(0, extra_bytes) > limit:
+        raise quota.exceeded(limit, used, extra_bytes)
 
 
 def parts_by_owner(s: Session | Connection, where: Any) -> dict[int, int]:

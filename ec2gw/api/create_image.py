@@ -18,13 +18,13 @@ from sqlalchemy import select
 from ec2gw import ids
 from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import check_instance_ids, load_instances
-from ec2gw.api.tagging import set_tags, tags_from_specifications
 from ec2gw.aws.dispatch import operation
 from ec2gw.compute.image_models import ImageTask
 from ec2gw.compute.placement import node_ref
 from ec2gw.db.models import Image, User
 from ec2gw.errors import ServiceError, incorrect_state
 from ec2gw.images import check_image_name
+from ec2gw.tagging import set_tags, tags_from_specifications
 
 
 def _now() -> str:
@@ -32,9 +32,7 @@ def _now() -> str:
 
 
 def _object_exists(ctx: RequestContext, bucket: str, key: str) -> bool:
-    from storage import images as store
-
-    return store.object_info(ctx.app, bucket, key) is not None
+    return ctx.app.cumulus.object_info(bucket, key) is not None
 
 
 @operation("CreateImage")

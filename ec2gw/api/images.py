@@ -15,12 +15,12 @@ from ec2gw import images as svc
 from ec2gw.api.context import RequestContext
 from ec2gw.api.image_views import image_item
 from ec2gw.api.instance_query import time_condition
-from ec2gw.api.tagging import tags_for, tags_from_specifications
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any, matches
 from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
 from ec2gw.db.models import Image, Tag, User
 from ec2gw.errors import ServiceError, invalid_value
+from ec2gw.tagging import tags_for, tags_from_specifications
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _OWNER_ALIASES = ("amazon", "aws-marketplace", "aws-backup-vault")

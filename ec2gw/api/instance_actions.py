@@ -251,7 +251,7 @@ def modify_instance_attribute(
             # stopped instances count in the user's quota: growing one must fit it, as a launch must
             from ec2gw.quotas import launch_allowance
 
-            launch_allowance(s, ctx.app, ctx.principal, 1, 1, itype, more_vcpus, more_memory, resizing=inst.id)
+            launch_allowance(s, ctx.settings, ctx.principal, 1, 1, itype, more_vcpus, more_memory, resizing=inst.id)
             # a stopped instance keeps its share of its node: it may grow only into room the node has
             if not placement.room_to_grow(s, settings, inst.node_name, more_vcpus, more_memory):
                 raise ServiceError(

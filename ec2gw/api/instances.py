@@ -21,7 +21,6 @@ from ec2gw import ids
 from ec2gw.api import instance_views as views
 from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import FILTERS, check_instance_ids, page_of_instances
-from ec2gw.api.tagging import set_tags, tags_for, tags_from_specifications
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions
 from ec2gw.aws.pagination import check_max_results, scope_digest
@@ -32,6 +31,7 @@ from ec2gw.compute.zones import list_zones
 from ec2gw.db.models import Instance, KeyPair, Reservation, SecurityGroup, Tag
 from ec2gw.errors import ServiceError, invalid_combination, invalid_value
 from ec2gw.network.pools import nics_of
+from ec2gw.tagging import set_tags, tags_for, tags_from_specifications
 
 
 def _user_data(raw: str | None, limit: int) -> str | None:
@@ -159,7 +159,7 @@ def run_instances(
             )
         from ec2gw.quotas import launch_allowance  # instances, vCPUs and memory per user and group
 
-        allowed = launch_allowance(s, ctx.app, ctx.principal, min_count, max_count, itype, vcpus, memory)
+        allowed = launch_allowance(s, ctx.settings, ctx.principal, min_count, max_count, itype, vcpus, memory)
         slots = node_placement.place(s, settings, zone, allowed, vcpus, memory)
         if len(slots) < min_count:
             raise ServiceError(

@@ -14,11 +14,11 @@ from sqlalchemy.exc import IntegrityError
 from ec2gw import ids
 from ec2gw.api import key_material
 from ec2gw.api.context import RequestContext
-from ec2gw.api.tagging import set_tags, tags_for, tags_from_specifications
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions
 from ec2gw.db.models import KeyPair, Tag
 from ec2gw.errors import ServiceError, invalid_value, missing_parameter
+from ec2gw.tagging import set_tags, tags_for, tags_from_specifications
 
 FILTERS = {
     "key-name": KeyPair.name,

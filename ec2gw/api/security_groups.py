@@ -12,12 +12,12 @@ from sqlalchemy import and_, false, select, true
 
 from ec2gw import ids
 from ec2gw.api.context import RequestContext
-from ec2gw.api.tagging import tags_for
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, matches
 from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
 from ec2gw.db.models import SecurityGroup, Tag
 from ec2gw.errors import ServiceError, invalid_combination
+from ec2gw.tagging import tags_for
 
 _RULE_FILTERS = [
     f"{side}ip-permission.{part}"

@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 from ec2gw import ids
 from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import visible as instance_visible
-from ec2gw.api.tagging import set_tags, validate_tags
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any, normalize
 from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
 from ec2gw.compute import leases
 from ec2gw.db.models import Image, Instance, KeyPair, SecurityGroup, Tag
 from ec2gw.errors import ServiceError
+from ec2gw.tagging import set_tags, validate_tags
 
 #: id prefix -> (model, resource type, NotFound error code, how EC2 names the id in messages)
 TAGGABLE: dict[str, tuple[Any, str, str, str]] = {

@@ -93,11 +93,12 @@ def quota_list(state: CliState, as_json: bool) -> None:
 def quota_show(state: CliState, name: str, as_json: bool) -> None:
     """Show user NAME's effective limits and current usage."""
     from ec2gw import quotas
+    from storage import usage
 
     app = open_app(state)
     try:
         with app.db.session() as s:
-            data = quotas.report(s, app.settings, name)
+            data = quotas.report(s, app.settings, name, usage.total)
     except quotas.QuotaError as exc:
         raise click.ClickException(str(exc)) from None
     text = "\n".join([f"user: {data['user']} (group {data['group']})"] + [

@@ -220,4 +220,4 @@ def compute_worker(state: CliState, parent_pid: int | None) -> None:
                     stop.set()
 
         threading.Thread(target=watch_parent, daemon=True).start()
-    ComputeWorker(app.settings, app.db, app.drivers).run(stop)
+    ComputeWorker(app.settings, app.db, app.drivers, cumulus=app.cumulus).run(stop)

@@ -31,10 +31,12 @@ from sqlalchemy import delete
 
 from backends.base import AlreadyExists, DriverError, NodeUnavailable, NotFound
 from ec2gw.compute import node_layout
+from ec2gw.compute.cumulus import QCOW2_MAGIC
 from ec2gw.compute.image_models import NodeImage
 
 if TYPE_CHECKING:
     from backends.base import Driver
+    from ec2gw.compute.cumulus import Cumulus, ObjectInfo
     from ec2gw.compute.placement import NodeRef
     from ec2gw.config import Settings
     from ec2gw.db.session import Database
@@ -49,12 +51,13 @@ class ImageUnavailable(Exception):
 
 
 @dataclass(frozen=True)
-class StoreApp:
-    """What storage.images needs of an App (settings and database), for the compute worker."""
+class CacheEnv:
+    """What ensure() uses: the settings, the database, and Cumulus (None: not given, no image
+    can be read)."""
 
     settings: Settings
     db: Database
-    s3: Any = None
+    cumulus: Cumulus | None
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class _Sha256Sink:
 
 def virtual_size(head: bytes, size: int) -> int:
     """The guest-visible size: a qcow2 header's virtual size, else the byte count (raw)."""
-    if head[:4] == b"QFI\xfb" and len(head) >= 32:
+    if head[:4] == QCOW2_MAGIC and len(head) >= 32:
         return int.from_bytes(head[24:32], "big")
     return size
 
@@ -115,17 +118,16 @@ def lock_for(node: str, image: str) -> threading.Lock:
         return _locks.setdefault((node, image), threading.Lock())
 
 
-def _store() -> Any:
-    from storage import images as store
+def _cumulus(app: CacheEnv) -> Cumulus:
+    if app.cumulus is None:
+        raise ImageUnavailable("no Cumulus was given to the compute worker; images cannot be read")
+    return app.cumulus
 
-    return store
 
-
-def ensure(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef) -> CachedImage:
+def ensure(app: CacheEnv, node: NodeRef, driver: Driver, image: ImageRef) -> CachedImage:
     """The verified volume holding ``image`` on ``node``, uploading it on first use."""
     bucket, _, key = image.location.partition("/")
-    store = _store()
-    info = store.object_info(app, bucket, key)
+    info = _cumulus(app).object_info(bucket, key)
     if info is None:
         raise ImageUnavailable(f"image {image.id}: its Cumulus object {image.location} is missing; upload it again")
     pool = node_layout.IMAGES_POOL
@@ -163,11 +165,11 @@ def _free_name(driver: Driver, pool: str, name: str) -> str:
     return f"{name}-{n}"
 
 
-def _adopt(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef, info: Any, vol: Any) -> CachedImage | None:
+def _adopt(app: CacheEnv, node: NodeRef, driver: Driver, image: ImageRef, info: ObjectInfo, vol: Any) -> CachedImage | None:
     """The unrecorded volume ``vol`` as the image's cached copy if it holds exactly the object's
     bytes (read back from the node and compared, whatever settings.image_cache_readback says)."""
     bucket, _, key = image.location.partition("/")
-    handle, size = _store().open_object(app, bucket, key)
+    handle, size = _cumulus(app).open_object(bucket, key)
     reader = _Hashing(handle)
     try:
         while reader.read(1 << 20):
@@ -190,7 +192,7 @@ def _adopt(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef, info: 
     return CachedImage(vol.pool, vol.name, vol.path, vol.format, vol.capacity, 0)
 
 
-def _upload(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef, info: Any) -> CachedImage:
+def _upload(app: CacheEnv, node: NodeRef, driver: Driver, image: ImageRef, info: ObjectInfo) -> CachedImage:
     pool = node_layout.IMAGES_POOL
     name = node_layout.image_volume_name(image.id, info.etag)
     with app.db.session(write=True) as s:
@@ -208,7 +210,7 @@ def _upload(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef, info:
         else:
             driver.volumes.delete_volume(pool, name)  # a cut-off earlier upload, never recorded
     bucket, _, key = image.location.partition("/")
-    handle, size = _store().open_object(app, bucket, key)
+    handle, size = _cumulus(app).open_object(bucket, key)
     reader = _Hashing(handle)
     try:
         vol = driver.volumes.upload_volume(pool, name, reader, size)  # type: ignore[arg-type]
@@ -228,7 +230,7 @@ def _upload(app: StoreApp, node: NodeRef, driver: Driver, image: ImageRef, info:
     return CachedImage(pool, name, vol.path, vol.format, vol.capacity, reader.count)
 
 
-def _verify(settings: Settings, driver: Driver, image: ImageRef, info: Any, reader: _Hashing, vol: Any,
+def _verify(settings: Settings, driver: Driver, image: ImageRef, info: ObjectInfo, reader: _Hashing, vol: Any,
             readback: bool = False) -> None:
     what = f"image {image.id} on the node"
     if reader.count != info.size:

@@ -22,13 +22,13 @@ import logging
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select, update
 
 from backends.base import NodeUnavailable
 from ec2gw.compute import node_layout
-from ec2gw.compute.image_cache import StoreApp
+from ec2gw.compute.cumulus import detect_format
 from ec2gw.compute.image_models import ImageTask
 from ec2gw.compute.placement import NodeRef, node_ref
 from ec2gw.db.models import Image, Instance
@@ -129,21 +129,21 @@ def _fail(worker: ComputeWorker, image_id: str, reason: str) -> None:
 
 def save(worker: ComputeWorker, job: SaveJob) -> tuple[int, str]:
     """Copy the instance's disk (flattened) into the image's Cumulus object; (size, format)."""
-    from storage import images as store
-
-    app: Any = StoreApp(worker.settings, worker.db)  # what storage.images uses of an App
+    store = worker.cumulus
+    if store is None:
+        raise RuntimeError("no Cumulus was given to the compute worker; the image cannot be stored")
     bucket, _, key = job.location.partition("/")
     drv = worker.drivers.get(job.node)
     if drv.domain_type == "test":
         src_bucket, _, src_key = job.source_location.partition("/")
-        handle, size = store.open_object(app, src_bucket, src_key)
+        handle, size = store.open_object(src_bucket, src_key)
         try:
             head = handle.read(4)
             handle.seek(0)
-            store.put_file(app, job.owner_id, bucket, key, handle, size)
+            store.put_file(job.owner_id, bucket, key, handle, size)
         finally:
             handle.close()
-        return size, store.detect_format(head)
+        return size, detect_format(head)
     pool = node_layout.INSTANCES_POOL
     copy = f"{job.image_id}-save.qcow2"
     drv.volumes.delete_volume(pool, copy)  # left by an attempt the node interrupted
@@ -155,7 +155,7 @@ def save(worker: ComputeWorker, job: SaveJob) -> tuple[int, str]:
             size = drv.volumes.download_volume(pool, copy, tmp)
             tmp.flush()
             tmp.seek(0)
-            store.put_file(app, job.owner_id, bucket, key, tmp, size)
+            store.put_file(job.owner_id, bucket, key, tmp, size)
     finally:
         drv.volumes.delete_volume(pool, copy)
     return size, "qcow2"

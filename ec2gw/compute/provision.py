@@ -61,7 +61,7 @@ def _prepare(worker: ComputeWorker, job: Job, drv: Driver) -> DomainSpec:
     settings = worker.settings
     started = time.monotonic()
     ctx = launch_context.load(worker.db, job.instance_id)
-    app = image_cache.StoreApp(settings, worker.db)
+    app = image_cache.CacheEnv(settings, worker.db, worker.cumulus)
     node_layout.ensure_pools(drv, settings)
     base = image_cache.ensure(app, job.node, drv, ctx.image)
     kernel = image_cache.ensure(app, job.node, drv, ctx.kernel) if ctx.kernel else None

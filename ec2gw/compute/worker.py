@@ -28,14 +28,13 @@ from sqlalchemy import delete, or_, select, update
 
 from backends.base import DomainNotFound, DriverError, NodeUnavailable, PowerState
 from ec2gw.compute import image_gc, image_tasks, leases, locks, provision, reconcile
+from ec2gw.compute.cumulus import Cumulus
 from ec2gw.compute.drivers import DriverPool
 from ec2gw.compute.placement import NodeRef, node_ref
 from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node, Tag
 from ec2gw.db.session import Database
 from ec2gw.network import pools
-from storage.blobstore import BlobStore
-from storage.maintenance import sweep_orphans
 
 log = logging.getLogger("ec2gw.compute")
 
@@ -59,9 +58,13 @@ class Job:
 
 
 class ComputeWorker:
-    def __init__(self, settings: Settings, db: Database, drivers: DriverPool | None = None, threads: int = 8) -> None:
+    def __init__(self, settings: Settings, db: Database, drivers: DriverPool | None = None, threads: int = 8,
+                 cumulus: Cumulus | None = None) -> None:
         self.settings = settings
         self.db = db
+        #: the object store images come from and go to (the App's, ec2gw/compute/cumulus.py); without
+        #: it launches and CreateImage fail saying so, and no blobs are swept
+        self.cumulus = cumulus
         self.drivers = drivers or DriverPool()
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="compute")
@@ -127,16 +130,17 @@ class ComputeWorker:
     def _maybe_sweep(self, now: float) -> None:
         """Start a sweep of orphaned Cumulus blobs on the pool when one is due and none is running."""
         hours = self.settings.cumulus_sweep_hours
-        if hours <= 0 or now < self._next_sweep or (self._sweep is not None and not self._sweep.done()):
+        if hours <= 0 or self.cumulus is None or now < self._next_sweep or (self._sweep is not None and not self._sweep.done()):
             return
         self._next_sweep = now + hours * 3600.0
         self._sweep = self.pool.submit(self.sweep_cumulus)
 
     def sweep_cumulus(self) -> None:
         """Remove the Cumulus blobs no row references (storage/maintenance.py); logs, never raises."""
+        if self.cumulus is None:
+            return
         try:
-            store = BlobStore(self.settings.data_dir / "cumulus", self.settings.cumulus_direct_io)
-            removed = sweep_orphans(self.db, store, stop=self._stopping)
+            removed = self.cumulus.sweep_orphans(stop=self._stopping)
         except Exception:
             log.exception("sweep of orphaned Cumulus blobs failed")
             return

@@ -25,7 +25,7 @@ def worker(world: World, tmp_path: Path) -> ComputeWorker:
     from backends.libvirt.testing import make_test_node_uri
 
     make_test_node_uri(tmp_path)
-    return ComputeWorker(world.app.settings, world.app.db)
+    return ComputeWorker(world.app.settings, world.app.db, cumulus=world.app.cumulus)
 
 
 def settle(worker: ComputeWorker, passes: int = 60) -> None:

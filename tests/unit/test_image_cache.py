@@ -35,10 +35,10 @@ def put(world: World, key: str, data: bytes) -> image_cache.ImageRef:
     return image_cache.ImageRef("ami-" + key.rsplit("/", 1)[-1], f"Repo/{key}")
 
 
-def app(world: World, **settings: Any) -> image_cache.StoreApp:
+def app(world: World, **settings: Any) -> image_cache.CacheEnv:
     for k, v in settings.items():
         setattr(world.app.settings, k, v)
-    return image_cache.StoreApp(world.app.settings, world.app.db)
+    return image_cache.CacheEnv(world.app.settings, world.app.db, world.app.cumulus)
 
 
 def test_first_use_uploads_then_reuses_without_copying(world: World) -> None:

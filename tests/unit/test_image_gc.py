@@ -40,7 +40,7 @@ def setup(tmp_path: Path, libvirtd: PrivateLibvirtd, monkeypatch: pytest.MonkeyP
         s.add(Node(name=node.name, uri=node.uri, memory_mib=4096, vcpus=2, zone=node.zone, pools="", domain_type="qemu",
                    active=True, reachable=True, last_error=""))
     monkeypatch.setattr(worker_mod, "IMAGE_GC_SECONDS", 0.0)  # look on every pass
-    worker = ComputeWorker(world.app.settings, world.app.db)
+    worker = ComputeWorker(world.app.settings, world.app.db, cumulus=world.app.cumulus)
     worker.images.recheck = 0.0
     try:
         yield world, worker, node
@@ -66,7 +66,7 @@ def _image(world: World, name: str, data: bytes, kind: str = "machine", **kw: An
 def _cache(world: World, worker: ComputeWorker, node: NodeRef, image_id: str) -> image_cache.CachedImage:
     drv = worker.drivers.get(node)
     node_layout.ensure_pools(drv, world.app.settings)
-    return image_cache.ensure(image_cache.StoreApp(world.app.settings, world.app.db), node, drv,
+    return image_cache.ensure(image_cache.CacheEnv(world.app.settings, world.app.db, world.app.cumulus), node, drv,
                               image_cache.ImageRef(image_id, f"Repo/VMS/alice/{_name(world, image_id)}"))
 
 

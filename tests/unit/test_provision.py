@@ -48,6 +48,7 @@ class Worker:
     settings: Settings
     db: Any
     drivers: Drivers
+    cumulus: Any = None
 
 
 @pytest.fixture()
@@ -82,7 +83,7 @@ def test_prepare_then_cleanup(world: World) -> None:
     image = _upload(world, "disk", b"D" * 8192, kernel_id=kernel)
     iid = _instance(world, image, kernel)
     node = FakeNode()
-    worker = Worker(world.app.settings, world.app.db, Drivers(node))
+    worker = Worker(world.app.settings, world.app.db, cumulus=world.app.cumulus, drivers=Drivers(node))
     job = Job(iid, "spawn", NODE)
     spec = provision.prepare(worker, job)  # type: ignore[arg-type]
     vols = node.volumes
@@ -118,7 +119,7 @@ def test_prepare_then_cleanup(world: World) -> None:
 def test_whole_disk_image_boots_from_its_disk(world: World) -> None:
     iid = _instance(world, _upload(world, "whole", b"\xeb\x3c" + b"\0" * 510))
     node = FakeNode()
-    spec = provision.prepare(Worker(world.app.settings, world.app.db, Drivers(node)), Job(iid, "spawn", NODE))  # type: ignore[arg-type]
+    spec = provision.prepare(Worker(world.app.settings, world.app.db, cumulus=world.app.cumulus, drivers=Drivers(node)), Job(iid, "spawn", NODE))  # type: ignore[arg-type]
     assert spec.kernel is None and spec.initrd is None and spec.cmdline is None
 
 
@@ -131,4 +132,4 @@ def test_a_deleted_image_object_fails_with_its_reason(world: World) -> None:
     with world.app.db.session(write=True) as s:  # deleted behind the image's back
         s.execute(delete(Object).where(Object.key == "VMS/alice/gone"))
     with pytest.raises(provision.ProvisionFailed, match="Cumulus object Repo/VMS/alice/gone is missing"):
-        provision.prepare(Worker(world.app.settings, world.app.db, Drivers(FakeNode())), Job(iid, "spawn", NODE))  # type: ignore[arg-type]
+        provision.prepare(Worker(world.app.settings, world.app.db, cumulus=world.app.cumulus, drivers=Drivers(FakeNode())), Job(iid, "spawn", NODE))  # type: ignore[arg-type]

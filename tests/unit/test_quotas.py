@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 from ec2gw import quotas
 from ec2gw.db.models import Instance, Reservation
 from ec2gw.errors import ServiceError
+from storage import usage
+from storage.access import check_storage_quota
 from tests.pg import postgres_cluster, postgres_url  # noqa: F401  (fixtures)
 from tests.unit.ec2_inprocess import World, at_once, error_of, make_world
 
@@ -223,17 +225,17 @@ def _store(w: World, owner: str, size: int, key: str) -> None:
 def test_storage_quota_counts_objects_and_refuses_with_403(w: World) -> None:
     set_quota(w, "alice", storage_bytes=1000)
     alice = w.user_id("alice")
-    quotas.check_storage(w.app, alice, 1000)  # exactly the quota is fine
+    check_storage_quota(w.app, alice, 1000)  # exactly the quota is fine
     _store(w, "alice", 600, "a")
     _store(w, "bob", 10**9, "b")  # bob's bytes are not alice's
-    quotas.check_storage(w.app, alice, 400)
+    check_storage_quota(w.app, alice, 400)
     with pytest.raises(ServiceError) as err:
-        quotas.check_storage(w.app, alice, 401)
+        check_storage_quota(w.app, alice, 401)
     assert err.value.code == "QuotaExceeded" and err.value.status == 403
     assert "1000 bytes" in err.value.message and "600 bytes are in use" in err.value.message
-    quotas.check_storage(w.app, w.user_id("bob"), 10**12)  # no quota for bob
+    check_storage_quota(w.app, w.user_id("bob"), 10**12)  # no quota for bob
     with w.app.db.session() as s:
-        assert quotas.report(s, w.app.settings, "alice")["usage"]["storage_bytes"] == 600
+        assert quotas.report(s, w.app.settings, "alice", usage.total)["usage"]["storage_bytes"] == 600
 
 
 @pytest.mark.slow

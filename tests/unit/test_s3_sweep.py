@@ -104,7 +104,7 @@ class SweepWorld:
         info = images.put_file(self.app, uid, "Repo", "VMS/root/x", io.BytesIO(b"kept"), 4)
         self.kept = info.segments[0]["b"]
         self.orphan = orphan_blob(self.store)
-        self.worker = ComputeWorker(self.app.settings, self.app.db)
+        self.worker = ComputeWorker(self.app.settings, self.app.db, cumulus=self.app.cumulus)
 
     def close(self) -> None:
         self.worker.pool.shutdown(wait=True)
@@ -150,7 +150,7 @@ def test_worker_never_runs_two_sweeps_at_once(sw: SweepWorld, monkeypatch: pytes
         assert release.wait(30)
         return 0
 
-    monkeypatch.setattr(worker_mod, "sweep_orphans", slow_sweep)
+    monkeypatch.setattr(maintenance, "sweep_orphans", slow_sweep)
     w = sw.worker
     w._next_sweep = time.monotonic()
     w.run_once()
@@ -169,7 +169,7 @@ def test_a_failed_sweep_is_logged_and_the_worker_goes_on(sw: SweepWorld, monkeyp
     def broken(*_: Any, **__: Any) -> int:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(worker_mod, "sweep_orphans", broken)
+    monkeypatch.setattr(maintenance, "sweep_orphans", broken)
     w = sw.worker
     w._next_sweep = time.monotonic()
     w.run_once()

@@ -175,7 +175,7 @@ def test_quota_is_checked_at_commit_and_frees_with_deletes(w: S3World) -> None:
         "Parts": [{"PartNumber": 1, "ETag": e}]})
     assert w.total("alice") == 400
     with w.app.db.session() as s:
-        assert quotas.report(s, w.app.settings, "alice")["usage"]["storage_bytes"] == 400
+        assert quotas.report(s, w.app.settings, "alice", usage.total)["usage"]["storage_bytes"] == 400
 
 
 def _race(w: S3World, threads: int = 8, size: int = 300) -> list[str]:
@@ -239,6 +239,6 @@ def test_rows_from_before_the_total_are_counted(w: S3World) -> None:
         s.add(Object(bucket_id=bucket.id, key="old", owner_id=w.ids["alice"], size=5000, etag="x",
                      segments_json="[]"))
     with w.app.db.session() as s:
-        assert quotas.storage_usage(s, w.ids["alice"]) == 5000  # no row yet: counted from the objects
+        assert usage.total(s, w.ids["alice"]) == 5000  # no row yet: counted from the objects
     w.s3("alice").put_object(Bucket="old-rows", Key="new", Body=b"n" * 10)
     assert w.total("alice") == 5010
