@@ -216,7 +216,8 @@ def put_object(x: Loot) -> None:
     res = x.w.bob.aws("s3", "cp", "-", f"s3://{x.bucket}/secret")
     assert res.returncode != 0, res
     assert x.read(x.bucket, "secret") == SECRET and x.keys(x.bucket) == ["secret"]
-    assert x.read(x.repo, x.repo_key) == IMAGE and x.keys(x.repo, f"VMS/{x.w.alice.name}/") == [x.repo_key]
+    assert x.read(x.repo, x.repo_key) == IMAGE
+    assert x.keys(x.repo, f"VMS/{x.w.alice.name}/planted") == x.keys(x.repo, "VMS/common/planted") == []
 
 
 def delete_object(x: Loot) -> None:
