@@ -1,19 +1,24 @@
 """Who may do what in Cumulus, bucket and key name rules, owners as S3 shows them, and quotas.
 
-Rules: a bucket belongs to its creator, who may do everything in it; administrators may do
-everything everywhere. Everyone else (and anonymous callers) only gets what a canned ACL grants:
-`public-read` on a bucket lets anyone list it, on an object lets anyone read it;
-`authenticated-read` does the same for any signed-in user. The image repository bucket
-(settings.image_bucket, Nimbus's "Repo") is shared: each user owns the prefix
-`<image_prefix>/<user name>/` there (read, write, list) and every signed-in user may read and list
-`<image_prefix>/common/`, where administrators publish shared images.
+Rules: a bucket belongs to its creator, who may do everything in it (administrators may do
+everything everywhere); an object's owner (who wrote it) may read it and read and change its ACL.
+Everyone else (and anonymous callers) only gets what a grant gives, from a canned ACL or from
+explicit grants to a user's canonical ID or to the AllUsers / AuthenticatedUsers groups:
+on a bucket READ lists it, WRITE stores, replaces and deletes objects in it, READ_ACP / WRITE_ACP
+read / change the bucket's ACL; on an object READ reads it, READ_ACP / WRITE_ACP read / change
+the object's ACL (WRITE is kept and shown but gives nothing on an object, as on S3); FULL_CONTROL
+is all of them. Bucket WRITE never gives anything on the objects already there but the right to
+replace or delete them. The image repository bucket (settings.image_bucket, Nimbus's "Repo") is
+shared: each user owns the prefix `<image_prefix>/<user name>/` there (read, write, list) and every
+signed-in user may read and list `<image_prefix>/common/`, where only administrators write.
 """
-
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ec2gw.errors import ServiceError
@@ -33,6 +38,22 @@ class BucketLike(Protocol):
 
     @property
     def acl(self) -> str: ...
+
+    @property
+    def grants(self) -> str | None: ...
+
+
+class ObjectLike(Protocol):
+    """An object (or multipart upload) as the rules see it (a records.ObjectInfo)."""
+
+    @property
+    def owner_id(self) -> int: ...
+
+    @property
+    def acl(self) -> str: ...
+
+    @property
+    def grants(self) -> str | None: ...
 
 
 if TYPE_CHECKING:
@@ -103,38 +124,92 @@ def check_canned_acl(acl: str | None) -> str | None:
     return acl
 
 
-_PERMISSIONS = ("FULL_CONTROL", "WRITE", "WRITE_ACP", "READ", "READ_ACP")
+PERMISSIONS = ("FULL_CONTROL", "WRITE", "WRITE_ACP", "READ", "READ_ACP")
+GROUPS = (ALL_USERS, AUTH_USERS)
 _GRANTEE_TYPES = ("CanonicalUser", "AmazonCustomerByEmail", "Group")
 #: x-amz-grant-* (as operation parameters) -> the permission they grant
 GRANT_HEADERS = {"grant_read": "READ", "grant_write": "WRITE", "grant_read_acp": "READ_ACP",
                  "grant_write_acp": "WRITE_ACP", "grant_full_control": "FULL_CONTROL"}
 _GRANTEE_KEYS = {"id": ("CanonicalUser", "ID"), "uri": ("Group", "URI"),
                  "emailaddress": ("AmazonCustomerByEmail", "EmailAddress")}
+_CANONICAL_RE = re.compile(r"^[0-9a-f]{64}$")
+
+#: a grant as stored: (grantee, permission); the grantee is a group URI or a 64-hex canonical user id
+Grant = tuple[str, str]
 
 
-def acl_from_grants(grants: list[dict[str, Any]]) -> str:
-    """The canned ACL a list of grants amounts to: 400 MalformedACLError for what is no grant at all,
-    501 NotImplemented for grants that no canned ACL expresses."""
-    public_read = auth_read = public_write = False
+def canned_grants(acl: str) -> list[Grant]:
+    """The grants a canned ACL gives beyond the owner's FULL_CONTROL."""
+    if acl == "public-read":
+        return [(ALL_USERS, "READ")]
+    if acl == "public-read-write":
+        return [(ALL_USERS, "READ"), (ALL_USERS, "WRITE")]
+    if acl == "authenticated-read":
+        return [(AUTH_USERS, "READ")]
+    return []
+
+
+def stored_grants(acl: str, grants: str | None) -> list[Grant]:
+    """Every grant of a bucket, object or upload (its canned ACL's and its explicit ones), owner aside."""
+    out = canned_grants(acl)
+    if grants:
+        out += [(str(g), str(p)) for g, p in json.loads(grants)]
+    return out
+
+
+def malformed_acl() -> ServiceError:
+    return ServiceError("MalformedACLError", "The XML you provided was not well-formed or did not validate against our "
+                        "published schema: give each Grant a Grantee (CanonicalUser with ID, Group with URI) and a "
+                        "Permission (FULL_CONTROL, WRITE, WRITE_ACP, READ, READ_ACP).", 400)
+
+
+def resolve_grants(grants: list[dict[str, Any]], owner: str | None, known: Callable[[str], bool]) -> list[Grant]:
+    """AccessControlPolicy / x-amz-grant-* grants as stored grants, each one applied or refused.
+
+    A CanonicalUser grantee must be a user of this service (`known(canonical id)`), else 400
+    InvalidArgument; an email grantee is 400 UnresolvableGrantByEmailAddress (accounts have no
+    email address here); a group other than AllUsers and AuthenticatedUsers is 400 InvalidArgument.
+    Grants to the owner (`owner`, its canonical id) are left out: the owner has FULL_CONTROL anyway.
+    """
+    out: list[Grant] = []
     for grant in grants:
         grantee, perm = grant.get("Grantee") or {}, grant.get("Permission")
-        if perm not in _PERMISSIONS or grantee.get("Type") not in _GRANTEE_TYPES:
-            raise ServiceError("MalformedACLError", "The XML you provided was not well-formed or did not validate "
-                               "against our published schema", 400)
-        if grantee.get("Type") == "CanonicalUser" and perm == "FULL_CONTROL":
-            continue
-        if grantee.get("URI") == ALL_USERS and perm == "READ":
-            public_read = True
-        elif grantee.get("URI") == ALL_USERS and perm == "WRITE":
-            public_write = True
-        elif grantee.get("URI") == AUTH_USERS and perm == "READ":
-            auth_read = True
+        kind = grantee.get("Type")
+        if perm not in PERMISSIONS or kind not in _GRANTEE_TYPES:
+            raise malformed_acl()
+        if kind == "AmazonCustomerByEmail":
+            raise ServiceError("UnresolvableGrantByEmailAddress", "The email address you provided does not match any "
+                               "account on record: grant to a user's canonical ID (id=\"...\", shown as Owner ID by "
+                               "ListBuckets) instead.", 400, EmailAddressProvided=str(grantee.get("EmailAddress", "")))
+        if kind == "Group":
+            uri = str(grantee.get("URI") or "")
+            if uri not in GROUPS:
+                raise ServiceError("InvalidArgument", f"Invalid group uri {uri[:200]!r}: grant to {ALL_USERS} or "
+                                   f"{AUTH_USERS}.", 400, ArgumentName="uri", ArgumentValue=uri[:1024])
+            who = uri
         else:
-            raise ServiceError("NotImplemented", "Only ACLs that a canned ACL (private, public-read, "
-                               "public-read-write, authenticated-read) expresses are supported.", 501)
-    if public_write:
-        return "public-read-write"
-    return "public-read" if public_read else "authenticated-read" if auth_read else "private"
+            who = str(grantee.get("ID") or "").strip().lower()
+            if not who:
+                raise malformed_acl()
+            if not _CANONICAL_RE.match(who) or not known(who):
+                raise ServiceError("InvalidArgument", f"Invalid id {who[:80]!r}: no user has that canonical ID "
+                                   "(ListBuckets shows yours as Owner ID).", 400, ArgumentName="CanonicalUser/ID",
+                                   ArgumentValue=who[:1024])
+            if who == owner:
+                continue
+        if (who, perm) not in out:
+            out.append((who, perm))
+    return out
+
+
+def acl_columns(grants: list[Grant]) -> tuple[str, str | None]:
+    """(acl, grants column) for a list of grants: the canned ACL when one says exactly that, else
+    "private" with the grants as JSON."""
+    wanted = sorted(grants)
+    for canned in CANNED_ACLS:
+        if sorted(canned_grants(canned)) == wanted:
+            return canned, None
+    return "private", json.dumps([list(g) for g in grants])
 
 
 def header_grants(p: dict[str, Any]) -> list[dict[str, Any]]:
@@ -157,20 +232,16 @@ def header_grants(p: dict[str, Any]) -> list[dict[str, Any]]:
     return grants
 
 
-def requested_acl(canned: str | None, p: dict[str, Any], principal: Principal | None) -> str:
-    """The ACL a write asks for: x-amz-acl or x-amz-grant-* (as a canned ACL), never both. A grant
-    to a user (id="...") other than the caller has no canned equivalent (501)."""
+def requested_acl(canned: str | None, p: dict[str, Any], owner: str | None,
+                  known: Callable[[str], bool]) -> tuple[str, str | None]:
+    """The ACL a write asks for, as (acl, grants) columns: x-amz-acl or x-amz-grant-*, never both."""
     grants = header_grants(p)
     if grants and canned is not None:
-        raise ServiceError("InvalidRequest", "Specifying both Canned ACLs and Header Grants is not allowed", 400)
+        raise ServiceError("InvalidRequest", "Specifying both Canned ACLs and Header Grants is not allowed: send "
+                           "x-amz-acl or x-amz-grant-* headers.", 400)
     if not grants:
-        return check_canned_acl(canned) or "private"
-    me = canonical_id(principal.account_id) if principal is not None else None
-    for grant in grants:
-        if grant["Grantee"]["Type"] != "Group" and grant["Grantee"].get("ID") != me:
-            raise ServiceError("NotImplemented", "Only grants that a canned ACL (private, public-read, "
-                               "public-read-write, authenticated-read) expresses are supported.", 501)
-    return acl_from_grants(grants)
+        return check_canned_acl(canned) or "private", None
+    return acl_columns(resolve_grants(grants, owner, known))
 
 
 # --------------------------------------------------------------------------- owners
@@ -198,41 +269,64 @@ def is_owner(principal: Principal | None, bucket: BucketLike) -> bool:
     return principal is not None and (principal.is_admin or principal.user_id == bucket.owner_id)
 
 
+def granted(principal: Principal | None, acl: str, grants: str | None, permission: str) -> bool:
+    """Whether a grant of `permission` (or FULL_CONTROL) reaches the caller: AllUsers anyone,
+    AuthenticatedUsers any signed-in user, a canonical ID that user."""
+    me = canonical_id(principal.account_id) if principal is not None else None
+    for grantee, perm in stored_grants(acl, grants):
+        if perm != permission and perm != "FULL_CONTROL":
+            continue
+        if grantee == ALL_USERS or (me is not None and grantee in (AUTH_USERS, me)):
+            return True
+    return False
+
+
+def bucket_allows(principal: Principal | None, bucket: BucketLike, permission: str) -> bool:
+    """The bucket's owner (and administrators) may do everything; others what a grant gives."""
+    return is_owner(principal, bucket) or granted(principal, bucket.acl, bucket.grants, permission)
+
+
+def object_allows(principal: Principal | None, bucket: BucketLike, obj: ObjectLike, permission: str) -> bool:
+    """READ, READ_ACP, WRITE_ACP on an object: its owner, the bucket's owner (and administrators), or a grant."""
+    if is_owner(principal, bucket) or (principal is not None and principal.user_id == obj.owner_id):
+        return True
+    return granted(principal, obj.acl, obj.grants, permission)
+
+
 def can_read_object(settings: Settings, principal: Principal | None, bucket: BucketLike, key: str,
-                    object_acl: str) -> bool:
-    if is_owner(principal, bucket) or object_acl in PUBLIC:
+                    obj: ObjectLike | None) -> bool:
+    """GET / HEAD (`obj` None: the key has no object, which only those who could read one may learn)."""
+    if obj is not None and object_allows(principal, bucket, obj, "READ"):
         return True
-    if principal is None:
-        return False
-    if object_acl == "authenticated-read":
+    if is_owner(principal, bucket):
         return True
-    if bucket.name == settings.image_bucket:
+    if principal is not None and bucket.name == settings.image_bucket:
         own, common = _repo_prefixes(settings, principal)
         return key.startswith((own, common))
     return False
 
 
+def is_shared_image_key(settings: Settings, bucket: BucketLike, key: str) -> bool:
+    return bucket.name == settings.image_bucket and key.startswith(f"{settings.image_prefix}/common/")
+
+
 def can_write_object(settings: Settings, principal: Principal | None, bucket: BucketLike, key: str) -> bool:
-    if is_owner(principal, bucket):
+    """PUT, DELETE, multipart uploads, copies into `key`: bucket WRITE. Shared images (the image
+    repository's common prefix) are written by administrators only, whatever grants or names say."""
+    if is_shared_image_key(settings, bucket, key):
+        return principal is not None and principal.is_admin
+    if bucket_allows(principal, bucket, "WRITE"):
         return True
-    if principal is None:
-        return False
-    if bucket.acl == "public-read-write":
-        return True
-    if bucket.name == settings.image_bucket:
+    if principal is not None and bucket.name == settings.image_bucket:
         own, _ = _repo_prefixes(settings, principal)
         return key.startswith(own)
     return False
 
 
 def can_list(settings: Settings, principal: Principal | None, bucket: BucketLike, prefix: str | None) -> bool:
-    if is_owner(principal, bucket) or bucket.acl in PUBLIC:
+    if bucket_allows(principal, bucket, "READ"):
         return True
-    if principal is None:
-        return False
-    if bucket.acl == "authenticated-read":
-        return True
-    if bucket.name == settings.image_bucket and prefix:
+    if principal is not None and bucket.name == settings.image_bucket and prefix:
         own, common = _repo_prefixes(settings, principal)
         return prefix.startswith((own, common))
     return False
@@ -240,7 +334,7 @@ def can_list(settings: Settings, principal: Principal | None, bucket: BucketLike
 
 def can_see_bucket(settings: Settings, principal: Principal | None, bucket: BucketLike) -> bool:
     """HeadBucket / GetBucketLocation: anyone with some access to the bucket."""
-    if can_list(settings, principal, bucket, None):
+    if any(bucket_allows(principal, bucket, perm) for perm in PERMISSIONS):
         return True
     return principal is not None and bucket.name == settings.image_bucket
 

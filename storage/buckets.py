@@ -1,10 +1,10 @@
-"""Bucket operations and canned ACLs: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
+"""Bucket operations and ACLs: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
 GetBucketLocation, Get/PutBucketAcl, Get/PutObjectAcl.
 
-ACLs are canned only (x-amz-acl: private, public-read, public-read-write, authenticated-read);
-that is how shared images are published. An AccessControlPolicy body is accepted when it says
-the same thing a canned ACL would (owner FULL_CONTROL, optionally AllUsers / AuthenticatedUsers
-READ), which is what tools that read-modify-write ACLs send back.
+An ACL is set by a canned ACL (x-amz-acl), by x-amz-grant-* headers or by an AccessControlPolicy
+body; grants to users' canonical IDs and to the AllUsers / AuthenticatedUsers groups are stored
+and checked on every access (storage/access.py); any other grantee is refused, never dropped.
+Reading an ACL needs READ_ACP, changing it WRITE_ACP: bucket WRITE gives neither.
 """
 
 from __future__ import annotations
@@ -13,13 +13,25 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ec2gw.errors import ServiceError
 from storage import access, usage
-from storage.access import ALL_USERS, AUTH_USERS, owner_dict
-from storage.context import S3Context, access_denied, check_version_id, operation
+from storage.access import owner_dict
+from storage.context import S3Context, access_denied, check_version_id, no_such_key, operation
 from storage.models import Bucket, MultipartUpload, Object, Part
-from storage.records import bucket_row, get_bucket, require_object, set_object_acl, user_names
+from storage.records import (
+    BucketRef,
+    bucket_row,
+    canonical_users,
+    find_object,
+    get_bucket,
+    known_user_check,
+    require_object,
+    set_object_acl,
+    user_names,
+    write_session,
+)
 
 MAX_BUCKETS_PER_PAGE = 10000
 
@@ -63,7 +75,8 @@ def create_bucket(ctx: S3Context, bucket: str, create_bucket_configuration: dict
             raise bucket_exists(bucket)
     else:
         access.check_new_bucket_name(bucket)
-    acl = access.requested_acl(acl, p, ctx.principal)
+    acl, grants = access.requested_acl(acl, p, access.canonical_id(ctx.principal.account_id),
+                                       known_user_check(ctx.db))
     region = ctx.settings.region
     wanted = (create_bucket_configuration or {}).get("LocationConstraint")
     if wanted and wanted != region and not (wanted == "EU" and region == "eu-west-1"):
@@ -78,13 +91,13 @@ def create_bucket(ctx: S3Context, bucket: str, create_bucket_configuration: dict
             existing = s.scalar(select(Bucket).where(Bucket.name == bucket))
             if existing is not None:
                 if existing.owner_id == ctx.principal.user_id and region == "us-east-1":
-                    existing.acl = acl  # S3 in us-east-1 answers 200 and resets the ACL
+                    existing.acl, existing.grants = acl, grants  # S3 in us-east-1 answers 200 and resets the ACL
                     return {"Location": f"/{bucket}"}
                 if existing.owner_id == ctx.principal.user_id:
                     raise ServiceError("BucketAlreadyOwnedByYou", "Your previous request to create the named bucket "
                                        "succeeded and you already own it.", 409, BucketName=bucket)
                 raise bucket_exists(bucket)
-            s.add(Bucket(name=bucket, owner_id=ctx.principal.user_id, region=region, acl=acl))
+            s.add(Bucket(name=bucket, owner_id=ctx.principal.user_id, region=region, acl=acl, grants=grants))
     except IntegrityError:
         raise bucket_exists(bucket) from None
     return {"Location": f"/{bucket}"}
@@ -142,53 +155,64 @@ def delete_bucket(ctx: S3Context, bucket: str, **_: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- ACLs
 
 
-def grants_for(acl: str, owner: dict[str, str]) -> list[dict[str, Any]]:
-    grants: list[dict[str, Any]] = [
-        {"Grantee": {"Type": "CanonicalUser", **owner}, "Permission": "FULL_CONTROL"}
-    ]
-    if acl in ("public-read", "public-read-write"):
-        grants.append({"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "READ"})
-    if acl == "public-read-write":
-        grants.append({"Grantee": {"Type": "Group", "URI": ALL_USERS}, "Permission": "WRITE"})
-    if acl == "authenticated-read":
-        grants.append({"Grantee": {"Type": "Group", "URI": AUTH_USERS}, "Permission": "READ"})
-    return grants
+def grants_for(s: Session, acl: str, grants: str | None, owner: dict[str, str]) -> list[dict[str, Any]]:
+    """The Grants of Get*Acl: the owner's FULL_CONTROL, then the canned ACL's and the explicit grants."""
+    out: list[dict[str, Any]] = [{"Grantee": {"Type": "CanonicalUser", **owner}, "Permission": "FULL_CONTROL"}]
+    stored = access.stored_grants(acl, grants)
+    users = canonical_users(s) if any(g not in access.GROUPS for g, _ in stored) else {}
+    for grantee, perm in stored:
+        if grantee in access.GROUPS:
+            out.append({"Grantee": {"Type": "Group", "URI": grantee}, "Permission": perm})
+        else:
+            who = {"ID": grantee}
+            if grantee in users:
+                who["DisplayName"] = users[grantee][2]
+            out.append({"Grantee": {"Type": "CanonicalUser", **who}, "Permission": perm})
+    return out
 
 
-def acl_from_policy(policy: dict[str, Any] | None) -> str:
-    """The canned ACL an AccessControlPolicy amounts to; NotImplemented when it has no canned equivalent."""
-    return access.acl_from_grants((policy or {}).get("Grants") or [])
-
-
-def _new_acl(ctx: S3Context, acl: str | None, policy: dict[str, Any] | None, p: dict[str, Any]) -> str:
+def _new_acl(ctx: S3Context, acl: str | None, policy: dict[str, Any] | None, p: dict[str, Any],
+             owner_canonical: str) -> tuple[str, str | None]:
+    """(acl, grants) columns from x-amz-acl, x-amz-grant-* or an AccessControlPolicy body (one of them)."""
+    known = known_user_check(ctx.db)
     if acl is not None or access.header_grants(p):
         if policy is not None:
-            raise ServiceError("UnexpectedContent", "This request does not support content", 400)
-        return access.requested_acl(acl, p, ctx.principal)
+            raise ServiceError("UnexpectedContent", "This request does not support content: send an ACL as x-amz-acl, "
+                               "x-amz-grant-* headers or an AccessControlPolicy body, only one of them.", 400)
+        return access.requested_acl(acl, p, owner_canonical, known)
     if policy is None:
         raise ServiceError("MissingSecurityHeader", "Your request was missing a required header: x-amz-acl or an "
                            "AccessControlPolicy body.", 400)
-    return acl_from_policy(policy)
+    return access.acl_columns(access.resolve_grants(policy.get("Grants") or [], owner_canonical, known))
+
+
+def _owner_canonical(s: Session, user_id: int) -> str:
+    acct, _ = user_names(s, {user_id})[user_id]
+    return access.canonical_id(acct)
 
 
 @operation("GetBucketAcl")
 def get_bucket_acl(ctx: S3Context, bucket: str, **_: Any) -> dict[str, Any]:
     with ctx.db.session() as s:
         b = get_bucket(s, bucket)
-        access.require_bucket_owner(ctx.principal, b)
+        access.require(access.bucket_allows(ctx.principal, b, "READ_ACP"))
         acct, name = user_names(s, {b.owner_id})[b.owner_id]
-    owner = owner_dict(acct, name)
-    return {"Owner": owner, "Grants": grants_for(b.acl, owner)}
+        owner = owner_dict(acct, name)
+        return {"Owner": owner, "Grants": grants_for(s, b.acl, b.grants, owner)}
 
 
 @operation("PutBucketAcl")
 def put_bucket_acl(ctx: S3Context, bucket: str, acl: str | None = None,
                    access_control_policy: dict[str, Any] | None = None, **p: Any) -> dict[str, Any]:
-    new = _new_acl(ctx, acl, access_control_policy, p)
+    with ctx.db.session() as s:
+        b: BucketRef = get_bucket(s, bucket)
+        access.require(access.bucket_allows(ctx.principal, b, "WRITE_ACP"))
+        owner = _owner_canonical(s, b.owner_id)
+    new, grants = _new_acl(ctx, acl, access_control_policy, p, owner)
     with ctx.db.session(write=True) as s:
-        b = bucket_row(s, bucket)
-        access.require_bucket_owner(ctx.principal, b)
-        b.acl = new
+        row = bucket_row(s, bucket)
+        access.require(access.bucket_allows(ctx.principal, row, "WRITE_ACP"))  # as it is now
+        row.acl, row.grants = new, grants
     return {}
 
 
@@ -197,12 +221,14 @@ def get_object_acl(ctx: S3Context, bucket: str, key: str, version_id: str | None
     check_version_id(version_id)
     with ctx.db.session() as s:
         b = get_bucket(s, bucket)
-        row = require_object(s, b, key)
-        access.require(access.can_write_object(ctx.settings, ctx.principal, b, key))
+        row = find_object(s, b, key)
+        if row is None:
+            access.require(access.can_read_object(ctx.settings, ctx.principal, b, key, None))
+            raise no_such_key(key)
+        access.require(access.object_allows(ctx.principal, b, row, "READ_ACP"))
         acct, name = user_names(s, {row.owner_id})[row.owner_id]
-        acl = row.acl
-    owner = owner_dict(acct, name)
-    return {"Owner": owner, "Grants": grants_for(acl, owner)}
+        owner = owner_dict(acct, name)
+        return {"Owner": owner, "Grants": grants_for(s, row.acl, row.grants, owner)}
 
 
 @operation("PutObjectAcl")
@@ -210,11 +236,21 @@ def put_object_acl(ctx: S3Context, bucket: str, key: str, acl: str | None = None
                    access_control_policy: dict[str, Any] | None = None, version_id: str | None = None,
                    **p: Any) -> dict[str, Any]:
     check_version_id(version_id)
-    new = _new_acl(ctx, acl, access_control_policy, p)
-    with ctx.db.session(write=True) as s:
+    with ctx.db.session() as s:
         b = get_bucket(s, bucket)
-        access.require(access.can_write_object(ctx.settings, ctx.principal, b, key))
-        set_object_acl(s, b, key, new)
+        row = find_object(s, b, key)
+        if row is None:
+            access.require(access.can_read_object(ctx.settings, ctx.principal, b, key, None))
+            raise no_such_key(key)
+        access.require(access.object_allows(ctx.principal, b, row, "WRITE_ACP"))
+        owner = _owner_canonical(s, row.owner_id)
+    new, grants = _new_acl(ctx, acl, access_control_policy, p, owner)
+    with write_session(ctx.db) as s:
+        b = get_bucket(s, bucket)
+        current = require_object(s, b, key)
+        # the version checked above: a replaced object (another owner, another ACL) is checked again
+        access.require(access.object_allows(ctx.principal, b, current, "WRITE_ACP"))
+        set_object_acl(s, b, key, new, grants, current.etag)
     return {}
 
 

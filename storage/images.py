@@ -81,7 +81,7 @@ def can_read(app: Host, user_id: int, bucket: str, key: str) -> bool:
         row = find_object(s, b, key)
         if row is None:
             return False
-        return access.can_read_object(app.settings, _principal(user), b, key, row.acl)
+        return access.can_read_object(app.settings, _principal(user), b, key, row)
 
 
 def _principal(user: User) -> Principal:

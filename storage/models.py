@@ -28,6 +28,8 @@ class Bucket(Base):
     region: Mapped[str] = mapped_column(String(32), default="us-east-1")
     #: canned ACL: "private" | "public-read" | "public-read-write" | "authenticated-read"
     acl: Mapped[str] = mapped_column(String(32), default="private")
+    #: grants beyond the canned ACL, JSON [[grantee, permission], ...] (storage/access.py), or NULL
+    grants: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -45,6 +47,7 @@ class Object(Base):
     #: user metadata (x-amz-meta-*) as JSON {lowercase name: value}
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
     acl: Mapped[str] = mapped_column(String(32), default="private")
+    grants: Mapped[str | None] = mapped_column(Text, nullable=True)
     storage_class: Mapped[str] = mapped_column(String(32), default="STANDARD")
     #: JSON list of {"b": blob id, "n": size, "c": part checksum or null}
     segments_json: Mapped[str] = mapped_column(Text)
@@ -79,6 +82,7 @@ class MultipartUpload(Base):
     headers_json: Mapped[str] = mapped_column(Text, default="{}")
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
     acl: Mapped[str] = mapped_column(String(32), default="private")
+    grants: Mapped[str | None] = mapped_column(Text, nullable=True)
     storage_class: Mapped[str] = mapped_column(String(32), default="STANDARD")
     checksum_algorithm: Mapped[str | None] = mapped_column(String(16), nullable=True)
     checksum_type: Mapped[str | None] = mapped_column(String(16), nullable=True)

@@ -36,6 +36,7 @@ from storage.objects import (
     EARLY_CHECK_BYTES,
     content_headers,
     copy_source_object,
+    new_object_acl,
     owner_of_new,
     refuse_unsupported,
     storage_class,
@@ -59,6 +60,8 @@ FULL_OBJECT_CRCS = ("CRC32", "CRC32C", "CRC64NVME")
 
 
 def _upload(s: Any, ctx: S3Context, bucket: str, key: str, upload_id: str) -> tuple[Any, MultipartUpload]:
+    """The upload, which only its initiator (with WRITE still) and the bucket's owner may use:
+    bucket WRITE lets anyone start uploads, not add to, list, complete or abort another's."""
     b = get_bucket(s, bucket)
     upload = s.get(MultipartUpload, upload_id)
     if upload is None or upload.bucket_id != b.id or upload.key != key:
@@ -89,7 +92,7 @@ def _part_number(value: int) -> int:
 def create_multipart_upload(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any]:
     check_key(key)
     refuse_unsupported(p)
-    acl = access.requested_acl(p.get("acl"), p, ctx.principal)
+    acl, grants = new_object_acl(ctx, p)
     algorithm = (p.get("checksum_algorithm") or "").upper() or None
     if algorithm is not None and algorithm not in ALGORITHMS.values():
         raise invalid_request(f"Checksum algorithm {algorithm} is not supported.")
@@ -111,7 +114,7 @@ def create_multipart_upload(ctx: S3Context, bucket: str, key: str, **p: Any) -> 
         s.add(MultipartUpload(
             id=upload_id, bucket_id=b.id, key=key, owner_id=owner_of_new(ctx),
             headers_json=json.dumps(content_headers(p)), metadata_json=json.dumps(user_metadata(p.get("metadata"))),
-            acl=acl, storage_class=storage_class(p.get("storage_class")), checksum_algorithm=algorithm,
+            acl=acl, grants=grants, storage_class=storage_class(p.get("storage_class")), checksum_algorithm=algorithm,
             checksum_type=ctype,
         ))
     out: dict[str, Any] = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
@@ -228,6 +231,8 @@ def complete_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: 
             access.require(access.can_write_object(ctx.settings, ctx.principal, b, key))
             info = find_object(s, b, key)
             if info is not None and info.upload_id == upload_id:  # a retried Complete: same answer
+                access.require(access.is_owner(ctx.principal, b)
+                               or (ctx.principal is not None and ctx.principal.user_id == info.owner_id))
                 return {"Location": location, "Bucket": bucket, "Key": key, "ETag": info.quoted_etag,
                         **info.checksum_members()}
             raise no_such_upload(upload_id)
@@ -236,6 +241,7 @@ def complete_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: 
         parts = {pt.part_number: pt for pt in s.scalars(select(Part).where(Part.upload_id == upload_id))}
         up = {"headers": json.loads(upload.headers_json),
               "metadata": json.loads(upload.metadata_json), "acl": upload.acl, "owner": upload.owner_id,
+              "grants": upload.grants,
               "sclass": upload.storage_class, "alg": upload.checksum_algorithm, "ctype": upload.checksum_type}
     chosen = _check_parts(listed, parts, up["alg"])
     segments = [{"b": pt.blob_id, "n": pt.size, "c": pt.checksum_value} for pt in chosen]
@@ -248,7 +254,7 @@ def complete_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: 
     version = NewVersion(key, up["owner"], segments, size, etag, up["headers"], up["metadata"], up["acl"],
                          up["sclass"], parts_count=len(chosen), upload_id=upload_id,
                          checksum_algorithm=up["alg"] if checksum else None, checksum_value=checksum,
-                         checksum_type=up["ctype"] if checksum else None)
+                         checksum_type=up["ctype"] if checksum else None, grants=up["grants"])
     leftovers: list[str] = []
 
     def finish(conn: Any) -> int:

@@ -37,6 +37,7 @@ from storage.records import (
     delete_object_row,
     find_object,
     get_bucket,
+    known_user_check,
     lookup_object,
     write_session,
 )
@@ -126,6 +127,12 @@ def owner_of_new(ctx: S3Context) -> int:
     return ctx.principal.user_id
 
 
+def new_object_acl(ctx: S3Context, p: dict[str, Any]) -> tuple[str, str | None]:
+    """(acl, grants) a write asks for (x-amz-acl or x-amz-grant-*); the caller will own the object."""
+    owner = access.canonical_id(ctx.principal.account_id) if ctx.principal is not None else None
+    return access.requested_acl(p.get("acl"), p, owner, known_user_check(ctx.db))
+
+
 # --------------------------------------------------------------------------- PUT
 
 
@@ -133,7 +140,7 @@ def owner_of_new(ctx: S3Context) -> int:
 def put_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any]:
     check_key(key)
     refuse_unsupported(p)
-    acl = access.requested_acl(p.get("acl"), p, ctx.principal)
+    acl, grants = new_object_acl(ctx, p)
     sclass = storage_class(p.get("storage_class"))
     metadata = user_metadata(p.get("metadata"))
     owner = owner_of_new(ctx)
@@ -153,7 +160,7 @@ def put_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any
         key, owner, [{"b": writer.blob_id, "n": writer.size, "c": checksum}], writer.size, writer.etag,
         content_headers(p), metadata, acl, sclass,
         checksum_algorithm=body.algorithm.upper() if body.algorithm and checksum else None,
-        checksum_value=checksum, checksum_type="FULL_OBJECT" if checksum else None,
+        checksum_value=checksum, checksum_type="FULL_OBJECT" if checksum else None, grants=grants,
     )
     info = commit_object(ctx.app, ctx.store, bucket, version, write_check(ctx, key),
                          p.get("if_match"), p.get("if_none_match"))
@@ -168,9 +175,9 @@ def read_object(ctx: S3Context, bucket: str, key: str) -> ObjectInfo:
     if info is None:
         # S3 tells callers who may not list the bucket AccessDenied, not NoSuchKey
         access.require(access.can_list(ctx.settings, ctx.principal, b, key)
-                       or access.can_read_object(ctx.settings, ctx.principal, b, key, "private"))
+                       or access.can_read_object(ctx.settings, ctx.principal, b, key, None))
         raise no_such_key(key)
-    access.require(access.can_read_object(ctx.settings, ctx.principal, b, key, info.acl))
+    access.require(access.can_read_object(ctx.settings, ctx.principal, b, key, info))
     return info
 
 
@@ -373,7 +380,7 @@ def copy_object(ctx: S3Context, bucket: str, key: str, copy_source: str, **p: An
     directive = p.get("metadata_directive") or "COPY"
     if directive not in ("COPY", "REPLACE"):
         raise invalid_argument("Unknown metadata directive.", "x-amz-metadata-directive", directive)
-    acl = access.requested_acl(p.get("acl"), p, ctx.principal)
+    acl, grants = new_object_acl(ctx, p)
     with ctx.db.session() as s:
         write_check(ctx, key)(get_bucket(s, bucket))
     owner = owner_of_new(ctx)
@@ -400,7 +407,7 @@ def copy_object(ctx: S3Context, bucket: str, key: str, copy_source: str, **p: An
         key, owner, new_segments, src.size, src.etag, headers, metadata, acl,
         storage_class(p.get("storage_class")) if p.get("storage_class") else src.storage_class,
         parts_count=src.parts_count, checksum_algorithm=src.checksum_algorithm,
-        checksum_value=src.checksum_value, checksum_type=src.checksum_type,
+        checksum_value=src.checksum_value, checksum_type=src.checksum_type, grants=grants,
     )
     info = commit_object(ctx.app, ctx.store, bucket, version, write_check(ctx, key),
                          p.get("if_match"), p.get("if_none_match"))

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from ec2gw.db.models import User, utcnow
 from ec2gw.errors import ServiceError
 from storage import usage
-from storage.access import check_bucket_name
+from storage.access import canonical_id, check_bucket_name
 from storage.conditions import etag_matches, precondition_failed
 from storage.context import no_such_bucket, no_such_key
 from storage.models import Bucket, Object
@@ -77,6 +77,8 @@ class ObjectInfo:
     checksum_value: str | None = None
     checksum_type: str | None = None
     upload_id: str | None = None
+    #: explicit grants beyond the canned ACL (JSON, storage/access.py), or None
+    grants: str | None = None
 
     @property
     def content_type(self) -> str:
@@ -92,7 +94,7 @@ class ObjectInfo:
         return cls(bucket, row.key, row.size, row.etag, row.last_modified, row.owner_id, row.acl,
                    json.loads(row.headers_json or "{}"), json.loads(row.metadata_json or "{}"),
                    json.loads(row.segments_json), row.parts_count, row.storage_class, row.checksum_algorithm,
-                   row.checksum_value, row.checksum_type, row.upload_id)
+                   row.checksum_value, row.checksum_type, row.upload_id, row.grants)
 
     def checksum_members(self) -> dict[str, str]:
         """{"ChecksumCRC32": value, "ChecksumType": ...} when the object has a checksum."""
@@ -122,6 +124,7 @@ class NewVersion:
     checksum_algorithm: str | None = None
     checksum_value: str | None = None
     checksum_type: str | None = None
+    grants: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,10 @@ class BucketRef:
     owner_id: int
     acl: str
     region: str
+    grants: str | None = None
 
 
-_BUCKET_BY_NAME = select(Bucket.id, Bucket.name, Bucket.owner_id, Bucket.acl, Bucket.region).where(
+_BUCKET_BY_NAME = select(Bucket.id, Bucket.name, Bucket.owner_id, Bucket.acl, Bucket.region, Bucket.grants).where(
     Bucket.name == bindparam("name"))
 
 
@@ -143,14 +147,14 @@ _BUCKET_BY_NAME = select(Bucket.id, Bucket.name, Bucket.owner_id, Bucket.acl, Bu
 def _bucket_and_quota(quota: StorageQuota) -> Any:
     """The bucket and the new version's owner's storage quota columns, in one round trip (built
     once per quota rule)."""
-    return select(Bucket.id, Bucket.name, Bucket.owner_id, Bucket.acl, Bucket.region,
+    return select(Bucket.id, Bucket.name, Bucket.owner_id, Bucket.acl, Bucket.region, Bucket.grants,
                   *quota.limit_columns(bindparam("owner"))).where(Bucket.name == bindparam("name"))
 
 
 _OBJECT_COLUMNS = (Object.id, Object.key, Object.size, Object.etag, Object.last_modified, Object.owner_id, Object.acl,
                    Object.headers_json, Object.metadata_json, Object.segments_json, Object.parts_count,
                    Object.storage_class, Object.checksum_algorithm, Object.checksum_value, Object.checksum_type,
-                   Object.upload_id)
+                   Object.upload_id, Object.grants)
 _OBJECT_BY_KEY = select(*_OBJECT_COLUMNS).where(Object.bucket_id == bindparam("bid"), Object.key == bindparam("key"))
 #: the current version of a key, locked until commit where the database locks rows (PostgreSQL), so
 #: a concurrent overwrite or delete waits instead of counting the same bytes twice
@@ -173,7 +177,7 @@ def get_bucket(s: Session | Connection, name: str) -> BucketRef:
     row = _conn(s).execute(_BUCKET_BY_NAME, {"name": name}).first()
     if row is None:
         raise no_such_bucket(name)
-    return BucketRef(row.id, row.name, row.owner_id, row.acl, row.region)
+    return BucketRef(row.id, row.name, row.owner_id, row.acl, row.region, row.grants)
 
 
 def bucket_row(s: Session, name: str) -> Bucket:
@@ -187,7 +191,8 @@ def bucket_row(s: Session, name: str) -> Bucket:
 
 _BUCKET_AND_OBJECT = (
     select(Bucket.id.label("bucket_id"), Bucket.name.label("bucket_name"), Bucket.owner_id.label("bucket_owner_id"),
-           Bucket.acl.label("bucket_acl"), Bucket.region.label("bucket_region"), *_OBJECT_COLUMNS)
+           Bucket.acl.label("bucket_acl"), Bucket.region.label("bucket_region"),
+           Bucket.grants.label("bucket_grants"), *_OBJECT_COLUMNS)
     .select_from(Bucket)
     .outerjoin(Object, (Object.bucket_id == Bucket.id) & (Object.key == bindparam("key")))
     .where(Bucket.name == bindparam("name"))
@@ -202,7 +207,8 @@ def lookup_object(db: Database, bucket_name: str, key: str) -> tuple[BucketRef, 
         row = conn.execute(_BUCKET_AND_OBJECT, {"name": bucket_name, "key": key}).first()
     if row is None:
         raise no_such_bucket(bucket_name)
-    bucket = BucketRef(row.bucket_id, row.bucket_name, row.bucket_owner_id, row.bucket_acl, row.bucket_region)
+    bucket = BucketRef(row.bucket_id, row.bucket_name, row.bucket_owner_id, row.bucket_acl, row.bucket_region,
+                       row.bucket_grants)
     if row.key is None:  # no object joined
         return bucket, None
     return bucket, ObjectInfo.of(bucket.name, row)
@@ -220,10 +226,35 @@ def require_object(s: Session | Connection, bucket: BucketRef, key: str) -> Obje
     return info
 
 
-def set_object_acl(s: Session, bucket: BucketRef, key: str, acl: str) -> None:
-    done = s.execute(update(Object).where(Object.bucket_id == bucket.id, Object.key == key).values(acl=acl))
+def set_object_acl(s: Session, bucket: BucketRef, key: str, acl: str, grants: str | None,
+                   etag: str | None = None) -> None:
+    """Set the object's ACL (only while it is still the version with `etag`, when given)."""
+    where = [Object.bucket_id == bucket.id, Object.key == key]
+    if etag is not None:
+        where.append(Object.etag == etag)
+    done = s.execute(update(Object).where(*where).values(acl=acl, grants=grants))
     if not done.rowcount:  # type: ignore[attr-defined]
         raise no_such_key(key)
+
+
+def canonical_users(s: Session | Connection) -> dict[str, tuple[int, str, str]]:
+    """canonical user id -> (user id, account id, name) of every enabled user (grants name users
+    by canonical ID; there are few enough users to compute them all)."""
+    rows = _conn(s).execute(select(User.id, User.account_id, User.name).where(User.enabled.is_(True)))
+    return {canonical_id(acct): (uid, acct, name) for uid, acct, name in rows}
+
+
+def known_user_check(db: Database) -> Callable[[str], bool]:
+    """A `known(canonical id)` for access.resolve_grants that reads the users once, when first asked."""
+    cache: list[dict[str, tuple[int, str, str]]] = []
+
+    def known(canonical: str) -> bool:
+        if not cache:
+            with db.engine.connect() as conn:
+                cache.append(canonical_users(conn))
+        return canonical in cache[0]
+
+    return known
 
 
 #: Cumulus's write transactions in this process take turns here before asking SQLite for its lock
@@ -327,7 +358,7 @@ def commit_object(host: Host, store: BlobStore, bucket_name: str, version: NewVe
     values = {
         "owner_id": version.owner_id, "size": version.size, "etag": version.etag, "last_modified": now,
         "headers_json": json.dumps(version.content_headers), "metadata_json": json.dumps(version.metadata),
-        "acl": version.acl, "storage_class": version.storage_class, "segments_json": json.dumps(version.segments),
+        "acl": version.acl, "grants": version.grants, "storage_class": version.storage_class, "segments_json": json.dumps(version.segments),
         "parts_count": version.parts_count, "upload_id": version.upload_id,
         "checksum_algorithm": version.checksum_algorithm, "checksum_value": version.checksum_value,
         "checksum_type": version.checksum_type,
@@ -339,7 +370,7 @@ def commit_object(host: Host, store: BlobStore, bucket_name: str, version: NewVe
             row = conn.execute(_bucket_and_quota(quota), {"name": bucket_name, "owner": version.owner_id}).first()
             if row is None:
                 raise no_such_bucket(bucket_name)
-            bucket = BucketRef(row[0], row[1], row[2], row[3], row[4])
+            bucket = BucketRef(row[0], row[1], row[2], row[3], row[4], row[5])
             may_write(bucket)
             current = conn.execute(_CURRENT, {"bid": bucket.id, "key": version.key}).first()
             check_write_conditions(current.etag if current else None, version.key, if_match, if_none_match)
@@ -355,7 +386,7 @@ def commit_object(host: Host, store: BlobStore, bucket_name: str, version: NewVe
                     added -= current.size
                 else:
                     usage.add(conn, current.owner_id, -current.size)
-            usage.charge(conn, quota, version.owner_id, added, quota.effective_limit(row[5], row[6]))
+            usage.charge(conn, quota, version.owner_id, added, quota.effective_limit(row[6], row[7]))
             image_object_changed(conn, bucket_name, version.key, version.size)
     except BaseException:
         if owns_blobs:
@@ -365,7 +396,7 @@ def commit_object(host: Host, store: BlobStore, bucket_name: str, version: NewVe
     return ObjectInfo(bucket_name, version.key, version.size, version.etag, now, version.owner_id, version.acl,
                       version.content_headers, version.metadata, version.segments, version.parts_count,
                       version.storage_class, version.checksum_algorithm, version.checksum_value,
-                      version.checksum_type, version.upload_id)
+                      version.checksum_type, version.upload_id, version.grants)
 
 
 def delete_object_row(s: Session | Connection, bucket: BucketRef, key: str) -> list[str]:

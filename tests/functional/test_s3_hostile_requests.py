@@ -329,7 +329,8 @@ def test_grant_headers_are_applied_or_refused_never_ignored(server: LiveServer, 
     for kwargs, code in (
         ({"GrantRead": all_users, "ACL": "private"}, ("InvalidRequest", 400)),
         ({"GrantRead": "everyone"}, ("InvalidArgument", 400)),
-        ({"GrantFullControl": 'id="0123456789abcdef"'}, ("NotImplemented", 501)),  # another user: no canned ACL
+        ({"GrantFullControl": 'id="0123456789abcdef"'}, ("InvalidArgument", 400)),  # no user has that ID
+        ({"GrantRead": 'emailAddress="x@example.com"'}, ("UnresolvableGrantByEmailAddress", 400)),
     ):
         with pytest.raises(ClientError) as e:
             s3_alice.put_object(Bucket=bucket, Key="bad", Body=b"x", **kwargs)
