@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -14,6 +15,10 @@ from ec2gw.db.models import Instance, SecurityGroup, User
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 ADMIN_NAME = "admin"
+#: names that mean something in Cumulus's image layout (`<image_prefix>/common/` is the shared
+#: area): never a user's, whatever their case; ec2gw.compute.cumulus.reserved_user_names adds the
+#: configured bucket and prefix names
+RESERVED_NAMES = frozenset({"common"})
 
 
 class AccountError(Exception):
@@ -48,10 +53,16 @@ class UserRecord:
         }
 
 
-def create_user(s: Session, name: str, *, group: str = "users", dn: str = "", is_admin: bool = False) -> UserRecord:
+def create_user(s: Session, name: str, *, group: str = "users", dn: str = "", is_admin: bool = False,
+                reserved: Collection[str] = RESERVED_NAMES) -> UserRecord:
     if not _NAME_RE.match(name):
         raise AccountError(
             f"invalid user name {name!r}: use 1-64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit"
+        )
+    if name.lower() in {r.lower() for r in (*RESERVED_NAMES, *reserved)}:
+        raise AccountError(
+            f"the user name {name!r} is reserved: it names a shared area of the image store "
+            f"(reserved: {', '.join(sorted({r.lower() for r in (*RESERVED_NAMES, *reserved)}))}); choose another name"
         )
     if s.scalar(select(User).where(User.name == name)) is not None:
         raise AccountError(f"user {name!r} already exists; choose another name or remove it first")

@@ -35,11 +35,13 @@ def _user_text(d: dict[str, Any]) -> str:
 def user_add(state: CliState, name: str, group: str, dn: str, is_admin: bool, as_json: bool) -> None:
     """Create user NAME with an access key pair; prints the credentials."""
     from ec2gw import accounts
+    from ec2gw.compute.cumulus import reserved_user_names
 
     app = open_app(state)
     try:
         with app.db.session(write=True) as s:
-            rec = accounts.create_user(s, name, group=group, dn=dn, is_admin=is_admin)
+            rec = accounts.create_user(s, name, group=group, dn=dn, is_admin=is_admin,
+                                       reserved=reserved_user_names(app.settings))
             bundle = _bundle(app, rec)  # inside the transaction: no user is left without a bundle
     except (accounts.AccountError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -76,6 +76,12 @@ def common_image_key(settings: Settings, name: str) -> str:
     return f"{settings.image_prefix}/common/{name}"
 
 
+def reserved_user_names(settings: Settings) -> frozenset[str]:
+    """Names no user may have: the shared area's (`<image_prefix>/common/` is where a user named
+    "common" would own a prefix) and the repository's own bucket and prefix names."""
+    return frozenset({"common", settings.image_prefix.lower(), settings.image_bucket.lower()})
+
+
 def detect_format(first_bytes: bytes) -> str:
     """"qcow2" when the bytes start with QEMU's magic, else "raw"."""
     return "qcow2" if first_bytes[:4] == QCOW2_MAGIC else "raw"
