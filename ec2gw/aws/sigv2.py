@@ -36,6 +36,7 @@ from ec2gw.aws.sigv4 import (
     parse_amz_date,
     reencode_path,
     signature_error,
+    unsigned_headers_error,
 )
 from ec2gw.errors import ServiceError, missing_parameter
 
@@ -113,6 +114,11 @@ def verify_ec2(
             )
     else:
         raise missing_parameter("Timestamp")
+    # SigV2 signs no header: an x-amz-* header would ride along under the signature unchecked
+    amz = [name for name in hdrs if name.startswith("x-amz-")]
+    if amz:
+        raise unsigned_headers_error(service, amz, "Signature Version 2 signs no header; send none of them, "
+                                     "or sign the request with Signature Version 4 and list them in SignedHeaders.")
     access_key = values["AWSAccessKeyId"]
     secret = lookup_or_fail(service, access_key, lookup_secret)
     host = first(hdrs, "host") or ""

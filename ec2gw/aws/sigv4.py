@@ -79,6 +79,7 @@ _CODES: dict[str, dict[str, tuple[str, int]]] = {
         "malformed_query": ("IncompleteSignature", 400),
         "unsupported": ("AuthFailure", 401),
         "missing": ("MissingAuthenticationToken", 401),
+        "unsigned": ("AccessDenied", 403),
     },
     "s3": {
         "signature": ("SignatureDoesNotMatch", 403),
@@ -89,6 +90,7 @@ _CODES: dict[str, dict[str, tuple[str, int]]] = {
         "malformed_query": ("AuthorizationQueryParametersError", 400),
         "unsupported": ("InvalidArgument", 400),
         "missing": ("AccessDenied", 403),
+        "unsigned": ("AccessDenied", 403),
     },
 }
 
@@ -122,6 +124,38 @@ def signature_error(service: str, access_key: str, provided: str, sts: str, creq
         if creq is not None:
             extra["CanonicalRequest"] = creq
     return auth_error(service, "signature", SIGNATURE_HINT, **extra)
+
+
+#: x-amz-* headers a presigned request may carry without listing them in X-Amz-SignedHeaders, as S3
+#: lets them: the payload hash of a presigned request is UNSIGNED-PAYLOAD unless x-amz-content-sha256
+#: is signed, so an unsigned one changes nothing (verify_query ignores it).
+PRESIGNED_UNSIGNED_OK = frozenset({"x-amz-content-sha256"})
+
+
+def unsigned_headers_error(service: str, names: Iterable[str], how: str) -> ServiceError:
+    """403 AccessDenied naming the x-amz-* headers the signature does not cover (S3's HeadersNotSigned)."""
+    listed = ", ".join(sorted(names))
+    return auth_error(
+        service, "unsigned",
+        f"There were headers present in the request which were not signed: {listed}. Every x-amz-* header "
+        f"must be covered by the signature: {how}",
+        **({"HeadersNotSigned": listed} if service == "s3" else {}),
+    )
+
+
+def check_amz_headers_signed(service: str, hdrs: dict[str, list[str]], signed: Iterable[str], *,
+                             presigned: bool) -> None:
+    """Refuse a SigV4 request carrying x-amz-* headers that are not among its signed headers.
+
+    An unsigned x-amz-copy-source or x-amz-acl would otherwise take effect under someone else's
+    signature (whoever holds a presigned PUT URL could copy the signer's objects into it)."""
+    covered = set(signed) | (PRESIGNED_UNSIGNED_OK if presigned else set())
+    unsigned = [name for name in hdrs if name.startswith("x-amz-") and name not in covered]
+    if unsigned:
+        raise unsigned_headers_error(
+            service, unsigned,
+            "list them in X-Amz-SignedHeaders when presigning, or do not send them." if presigned
+            else "list them in SignedHeaders when signing, or do not send them.")
 
 
 # --------------------------------------------------------------------------- request helpers
@@ -272,7 +306,9 @@ def verify_signature(
     queries: list[tuple[list[tuple[str, str]], str]]
     if query_pairs is None:  # from the URL: decoded + re-encoded by botocore, or raw as sent
         raw_pairs = [(k, v) for k, v in split_query(req.query) if k != "X-Amz-Signature"]
-        queries = [(decode_pairs(raw_pairs), "")]
+        # decoded as both gateways read the query ('+' is a space): a '+' signed as %2B and then sent
+        # raw would otherwise verify as a plus and be acted upon as a space
+        queries = [(decode_pairs(raw_pairs, plus_is_space=True), "")]
         if raw_pairs:
             queries.append(([], "&".join(f"{k}={v}" for k, v in raw_pairs)))
     else:
@@ -403,6 +439,7 @@ def verify_header(req: RequestView, hdrs: dict[str, list[str]], *, service: str,
                   lookup_secret: Callable[[str], str | None], form_body: bytes | None, now: datetime) -> AuthResult:
     """Verify a request carrying ``Authorization: AWS4-HMAC-SHA256 ...``."""
     claim = parse_authorization(service, first(hdrs, "authorization") or "", hdrs)
+    check_amz_headers_signed(service, hdrs, claim.signed_headers, presigned=False)
     check_skew(service, claim.when, now, "X-Amz-Date")
     secret = lookup_or_fail(service, claim.access_key, lookup_secret)
     payload_hash = _s3_payload_hash(hdrs) if service == "s3" else _ec2_payload(hdrs, form_body or b"")
@@ -419,7 +456,7 @@ def verify_query(req: RequestView, hdrs: dict[str, list[str]], *, service: str,
     then the form parameters are canonicalized as if they were the query and the payload is empty,
     which is the request botocore's ``SigV4QueryAuth`` signs for a POST.
     """
-    pairs = decode_pairs(split_query(req.query)) + (body_pairs or [])
+    pairs = decode_pairs(split_query(req.query), plus_is_space=True) + (body_pairs or [])
     kind = "malformed_query"
     algorithm = param(pairs, "X-Amz-Algorithm")
     if algorithm != ALGORITHM:
@@ -431,6 +468,7 @@ def verify_query(req: RequestView, hdrs: dict[str, list[str]], *, service: str,
     if missing:
         raise auth_error(service, kind, f"The presigned request lacks {', '.join(missing)}; presign it again.")
     claim = _claim(service, kind, values[0], values[1], values[2], values[3], kind)
+    check_amz_headers_signed(service, hdrs, claim.signed_headers, presigned=True)
     _check_expiry(service, param(pairs, "X-Amz-Expires"), claim.when, now)
     secret = lookup_or_fail(service, claim.access_key, lookup_secret)
     if service == "s3":
