@@ -53,7 +53,8 @@ class App:
         self.registry = load_providers()
         #: Cumulus's quota rule, given to Cumulus with the rest of its host (storage/host.py: this App)
         self.storage_quota = quotas.StorageQuotaRule(settings)
-        self.ec2 = Ec2Gateway(self.registry, self.principal_lookup, self.make_context, settings.body_timeout)
+        self.ec2 = Ec2Gateway(self.registry, self.principal_lookup, self.make_context, settings.body_timeout,
+                              sigv2_max_expires=settings.sigv2_max_expires)
         self.s3 = S3Gateway(self)
         #: Cumulus's Python API, for the providers and the compute worker (ec2gw/compute/cumulus.py)
         self.cumulus = CumulusService(self, self.s3.store)

@@ -101,6 +101,10 @@ class Settings:
     #: seconds a request body (EC2 or Cumulus) may stay silent before the request is refused with
     #: 400 RequestTimeout and the connection closed (S3 waits about 20 s); 0 waits for ever
     body_timeout: float = 20.0
+    #: seconds past the server time that the Expires of an EC2 Signature Version 2 request may lie;
+    #: a later Expires is refused with 400 RequestExpired, so that a captured request cannot be
+    #: replayed for longer (a Timestamp-signed one is good for 15 minutes either side)
+    sigv2_max_expires: int = 1800
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -52,6 +52,7 @@ def authenticate(
     form_body: bytes | None = None,
     now: datetime | None = None,
     virtual_host_bucket: str | None = None,
+    sigv2_max_expires: int = sigv2.DEFAULT_MAX_EXPIRES,
 ) -> AuthResult:
     """Verify the request's signature for ``service`` ("ec2" or "s3") and return who made it.
 
@@ -60,6 +61,7 @@ def authenticate(
     it may also carry SigV2 or X-Amz-* parameters). For S3 no body is given: the declared
     x-amz-content-sha256 comes back as ``payload_hash`` for the store to verify as it streams.
     ``virtual_host_bucket`` names the bucket of a virtual-hosted S3 request (only SigV2 needs it).
+    ``sigv2_max_expires`` bounds how far past the server time an EC2 SigV2 ``Expires`` may lie (seconds).
     Raises ServiceError with the service's error code; S3 requests without credentials are "anonymous".
     """
     if service not in ("ec2", "s3"):
@@ -109,9 +111,11 @@ def authenticate(
             req, hdrs, service=service, lookup_secret=lookup_secret, now=now, body_pairs=form
         )
     if keys.intersection(_SIGV2_QUERY_KEYS):
-        return sigv2.verify_ec2(req, hdrs, query, lookup_secret=lookup_secret, now=now)
+        return sigv2.verify_ec2(req, hdrs, query, lookup_secret=lookup_secret, now=now,
+                                max_expires=sigv2_max_expires)
     if form_keys.intersection(_SIGV2_QUERY_KEYS):
-        return sigv2.verify_ec2(req, hdrs, form, lookup_secret=lookup_secret, now=now)
+        return sigv2.verify_ec2(req, hdrs, form, lookup_secret=lookup_secret, now=now,
+                                max_expires=sigv2_max_expires)
     raise auth_error(
         service, "missing",
         "Request is missing Authentication Token: sign it with your access key (Signature Version 4, "

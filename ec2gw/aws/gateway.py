@@ -28,6 +28,7 @@ from ec2gw.aws.body_input import (
 from ec2gw.aws.dispatch import Registry
 from ec2gw.aws.query_parser import parse_query
 from ec2gw.aws.serializer import serialize_error, serialize_response
+from ec2gw.aws.sigv2 import DEFAULT_MAX_EXPIRES
 from ec2gw.aws.spec import has_operation, operation_model
 from ec2gw.errors import ServiceError
 
@@ -189,8 +190,11 @@ class Ec2Gateway:
         principal_lookup: Callable[[str], Principal | None],
         make_context: Callable[[Principal, str, str | None], Any],
         body_timeout: float = 20.0,
+        sigv2_max_expires: int = DEFAULT_MAX_EXPIRES,
     ) -> None:
         self.registry = registry
+        #: seconds past the server time a SigV2 Expires may lie (Settings.sigv2_max_expires)
+        self.sigv2_max_expires = sigv2_max_expires
         #: seconds a request body may stay silent (read_body_in_time)
         self.body_timeout = body_timeout
         self.principal_lookup = principal_lookup
@@ -255,7 +259,8 @@ class Ec2Gateway:
             principal_box[:] = [p]
             return p.secret
 
-        auth = authenticate(view, service="ec2", lookup_secret=lookup_secret, form_body=body)
+        auth = authenticate(view, service="ec2", lookup_secret=lookup_secret, form_body=body,
+                            sigv2_max_expires=self.sigv2_max_expires)
         if not principal_box or principal_box[0] is None or auth.access_key is None:
             raise ServiceError("AuthFailure", "AWS was not able to validate the provided access credentials.", status=401)
         principal = principal_box[0]

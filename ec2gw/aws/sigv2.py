@@ -17,7 +17,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +27,7 @@ from botocore.awsrequest import HTTPHeaders
 from botocore.credentials import Credentials
 
 from ec2gw.aws.sigv4 import (
+    MAX_SKEW,
     AuthResult,
     RequestView,
     auth_error,
@@ -41,6 +42,9 @@ from ec2gw.aws.sigv4 import (
 from ec2gw.errors import ServiceError, missing_parameter
 
 _DIGESTS = {"HmacSHA256": hashlib.sha256, "HmacSHA1": hashlib.sha1}
+#: default bound (seconds past the server time) of an EC2 SigV2 Expires: a 15-minute validity plus
+#: the 15 minutes of clock skew a Timestamp is allowed, so both forms replay for about as long
+DEFAULT_MAX_EXPIRES = int(2 * MAX_SKEW.total_seconds())
 
 
 def _b64_hmac(secret: str, text: str, digest: Any) -> str:
@@ -77,8 +81,13 @@ def verify_ec2(
     *,
     lookup_secret: Callable[[str], str | None],
     now: datetime,
+    max_expires: int = DEFAULT_MAX_EXPIRES,
 ) -> AuthResult:
-    """Verify an EC2 SigV2 request; ``params`` are the decoded parameters that carry the Signature."""
+    """Verify an EC2 SigV2 request; ``params`` are the decoded parameters that carry the Signature.
+
+    ``max_expires``: how many seconds past the server time an ``Expires`` may lie; a later one is
+    refused as expired (RequestExpired), so a captured request cannot be replayed for years.
+    """
     values = dict(params)
     service = "ec2"
     version = values.get("SignatureVersion")
@@ -111,6 +120,13 @@ def verify_ec2(
                 service, "expired",
                 f"Request has expired: Expires={values['Expires']} is in the past (server time "
                 f"{now:%Y-%m-%dT%H:%M:%SZ}); sign a new request and check that your clock is right.",
+            )
+        if until - now > timedelta(seconds=max_expires):
+            raise auth_error(
+                service, "expired",
+                f"Request has expired: Expires={values['Expires']} lies more than {max_expires} seconds after "
+                f"the server time {now:%Y-%m-%dT%H:%M:%SZ}, longer than this service lets a signed request "
+                "be replayed; sign it with an Expires at most that far ahead, or with a Timestamp.",
             )
     else:
         raise missing_parameter("Timestamp")
