@@ -6,10 +6,7 @@ The object is passed to whatever needs it; nothing reads settings from a global.
 
 from __future__ import annotations
 
-import configparser
-import dataclasses
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +40,10 @@ class Settings:
     public_scheme: str = ""
     public_ec2_port: int = 0
     public_s3_port: int = 0
+    #: the types RunInstances knows. Settings files add to (and override) DEFAULT_INSTANCE_TYPES in
+    #: [instance_types], "none" drops one; builtin_instance_types = false starts from no type at all
     instance_types: dict[str, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_INSTANCE_TYPES))
+    builtin_instance_types: bool = True
     default_instance_type: str = "m1.small"
     #: how long terminated instances stay visible (EC2: about an hour)
     terminated_visible_seconds: int = 3600
@@ -130,80 +130,11 @@ class Settings:
         overrides: Mapping[str, Any] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
-        """Build settings from a file, the environment and explicit overrides (None values ignored)."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        path = config_file or env.get("EC2GW_CONFIG")
-        if path:
-            values.update(_read_file(Path(path)))
-        for f in dataclasses.fields(cls):
-            key = "EC2GW_" + f.name.upper()
-            if key in env and f.name != "instance_types":
-                values[f.name] = env[key]
-        for k, v in (overrides or {}).items():
-            if v is not None:
-                values[k] = v
-        return cls.from_mapping(values)
+        """Build settings from a file, the environment and explicit overrides (None values ignored).
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for name, raw in values.items():
-            if name not in known:
-                raise ValueError(f"unknown setting {name!r}; known settings: {', '.join(sorted(known))}")
-            kwargs[name] = _coerce(name, known[name], raw)
-        return cls(**kwargs)
+        Raises config_load.SettingsError (a ValueError) naming the source, the key, what was found
+        and what is expected for the first invalid value.
+        """
+        from ec2gw.config_load import load
 
-
-def _coerce(name: str, f: dataclasses.Field[Any], raw: Any) -> Any:
-    default = f.default if f.default is not dataclasses.MISSING else None
-    try:
-        if name == "instance_types":
-            return _instance_types(raw)
-        if name == "data_dir":
-            return Path(raw)
-        if isinstance(default, bool):
-            if isinstance(raw, bool):
-                return raw
-            return str(raw).strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        return str(raw)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"setting {name!r} has an invalid value {raw!r}: {exc}") from None
-
-
-def _instance_types(raw: Any) -> dict[str, tuple[int, int]]:
-    """Accept {name: {vcpus, memory}} or {name: "vcpus,memory"} or {name: [vcpus, memory]}."""
-    out: dict[str, tuple[int, int]] = {}
-    for name, spec in dict(raw).items():
-        if isinstance(spec, Mapping):
-            out[name] = (int(spec["vcpus"]), int(spec["memory"]))
-        elif isinstance(spec, str):
-            cpu, mem = spec.split(",")
-            out[name] = (int(cpu), int(mem))
-        else:
-            cpu, mem = spec
-            out[name] = (int(cpu), int(mem))
-    return out
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ValueError(f"settings file {path} does not exist; pass an existing file to --config")
-    text = path.read_text()
-    if path.suffix == ".toml":
-        data = tomllib.loads(text)
-        flat = dict(data.get("ec2gw", data))
-        if "instance_types" in data:
-            flat["instance_types"] = data["instance_types"]
-        return flat
-    parser = configparser.ConfigParser()
-    parser.read_string(text)
-    flat = dict(parser["ec2gw"]) if parser.has_section("ec2gw") else {}
-    if parser.has_section("instance_types"):
-        flat["instance_types"] = dict(parser["instance_types"])
-    return flat
+        return load(cls, config_file, overrides, os.environ if environ is None else environ)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ec2gw.config import Settings
+from ec2gw.config_load import SettingsError
 
 
 @dataclass
@@ -25,8 +26,14 @@ class CliState:
                 self.config,
                 {"data_dir": self.data_dir, "database_url": self.database_url, **overrides},
             )
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+class ConfigError(click.ClickException):
+    """An invalid setting: one line on stderr, exit status 2 (like a usage error)."""
+
+    exit_code = 2
 
 
 def emit(data: Any, as_json: bool, text: str | None = None) -> None:
