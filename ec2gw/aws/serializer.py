@@ -70,22 +70,29 @@ def _is_scalar(shape: Shape) -> bool:
 def _plan(shape: Shape) -> Emit:
     """A function appending the children of a value of `shape` (without its own element)."""
     if isinstance(shape, StructureShape):
-        # member name -> (open tag, close tag, plan for containers, text function for scalars)
-        members: dict[str, tuple[str, str, Emit | None, Callable[[Any], str] | None]] = {}
-        for name, member in shape.members.items():
+        # (member name, open tag, close tag, plan for containers, text function for scalars), in the
+        # shape's member order: AWS writes members so, and clients such as libcloud take the first
+        # matching element (TerminateInstances' currentState before previousState would be misread)
+        members: dict[str, tuple[int, str, str, str, Emit | None, Callable[[Any], str] | None]] = {}
+        for index, (name, member) in enumerate(shape.members.items()):
             tag = member.serialization.get("name", name)
             scalar = _scalar_emitter(member) if _is_scalar(member) else None
-            members[name] = (f"<{tag}>", f"</{tag}>", None if scalar else _plan(member), scalar)
+            members[name] = (index, name, f"<{tag}>", f"</{tag}>", None if scalar else _plan(member), scalar)
+        # the members a result holds, in model order, per set of keys: results of one kind share
+        # their keys, so a listing sorts once, not once per item
+        orders: dict[tuple[str, ...], list[tuple[int, str, str, str, Emit | None, Callable[[Any], str] | None]]] = {}
 
         def emit_struct(out: list[str], value: Any) -> None:
-            # the value's own keys, in its order: responses set a few of a shape's many members
-            for name, v in value.items():
+            keys = tuple(value)
+            order = orders.get(keys)
+            if order is None:
+                order = sorted(members[k] for k in keys if k in members)
+                if len(orders) < 64:
+                    orders[keys] = order
+            for _, name, open_tag, close_tag, child, scalar in order:
+                v = value[name]
                 if v is None:
                     continue
-                m = members.get(name)
-                if m is None:
-                    continue
-                open_tag, close_tag, child, scalar = m
                 if scalar is not None:
                     out.append(open_tag + scalar(v) + close_tag)
                 else:
