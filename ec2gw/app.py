@@ -31,7 +31,7 @@ from storage.service import CumulusService
 
 log = logging.getLogger("ec2gw")
 
-API_MODULES = ("regions", "instances", "instance_actions", "images", "keypairs", "tags", "security_groups",
+API_MODULES = ("regions", "instances", "instance_actions", "images", "keypairs", "tags", "security_groups", "addresses",
                "create_image")
 
 
@@ -54,7 +54,8 @@ class App:
         #: Cumulus's quota rule, given to Cumulus with the rest of its host (storage/host.py: this App)
         self.storage_quota = quotas.StorageQuotaRule(settings)
         self.ec2 = Ec2Gateway(self.registry, self.principal_lookup, self.make_context, settings.body_timeout,
-                              sigv2_max_expires=settings.sigv2_max_expires)
+                              sigv2_max_expires=settings.sigv2_max_expires,
+                              eucalyptus_version=settings.eucalyptus_version)
         self.s3 = S3Gateway(self)
         #: Cumulus's Python API, for the providers and the compute worker (ec2gw/compute/cumulus.py)
         self.cumulus = CumulusService(self, self.s3.store)

@@ -33,6 +33,12 @@ class Settings:
     tls: bool = False
     workers: int = 2
     region: str = "us-east-1"
+    #: other names the one region answers to (comma-separated): clients that name a fixed region of
+    #: their own, as libcloud's NimbusNodeDriver names "nimbus", find it under that name too
+    region_aliases: str = "nimbus"
+    #: the Eucalyptus release named in the namespace of Eucalyptus-form answers (DescribeInstanceTypes
+    #: on /services/Eucalyptus); libcloud's EucNodeDriver expects its api_version there (default 3.3.0)
+    eucalyptus_version: str = "3.3.0"
     #: host names / addresses written into client bundles and server certificates
     public_host: str = ""
     #: how clients reach the service, as written into client bundles: "http" or "https" ("" follows
@@ -114,6 +120,12 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'ec2gw.sqlite').resolve()}"
+
+    @property
+    def region_names(self) -> tuple[str, ...]:
+        """The region's name, then its aliases."""
+        aliases = (a.strip() for a in self.region_aliases.split(","))
+        return tuple(dict.fromkeys([self.region, *(a for a in aliases if a)]))
 
     @property
     def default_zone(self) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ec2gw.api.context import RequestContext
 from ec2gw.aws.dispatch import operation
-from ec2gw.aws.filters import filter_items
+from ec2gw.aws.filters import filter_items, normalize
 from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
 from ec2gw.compute.zones import list_zones
 from ec2gw.errors import ServiceError
@@ -17,20 +17,39 @@ def _endpoint(ctx: RequestContext) -> str:
     return f"{'https' if st.tls else 'http'}://{st.advertised_host}:{st.ec2_port}"
 
 
+def _region_as_named(ctx: RequestContext, asked: list[str]) -> str:
+    """The name under which to show the region: an alias the client named itself (a client with a
+    fixed region of its own, such as libcloud's Nimbus driver, checks that zones carry its name),
+    else the region's own name. See Settings.region_aliases."""
+    aliases = ctx.settings.region_names[1:]
+    return next((a for a in asked if a in aliases), ctx.settings.region)
+
+
+def _region_name_filter_values(filters: Any) -> list[str]:
+    return [v for name, values in normalize(filters) if name == "region-name" for v in values]
+
+
 @operation("DescribeRegions")
 def describe_regions(
     ctx: RequestContext, region_names: list[str] | None = None, filters: Any = None,
     all_regions: bool | None = None, dry_run: bool | None = None,
 ) -> dict[str, Any]:
     ctx.check_dry_run(dry_run)
-    region = {"RegionName": ctx.settings.region, "Endpoint": _endpoint(ctx), "OptInStatus": "opt-in-not-required"}
+    names = ctx.settings.region_names
+    shown = _region_as_named(ctx, [*(region_names or []), *_region_name_filter_values(filters)])
+    region = {"RegionName": shown, "Endpoint": _endpoint(ctx), "OptInStatus": "opt-in-not-required"}
     for name in region_names or []:
-        if name != ctx.settings.region:
-            raise ServiceError("InvalidParameterValue", f"Invalid region: {name}. This cloud has one region, {ctx.settings.region}.")
+        if name not in names:
+            raise ServiceError(
+                "InvalidParameterValue",
+                f"Invalid region: {name}. This cloud has one region, {ctx.settings.region}"
+                + (f" (also called {', '.join(names[1:])})." if len(names) > 1 else "."),
+            )
     items = filter_items(
         [region],
         filters,
-        {"region-name": lambda r: r["RegionName"], "endpoint": lambda r: r["Endpoint"], "opt-in-status": lambda r: r["OptInStatus"]},
+        # a region-name filter matches the region's aliases too (see Settings.region_aliases)
+        {"region-name": lambda r: names, "endpoint": lambda r: r["Endpoint"], "opt-in-status": lambda r: r["OptInStatus"]},
     )
     return {"Regions": items}
 
@@ -43,11 +62,12 @@ def describe_availability_zones(
     ctx.check_dry_run(dry_run)
     with ctx.db.session() as s:
         zones = list_zones(s, ctx.settings)
+    region = _region_as_named(ctx, _region_name_filter_values(filters))
     items = [
         {
-            "ZoneName": z.name, "ZoneId": z.name, "State": z.state, "RegionName": ctx.settings.region,
-            "ZoneType": "availability-zone", "OptInStatus": "opt-in-not-required", "GroupName": ctx.settings.region,
-            "NetworkBorderGroup": ctx.settings.region,
+            "ZoneName": z.name, "ZoneId": z.name, "State": z.state, "RegionName": region,
+            "ZoneType": "availability-zone", "OptInStatus": "opt-in-not-required", "GroupName": region,
+            "NetworkBorderGroup": region,
             "Messages": [] if z.state == "available" else [{"Message": f"Some VMM nodes of zone {z.name} do not answer."}],
         }
         for z in zones
@@ -66,7 +86,7 @@ def describe_availability_zones(
             filters,
             {
                 "zone-name": lambda z: z["ZoneName"], "zone-id": lambda z: z["ZoneId"], "state": lambda z: z["State"],
-                "region-name": lambda z: z["RegionName"], "zone-type": lambda z: z["ZoneType"],
+                "region-name": lambda z: ctx.settings.region_names, "zone-type": lambda z: z["ZoneType"],
                 "group-name": lambda z: z["GroupName"], "opt-in-status": lambda z: z["OptInStatus"],
                 "message": lambda z: [m["Message"] for m in z["Messages"]],
             },
