@@ -311,6 +311,12 @@ def describe_security_groups(x: Loot) -> None:
     assert x.bob.describe_security_groups(Filters=[{"Name": "owner-id", "Values": [x.account_id]}])["SecurityGroups"] == []
 
 
+def describe_addresses(x: Loot) -> None:
+    # no Elastic IP is allocated here: nothing of alice's instances shows up as an address of bob's
+    assert x.bob.describe_addresses(Filters=[{"Name": "instance-id", "Values": [x.running, x.stopped]}])["Addresses"] == []
+    assert x.bob.describe_addresses()["Addresses"] == []
+
+
 def nothing_of_alices_is_listed_for_bob(x: Loot) -> None:
     assert not x.bob_sees() & {x.running, x.stopped, x.image, x.key_id, x.group_id}
 
@@ -341,6 +347,7 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "DeleteKeyPair": [delete_key_pair],
     "DescribeKeyPairs": [describe_key_pairs],
     "DescribeSecurityGroups": [describe_security_groups],
+    "DescribeAddresses": [describe_addresses],
 }
 
 
