@@ -27,6 +27,7 @@ from botocore.awsrequest import HTTPHeaders
 from botocore.credentials import Credentials
 
 from ec2gw.aws.sigv4 import (
+    MAX_PRESIGN_EXPIRES,
     MAX_SKEW,
     AuthResult,
     RequestView,
@@ -260,7 +261,15 @@ def verify_s3_query(
             ServerTime=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
     extra = {k.lower(): v for k, v in pairs if k.lower().startswith("x-amz-") or k.lower() in ("content-md5", "content-type")}
-    return _check_s3(
+    result = _check_s3(
         req, _headers_for_s3(hdrs, extra), [values["Expires"]], values["AWSAccessKeyId"], values["Signature"],
         lookup_secret, bucket, "sigv2-query",
     )
+    # checked once the signature holds, so that a tampered Expires is SignatureDoesNotMatch like any change
+    if expires - now.timestamp() > MAX_PRESIGN_EXPIRES + MAX_SKEW.total_seconds():
+        raise auth_error(
+            "s3", "malformed_query",
+            f"The presigned URL is valid until {expires} (epoch seconds), more than a week ({MAX_PRESIGN_EXPIRES} "
+            "seconds) from now; presign it for at most a week, as for Signature Version 4 presigned URLs.",
+        )
+    return result

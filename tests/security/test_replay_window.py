@@ -3,7 +3,8 @@
 An EC2 Signature Version 2 request signed with ``Expires`` instead of ``Timestamp`` used to be good
 until that Expires, e.g. 2099; now an Expires more than ``sigv2_max_expires`` seconds (a setting,
 default 1800) past the server time is refused as EC2 refuses an expired request (400 RequestExpired).
-SigV4 presigned URLs keep their limit: X-Amz-Expires above 604800 is 400.
+SigV4 presigned URLs keep their limit: X-Amz-Expires above 604800 is 400; S3 SigV2 presigned URLs get the same
+week (an Expires further ahead is 400 AuthorizationQueryParametersError once the signature holds).
 """
 
 from __future__ import annotations
@@ -110,3 +111,18 @@ def test_sigv4_presigned_urls_keep_their_week(live: LiveServer) -> None:
     assert fetch(_presigned_ec2(live, 604800))[0] == 200
     status, _, body = fetch(_presigned_ec2(live, 604801))
     assert status == 400 and "604800" in body
+
+
+def test_sigv2_presigned_urls_get_the_same_week(live: LiveServer) -> None:
+    """An S3 SigV2 presigned URL (Expires in epoch seconds) was good for as long as it said, e.g. years."""
+    s3 = live.client("s3", signature_version="s3", s3={"addressing_style": "path"})
+    bucket = f"replay-window-v2-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    week = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=604800)
+    assert "Signature=" in week and "X-Amz-Signature" not in week
+    assert fetch(week)[0] == 200
+    years = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=10 * 365 * 86400)
+    status, code, body = fetch(years)
+    assert (status, code) == (400, "AuthorizationQueryParametersError"), body
+    assert "a week" in body
