@@ -75,7 +75,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "seed_cdrom_bus": ("ide", "sata", "scsi", "virtio", "usb", "xen"),
 }
 _NON_EMPTY = ("host", "region", "default_node_uri", "image_bucket", "image_prefix", "network_public_pool",
-              "network_private_pool", "node_storage_dir", "default_instance_type", "mac_prefix")
+              "network_private_pool", "node_storage_dir", "default_instance_type", "mac_prefix", "eucalyptus_version")
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
 
