@@ -19,6 +19,7 @@ def driver_for(uri: str, domain_type: str | None = None, *, timeout: float = 30.
     real hosts and 'qemu' where KVM is unusable; it is ignored ('test') for test URIs.
     Connecting is lazy: an unreachable node raises NodeUnavailable on first use, not here.
     """
+    # start-up time: libvirt's bindings load only when a driver is made, not for every CLI command
     from backends.libvirt.driver import LibvirtDriver
 
     return LibvirtDriver(uri, domain_type=domain_type, timeout=timeout)

@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol
 
+from backends.base import NotSupported
+
 CHUNK_SIZE = 1 << 20
 
 
@@ -109,6 +111,4 @@ class VolumeDriver(ABC):
         bytes crossing the network); ``timeout`` bounds the copy. The source must not be in use
         by a running guest. An existing volume of that name: base.AlreadyExists.
         """
-        from backends.base import NotSupported
-
         raise NotSupported(f"{type(self).__name__} cannot copy volumes")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -26,7 +26,23 @@ from ec2gw.errors import ServiceError, invalid_value
 from ec2gw.tagging import set_tags
 
 if TYPE_CHECKING:
-    from ec2gw.app import App
+    from ec2gw.compute.cumulus import Cumulus
+    from ec2gw.config import Settings
+    from ec2gw.db.session import Database
+
+
+class ImageServices(Protocol):
+    """What the image rules use of the service (ec2gw.app.App is one)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def cumulus(self) -> Cumulus: ...
+
 
 KIND_PREFIX = {"machine": "ami", "kernel": "aki", "ramdisk": "ari"}
 PREFIX_KIND = {v: k for k, v in KIND_PREFIX.items()}
@@ -36,7 +52,7 @@ _DEVICE_RE = re.compile(r"^/dev/[a-z0-9]+$")
 _SNIFF_BYTES = 512
 
 
-def inspect_object(app: App, user_id: int, bucket: str, key: str) -> tuple[int, str]:
+def inspect_object(app: ImageServices, user_id: int, bucket: str, key: str) -> tuple[int, str]:
     """(size, disk format) of the Cumulus object `bucket/key`, which the user must be able to read."""
     store = app.cumulus
     where = f"{bucket}/{key}"
@@ -217,7 +233,7 @@ def insert_image(s: Session, owner_id: int, reg: Registration, size: int, disk_f
     return row
 
 
-def register(app: App, owner_id: int, reg: Registration) -> Image:
+def register(app: ImageServices, owner_id: int, reg: Registration) -> Image:
     """Validate, look at the object in Cumulus (outside any write transaction), then insert."""
     reg.check()
     bucket, key = parse_location(reg.location)
@@ -239,7 +255,7 @@ def deregister(s: Session, image: Image) -> None:
 # --- admin import ------------------------------------------------------------------------------
 
 def import_image(
-    app: App, *, name: str, path: str | os.PathLike[str], kind: str = "machine", kernel_id: str | None = None,
+    app: ImageServices, *, name: str, path: str | os.PathLike[str], kind: str = "machine", kernel_id: str | None = None,
     ramdisk_id: str | None = None, owner_name: str | None = None, public: bool = False,
 ) -> str:
     """Put a local image file into Cumulus under the Nimbus layout and register it; returns its id.

@@ -38,6 +38,8 @@ from ec2gw.errors import ServiceError
 from storage.api import registry
 from storage.blobstore import CHUNK, DIRECT_READ_MIN, BlobStore, SegmentReader
 from storage.context import S3Context
+from storage.images import ensure_image_bucket
+from storage.objects import parse_copy_source
 from storage.records import bucket_owner_account
 from storage.upload import UploadBody
 
@@ -115,8 +117,6 @@ class S3Gateway:
         auth = self.authenticate(method, path, query, headers, bucket, key, lookup_secret, vhost_bucket)
         principal = principal_box[0] if auth.access_key is not None and principal_box else None
         if bucket is not None and bucket == self.app.settings.image_bucket and not self._image_bucket_ready:
-            from storage.images import ensure_image_bucket
-
             ensure_image_bucket(self.app)
             self._image_bucket_ready = True
         model = operation_model("s3", name)
@@ -205,8 +205,6 @@ class S3Gateway:
         if params.get("ExpectedBucketOwner") is not None and params.get("Bucket"):
             checks.append((params["Bucket"], params["ExpectedBucketOwner"]))
         if params.get("ExpectedSourceBucketOwner") is not None and params.get("CopySource"):
-            from storage.objects import parse_copy_source
-
             checks.append((parse_copy_source(params["CopySource"])[0], params["ExpectedSourceBucketOwner"]))
         for bucket, expected in checks:
             owner = bucket_owner_account(self.app.db, bucket)

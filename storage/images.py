@@ -13,9 +13,7 @@ import os
 from contextlib import ExitStack
 from typing import IO, TYPE_CHECKING, BinaryIO
 
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from ec2gw.aws.gateway import Principal
 
@@ -24,7 +22,7 @@ from ec2gw.compute.cumulus import QCOW2_MAGIC as QCOW2_MAGIC
 from ec2gw.compute.cumulus import common_image_key as common_image_key
 from ec2gw.compute.cumulus import detect_format as detect_format
 from ec2gw.compute.cumulus import user_image_key as user_image_key
-from ec2gw.db.models import Image, User
+from ec2gw.db.models import User
 from ec2gw.errors import ServiceError
 from storage import access
 from storage.blobstore import BlobStore, SegmentReader
@@ -35,8 +33,6 @@ from storage.records import NewVersion, ObjectInfo, commit_object, find_object, 
 if TYPE_CHECKING:
     from storage.host import Host
 
-_IMAGE_AT = select(Image.id).where(Image.location == bindparam("location")).limit(1)
-OBJECT_DELETED_REASON = "Client.ObjectDeleted: the image's Cumulus object was deleted; upload it again"
 
 
 def store_of(app: Host) -> BlobStore:
@@ -139,18 +135,3 @@ def put_file(app: Host, owner_user_id: int, bucket: str, key: str, path_or_strea
     version = NewVersion(key, owner_user_id, [{"b": writer.blob_id, "n": size, "c": None}], size, writer.etag,
                          {"ContentType": "application/octet-stream"})
     return commit_object(app, store, bucket, version, may_write)
-
-
-def object_changed(s: Session | Connection, bucket: str, key: str, size: int | None) -> None:
-    """Called in the transaction that writes (size) or deletes (None) the object `bucket/key`."""
-    location = f"{bucket}/{key}"
-    if s.execute(_IMAGE_AT, {"location": location}).first() is None:
-        return
-    if size is None:
-        s.execute(update(Image).where(Image.location == location)
-                  .values(state="failed", state_reason=OBJECT_DELETED_REASON))
-        return
-    s.execute(update(Image).where(Image.location == location).values(size_bytes=size))
-    s.execute(update(Image).where(Image.location == location, Image.state == "failed",
-                                  Image.state_reason == OBJECT_DELETED_REASON)
-              .values(state="available", state_reason=""))

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from sqlalchemy import delete, select
 
+from ec2gw.aws.restxml_parser import malformed_xml
 from ec2gw.db.models import utcnow
 from ec2gw.errors import ServiceError
 from storage import access, checksums, usage
@@ -284,16 +285,12 @@ def complete_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: 
 
 def _check_parts(listed: list[dict[str, Any]], parts: dict[int, Part], algorithm: str | None) -> list[Part]:
     if not listed:
-        from ec2gw.aws.restxml_parser import malformed_xml
-
         raise malformed_xml("a CompleteMultipartUpload needs at least one Part")
     chosen: list[Part] = []
     previous = 0
     for item in listed:
         number, etag = item.get("PartNumber"), (item.get("ETag") or "").strip().strip('"')
         if not isinstance(number, int) or not etag:
-            from ec2gw.aws.restxml_parser import malformed_xml
-
             raise malformed_xml("every Part needs a PartNumber and an ETag")
         if number <= previous:
             raise ServiceError("InvalidPartOrder", "The list of parts was not in ascending order. The parts list must "

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
+from ec2gw.aws.restxml_parser import malformed_xml
 from ec2gw.aws.restxml_serializer import http_date
 from ec2gw.aws.spec import service_model
 from ec2gw.errors import ServiceError
@@ -313,8 +314,6 @@ def delete_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, 
 def delete_objects(ctx: S3Context, bucket: str, delete: dict[str, Any], **p: Any) -> dict[str, Any]:
     objects = delete.get("Objects") or []
     if not objects or len(objects) > MAX_DELETE_KEYS:
-        from ec2gw.aws.restxml_parser import malformed_xml
-
         raise malformed_xml(f"name 1 to {MAX_DELETE_KEYS} objects to delete")
     quiet = bool(delete.get("Quiet"))
     deleted: list[dict[str, Any]] = []
@@ -325,8 +324,6 @@ def delete_objects(ctx: S3Context, bucket: str, delete: dict[str, Any], **p: Any
         for item in objects:
             key = item.get("Key")
             if not key:
-                from ec2gw.aws.restxml_parser import malformed_xml
-
                 raise malformed_xml("every Object needs a Key")
             if not access.can_write_object(ctx.settings, ctx.principal, b, key):
                 errors.append({"Key": key, "Code": "AccessDenied", "Message": "Access Denied"})

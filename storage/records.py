@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from ec2gw.db.models import User, utcnow
 from ec2gw.errors import ServiceError
-from storage import usage
+from storage import image_state, usage
 from storage.access import canonical_id, check_bucket_name
 from storage.conditions import etag_matches, precondition_failed
 from storage.context import no_such_bucket, no_such_key
@@ -387,7 +387,7 @@ def commit_object(host: Host, store: BlobStore, bucket_name: str, version: NewVe
                 else:
                     usage.add(conn, current.owner_id, -current.size)
             usage.charge(conn, quota, version.owner_id, added, quota.effective_limit(row[6], row[7]))
-            image_object_changed(conn, bucket_name, version.key, version.size)
+            image_state.object_changed(conn, bucket_name, version.key, version.size)
     except BaseException:
         if owns_blobs:
             store.delete(new_blobs)
@@ -408,15 +408,8 @@ def delete_object_row(s: Session | Connection, bucket: BucketRef, key: str) -> l
         return []
     conn.execute(_DELETE_OBJECT, {"object_id": current.id})
     usage.add(conn, current.owner_id, -current.size)
-    image_object_changed(conn, bucket.name, key, None)
+    image_state.object_changed(conn, bucket.name, key, None)
     return [seg["b"] for seg in json.loads(current.segments_json)]
-
-
-def image_object_changed(s: Session | Connection, bucket: str, key: str, size: int | None) -> None:
-    """Keep registered images in step with their objects (storage/README.md: deleted -> unavailable)."""
-    from storage.images import object_changed
-
-    object_changed(s, bucket, key, size)
 
 
 def user_names(s: Session, user_ids: set[int]) -> dict[int, tuple[str, str]]:

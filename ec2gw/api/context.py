@@ -3,20 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ec2gw.errors import dry_run_ok
 
 if TYPE_CHECKING:
-    from ec2gw.app import App
+    from sqlalchemy.orm import Session
+
     from ec2gw.aws.gateway import Principal
+    from ec2gw.compute.cumulus import Cumulus
+    from ec2gw.compute.placement import NodeRef
     from ec2gw.config import Settings
+    from ec2gw.db.models import Instance
     from ec2gw.db.session import Database
+
+
+class Services(Protocol):
+    """The parts of the service the providers use (ec2gw.app.App builds them and is one)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def cumulus(self) -> Cumulus: ...
+
+    def instance_limit(self, principal: Principal) -> int: ...
+
+    def assign_addresses(self, s: Session, instances: list[Instance], slots: list[NodeRef],
+                         min_count: int | None = None) -> list[Instance]: ...
+
+    def node_reachability(self, s: Session) -> dict[str, bool]: ...
+
+    def console_output(self, node_name: str | None, instance_id: str) -> bytes: ...
 
 
 @dataclass
 class RequestContext:
-    app: App
+    app: Services
     principal: Principal
     request_id: str
     version: str | None = None

@@ -15,10 +15,12 @@ from typing import Any
 from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import check_instance_ids, load_instances, set_rows
 from ec2gw.api.instance_views import state_change
+from ec2gw.api.instances import _default_group_id
 from ec2gw.aws.dispatch import operation
 from ec2gw.compute import placement, states
 from ec2gw.db.models import Instance
 from ec2gw.errors import ServiceError, incorrect_state, invalid_value
+from ec2gw.quotas import launch_allowance
 
 
 @operation("TerminateInstances")
@@ -174,8 +176,6 @@ def describe_instance_attribute(
     if attribute not in _ATTRIBUTES:
         raise invalid_value("Attribute", attribute, f"Known attributes: {', '.join(_ATTRIBUTES)}.")
     wanted = check_instance_ids([instance_id])
-    from ec2gw.api.instances import _default_group_id
-
     with ctx.db.session() as s:
         inst = load_instances(s, ctx, wanted)[0]
         ctx.check_dry_run(dry_run)
@@ -249,8 +249,6 @@ def modify_instance_attribute(
             vcpus, memory = settings.instance_types[itype]
             more_vcpus, more_memory = vcpus - inst.vcpus, memory - inst.memory_mib
             # stopped instances count in the user's quota: growing one must fit it, as a launch must
-            from ec2gw.quotas import launch_allowance
-
             launch_allowance(s, ctx.settings, ctx.principal, 1, 1, itype, more_vcpus, more_memory, resizing=inst.id)
             # a stopped instance keeps its share of its node: it may grow only into room the node has
             if not placement.room_to_grow(s, settings, inst.node_name, more_vcpus, more_memory):

@@ -30,7 +30,9 @@ from ec2gw.compute.states import CODES
 from ec2gw.compute.zones import list_zones
 from ec2gw.db.models import Instance, KeyPair, Reservation, SecurityGroup, Tag
 from ec2gw.errors import ServiceError, invalid_combination, invalid_value
+from ec2gw.images import find_launchable_image
 from ec2gw.network.pools import nics_of
+from ec2gw.quotas import launch_allowance
 from ec2gw.tagging import set_tags, tags_for, tags_from_specifications
 
 
@@ -129,8 +131,6 @@ def run_instances(
     fingerprint = _request_hash(
         {"image": image_id, "type": itype, "min": min_count, "max": max_count, "key": key_name, "ud": udata, "zone": zone}
     )
-    from ec2gw.images import find_launchable_image  # the images area owns image visibility rules
-
     with ctx.db.session(write=True) as s:
         if client_token:
             prior = s.scalar(select(Reservation).where(Reservation.owner_id == ctx.user_id, Reservation.client_token == client_token))
@@ -157,8 +157,6 @@ def run_instances(
             raise ServiceError(
                 "InvalidParameterValue", f"Invalid availability zone: [{zone}]. DescribeAvailabilityZones lists the zones."
             )
-        from ec2gw.quotas import launch_allowance  # instances, vCPUs and memory per user and group
-
         allowed = launch_allowance(s, ctx.settings, ctx.principal, min_count, max_count, itype, vcpus, memory)
         slots = node_placement.place(s, settings, zone, allowed, vcpus, memory)
         if len(slots) < min_count:

@@ -102,7 +102,7 @@ def create_tags(
     ctx.check_dry_run(dry_run)
     with ctx.db.session(write=True) as s:
         check_owned(s, ctx, wanted)
-        leases.on_create_tags(s, ctx, wanted, pairs)
+        leases.on_create_tags(s, ctx.settings, wanted, pairs)
         for rid in wanted:
             set_tags(s, ctx.user_id, rid, pairs)
     return {}

@@ -9,6 +9,9 @@ import click
 from ec2gw.cli.admin import admin
 from ec2gw.cli.main import CliState, emit, open_app
 
+# CLI start-up time: the service's modules are imported inside the commands, so `ec2gw --help`
+# and each command load only what they use (everything at once takes about 2.5 s more).
+
 
 @admin.group()
 def node() -> None:

@@ -199,7 +199,7 @@ def cli(conf_path: str | None, sourcefile: str | None, name: str | None, common:
     cloud-client --terminate --handle ID
     cloud-client --delete --name NAME
     """
-    from ec2gw.cli import cloud_verbs as v
+    from ec2gw.cli import cloud_verbs as v  # CLI start-up: `cloud-client --help` skips the verbs' imports
 
     chosen = [k.removeprefix("verb_") for k, on in verbs.items() if on]
     if len(chosen) != 1:

@@ -13,6 +13,9 @@ import click
 from ec2gw.config import Settings
 from ec2gw.config_load import SettingsError
 
+# CLI start-up time: the service's modules are imported inside the commands, so `ec2gw --help`
+# and each command load only what they use (everything at once takes about 2.5 s more).
+
 
 @dataclass
 class CliState:

@@ -17,6 +17,9 @@ import click
 
 from ec2gw.cli.main import CliState, cli, open_app
 
+# CLI start-up time: the service's modules are imported inside the commands, so `ec2gw --help`
+# and each command load only what they use (everything at once takes about 2.5 s more).
+
 
 def first_start(app: Any) -> None:
     """Create the administrator on first start and write <data-dir>/admin.credentials once; make

@@ -32,7 +32,6 @@ from ec2gw.db.models import Instance
 from ec2gw.errors import ServiceError
 
 if TYPE_CHECKING:
-    from ec2gw.api.context import RequestContext
     from ec2gw.config import Settings
     from ec2gw.db.session import Database
 
@@ -99,7 +98,7 @@ def with_end_tag(inst: Instance, tags: list[dict[str, str]]) -> list[dict[str, s
     return sorted([*tags, end], key=lambda t: t["Key"])
 
 
-def on_create_tags(s: Session, ctx: RequestContext, resource_ids: list[str], tags: list[tuple[str, str]]) -> None:
+def on_create_tags(s: Session, settings: Settings, resource_ids: list[str], tags: list[tuple[str, str]]) -> None:
     """CreateTags: `lease:hours` on instances renews their leases; `lease:end` is refused.
 
     Runs after the resources were checked and before any tag is written, in the same transaction,
@@ -110,7 +109,7 @@ def on_create_tags(s: Session, ctx: RequestContext, resource_ids: list[str], tag
     instance_ids = [r for r in resource_ids if r.startswith("i-")]
     if not asked or not instance_ids:
         return
-    hours = parse_hours(asked[-1], ctx.settings)
+    hours = parse_hours(asked[-1], settings)
     end = datetime.now(UTC) + timedelta(hours=hours)
     for iid in instance_ids:
         res = s.execute(

@@ -27,10 +27,13 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backends.base import NodeInfo
+from backends.registry import driver_for
 from ec2gw.compute.image_models import NodeImage
 from ec2gw.compute.node_models import UnknownDomain
 from ec2gw.compute.placement import LOCAL_NODE, OCCUPYING_STATES, split_pools, usage
 from ec2gw.db.models import Instance, Node
+from ec2gw.network import pools as address_pools
+from ec2gw.network.models import Pool
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DRIVERS = ("qemu", "test", "xen", "lxc", "vz", "bhyve", "ch")
@@ -106,8 +109,6 @@ def domain_type_for(uri: str, requested: str | None) -> str:
 
 def probe_capacity(uri: str, domain_type: str, timeout: float = PROBE_TIMEOUT) -> NodeInfo:
     """Ask the node for its memory and logical CPUs (NodeUnavailable when it does not answer)."""
-    from backends.registry import driver_for
-
     drv = driver_for(uri, domain_type, timeout=timeout)
     try:
         return drv.node_info()
@@ -116,8 +117,6 @@ def probe_capacity(uri: str, domain_type: str, timeout: float = PROBE_TIMEOUT) -
 
 
 def _existing_pools(s: Session) -> set[str]:
-    from ec2gw.network.models import Pool
-
     return set(s.scalars(select(Pool.name)))
 
 
@@ -198,8 +197,6 @@ def live_instances(s: Session, name: str) -> list[str]:
 
 def remove_node(s: Session, name: str, *, force: bool = False) -> list[str]:
     """Remove a node; returns the instances that were marked terminated (only with ``force``)."""
-    from ec2gw.network import pools
-
     get_node(s, name)
     ids = live_instances(s, name)
     if ids and not force:
@@ -212,7 +209,7 @@ def remove_node(s: Session, name: str, *, force: bool = False) -> list[str]:
         s.execute(update(Instance).where(Instance.id == iid).values(
             state="terminated", task=None, terminated_at=now, reboot_pending=False, state_reason_code="Server.InternalError",
             state_reason_message=f"Server.InternalError: node {name} was removed by the administrator"))
-        pools.release(s, iid)
+        address_pools.release(s, iid)
     s.execute(delete(UnknownDomain).where(UnknownDomain.node_name == name))
     # the records of its cached images: a node added again under this name may be another machine,
     # and image_cache verifies a volume it finds there before it reuses it

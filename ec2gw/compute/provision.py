@@ -35,7 +35,8 @@ from ec2gw.network.models import Pool
 
 if TYPE_CHECKING:
     from backends.base import Driver
-    from ec2gw.compute.worker import ComputeWorker, Job
+    from ec2gw.compute.jobs import Job
+    from ec2gw.compute.worker import ComputeWorker
     from ec2gw.config import Settings
 
 log = logging.getLogger("ec2gw.compute")

@@ -45,6 +45,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from backends.base import DomainInfo, DriverError, NodeUnavailable, PowerState
+from ec2gw.compute.jobs import Job
 from ec2gw.compute.node_models import UnknownDomain
 from ec2gw.compute.placement import LOCAL_NODE, NodeRef, implicit_node, ref_of
 from ec2gw.db.models import Instance, Node
@@ -210,8 +211,6 @@ def _reconcile_instance(worker: ComputeWorker, node: NodeRef, inst: Seen, dom: D
         reason = ("Client.InstanceInitiatedShutdown", "Client.InstanceInitiatedShutdown: Instance initiated shutdown")
         _shut_down(worker, inst, *reason)
     elif dom is None and is_volatile(node):
-        from ec2gw.compute.worker import Job
-
         job = Job(inst.id, "spawn", node, inst.vcpus, inst.memory_mib, inst.mac, False)
         try:
             worker.drivers.get(node).spawn(worker._spec(job))

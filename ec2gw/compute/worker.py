@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +29,7 @@ from backends.base import DomainNotFound, DriverError, NodeUnavailable, PowerSta
 from ec2gw.compute import image_gc, image_tasks, leases, locks, provision, reconcile
 from ec2gw.compute.cumulus import Cumulus
 from ec2gw.compute.drivers import DriverPool
+from ec2gw.compute.jobs import Job
 from ec2gw.compute.placement import NodeRef, node_ref
 from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node, Tag
@@ -44,17 +44,6 @@ NODE_RETRY_SECONDS = 5.0
 IMAGE_GC_SECONDS = 1.0
 #: seconds after the worker starts before its first sweep of orphaned Cumulus blobs
 CUMULUS_SWEEP_DELAY = 60.0
-
-
-@dataclass(frozen=True)
-class Job:
-    instance_id: str
-    task: str  # spawn | start | stop | terminate | reboot
-    node: NodeRef
-    vcpus: int
-    memory_mib: int
-    mac: str | None
-    force: bool
 
 
 class ComputeWorker:

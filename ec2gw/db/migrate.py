@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection
 
+from ec2gw.db import models
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -69,8 +71,6 @@ def model_modules() -> list[str]:
 
 def all_metadata() -> MetaData:
     """The metadata of every model, importing each module that defines tables on the shared Base."""
-    from ec2gw.db import models
-
     for name in model_modules():
         importlib.import_module(name)
     return models.Base.metadata

@@ -9,6 +9,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from ec2gw.db.migrate import upgrade_schema
+
 
 class Database:
     """Owns the engine and hands out sessions; one per process, created by the app factory."""
@@ -27,8 +29,6 @@ class Database:
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_schema(self) -> None:
-        from ec2gw.db.migrate import upgrade_schema
-
         upgrade_schema(self)
 
     @contextmanager
