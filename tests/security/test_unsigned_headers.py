@@ -287,3 +287,43 @@ def test_ec2_sigv2_refuses_x_amz_headers(server: LiveServer) -> None:
     resp = _ec2(server, req, body, {"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
     assert resp.status == 403 and resp.code == "AccessDenied", resp.body
     assert b"x-amz-content-sha256" in resp.body
+
+
+# --------------------------------------------------------------------------- what clients sign themselves still passes
+
+
+def test_boto3_and_aws_cli_requests_full_of_x_amz_headers_still_pass(
+        live: LiveServer, alice: Tenant, bucket: str, tmp_path: Any) -> None:
+    """boto3 and the aws CLI sign every x-amz-* header they send: copy with x-amz-copy-source and
+    x-amz-metadata-directive, ACL, SSE, flexible checksums (headers and aws-chunked trailers),
+    multipart, and presigned URLs that sign x-amz-acl / SSE headers."""
+    s3 = alice.client("s3", signature_version="s3v4")
+    s3.put_object(Bucket=bucket, Key="src", Body=b"source" * 1000, ACL="private", ServerSideEncryption="AES256",
+                  ChecksumAlgorithm="SHA256", Metadata={"colour": "blue"}, Tagging="a=b")
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "src"},
+                   MetadataDirective="REPLACE", Metadata={"colour": "red"}, ServerSideEncryption="AES256")
+    assert s3.head_object(Bucket=bucket, Key="copy")["Metadata"] == {"colour": "red"}
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp", ChecksumAlgorithm="CRC32")
+    part = s3.upload_part(Bucket=bucket, Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"p" * 1024,
+                          ChecksumAlgorithm="CRC32")
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up["UploadId"], MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": part["ETag"], "ChecksumCRC32": part["ChecksumCRC32"]}]})
+    assert s3.get_object(Bucket=bucket, Key="mp")["Body"].read() == b"p" * 1024
+    # the aws CLI: aws-chunked uploads with a trailing checksum (multipart above 8 MiB), copy, presign
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"z" * (9 * 1024 * 1024))
+    for args in (("s3", "cp", str(big), f"s3://{bucket}/big.bin"),
+                 ("s3", "cp", f"s3://{bucket}/big.bin", f"s3://{bucket}/big-copy.bin", "--sse", "AES256"),
+                 ("s3api", "put-object", "--bucket", bucket, "--key", "cli", "--body", str(big), "--acl", "private",
+                  "--checksum-algorithm", "CRC32")):
+        out = alice.aws(*args)
+        assert out.returncode == 0, (args, out.stderr)
+    assert s3.head_object(Bucket=bucket, Key="big-copy.bin")["ContentLength"] == 9 * 1024 * 1024
+    url = alice.aws("s3", "presign", f"s3://{bucket}/cli", check=True).stdout.strip()
+    assert curl("GET", url, {}).status == 200
+    # presigned PUT whose signed headers include x-amz-acl and SSE: sent as signed, it works
+    put = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "ps", "ACL": "private",
+                                                           "ServerSideEncryption": "AES256"}, ExpiresIn=300)
+    resp = curl("PUT", put, {"x-amz-acl": "private", "x-amz-server-side-encryption": "AES256"}, b"ok")
+    assert resp.status == 200, resp.body
+    assert s3.get_object(Bucket=bucket, Key="ps")["Body"].read() == b"ok"
