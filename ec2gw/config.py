@@ -92,6 +92,8 @@ class Settings:
     node_storage_dir: str = "/var/lib/ec2gw"
     #: kernel command line for machine images booted with a kernel (aki-) and ramdisk (ari-)
     kernel_cmdline: str = "console=ttyS0 root=/dev/vda"
+    #: the same on Xen nodes, where such guests run paravirtualized (console hvc0, disks xvd*)
+    xen_kernel_cmdline: str = "console=hvc0 root=/dev/xvda"
     #: bus of the NoCloud seed cdrom: ide works with every x86 guest kernel (Debian's cloud kernel
     #: has no AHCI driver, so a sata cdrom stays invisible to it)
     seed_cdrom_bus: str = "ide"

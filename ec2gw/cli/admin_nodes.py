@@ -42,8 +42,10 @@ def _row(v: dict[str, Any]) -> str:
 @click.option("--zone", default=None, help="Availability zone [default: the region's first zone, e.g. us-east-1a].")
 @click.option("--pools", default="", help="Comma-separated network pools the node serves [default: the built-in default pool].")
 @click.option("--domain-type", type=click.Choice(["qemu", "kvm", "xen"]), default=None,
-              help="Domain type: kvm where hardware virtualization works, qemu (TCG) elsewhere [default: qemu; "
-                   "test-driver URIs always run test domains]. Never detected: libvirt advertises kvm where it crawls.")
+              help="Domain type: kvm where hardware virtualization works, qemu (TCG) elsewhere, xen for Xen hosts "
+                   "(xen+ssh://HOST/system; guests with a kernel run paravirtualized, the others HVM) [default: qemu; "
+                   "xen for Xen URIs; test-driver URIs always run test domains]. Never detected: libvirt advertises "
+                   "kvm where it crawls.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
 def node_add(state: CliState, name: str, uri: str, memory_mib: int | None, vcpus: int | None, zone: str | None,

@@ -5,7 +5,7 @@ in vCPUs and memory, a zone, the network pools it serves, the type of its domain
 flag. Capacity not given by the administrator is read from the node itself (libvirt's node info),
 so registering a reachable node needs only its name and URI. The domain type is never detected:
 libvirt advertises kvm on machines where KVM is unusable, so it is `qemu` unless the administrator
-says `kvm` or `xen` (test-driver URIs always run `test` domains).
+says `kvm` (test-driver URIs always run `test` domains, Xen URIs `xen` ones).
 
 Removing a node that still has instances is refused: they would lose their node. With force, its
 instances are marked terminated in the database (their domains on the node are left alone, as the
@@ -94,16 +94,26 @@ def is_test_uri(uri: str) -> bool:
 
 
 def domain_type_for(uri: str, requested: str | None) -> str:
-    """The domain type to register: `test` for test-driver URIs, else what was asked (qemu by default)."""
+    """The domain type to register: `test` for test-driver URIs, `xen` for Xen ones (libvirt's libxl
+    driver, xen://...), else what was asked (qemu by default)."""
     if is_test_uri(uri):
         if requested not in (None, "test"):
             raise NodeError(f"{uri} is libvirt's test driver, which runs only 'test' domains; leave out --domain-type")
         return "test"
+    driver = urlsplit(uri).scheme.partition("+")[0]
+    if driver == "xen":
+        if requested not in (None, "xen"):
+            raise NodeError(f"{uri} is libvirt's Xen driver, which runs only 'xen' domains; leave out --domain-type "
+                            "or give xen")
+        return "xen"
+    if requested == "xen":
+        raise NodeError(f"--domain-type xen needs a Xen node's URI, like xen+ssh://HOST/system or xen:///system; "
+                        f"{uri} is libvirt's {driver} driver")
     if requested is None:
         return "qemu"
     if requested not in CONFIGURABLE_DOMAIN_TYPES:
         raise NodeError(f"domain type {requested!r} is not one of {', '.join(CONFIGURABLE_DOMAIN_TYPES)}: "
-                        "kvm on hosts with hardware virtualization, qemu (TCG) elsewhere")
+                        "kvm on hosts with hardware virtualization, qemu (TCG) elsewhere, xen on Xen hosts")
     return requested
 
 

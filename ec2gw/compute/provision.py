@@ -74,9 +74,10 @@ def _prepare(worker: ComputeWorker, job: Job, drv: Driver) -> DomainSpec:
     copied = sum(i.uploaded_bytes for i in (base, kernel, ramdisk) if i is not None)
     log.info("%s: provisioned on node %s in %.2f s (%d image bytes uploaded)", job.instance_id, job.node.name,
              time.monotonic() - started, copied)
+    cmdline = settings.xen_kernel_cmdline if job.node.domain_type == "xen" else settings.kernel_cmdline
     return guest_domain_spec(
         job.node, job.instance_id, job.vcpus, job.memory_mib, root=root, seed=seed, seed_bus=settings.seed_cdrom_bus,
-        nics=nics, kernel=_vol(kernel), ramdisk=_vol(ramdisk), cmdline=settings.kernel_cmdline, console_log=log_path)
+        nics=nics, kernel=_vol(kernel), ramdisk=_vol(ramdisk), cmdline=cmdline, console_log=log_path)
 
 
 def _vol(img: image_cache.CachedImage | None) -> Volume | None:

@@ -98,6 +98,21 @@ def test_unreachable_node_needs_its_capacity_given(adm: Admin) -> None:
     assert data["domain_type"] == "qemu", "never detected: qemu unless the administrator says kvm"
 
 
+
+def test_xen_nodes(adm: Admin) -> None:
+    """Xen hosts (libvirt's libxl driver): xen domains, given or implied by the URI; nothing else mixes."""
+    data = adm.json("add", "xen1", "--uri", "xen+tcp://127.0.0.1:1/system", "--memory", "2048", "--vcpus", "2",
+                    "--domain-type", "xen")
+    assert data["domain_type"] == "xen"
+    data = adm.json("add", "xen2", "--uri", "xen+ssh://root@127.0.0.1:1/system", "--memory", "1024", "--vcpus", "1")
+    assert data["domain_type"] == "xen"
+    err = adm.error("add", "x3", "--uri", "qemu+tcp://127.0.0.1:1/system", "--memory", "1", "--vcpus", "1",
+                    "--domain-type", "xen")
+    assert "needs a Xen node's URI" in err
+    err = adm.error("add", "x4", "--uri", "xen+tcp://127.0.0.1:2/system", "--memory", "1", "--vcpus", "1",
+                    "--domain-type", "kvm")
+    assert "runs only 'xen' domains" in err
+
 def _instance_on(data_dir: Path, node: str) -> str:
     db = Database(f"sqlite:///{data_dir / 'ec2gw.sqlite'}")
     iid, rid = ids.new_id("i"), ids.new_id("r")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import libvirt
 import pytest
 from lxml import etree
@@ -20,7 +23,11 @@ from backends.libvirt.config import (
     parse_size,
 )
 from backends.libvirt.testing import make_test_node_uri
+from ec2gw.compute.placement import NodeRef
+from ec2gw.compute.specs import Volume, guest_domain_spec
 
+#: libvirt's RELAX NG schema of domain XML (what virt-xml-validate checks against)
+DOMAIN_SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
 UUID = "6f1c0a52-3c1e-4b8e-9a55-1d2f3e4a5b6c"
 
 
@@ -148,6 +155,102 @@ def test_xen_policy() -> None:
     disk = root.find("devices/disk")
     assert disk.find("target").attrib == {"dev": "xvda", "bus": "xen"}
     assert disk.find("driver").get("name") is None
+
+
+XEN_NODE = NodeRef("x1", "xen+ssh://root@xenhost/system", "xen", "us-east-1a", ())
+
+
+def xen_guest(kernel: bool, **nic: str) -> DomainSpec:
+    """A Xen guest as the compute worker builds it (root overlay on virtio and the seed on the
+    configured cdrom bus, as for every node; the designer makes them Xen's)."""
+    return guest_domain_spec(
+        XEN_NODE, "i-0123456789abcdef0", 2, 512,
+        root=Volume("ec2gw-instances", "i-0123456789abcdef0.qcow2", "/var/lib/ec2gw/instances/i-0123456789abcdef0.qcow2",
+                    "qcow2"),
+        seed=Volume("ec2gw-instances", "i-0123456789abcdef0-seed.iso", "/var/lib/ec2gw/instances/seed.iso"),
+        seed_bus="ide", nics=[NicSpec(mac="52:54:00:aa:00:01", network="ec2gw-private", **nic)],
+        kernel=Volume("ec2gw-images", "aki-1", "/var/lib/ec2gw/images/aki-1") if kernel else None,
+        ramdisk=Volume("ec2gw-images", "ari-1", "/var/lib/ec2gw/images/ari-1") if kernel else None,
+        cmdline="console=hvc0 root=/dev/xvda", console_log="/var/lib/ec2gw/console/i-0123456789abcdef0.log")
+
+
+def test_xen_pv_guest_with_a_kernel() -> None:
+    root = xml_of(xen_guest(kernel=True), "kvm")
+    assert root.get("type") == "xen"
+    assert root.findtext("os/type") == "xen"  # paravirtualized
+    assert root.findtext("os/kernel") == "/var/lib/ec2gw/images/aki-1"
+    assert root.findtext("os/initrd") == "/var/lib/ec2gw/images/ari-1"
+    assert root.findtext("os/cmdline") == "console=hvc0 root=/dev/xvda"
+    assert root.find("os/boot") is None and root.find("features") is None  # no firmware, no ACPI
+    disk, cdrom = root.findall("devices/disk")
+    assert disk.find("target").attrib == {"dev": "xvda", "bus": "xen"}
+    assert cdrom.find("target").attrib == {"dev": "xvdb", "bus": "xen"} and cdrom.find("readonly") is not None
+    assert root.find("devices/interface/model") is None  # netfront
+    assert root.find("devices/serial") is None
+    assert root.find("devices/console").get("type") == "pty"
+    assert root.find("devices/console/target").attrib == {"type": "xen", "port": "0"}
+    assert root.find("devices/memballoon").get("model") == "xen"
+
+
+def test_xen_hvm_guest_without_a_kernel() -> None:
+    root = xml_of(xen_guest(kernel=False), "xen")
+    assert root.get("type") == "xen"
+    assert root.findtext("os/type") == "hvm" and root.find("os/boot").get("dev") == "hd"
+    assert root.find("os/kernel") is None
+    assert [f.tag for f in root.find("features")] == ["acpi", "apic"]
+    disk, cdrom = root.findall("devices/disk")
+    assert disk.find("target").attrib == {"dev": "xvda", "bus": "xen"}
+    assert cdrom.find("target").attrib == {"dev": "hdc", "bus": "ide"}  # hda is xvda's emulated twin
+    assert root.find("devices/interface/model") is None  # virtio does not exist in Xen guests
+    assert xml_of(xen_guest(kernel=False, model="e1000")).find("devices/interface/model").get("type") == "e1000"
+    serial = root.find("devices/serial")
+    assert serial.get("type") == "pty" and serial.find("log") is None  # no virtlogd on Xen
+    assert root.find("devices/console/target").get("type") == "serial"
+    assert root.find("devices/memballoon").get("model") == "xen"
+    dom = designer.domain_config(xen_guest(kernel=False), "xen")
+    assert GuestDomain.from_xml(dom.to_xml()) == dom
+
+
+def _valid(xml: str) -> tuple[bool, str]:
+    """Check against libvirt's RELAX NG schema of domains, as virt-xml-validate does."""
+    schema = etree.RelaxNG(etree.parse(str(DOMAIN_SCHEMA)))
+    ok = schema.validate(etree.fromstring(xml.encode()))
+    return ok, str(schema.error_log.last_error)
+
+
+@pytest.mark.skipif(not DOMAIN_SCHEMA.is_file(), reason=f"libvirt's schema {DOMAIN_SCHEMA} is not installed (libvirt0)")
+@pytest.mark.parametrize("kernel", [True, False], ids=["pv", "hvm"])
+def test_xen_domains_follow_libvirts_schema(kernel: bool) -> None:
+    xml = designer.domain_config(xen_guest(kernel), "xen").to_xml()
+    ok, error = _valid(xml)
+    assert ok, error
+    broken = xml.replace('<target type="xen" port="0"/>', '<target type="hypervisor" port="0"/>') if kernel \
+        else xml.replace('<boot dev="hd"/>', '<boot dev="nowhere"/>')
+    assert broken != xml and not _valid(broken)[0]  # the check can fail
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["pv", "hvm"])
+def test_xen_domains_parse_in_libvirt(kernel: bool) -> None:
+    """libvirt's own parser (its test driver knows the os types hvm and xen) keeps every part of
+    both kinds of Xen guest; only the domain type is the test driver's."""
+    ours = designer.domain_config(xen_guest(kernel), "xen")
+    as_test = dataclasses.replace(ours, type="test")
+    conn = libvirt.open("test:///default")
+    try:
+        dom = conn.defineXML(as_test.to_xml())
+        back = GuestDomain.from_xml(dom.XMLDesc(0))
+        dom.undefine()
+    finally:
+        conn.close()
+    assert back.os.type == ("xen" if kernel else "hvm")
+    assert (back.os.kernel, back.os.initrd, back.os.cmdline) == (ours.os.kernel, ours.os.initrd, ours.os.cmdline)
+    assert back.find(GuestDisk) == ours.find(GuestDisk)
+    assert back.find(GuestSerial) == ours.find(GuestSerial)
+    assert back.find(GuestConsole) == ours.find(GuestConsole)
+    assert back.find(GuestMemballoon) == ours.find(GuestMemballoon)
+    assert [(i.mac, i.source, i.model) for i in back.find(GuestInterface)] == [  # type: ignore[union-attr]
+        (i.mac, i.source, i.model) for i in ours.find(GuestInterface)]  # type: ignore[union-attr]
+    assert back.features == ours.features
 
 
 def test_from_xml_reads_what_libvirt_returns(tmp_path) -> None:
