@@ -21,13 +21,17 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ec2gw.app import App
+from ec2gw.cli.serve import first_start
+from ec2gw.config import Settings
+
 __all__ = ["app", "ec2", "s3", "Endpoint"]
 
 _lock = threading.Lock()
-_built: dict[int, Any] = {}  # pid -> App: one per process, built after the server forked
+_built: dict[int, App] = {}  # pid -> App: one per process, built after the server forked
 
 
-def _application() -> Any:
+def _application() -> App:
     pid = os.getpid()
     app = _built.get(pid)
     if app is not None:
@@ -35,10 +39,6 @@ def _application() -> Any:
     with _lock:
         app = _built.get(pid)
         if app is None:
-            from ec2gw.app import App
-            from ec2gw.cli.serve import first_start
-            from ec2gw.config import Settings
-
             settings = Settings.load()
             os.makedirs(settings.data_dir, exist_ok=True)
             app = App(settings)
@@ -59,15 +59,10 @@ class Endpoint:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         app = _application()
         if self.which == "ec2":
-            return app.ec2(environ, start_response)  # type: ignore[no-any-return]
+            return app.ec2(environ, start_response)
         if self.which == "s3":
-            if app.s3 is None:
-                body = b"<Error><Code>NotImplemented</Code><Message>Cumulus is not available.</Message></Error>"
-                start_response("501 Not Implemented",
-                               [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
-                return [body]
-            return app.s3(environ, start_response)  # type: ignore[no-any-return]
-        return app.wsgi(environ, start_response)  # type: ignore[no-any-return]
+            return app.s3(environ, start_response)
+        return app.wsgi(environ, start_response)
 
     def __repr__(self) -> str:
         return f"<ec2gw WSGI endpoint {self.which}>"
