@@ -113,6 +113,9 @@ class Settings:
     #: a later Expires is refused with 400 RequestExpired, so that a captured request cannot be
     #: replayed for longer (a Timestamp-signed one is good for 15 minutes either side)
     sigv2_max_expires: int = 1800
+    #: seconds a client has to send a request's headers and the first 64 KiB of its body (all of a
+    #: smaller one) before it is refused with 400 RequestTimeout; until then it holds no server thread
+    header_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

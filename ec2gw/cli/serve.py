@@ -80,8 +80,11 @@ def serve(state: CliState, host: str | None, ec2_port: int | None, s3_port: int 
     record_service(settings)
     options: dict[str, Any] = {
         "workers": settings.workers,
-        "worker_class": "gthread",
+        # gthread with requests read in its poller: slow clients wait there, not in a thread
+        "worker_class": "ec2gw.cli.http_worker.ThreadWorker",
         "threads": 8,
+        # connections one worker holds (those a slow client opens cost a socket, not a thread)
+        "worker_connections": WORKER_CONNECTIONS,
         "timeout": 120,
         "graceful_timeout": 10,
         "keepalive": 5,
@@ -94,6 +97,13 @@ def serve(state: CliState, host: str | None, ec2_port: int | None, s3_port: int 
     }
     if settings.tls:
         options.update(tls_options(settings))
+    from ec2gw.cli import http_worker
+
+    http_worker.HEADER_TIMEOUT = settings.header_timeout
+    http_worker.BODY_TIMEOUT = settings.body_timeout
+    http_worker.EC2_PORTS = {settings.ec2_port}
+    http_worker.BODY_LIMITS = body_limits(settings)
+    raise_open_files_limit(settings.workers * WORKER_CONNECTIONS + 1024)
     app.db.dispose()
     worker = start_compute_worker(state)
     for sock in listeners:
@@ -110,6 +120,37 @@ def serve(state: CliState, host: str | None, ec2_port: int | None, s3_port: int 
 
 #: connections the kernel queues per listener before the workers accept them
 LISTEN_BACKLOG = 2048
+#: connections each server worker keeps open at most (then it stops accepting until some end)
+WORKER_CONNECTIONS = 4096
+
+
+def body_limits(settings: Any) -> dict[int, int]:
+    """Port -> the largest body its endpoint accepts (larger ones are refused by their size)."""
+    from ec2gw.aws.gateway import MAX_BODY
+
+    limits = {settings.ec2_port: MAX_BODY}
+    try:
+        from storage.upload import MAX_PUT_SIZE
+    except ModuleNotFoundError as exc:  # pragma: no cover - Cumulus ships with the package
+        if exc.name not in ("storage", "storage.upload"):
+            raise
+    else:
+        limits[settings.s3_port] = MAX_PUT_SIZE
+    return limits
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Raise this process's open-files limit (inherited by the workers) towards `wanted`, within
+    the hard limit: every connection is a file."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
 
 
 def bind_listeners(host: str, wanted: list[tuple[str, int, str, str]]) -> list[socket.socket]:

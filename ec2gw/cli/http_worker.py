@@ -1,0 +1,316 @@
+"""The server worker of `ec2gw serve`: gunicorn's gthread worker, with requests read in its poller.
+
+gunicorn's gthread worker hands a connection to one of its threads as soon as the first bytes
+arrive, and the thread then reads the request's headers (and body) blocking. A client that sends
+`GET / HTTP/1.1\\r\\nHost: x\\r\\n` and never ends its headers keeps that thread for as long as it
+likes: 16 such connections (2 workers x 8 threads) stop both endpoints.
+
+Here the worker's main thread (its poller, one selector for every connection, no thread each)
+reads each request until its headers have arrived, and its body too when it is small (the first
+PREREAD bytes of a larger one), and only then gives it to a thread, which finds everything in
+memory. The poller waits at most `header_timeout` seconds for that: a client too slow for it (a
+header or a body a byte a second) gets 400 RequestTimeout and the connection is closed, without
+ever having held a thread. TLS handshakes happen in the poller as well, non-blocking.
+
+Bodies larger than PREREAD (uploads to Cumulus) are then read by the thread from the socket as
+before (recv_into, O_DIRECT, see storage/upload.py), with the body receive timeout of
+`ec2gw.aws.body_input` for a client that goes silent.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import selectors
+import socket
+import ssl
+import time
+import uuid
+from functools import partial
+from typing import Any
+
+from gunicorn import http
+from gunicorn import sock as gsock
+from gunicorn.http2 import negotiation
+from gunicorn.workers import gthread
+
+#: seconds a client has for a request's headers and its body's first PREREAD bytes (`serve` sets it
+#: from the header_timeout setting before the workers start)
+HEADER_TIMEOUT = 10.0
+#: seconds a body may stay silent (the body_timeout setting; 0: no limit but HEADER_TIMEOUT)
+BODY_TIMEOUT = 20.0
+#: ports of the EC2 API (its errors have EC2's envelope; the others S3's)
+EC2_PORTS: set[int] = set()
+#: port -> the largest body its endpoint takes: a request announcing more goes to a thread at once
+#: (the application refuses it by its size, unread)
+BODY_LIMITS: dict[int, int] = {}
+#: body bytes read in the poller before a thread takes the request (the whole body when smaller)
+PREREAD = 64 * 1024
+#: bytes of headers after which the poller stops looking for their end and lets gunicorn's
+#: parser refuse them (its limits are far lower)
+MAX_HEAD = 1024 * 1024
+
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_TIMEOUT_MESSAGE = (b"The request did not arrive within the timeout period (its headers or the start of its body "
+                    b"came too slowly, or stopped): send the whole request without pausing.")
+
+
+def timeout_answer(ec2: bool) -> bytes:
+    """400 RequestTimeout in the endpoint's error envelope, closing the connection."""
+    if ec2:
+        body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestTimeout</Code>"
+                b"<Message>" + _TIMEOUT_MESSAGE + b"</Message></Error></Errors><RequestID>"
+                + str(uuid.uuid4()).encode() + b"</RequestID></Response>")
+    else:
+        body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>RequestTimeout</Code><Message>"
+                + _TIMEOUT_MESSAGE + b"</Message></Error>")
+    return (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+
+def request_ready(buf: bytes | bytearray, limit: int | None = None) -> tuple[bool, bool]:
+    """(ready, wants_continue) for the bytes of a request read so far: ready when its headers are
+    complete and its body has arrived (or its first PREREAD bytes); wants_continue when the client
+    waits for "100 Continue" before sending a body small enough to be read here. A body announced
+    larger than `limit` is ready at once: the application refuses it without reading it."""
+    start = 0
+    while buf.startswith(b"\r\n", start) or buf.startswith(b"\n", start):  # empty lines before a request
+        start += 2 if buf.startswith(b"\r\n", start) else 1
+    end = _END_OF_HEAD.search(buf, start)
+    if end is None:
+        return len(buf) - start > MAX_HEAD, False  # far too long: gunicorn's parser refuses it
+    have = len(buf) - end.end()
+    length = chunked = None
+    expect = False
+    for line in bytes(buf[start:end.start()]).split(b"\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = value.strip()
+        elif name == b"transfer-encoding":
+            chunked = value.strip().lower()
+        elif name == b"expect":
+            expect = value.strip().lower() == b"100-continue"
+    if chunked is not None:
+        if expect and not have:
+            return True, False  # a chunked body of unknown size: the application decides
+        return have >= PREREAD or chunked_body_complete(buf, end.end()), False
+    if length is None:
+        return True, False
+    try:
+        size = int(length)
+    except ValueError:
+        return True, False  # gunicorn's parser refuses it
+    if size <= 0 or (limit is not None and size > limit):
+        return True, False  # no body (or one gunicorn's parser refuses), or one refused by its size
+    if expect and not have:
+        # the client sends nothing before "100 Continue": a small body is read here after it, a
+        # large one is the application's (it may refuse it unread)
+        return (size > PREREAD, size <= PREREAD)
+    return have >= min(size, PREREAD), False
+
+
+def head_complete(buf: bytes | bytearray) -> bool:
+    """Whether the headers of the request in `buf` have all arrived."""
+    return _END_OF_HEAD.search(buf.lstrip(b"\r\n")) is not None
+
+
+def chunked_body_complete(buf: bytes | bytearray, pos: int) -> bool:
+    """Whether a chunked body starting at `pos` ends (last chunk and trailers) within `buf`."""
+    while True:
+        eol = buf.find(b"\n", pos)
+        if eol < 0:
+            return False
+        size_field = bytes(buf[pos:eol]).split(b";")[0].strip()
+        try:
+            size = int(size_field, 16)
+        except ValueError:
+            return True  # broken framing: gunicorn's parser answers it
+        if size == 0:
+            return _END_OF_HEAD.search(buf, max(eol - 1, 0)) is not None  # trailers end with an empty line
+        pos = eol + 1 + size
+        if len(buf) < pos + 2:
+            return False
+        if buf[pos:pos + 2] == b"\r\n":
+            pos += 2
+        elif buf[pos:pos + 1] == b"\n":
+            pos += 1
+        else:
+            return True  # broken framing
+
+
+class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
+    """gthread with requests read in the poller (see the module docstring)."""
+
+    def init_process(self) -> None:
+        self.reading: set[Any] = set()  # connections whose request is read here
+        self.next_check = 0.0
+        self.ssl_ctx = gsock.ssl_context(self.cfg) if self.cfg.is_ssl else None
+        super().init_process()
+
+    # -- connections ---------------------------------------------------------------------------
+    def accept(self, listener: Any) -> None:
+        for _ in range(64):  # several per wake-up: a burst of connections is taken in at once
+            if self.nr_conns >= self.worker_connections:
+                return
+            try:
+                client_sock, client_addr = listener.accept()
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    raise
+                return
+            self.nr_conns += 1
+            conn = gthread.TConn(self.cfg, client_sock, client_addr, listener.getsockname())  # non-blocking
+            if negotiation.prior_knowledge_allowed(self.cfg, client_addr):
+                self.enqueue_req(conn)  # HTTP/2 without TLS: gunicorn's own way
+                continue
+            conn.ec2gw_handshake = False
+            if self.ssl_ctx is not None:
+                try:
+                    conn.sock = self.ssl_ctx.wrap_socket(client_sock, server_side=True, do_handshake_on_connect=False,
+                                                         suppress_ragged_eofs=self.cfg.suppress_ragged_eofs)
+                except (OSError, ValueError):
+                    self.drop(conn)
+                    continue
+                conn.ec2gw_handshake = True
+            self.start_reading(conn, b"")
+
+    def start_reading(self, conn: Any, held: bytes) -> None:
+        """Read the connection's next request in the poller; `held` is what was read of it already."""
+        conn.ec2gw_buf = bytearray(held)
+        conn.ec2gw_continued = False
+        conn.ec2gw_started = conn.ec2gw_last = time.monotonic()
+        self.reading.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_request_data, conn))
+        if held:
+            self.on_request_data(conn, conn.sock, fresh=False)
+
+    def stop_reading(self, conn: Any) -> None:
+        self.reading.discard(conn)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def drop(self, conn: Any) -> None:
+        self.stop_reading(conn)
+        self.nr_conns -= 1
+        conn.close()
+
+    def on_request_data(self, conn: Any, _fileobj: Any, fresh: bool = True) -> None:
+        sock = conn.sock
+        try:
+            if conn.ec2gw_handshake:
+                try:
+                    sock.do_handshake()
+                except ssl.SSLWantReadError:
+                    self.poller.modify(sock, selectors.EVENT_READ, partial(self.on_request_data, conn))
+                    return
+                except ssl.SSLWantWriteError:
+                    self.poller.modify(sock, selectors.EVENT_WRITE, partial(self.on_request_data, conn))
+                    return
+                conn.ec2gw_handshake = False
+                self.poller.modify(sock, selectors.EVENT_READ, partial(self.on_request_data, conn))
+                if gsock.is_http2_negotiated(sock):  # HTTP/2 by ALPN: gunicorn's own way
+                    self.stop_reading(conn)
+                    conn.initialized = conn.is_http2 = True
+                    conn.parser = http.get_parser(self.cfg, sock, conn.client, http2_connection=True)
+                    conn.parser.initiate_connection()
+                    self.enqueue_req(conn)
+                    return
+            buf = conn.ec2gw_buf
+            while fresh and len(buf) < MAX_HEAD + PREREAD:
+                try:
+                    data = sock.recv(65536)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+                    break
+                if not data:  # the client closed (or only its sending side): answer what it sent
+                    if buf:
+                        self.hand_over(conn)
+                    else:
+                        self.drop(conn)
+                    return
+                buf += data
+                conn.ec2gw_last = time.monotonic()
+            port = conn.server[1] if isinstance(conn.server, tuple) else None
+            ready, wants_continue = request_ready(buf, BODY_LIMITS.get(port) if port else None)
+            if wants_continue and not conn.ec2gw_continued:
+                conn.ec2gw_continued = True
+                sock.send(_CONTINUE)  # 25 bytes into an empty send buffer
+            if ready:
+                self.hand_over(conn)
+        except (OSError, ValueError):  # reset, TLS errors (ssl.SSLError is an OSError), closed
+            self.drop(conn)
+
+    def hand_over(self, conn: Any) -> None:
+        """The request is in memory: a thread takes it from here (gunicorn's parser reads the buffer)."""
+        self.stop_reading(conn)
+        if conn.parser is None:
+            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+        conn.parser.unreader.unread(bytes(conn.ec2gw_buf))
+        conn.ec2gw_buf = None
+        conn.initialized = conn.data_ready = True
+        self.enqueue_req(conn)
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        if getattr(conn, "ec2gw_continued", False):  # "100 Continue" went out from the poller
+            req._expected_100_continue = False
+            conn.ec2gw_continued = False
+        return super().handle_request(req, conn)
+
+    def on_client_socket_readable(self, conn: Any, client: Any) -> None:
+        """A kept-alive connection's next request: read in the poller too."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self.start_reading(conn, b"")
+        self.on_request_data(conn, client)
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        keep = False
+        try:
+            keep = not fs.cancelled() and fs.result() is True
+        except Exception:
+            pass
+        if keep and self.alive and not conn.is_http2 and conn.parser is not None:
+            held = conn.parser.unreader.take_buffered()  # the client's next request, pipelined
+            if held:
+                try:
+                    conn.sock.setblocking(False)
+                    self.start_reading(conn, held)
+                except (OSError, ValueError):
+                    self.drop(conn)
+                return
+        super().finish_request(conn, fs)
+
+    def murder_pending(self) -> None:
+        """Besides gunicorn's own: connections whose request did not arrive in time (HEADER_TIMEOUT
+        for the headers and the start of the body, BODY_TIMEOUT of silence in the body) are answered
+        400 RequestTimeout and closed; a stopping worker closes every one still being read."""
+        super().murder_pending()
+        now = time.monotonic()
+        if now < self.next_check and self.alive:
+            return
+        self.next_check = now + 0.1
+        for conn in list(self.reading):
+            if self.alive and now < conn.ec2gw_started + HEADER_TIMEOUT and not (
+                    BODY_TIMEOUT > 0 and now >= conn.ec2gw_last + BODY_TIMEOUT and head_complete(conn.ec2gw_buf)):
+                continue
+            if conn.ec2gw_buf and not conn.ec2gw_handshake:
+                try:
+                    conn.sock.send(timeout_answer(conn.server[1] in EC2_PORTS if isinstance(conn.server, tuple)
+                                                  else False))
+                except (OSError, ValueError):
+                    pass
+            self.timed_out(conn)
+
+    def timed_out(self, conn: Any) -> None:
+        self.stop_reading(conn)
+        self.nr_conns -= 1
+        try:
+            socket.socket.shutdown(conn.sock, socket.SHUT_WR)  # the answer, then the end
+        except (OSError, ValueError, TypeError):
+            pass
+        conn.close()
