@@ -293,7 +293,7 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         now = time.monotonic()
         if now < self.next_check and self.alive:
             return
-        self.next_check = now + 0.1
+        self.next_check = now + 0.25  # a few thousand connections: a scan takes about a millisecond
         for conn in list(self.reading):
             if self.alive and now < conn.ec2gw_started + HEADER_TIMEOUT and not (
                     BODY_TIMEOUT > 0 and now >= conn.ec2gw_last + BODY_TIMEOUT and head_complete(conn.ec2gw_buf)):
