@@ -26,9 +26,9 @@ def refused(call: Callable[..., Any], *args: Any, codes: Iterable[str] | None = 
     given) carrying a message (S3 HEAD answers have no body, hence no message); returns (code, status, message)."""
     with pytest.raises(ClientError) as info:
         result = call(*args, **kwargs)
-        raise AssertionError(f"{getattr(call, '__name__', call)} was not refused: {result!r}")
+        raise AssertionError(f"{getattr(call, '__name__', call)} was not refused: {result!r:.500}")
     code, st, message = error_of(info.value)
-    where = f"{getattr(call, '__name__', call)}{args or ''}{kwargs or ''}"
+    where = f"{getattr(call, '__name__', call)}{args or ''}{kwargs or ''}"[:300]
     assert 400 <= st < 500, f"{where}: {st} {code} {message}"
     if codes is not None:
         assert code in set(codes), f"{where}: {st} {code} {message}; expected one of {sorted(set(codes))}"
