@@ -69,6 +69,7 @@ _RANGES: dict[str, tuple[float, bool, float | None, str]] = {
     "cumulus_sweep_hours": (0, True, None, " (0: no sweeps)"),
     "body_timeout": (0, True, None, " (0: wait for ever)"),
     "sigv2_max_expires": (1, True, None, ""),
+    "header_timeout": (0, False, None, ""),
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "public_scheme": ("", "http", "https"),

@@ -26,6 +26,7 @@ BAD: list[tuple[str, str | None, dict[str, str], list[str], str, str]] = [
     ("port-too-big.toml", "[ec2gw]\ns3_port = 70000\n", {}, [], "[ec2gw] s3_port", "70000"),
     ("negative-float.toml", "[ec2gw]\nstop_timeout = -3.0\n", {}, [], "[ec2gw] stop_timeout", "-3.0"),
     ("below-no-limit.toml", "[ec2gw]\nquota_vcpus = -2\n", {}, [], "[ec2gw] quota_vcpus", "-2"),
+    ("zero-timeout.toml", "[ec2gw]\nheader_timeout = 0\n", {}, [], "[ec2gw] header_timeout", "0"),
     ("not-a-number.toml", "[ec2gw]\nbody_timeout = nan\n", {}, [], "[ec2gw] body_timeout", "nan"),
     ("bad-bool.toml", '[ec2gw]\ntls = "maybe"\n', {}, [], "[ec2gw] tls", '"maybe"'),
     ("bad-choice.toml", '[ec2gw]\npublic_scheme = "ftp"\n', {}, [], "[ec2gw] public_scheme", '"ftp"'),
