@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from backends.base import DomainNotFound, DriverError, NodeUnavailable
 from ec2gw import accounts, quotas
 from ec2gw.api.context import RequestContext
+from ec2gw.api.regions import eucalyptus_availability
 from ec2gw.aws import dispatch
 from ec2gw.aws.gateway import Ec2Gateway, Principal
 from ec2gw.compute.drivers import DriverPool
@@ -55,7 +56,8 @@ class App:
         self.storage_quota = quotas.StorageQuotaRule(settings)
         self.ec2 = Ec2Gateway(self.registry, self.principal_lookup, self.make_context, settings.body_timeout,
                               sigv2_max_expires=settings.sigv2_max_expires,
-                              eucalyptus_version=settings.eucalyptus_version)
+                              eucalyptus_version=settings.eucalyptus_version,
+                              eucalyptus_capacity=eucalyptus_availability)
         self.s3 = S3Gateway(self)
         #: Cumulus's Python API, for the providers and the compute worker (ec2gw/compute/cumulus.py)
         self.cumulus = CumulusService(self, self.s3.store)

@@ -8,7 +8,7 @@ from ec2gw.api.context import RequestContext
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import filter_items, normalize
 from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
-from ec2gw.compute.zones import list_zones
+from ec2gw.compute.zones import list_zones, type_capacity
 from ec2gw.errors import ServiceError
 
 
@@ -176,3 +176,15 @@ def describe_instance_types(
         out["InstanceTypes"] = items[:max_results]
         out["NextToken"] = encode_token(items[max_results - 1]["InstanceType"], scope)
     return out
+
+
+def eucalyptus_availability(ctx: RequestContext, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Eucalyptus's capacity of each instance type (DescribeInstanceTypes with Availability=true on
+    /services/Eucalyptus): per zone, how many instances of it fit when empty (Max) and now (Available)."""
+    known = ctx.settings.instance_types
+    with ctx.db.session() as s:
+        capacity = type_capacity(s, ctx.settings, {n: known[n] for n in names if n in known})
+    return {
+        name: [{"ZoneName": z, "Max": full, "Available": free} for z, (full, free) in sorted(zones.items())]
+        for name, zones in capacity.items()
+    }

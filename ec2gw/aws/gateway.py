@@ -26,7 +26,12 @@ from ec2gw.aws.body_input import (
     timed_out,
 )
 from ec2gw.aws.dispatch import Registry
-from ec2gw.aws.eucalyptus import DEFAULT_EUCALYPTUS_VERSION, is_eucalyptus_path, serialize_instance_types
+from ec2gw.aws.eucalyptus import (
+    DEFAULT_EUCALYPTUS_VERSION,
+    Capacity,
+    is_eucalyptus_path,
+    serialize_instance_types,
+)
 from ec2gw.aws.query_parser import parse_query
 from ec2gw.aws.serializer import serialize_error, serialize_response
 from ec2gw.aws.sigv2 import DEFAULT_MAX_EXPIRES
@@ -193,12 +198,15 @@ class Ec2Gateway:
         body_timeout: float = 20.0,
         sigv2_max_expires: int = DEFAULT_MAX_EXPIRES,
         eucalyptus_version: str = DEFAULT_EUCALYPTUS_VERSION,
+        eucalyptus_capacity: Capacity | None = None,
     ) -> None:
         self.registry = registry
         #: seconds past the server time a SigV2 Expires may lie (Settings.sigv2_max_expires)
         self.sigv2_max_expires = sigv2_max_expires
         #: the release named in the namespace of Eucalyptus-form answers (ec2gw.aws.eucalyptus)
         self.eucalyptus_version = eucalyptus_version
+        #: capacity per instance type and zone, for Eucalyptus's DescribeInstanceTypes with Availability
+        self.eucalyptus_capacity = eucalyptus_capacity
         #: seconds a request body may stay silent (read_body_in_time)
         self.body_timeout = body_timeout
         self.principal_lookup = principal_lookup
@@ -282,7 +290,10 @@ class Ec2Gateway:
         ctx = self.make_context(principal, request_id, version)
         result = self.registry.call(action, ctx, inputs)
         if action == "DescribeInstanceTypes" and is_eucalyptus_path(view.path):
-            return action, 200, serialize_instance_types(result, request_id, self.eucalyptus_version)
+            availability = None
+            if self.eucalyptus_capacity is not None and values.get("Availability", "").lower() == "true":
+                availability = self.eucalyptus_capacity(ctx, [t["InstanceType"] for t in result.get("InstanceTypes", [])])
+            return action, 200, serialize_instance_types(result, request_id, self.eucalyptus_version, availability)
         return action, 200, serialize_response(model, result, request_id, version)
 
 

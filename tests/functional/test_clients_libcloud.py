@@ -23,6 +23,7 @@ from libcloud.compute.types import NodeState
 from libcloud.storage.drivers.minio import MinIOStorageDriver
 from libcloud.storage.drivers.s3 import S3StorageDriver
 
+from backends.libvirt.testing import make_test_node_uri
 from ec2gw.app import load_providers
 from ec2gw.config import DEFAULT_INSTANCE_TYPES
 from tests.live import Creds, LiveServer
@@ -292,8 +293,43 @@ def test_eucalyptus_form_of_describe_instance_types_on_its_path(server: LiveServ
     ns = "{http://msgs.eucalyptus.com/3.3.0}"
     assert root.tag == f"{ns}DescribeInstanceTypesResponseType"
     items = [{c.tag.removeprefix(ns): c.text for c in item} for item in root.iterfind(f"{ns}instanceTypeDetails/{ns}item")]
-    assert items == [{"name": "m1.large", "cpu": "2", "disk": "0", "memory": "7680"},
-                     {"name": "t2.micro", "cpu": "1", "disk": "0", "memory": "1024"}]
+    # Availability=true, but no node is registered: the implicit node has no fixed capacity
+    assert items == [{"name": "m1.large", "cpu": "2", "disk": "0", "memory": "7680", "availability": None},
+                     {"name": "t2.micro", "cpu": "1", "disk": "0", "memory": "1024", "availability": None}]
+    body = euca.connection.request("/services/Eucalyptus/", params={
+        "Action": "DescribeInstanceTypes", "InstanceType.1": "t2.micro"}).body
+    assert "<item><name>t2.micro</name><cpu>1</cpu><disk>0</disk><memory>1024</memory></item>" in body
     aws = EC2NodeDriver(carol.access_key, carol.secret_key, secure=False, host="127.0.0.1", port=server.ec2_port)
     body = aws.connection.request("/", params={"Action": "DescribeInstanceTypes", "InstanceType.1": "m1.large"}).body
     assert "<instanceTypeSet><item><instanceType>m1.large</instanceType>" in body and "instanceTypeDetails" not in body
+
+
+def test_eucalyptus_capacity_per_zone_follows_the_nodes(tmp_path: Any) -> None:
+    """euca-describe-instance-types --show-capacity (Availability=true): per zone, how many instances of
+    each type fit on its registered nodes when empty (max) and now (available)."""
+    srv = LiveServer(tmp_path / "data").start()
+    try:
+        (tmp_path / "n1").mkdir()
+        srv.cli("admin", "node", "add", "n1", "--uri", make_test_node_uri(tmp_path / "n1", 8192, 4),
+                "--vcpus", "4", "--memory", "8192")
+        euca = compute_driver("eucalyptus", srv, srv.admin)
+
+        def capacity() -> dict[str, list[tuple[str, str, str]]]:
+            body = euca.connection.request("/services/Eucalyptus", params={
+                "Action": "DescribeInstanceTypes", "InstanceType.1": "t2.micro", "InstanceType.2": "m1.large",
+                "Availability": "true"}).body
+            ns = "{http://msgs.eucalyptus.com/3.3.0}"
+            return {item.findtext(f"{ns}name", ""): [
+                (z.findtext(f"{ns}zoneName", ""), z.findtext(f"{ns}max", ""), z.findtext(f"{ns}available", ""))
+                for z in item.iterfind(f"{ns}availability/{ns}item")]
+                for item in ET.fromstring(body).iterfind(f"{ns}instanceTypeDetails/{ns}item")}
+
+        # t2.micro: 1 vCPU, 1024 MiB; m1.large: 2 vCPUs, 7680 MiB, on 4 vCPUs and 8192 MiB
+        assert capacity() == {"t2.micro": [("us-east-1a", "4", "4")], "m1.large": [("us-east-1a", "1", "1")]}
+        path = tmp_path / "img"
+        path.write_bytes(b"\0" * 65536)
+        image = json.loads(srv.cli("admin", "image", "import", "cap", str(path), "--json").stdout)["image_id"]
+        srv.client("ec2").run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t2.micro")
+        assert capacity() == {"t2.micro": [("us-east-1a", "4", "3")], "m1.large": [("us-east-1a", "1", "0")]}
+    finally:
+        srv.stop()
