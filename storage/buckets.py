@@ -19,6 +19,7 @@ from ec2gw.errors import ServiceError
 from storage import access, usage
 from storage.access import owner_dict
 from storage.context import S3Context, access_denied, check_version_id, no_such_key, operation
+from storage.host import Host
 from storage.models import Bucket, MultipartUpload, Object, Part
 from storage.records import (
     BucketRef,
@@ -254,7 +255,7 @@ def put_object_acl(ctx: S3Context, bucket: str, key: str, acl: str | None = None
     return {}
 
 
-def ensure_bucket(app: Any, name: str, owner_id: int, acl: str = "private") -> None:
+def ensure_bucket(app: Host, name: str, owner_id: int, acl: str = "private") -> None:
     """Create a bucket if it does not exist yet (the image repository, on first use)."""
     try:
         with app.db.session(write=True) as s:
