@@ -32,7 +32,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check ec2gw storage backends certs tests bench wsgi.py
 	$(VENV)/bin/mypy ec2gw storage backends certs wsgi.py
-	$(VENV)/bin/lint-imports
+	$(VENV)/bin/lint-imports --no-cache
 
 # The lock is made by uv (pinned in the lock itself) for CPython 3.11 on x86_64 Linux.
 lock: setup

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ec2gw import config_load
+
 #: name -> (vCPUs, memory MiB). Nimbus mapped types to memory and CPUs; EC2 names are what clients send.
 DEFAULT_INSTANCE_TYPES: dict[str, tuple[int, int]] = {
     "t2.micro": (1, 1024),
@@ -152,6 +154,5 @@ class Settings:
         Raises config_load.SettingsError (a ValueError) naming the source, the key, what was found
         and what is expected for the first invalid value.
         """
-        from ec2gw.config_load import load
-
-        return load(cls, config_file, overrides, os.environ if environ is None else environ)
+        return config_load.load(cls, DEFAULT_INSTANCE_TYPES, config_file, overrides,
+                                os.environ if environ is None else environ)

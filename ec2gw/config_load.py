@@ -6,7 +6,7 @@ and the expected form, e.g.::
 
     bad.toml: [ec2gw] ec2_port: found "eighty"; expected a whole number from 1 to 65535
 
-Instance types: the built-in ones (config.DEFAULT_INSTANCE_TYPES) stay unless the setting
+Instance types: the built-in ones (config.DEFAULT_INSTANCE_TYPES, passed in) stay unless the setting
 ``builtin_instance_types`` is false; ``[instance_types]`` adds types and overrides built-ins of the
 same name, and a type set to ``"none"`` is dropped. Type names contain dots, so TOML wants them
 quoted (``"c9.tiny" = "1,256"``); unquoted (``c9.tiny = "1,256"``, which TOML reads as a table
@@ -376,10 +376,11 @@ def coerce(name: str, kind: Any, raw: Raw) -> Any:
 
 # ---- putting it together ------------------------------------------------------------------
 
-def load(cls: type[Settings], config_file: str | os.PathLike[str] | None, overrides: Mapping[str, Any] | None,
+def load(cls: type[Settings], builtin_types: Mapping[str, tuple[int, int]],
+         config_file: str | os.PathLike[str] | None, overrides: Mapping[str, Any] | None,
          environ: Mapping[str, str]) -> Settings:
-    from ec2gw.config import DEFAULT_INSTANCE_TYPES
-
+    """Settings of class ``cls`` from the file, the environment and the flags, on top of the
+    built-in instance types ``builtin_types`` (name -> (vcpus, memory MiB))."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     layers: list[Sources] = []
     path = config_file or environ.get("EC2GW_CONFIG")
@@ -410,7 +411,7 @@ def load(cls: type[Settings], config_file: str | os.PathLike[str] | None, overri
         kwargs[name] = coerce(name, default, raw)
 
     builtin = kwargs.get("builtin_instance_types", True)
-    table: dict[str, tuple[int, int]] = dict(DEFAULT_INSTANCE_TYPES) if builtin else {}
+    table: dict[str, tuple[int, int]] = dict(builtin_types) if builtin else {}
     last_origin: Origin | None = None
     for tname, spec, origin in types:
         value = _instance_type(tname, spec, origin)
