@@ -34,14 +34,31 @@ _SIGV4_QUERY_KEYS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature")
 _SIGV2_QUERY_KEYS = ("Signature", "AWSAccessKeyId", "SignatureVersion")
 
 
-def _form_pairs(form_body: bytes | None) -> list[tuple[str, str]]:
-    """The urlencoded POST form as decoded pairs ('+' is a space there); empty if it is not a form."""
-    if not form_body:
+def _form_pairs(form_body: bytes | None, hdrs: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """The urlencoded POST form as decoded pairs ('+' is a space there); empty if it is not a form.
+
+    A form is what the EC2 gateway reads parameters from: a body typed application/x-www-form-urlencoded
+    or untyped. Credentials in any other body would sign parameters the gateway never reads."""
+    ctype = (first(hdrs, "content-type") or "").split(";")[0].strip().lower()
+    if not form_body or ctype not in ("application/x-www-form-urlencoded", ""):
         return []
     try:
         return parse_qsl(form_body.decode("utf-8"), keep_blank_values=True)
     except (UnicodeDecodeError, ValueError):
         return []
+
+
+def _nothing_unsigned(pairs: list[tuple[str, str]], where: str, signed: str) -> None:
+    """An EC2 SigV2 signature covers the parameters of one place (query string or POST body), while the
+    gateway reads both: parameters in the other place would take effect unsigned."""
+    if pairs:
+        names = ", ".join(dict.fromkeys(k for k, _ in pairs))
+        raise ServiceError(
+            "AccessDenied",
+            f"There were parameters present in the request which were not signed: {names} ({where}; this "
+            f"Signature Version 2 signature covers {signed} only). Send every parameter in one place and sign it.",
+            403,
+        )
 
 
 def authenticate(
@@ -104,16 +121,18 @@ def authenticate(
                 req, hdrs, query, lookup_secret=lookup_secret, now=now, bucket=virtual_host_bucket
             )
         return AuthResult(None, "anonymous")
-    form = _form_pairs(form_body)
+    form = _form_pairs(form_body, hdrs)
     form_keys = {k for k, _ in form}
     if form_keys.intersection(_SIGV4_QUERY_KEYS):
         return sigv4.verify_query(
             req, hdrs, service=service, lookup_secret=lookup_secret, now=now, body_pairs=form
         )
     if keys.intersection(_SIGV2_QUERY_KEYS):
+        _nothing_unsigned(form, "in the POST body", "the query string")
         return sigv2.verify_ec2(req, hdrs, query, lookup_secret=lookup_secret, now=now,
                                 max_expires=sigv2_max_expires)
     if form_keys.intersection(_SIGV2_QUERY_KEYS):
+        _nothing_unsigned(query, "in the query string", "the POST body")
         return sigv2.verify_ec2(req, hdrs, form, lookup_secret=lookup_secret, now=now,
                                 max_expires=sigv2_max_expires)
     raise auth_error(

@@ -327,3 +327,51 @@ def test_boto3_and_aws_cli_requests_full_of_x_amz_headers_still_pass(
     resp = curl("PUT", put, {"x-amz-acl": "private", "x-amz-server-side-encryption": "AES256"}, b"ok")
     assert resp.status == 200, resp.body
     assert s3.get_object(Bucket=bucket, Key="ps")["Body"].read() == b"ok"
+
+
+# --------------------------------------------------------------------------- EC2: parameters the signature does not cover
+
+
+def _sigv2_form(live: LiveServer, params: dict[str, str], url: str) -> dict[str, str]:
+    """`params` signed by botocore's SigV2 signer for a POST to `url` (the form a legacy EC2 tool sends)."""
+    admin = live.admin
+    signed = dict(params)
+    SigV2Auth(Credentials(admin.access_key, admin.secret_key)).add_auth(
+        AWSRequest(method="POST", url=url, data=signed, headers=FORM))
+    return signed
+
+
+def _post(url: str, body: bytes, content_type: str) -> RawResponse:
+    parts = urllib.parse.urlsplit(url)
+    return send(url, "POST", {"Host": parts.netloc, "Content-Type": content_type,
+                              "Content-Length": str(len(body))}, body)
+
+
+def test_ec2_sigv2_form_signature_does_not_cover_added_query_parameters(live: LiveServer) -> None:
+    url = live.ec2_url + "/"
+    body = urllib.parse.urlencode(_sigv2_form(live, BODY, url)).encode()
+    assert _post(url, body, FORM["Content-Type"]).status == 200
+    # the same signed body, with a parameter added to the URL: the gateway would read it too
+    resp = _post(url + "?RegionName.1=nowhere", body, FORM["Content-Type"])
+    assert resp.status == 403 and resp.code == "AccessDenied", resp.body
+    assert b"RegionName.1" in resp.body and b"not signed" in resp.body
+
+
+def test_ec2_sigv2_query_signature_does_not_cover_an_added_form_body(live: LiveServer) -> None:
+    url = live.ec2_url + "/"
+    query = urllib.parse.urlencode(_sigv2_form(live, BODY, url))
+    assert _post(f"{url}?{query}", b"", FORM["Content-Type"]).status == 200
+    resp = _post(f"{url}?{query}", b"Action=DescribeAvailabilityZones", FORM["Content-Type"])
+    assert resp.status == 403 and resp.code == "AccessDenied", resp.body
+    assert b"availabilityZoneInfo" not in resp.body
+
+
+def test_ec2_credentials_in_a_body_the_gateway_does_not_read_are_not_credentials(live: LiveServer) -> None:
+    """A signed form sent as text/plain: the gateway reads no parameter from such a body, so its
+    signature must not vouch for the parameters of the query string."""
+    url = live.ec2_url + "/"
+    body = urllib.parse.urlencode(_sigv2_form(live, BODY, url)).encode()
+    query = urllib.parse.urlencode({"Action": "DescribeAvailabilityZones", "Version": "2016-11-15"})
+    resp = _post(f"{url}?{query}", body, "text/plain")
+    assert resp.status in (401, 403) and resp.code == "MissingAuthenticationToken", resp.body
+    assert b"availabilityZoneInfo" not in resp.body
