@@ -450,3 +450,53 @@ def test_s3_header_and_presigned_query_together_are_refused() -> None:
 def test_naive_now_is_taken_as_utc() -> None:
     naive = datetime.now(UTC).replace(tzinfo=None)
     assert auth_ec2(ec2_request(), now=naive).access_key == AK
+
+
+# ------------------------------------------------------------------------- every x-amz-* header signed
+
+
+def test_s3_unsigned_x_amz_headers_are_access_denied_naming_them() -> None:
+    req = s3_request("PUT", "/bucket/key", b"x")
+    view = view_of(req)
+    assert authenticate(view, service="s3", lookup_secret=lookup).scheme == "sigv4-header"
+    headers = Headers(list(view.headers.items()) + [("X-Amz-Copy-Source", "/other/secret"), ("x-amz-acl", "public-read")])
+    err = expect_error("AccessDenied", 403, authenticate, RequestView("PUT", view.path, view.query, headers),
+                       service="s3", lookup_secret=lookup)
+    assert err.extra["HeadersNotSigned"] == "x-amz-acl, x-amz-copy-source"
+    assert "not signed" in err.message
+
+
+def test_presigned_url_may_carry_only_content_sha256_unsigned() -> None:
+    s3 = client("s3", S3, signature_version="s3v4")
+    split = urlsplit(s3.generate_presigned_url("put_object", Params={"Bucket": "b", "Key": "k"}, ExpiresIn=60))
+    ok = Headers({"Host": split.netloc, "x-amz-content-sha256": hashlib.sha256(b"abc").hexdigest()})
+    result = authenticate(RequestView("PUT", split.path, split.query, ok), service="s3", lookup_secret=lookup)
+    assert result.payload_hash == "UNSIGNED-PAYLOAD"  # an unsigned declaration is not taken
+    for name in ("x-amz-date", "x-amz-security-token", "x-amz-acl", "x-amz-checksum-crc32"):
+        bad = Headers({"Host": split.netloc, name: "AAAAAA=="})
+        err = expect_error("AccessDenied", 403, authenticate, RequestView("PUT", split.path, split.query, bad),
+                           service="s3", lookup_secret=lookup)
+        assert err.extra["HeadersNotSigned"] == name
+
+
+def test_ec2_unsigned_x_amz_header_is_access_denied() -> None:
+    req = ec2_request()
+    view = view_of(req)
+    headers = Headers(list(view.headers.items()) + [("X-Amz-Security-Token", "t")])
+    expect_error("AccessDenied", 403, authenticate, RequestView("POST", view.path, view.query, headers),
+                 service="ec2", lookup_secret=lookup, form_body=body_of(req))
+
+
+def test_query_is_verified_with_plus_as_space() -> None:
+    """'+' is a space to both gateways: a signed %2B resent as '+' means something else and must not verify."""
+    s3 = client("s3", S3, signature_version="s3v4")
+    split = urlsplit(s3.generate_presigned_url("list_objects_v2", Params={"Bucket": "b", "Prefix": "a+b"}))
+    assert "prefix=a%2Bb" in split.query
+    host = Headers({"Host": split.netloc})
+    assert authenticate(RequestView("GET", split.path, split.query, host), service="s3", lookup_secret=lookup)
+    expect_error("SignatureDoesNotMatch", 403, authenticate,
+                 RequestView("GET", split.path, split.query.replace("%2B", "+"), host), service="s3",
+                 lookup_secret=lookup)
+    spaced = urlsplit(s3.generate_presigned_url("list_objects_v2", Params={"Bucket": "b", "Prefix": "a b"}))
+    assert authenticate(RequestView("GET", spaced.path, spaced.query.replace("%20", "+"), host), service="s3",
+                        lookup_secret=lookup)
