@@ -139,6 +139,19 @@ def find_launchable_image(s: Session, user_id: int, image_id: str, kind: str = "
     return row
 
 
+def require_readable(app: ImageServices, row: Image) -> None:
+    """Every use of an image's bytes (a launch, as machine, kernel or ramdisk image): the image's
+    owner must still be allowed to read its Cumulus object, now. An image never exposes bytes its
+    owner could not download themselves (the object's ACL may have changed since registration)."""
+    bucket, _, key = (row.location or "").partition("/")
+    if not bucket or not key or not app.cumulus.can_read(row.owner_id, bucket, key):
+        raise ServiceError(
+            "InvalidAMIID.Unavailable",
+            f"The image {row.id} is not available: its owner may no longer read its Cumulus object {row.location} "
+            "(its ACL changed, or it is gone); the image's owner must make it readable again or register another.",
+        )
+
+
 def require_owner(user_id: int, row: Image) -> None:
     """Only an image's owner may change it; others get EC2's AuthFailure."""
     if row.owner_id != user_id:

@@ -3,8 +3,10 @@
 An image is an object. A user's images live at `<image_bucket>/<image_prefix>/<user>/<name>`,
 shared ones at `<image_prefix>/common/<name>` (defaults `Repo` and `VMS`, as Nimbus had them). The
 image bucket belongs to the first administrator and is created on first use. When an object that
-backs a registered image is deleted, its images become `failed` (DescribeImages shows why); if the
-object is uploaded again they are `available` again with the new size (see README.md).
+backs a registered image is deleted, or replaced by anyone but an image's owner, those images
+become `failed` (DescribeImages shows why); when the image's owner uploads the object again, their
+images are `available` again with the new size. Every use of an image also checks that its owner
+may still read the object (`can_read`; see README.md, "An image never exposes bytes...").
 """
 
 from __future__ import annotations

@@ -387,7 +387,7 @@ def commit_object(host: Host, store: BlobStore, bucket_name: str, version: NewVe
                 else:
                     usage.add(conn, current.owner_id, -current.size)
             usage.charge(conn, quota, version.owner_id, added, quota.effective_limit(row[6], row[7]))
-            image_state.object_changed(conn, bucket_name, version.key, version.size)
+            image_state.object_changed(conn, bucket_name, version.key, version.size, version.owner_id)
     except BaseException:
         if owns_blobs:
             store.delete(new_blobs)

@@ -30,7 +30,7 @@ from ec2gw.compute.states import CODES
 from ec2gw.compute.zones import list_zones
 from ec2gw.db.models import Instance, KeyPair, Reservation, SecurityGroup, Tag
 from ec2gw.errors import ServiceError, invalid_combination, invalid_value
-from ec2gw.images import find_launchable_image
+from ec2gw.images import find_launchable_image, require_readable
 from ec2gw.network.pools import nics_of
 from ec2gw.quotas import launch_allowance
 from ec2gw.tagging import set_tags, tags_for, tags_from_specifications
@@ -142,12 +142,13 @@ def run_instances(
                     )
                 return _describe_reservation(ctx, s, prior.id)
         image = find_launchable_image(s, ctx.user_id, image_id)
+        require_readable(ctx.app, image)
         kernel = kernel_id or image.kernel_id
         ramdisk = ramdisk_id or image.ramdisk_id
         if kernel:
-            find_launchable_image(s, ctx.user_id, kernel, kind="kernel")
+            require_readable(ctx.app, find_launchable_image(s, ctx.user_id, kernel, kind="kernel"))
         if ramdisk:
-            find_launchable_image(s, ctx.user_id, ramdisk, kind="ramdisk")
+            require_readable(ctx.app, find_launchable_image(s, ctx.user_id, ramdisk, kind="ramdisk"))
         if key_name is not None and s.scalar(
             select(KeyPair.id).where(KeyPair.owner_id == ctx.user_id, KeyPair.name == key_name)
         ) is None:

@@ -64,6 +64,9 @@ class CacheEnv:
 class ImageRef:
     id: str
     location: str
+    #: the image's owner, who must still be allowed to read its object at every use (launches
+    #: always give it; None only where no user is involved)
+    owner_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,9 @@ def ensure(app: CacheEnv, node: NodeRef, driver: Driver, image: ImageRef) -> Cac
     info = _cumulus(app).object_info(bucket, key)
     if info is None:
         raise ImageUnavailable(f"image {image.id}: its Cumulus object {image.location} is missing; upload it again")
+    if image.owner_id is not None and not _cumulus(app).can_read(image.owner_id, bucket, key):
+        # checked again at every use, cached copy or not: the object's ACL may have changed
+        raise ImageUnavailable(f"image {image.id}: its owner may no longer read its Cumulus object {image.location}")
     pool = node_layout.IMAGES_POOL
     with lock_for(node.name, image.id):
         with app.db.session() as s:

@@ -48,6 +48,9 @@ class SaveJob:
     source_location: str
     node: NodeRef
     restart: bool
+    #: the source image's owner, and whether the image was still available when the copy began
+    source_owner_id: int | None = None
+    source_available: bool = False
 
 
 def run_pending(worker: ComputeWorker) -> None:
@@ -76,7 +79,8 @@ def run_pending(worker: ComputeWorker) -> None:
                 continue
             source = s.get(Image, inst.image_id)
             jobs.append(SaveJob(image.id, inst.id, image.owner_id, image.location, source.location if source else "",
-                                node, task.restart))
+                                node, task.restart, source.owner_id if source else None,
+                                source is not None and source.state == "available"))
     for job in jobs:
         with worker._lock:
             if job.instance_id in worker.in_flight or job.image_id in worker.in_flight:
@@ -135,7 +139,13 @@ def save(worker: ComputeWorker, job: SaveJob) -> tuple[int, str]:
     bucket, _, key = job.location.partition("/")
     drv = worker.drivers.get(job.node)
     if drv.domain_type == "test":
+        # no disk: the copy is the source image's object, which must still be what the source
+        # image stands for and readable by its owner (as a launch checks)
         src_bucket, _, src_key = job.source_location.partition("/")
+        if not job.source_available or job.source_owner_id is None \
+                or not store.can_read(job.source_owner_id, src_bucket, src_key):
+            raise PermissionError(f"the source image's object {job.source_location} is no longer available to the "
+                                  "source image's owner")
         handle, size = store.open_object(src_bucket, src_key)
         try:
             head = handle.read(4)

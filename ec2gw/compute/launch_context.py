@@ -57,7 +57,7 @@ def _image_ref(s: object, image_id: str | None, what: str) -> ImageRef | None:
     row = s.get(Image, image_id)  # type: ignore[attr-defined]
     if row is None or not row.location:
         raise LaunchError(f"the {what} image {image_id} no longer exists; launch from another image")
-    return ImageRef(row.id, row.location)
+    return ImageRef(row.id, row.location, row.owner_id)
 
 
 def decode_user_data(raw: str | None) -> bytes | None:

@@ -93,14 +93,19 @@ class World:
             return accounts.get_user(s, name).id
 
     def add_image(self, owner: str, name: str, *, kind: str = "machine", public: bool = False, **kw: Any) -> str:
-        """An image row as registration would leave it, for tests that do not need Cumulus."""
+        """An image as registration would leave it: its row and its owner's 1 KiB object in Cumulus
+        (a launch checks that the owner may still read it)."""
+        import io
+
         from ec2gw import ids
         from ec2gw.db.models import Image
 
         prefix = {"machine": "ami", "kernel": "aki", "ramdisk": "ari"}[kind]
         image_id = ids.new_id(prefix)
+        owner_id = self.user_id(owner)
+        self.app.cumulus.put_file(owner_id, "Repo", f"VMS/{owner}/{name}", io.BytesIO(b"\0" * 1024), 1024)
         with self.app.db.session(write=True) as s:
-            s.add(Image(id=image_id, owner_id=accounts.get_user(s, owner).id, name=name, kind=kind, is_public=public,
+            s.add(Image(id=image_id, owner_id=owner_id, name=name, kind=kind, is_public=public,
                         location=f"Repo/VMS/{owner}/{name}", size_bytes=1024, **kw))
         return image_id
 

@@ -140,3 +140,16 @@ def test_a_volume_without_its_record_is_reused_only_when_it_holds_the_image(worl
     third = image_cache.ensure(app(world), NODE, drv, img)  # type: ignore[arg-type]
     assert (third.volume, third.uploaded_bytes) == (first.volume, 5000), "replaced in place"
     assert drv.volumes.data[(first.pool, first.volume)] == b"u" * 5000
+
+
+def test_every_use_checks_the_owner_may_still_read_the_object(world: World) -> None:
+    """A cached copy on the node is no excuse: the image's owner must be allowed to read its
+    object at every use (issue 12, item 1; the live reproduction is tests/security/test_image_bytes.py)."""
+    store.put_file(world.app, world.user_id("alice"), "Repo", "VMS/alice/own", io.BytesIO(b"o" * 1000), 1000)
+    drv = FakeDriver()
+    mine = image_cache.ImageRef("ami-own", "Repo/VMS/alice/own", world.user_id("alice"))
+    assert image_cache.ensure(app(world), NODE, drv, mine).uploaded_bytes == 1000  # type: ignore[arg-type]
+    # the same image (and its copy on the node) as bob's: bob may not read alice's prefix
+    theirs = image_cache.ImageRef("ami-own", "Repo/VMS/alice/own", world.user_id("bob"))
+    with pytest.raises(image_cache.ImageUnavailable, match="may no longer read"):
+        image_cache.ensure(app(world), NODE, drv, theirs)  # type: ignore[arg-type]
