@@ -7,8 +7,6 @@ but the image's owner fails the image (Client.ObjectReplaced), and every use of 
 copy to a node, CreateImage's copy) checks again that the image's owner may read its object.
 """
 
-# ruff: noqa: F811 - pytest fixtures are imported by name and taken as parameters
-
 from __future__ import annotations
 
 import time
@@ -19,8 +17,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.live import Creds, LiveServer
-from tests.security.s3_tenants import code, denied, s3_alice, s3_anon, s3_bob, server  # noqa: F401 - fixtures
+from tests.security.conftest import Tenant
+from tests.security.s3_tenants import code, denied
 
 PUBLIC = b"QFI\xfb" + b"\0" * 4092  # a harmless public disk
 SECRET = b"alice's secret disk " * 200
@@ -50,15 +48,29 @@ def state(ec2: Any, iid: str) -> str:
 
 
 @pytest.fixture
-def shared(s3_alice: Any, bucket: str) -> str:
+def pair(new_user: Callable[[str], Tenant]) -> tuple[Tenant, Tenant]:
+    """A fresh alice and bob (these tests leave images and instances behind), and a bucket of alice's."""
+    return new_user("alice"), new_user("bob")
+
+
+@pytest.fixture
+def bucket(pair: tuple[Tenant, Tenant]) -> str:
+    name = f"img-{uuid.uuid4().hex[:12]}"
+    pair[0].s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def shared(pair: tuple[Tenant, Tenant], bucket: str) -> str:
     """alice's public-read disk, `bucket/disk.img`."""
-    s3_alice.put_object(Bucket=bucket, Key="disk.img", Body=PUBLIC, ACL="public-read")
+    pair[0].s3.put_object(Bucket=bucket, Key="disk.img", Body=PUBLIC, ACL="public-read")
     return f"{bucket}/disk.img"
 
 
-def test_replaced_object_fails_the_image(server: LiveServer, bob: Creds, s3_alice: Any, s3_bob: Any, shared: str) -> None:
+def test_replaced_object_fails_the_image(pair: tuple[Tenant, Tenant], shared: str) -> None:
     """The reproduction: alice's overwrite (secret, private) never reaches bob's image."""
-    ec2b = server.client("ec2", bob)
+    alice, bob = pair
+    s3_alice, s3_bob, ec2b = alice.s3, bob.s3, bob.ec2
     bucket, key = shared.split("/", 1)
     ami = ec2b.register_image(Name=f"from-alice-{uuid.uuid4().hex[:6]}", ImageLocation=shared)["ImageId"]
     s3_alice.put_object(Bucket=bucket, Key=key, Body=SECRET)  # private
@@ -73,11 +85,11 @@ def test_replaced_object_fails_the_image(server: LiveServer, bob: Creds, s3_alic
     assert image(ec2b, ami)["State"] == "failed"
 
 
-def test_access_is_checked_at_every_use(server: LiveServer, bob: Creds, s3_alice: Any, s3_bob: Any,
-                                        shared: str) -> None:
+def test_access_is_checked_at_every_use(pair: tuple[Tenant, Tenant], shared: str) -> None:
     """alice makes the very object bob registered private: bob can no longer launch it, and a
     CreateImage of the instance he started before does not copy it."""
-    ec2b = server.client("ec2", bob)
+    alice, bob = pair
+    s3_alice, s3_bob, ec2b = alice.s3, bob.s3, bob.ec2
     bucket, key = shared.split("/", 1)
     ami = ec2b.register_image(Name=f"acl-{uuid.uuid4().hex[:6]}", ImageLocation=shared)["ImageId"]
     iid = run(ec2b, ami)  # readable now: launches
@@ -96,11 +108,11 @@ def test_access_is_checked_at_every_use(server: LiveServer, bob: Creds, s3_alice
     ec2b.terminate_instances(InstanceIds=[iid])
 
 
-def test_public_image_replaced_by_another_user(server: LiveServer, alice: Creds, bob: Creds, s3_alice: Any,
-                                               s3_bob: Any, bucket: str) -> None:
+def test_public_image_replaced_by_another_user(pair: tuple[Tenant, Tenant], bucket: str) -> None:
     """alice's public image from her object in her public-read-write bucket: bob's overwrite (bucket
     WRITE lets him) fails the image rather than making everyone boot bob's bytes."""
-    ec2a, ec2b = server.client("ec2", alice), server.client("ec2", bob)
+    alice, bob = pair
+    s3_alice, s3_bob, ec2a, ec2b = alice.s3, bob.s3, alice.ec2, bob.ec2
     s3_alice.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
     s3_alice.put_object(Bucket=bucket, Key="base.img", Body=PUBLIC)
     ami = ec2a.register_image(Name=f"base-{uuid.uuid4().hex[:6]}", ImageLocation=f"{bucket}/base.img")["ImageId"]
@@ -118,9 +130,9 @@ def test_public_image_replaced_by_another_user(server: LiveServer, alice: Creds,
     assert image(ec2b, ami)["State"] == "available"
 
 
-def test_registration_needs_read_now(server: LiveServer, bob: Creds, s3_alice: Any, bucket: str) -> None:
-    s3_alice.put_object(Bucket=bucket, Key="private.img", Body=SECRET)
-    for client in (server.client("ec2", bob),):
-        with pytest.raises(ClientError) as e:
-            client.register_image(Name=f"steal-{uuid.uuid4().hex[:6]}", ImageLocation=f"{bucket}/private.img")
-        assert code(e)[0] == "InvalidManifest"
+def test_registration_needs_read_now(pair: tuple[Tenant, Tenant], bucket: str) -> None:
+    alice, bob = pair
+    alice.s3.put_object(Bucket=bucket, Key="private.img", Body=SECRET)
+    with pytest.raises(ClientError) as e:
+        bob.ec2.register_image(Name=f"steal-{uuid.uuid4().hex[:6]}", ImageLocation=f"{bucket}/private.img")
+    assert code(e)[0] == "InvalidManifest"

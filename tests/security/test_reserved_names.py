@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from tests.live import Creds, LiveServer
 from tests.security.s3_tenants import denied, s3_anon, server  # noqa: F401 - fixtures
 
 SHARED = b"the administrator's public image" + b"\0" * 1000
+SHARED_NAME = f"shared base {uuid.uuid4().hex[:6]}"
 
 
 @pytest.mark.parametrize("name", ["common", "Common", "COMMON", "VMS", "vms", "Repo"])
@@ -55,13 +57,13 @@ def _legacy_user(server: LiveServer, name: str) -> Creds:
 def shared_image(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> str:
     disk: Path = tmp_path_factory.mktemp("img") / "base.img"
     disk.write_bytes(SHARED)
-    out = server.cli("admin", "image", "import", "shared base", str(disk), "--public", "--json")
+    out = server.cli("admin", "image", "import", SHARED_NAME, str(disk), "--public", "--json")
     return str(json.loads(out.stdout)["image_id"])
 
 
 def test_only_administrators_write_shared_images(server: LiveServer, bob: Creds, s3_anon: Any,
                                                  shared_image: str) -> None:
-    key = "VMS/common/shared base"
+    key = f"VMS/common/{SHARED_NAME}"
     common = _legacy_user(server, "common")
     admin_s3 = server.client("s3")
     # the repository open for writing to every signed-in user: still not the shared area
