@@ -1,5 +1,5 @@
 """Bucket operations and ACLs: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
-GetBucketLocation, Get/PutBucketAcl, Get/PutObjectAcl.
+GetBucketLocation, GetBucketVersioning, Get/PutBucketAcl, Get/PutObjectAcl.
 
 An ACL is set by a canned ACL (x-amz-acl), by x-amz-grant-* headers or by an AccessControlPolicy
 body; grants to users' canonical IDs and to the AllUsers / AuthenticatedUsers groups are stored
@@ -128,6 +128,15 @@ def get_bucket_location(ctx: S3Context, bucket: str, **_: Any) -> dict[str, Any]
             access.require_bucket_owner(ctx.principal, b)
         # S3 names us-east-1 by an empty LocationConstraint
         return {"LocationConstraint": "" if b.region == "us-east-1" else b.region}
+
+
+@operation("GetBucketVersioning")
+def get_bucket_versioning(ctx: S3Context, bucket: str, **_: Any) -> dict[str, Any]:
+    """Versioning is never enabled on a Cumulus bucket: no Status, as S3 answers for a bucket whose
+    versioning was never turned on (its owner asks; others are refused)."""
+    with ctx.db.session() as s:
+        access.require_bucket_owner(ctx.principal, get_bucket(s, bucket))
+    return {}
 
 
 @operation("DeleteBucket")

@@ -214,3 +214,34 @@ def list_objects_v2(ctx: S3Context, bucket: str, prefix: str | None = None, deli
     if encoding_type:
         out["EncodingType"] = encoding_type
     return out
+
+
+@operation("ListObjectVersions")
+def list_object_versions(ctx: S3Context, bucket: str, prefix: str | None = None, delimiter: str | None = None,
+                         key_marker: str | None = None, version_id_marker: str | None = None,
+                         max_keys: int | None = None, encoding_type: str | None = None, **_: Any) -> dict[str, Any]:
+    """Buckets are unversioned: each object is its one version, "null" (S3's answer for a bucket
+    whose versioning was never enabled), and there are no delete markers."""
+    encode = encoder(encoding_type)
+    limit = page_size(max_keys)
+    if version_id_marker and not key_marker:
+        raise invalid_argument("A version-id marker cannot be specified without a key marker.", "version-id-marker",
+                               version_id_marker)
+    if version_id_marker not in (None, "", "null"):
+        raise invalid_argument("Invalid version id specified", "version-id-marker", version_id_marker)
+    # the marker's version is "null", the only one: the listing goes on after its key
+    page, contents = _list(ctx, bucket, prefix, delimiter, key_marker or None, limit, True, encode)
+    versions = [{**item, "VersionId": "null", "IsLatest": True} for item in contents]
+    out: dict[str, Any] = {
+        "Name": bucket, "Prefix": encode(prefix or ""), "KeyMarker": encode(key_marker or ""),
+        "VersionIdMarker": version_id_marker or "", "MaxKeys": limit, "IsTruncated": page.truncated,
+        "Versions": versions, "CommonPrefixes": [{"Prefix": encode(p)} for p in page.prefixes],
+    }
+    if delimiter:
+        out["Delimiter"] = encode(delimiter)
+    if page.truncated and page.last is not None:
+        out["NextKeyMarker"] = encode(page.last)
+        out["NextVersionIdMarker"] = "null"
+    if encoding_type:
+        out["EncodingType"] = encoding_type
+    return out
