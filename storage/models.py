@@ -30,6 +30,8 @@ class Bucket(Base):
     acl: Mapped[str] = mapped_column(String(32), default="private")
     #: grants beyond the canned ACL, JSON [[grantee, permission], ...] (storage/access.py), or NULL
     grants: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: tag set, JSON [[key, value], ...] (storage/tagging.py), or NULL: none
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -57,6 +59,8 @@ class Object(Base):
     checksum_algorithm: Mapped[str | None] = mapped_column(String(16), nullable=True)
     checksum_value: Mapped[str | None] = mapped_column(String(128), nullable=True)
     checksum_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: tag set, JSON [[key, value], ...] (storage/tagging.py), or NULL: none
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
     __table_args__ = (UniqueConstraint("bucket_id", "key", name="uq_s3_object_key"),)
 
     @property
@@ -86,6 +90,8 @@ class MultipartUpload(Base):
     storage_class: Mapped[str] = mapped_column(String(32), default="STANDARD")
     checksum_algorithm: Mapped[str | None] = mapped_column(String(16), nullable=True)
     checksum_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: the tag set the completed object gets (x-amz-tagging), JSON as on Object, or NULL
+    tags: Mapped[str | None] = mapped_column(Text, nullable=True)
     __table_args__ = (Index("ix_s3_uploads_key", "bucket_id", "key", "id"),)
 
 

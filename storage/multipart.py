@@ -53,6 +53,7 @@ from storage.records import (
     user_names,
     write_session,
 )
+from storage.tagging import header_tags
 from storage.upload import ALGORITHMS, MAX_PUT_SIZE
 
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -108,6 +109,7 @@ def create_multipart_upload(ctx: S3Context, bucket: str, key: str, **p: Any) -> 
         raise invalid_request(f"The FULL_OBJECT checksum type cannot be used with the {algorithm} checksum algorithm.")
     if ctype == "COMPOSITE" and algorithm == "CRC64NVME":
         raise invalid_request("The COMPOSITE checksum type cannot be used with the CRC64NVME checksum algorithm.")
+    tags = header_tags(p.get("tagging"))
     upload_id = secrets.token_urlsafe(36)
     with write_session(ctx.db) as s:
         b = get_bucket(s, bucket)
@@ -116,7 +118,7 @@ def create_multipart_upload(ctx: S3Context, bucket: str, key: str, **p: Any) -> 
             id=upload_id, bucket_id=b.id, key=key, owner_id=owner_of_new(ctx),
             headers_json=json.dumps(content_headers(p)), metadata_json=json.dumps(user_metadata(p.get("metadata"))),
             acl=acl, grants=grants, storage_class=storage_class(p.get("storage_class")), checksum_algorithm=algorithm,
-            checksum_type=ctype,
+            checksum_type=ctype, tags=tags,
         ))
     out: dict[str, Any] = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
     if algorithm:
@@ -242,7 +244,7 @@ def complete_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: 
         parts = {pt.part_number: pt for pt in s.scalars(select(Part).where(Part.upload_id == upload_id))}
         up = {"headers": json.loads(upload.headers_json),
               "metadata": json.loads(upload.metadata_json), "acl": upload.acl, "owner": upload.owner_id,
-              "grants": upload.grants,
+              "grants": upload.grants, "tags": upload.tags,
               "sclass": upload.storage_class, "alg": upload.checksum_algorithm, "ctype": upload.checksum_type}
     chosen = _check_parts(listed, parts, up["alg"])
     segments = [{"b": pt.blob_id, "n": pt.size, "c": pt.checksum_value} for pt in chosen]
@@ -255,7 +257,7 @@ def complete_multipart_upload(ctx: S3Context, bucket: str, key: str, upload_id: 
     version = NewVersion(key, up["owner"], segments, size, etag, up["headers"], up["metadata"], up["acl"],
                          up["sclass"], parts_count=len(chosen), upload_id=upload_id,
                          checksum_algorithm=up["alg"] if checksum else None, checksum_value=checksum,
-                         checksum_type=up["ctype"] if checksum else None, grants=up["grants"])
+                         checksum_type=up["ctype"] if checksum else None, grants=up["grants"], tags=up["tags"])
     leftovers: list[str] = []
 
     def finish(conn: Any) -> int:

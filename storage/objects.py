@@ -42,6 +42,7 @@ from storage.records import (
     lookup_object,
     write_session,
 )
+from storage.tagging import header_tags, tag_count
 from storage.upload import stored_content_encoding
 
 log = logging.getLogger("ec2gw.cumulus")
@@ -144,6 +145,7 @@ def put_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any
     acl, grants = new_object_acl(ctx, p)
     sclass = storage_class(p.get("storage_class"))
     metadata = user_metadata(p.get("metadata"))
+    tags = header_tags(p.get("tagging"))
     owner = owner_of_new(ctx)
     body = ctx.body
     if body.length is None or body.length > EARLY_CHECK_BYTES:
@@ -161,7 +163,7 @@ def put_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any
         key, owner, [{"b": writer.blob_id, "n": writer.size, "c": checksum}], writer.size, writer.etag,
         content_headers(p), metadata, acl, sclass,
         checksum_algorithm=body.algorithm.upper() if body.algorithm and checksum else None,
-        checksum_value=checksum, checksum_type="FULL_OBJECT" if checksum else None, grants=grants,
+        checksum_value=checksum, checksum_type="FULL_OBJECT" if checksum else None, grants=grants, tags=tags,
     )
     info = commit_object(ctx.app, ctx.store, bucket, version, write_check(ctx, key),
                          p.get("if_match"), p.get("if_none_match"))
@@ -196,6 +198,8 @@ def object_headers(info: ObjectInfo) -> dict[str, Any]:
         out["Metadata"] = info.metadata
     if info.storage_class != "STANDARD":
         out["StorageClass"] = info.storage_class
+    if info.tags:
+        out["TagCount"] = tag_count(info.tags)
     return out
 
 
@@ -282,6 +286,7 @@ def get_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any
 @operation("HeadObject")
 def head_object(ctx: S3Context, bucket: str, key: str, **p: Any) -> dict[str, Any]:
     result = _get_or_head(ctx, bucket, key, p, with_body=False)
+    result.pop("TagCount", None)  # GetObject's alone
     # HEAD has no ContentRange member; the header is still sent for ranged HEADs, as S3 does
     if "ContentRange" in result:
         result["_headers"] = [("Content-Range", result.pop("ContentRange"))]
@@ -377,6 +382,10 @@ def copy_object(ctx: S3Context, bucket: str, key: str, copy_source: str, **p: An
     directive = p.get("metadata_directive") or "COPY"
     if directive not in ("COPY", "REPLACE"):
         raise invalid_argument("Unknown metadata directive.", "x-amz-metadata-directive", directive)
+    tagging_directive = p.get("tagging_directive") or "COPY"
+    if tagging_directive not in ("COPY", "REPLACE"):
+        raise invalid_argument("Unknown tagging directive.", "x-amz-tagging-directive", tagging_directive)
+    new_tags = header_tags(p.get("tagging")) if tagging_directive == "REPLACE" else None
     acl, grants = new_object_acl(ctx, p)
     with ctx.db.session() as s:
         write_check(ctx, key)(get_bucket(s, bucket))
@@ -384,7 +393,8 @@ def copy_object(ctx: S3Context, bucket: str, key: str, copy_source: str, **p: An
     for _ in range(_OPEN_RETRIES):
         src = copy_source_object(ctx, copy_source, p)
         same = src.bucket == bucket and src.key == key
-        if same and directive == "COPY" and not p.get("storage_class") and not p.get("website_redirect_location"):
+        if same and directive == "COPY" and not p.get("storage_class") and not p.get("website_redirect_location") \
+                and tagging_directive == "COPY":
             raise invalid_request("This copy request is illegal because it is trying to copy an object to itself "
                                   "without changing the object's metadata, storage class, website redirect location "
                                   "or encryption attributes.")
@@ -405,6 +415,7 @@ def copy_object(ctx: S3Context, bucket: str, key: str, copy_source: str, **p: An
         storage_class(p.get("storage_class")) if p.get("storage_class") else src.storage_class,
         parts_count=src.parts_count, checksum_algorithm=src.checksum_algorithm,
         checksum_value=src.checksum_value, checksum_type=src.checksum_type, grants=grants,
+        tags=new_tags if tagging_directive == "REPLACE" else src.tags,
     )
     info = commit_object(ctx.app, ctx.store, bucket, version, write_check(ctx, key),
                          p.get("if_match"), p.get("if_none_match"))

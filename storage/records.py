@@ -79,6 +79,8 @@ class ObjectInfo:
     upload_id: str | None = None
     #: explicit grants beyond the canned ACL (JSON, storage/access.py), or None
     grants: str | None = None
+    #: tag set (JSON, storage/tagging.py), or None
+    tags: str | None = None
 
     @property
     def content_type(self) -> str:
@@ -94,7 +96,7 @@ class ObjectInfo:
         return cls(bucket, row.key, row.size, row.etag, row.last_modified, row.owner_id, row.acl,
                    json.loads(row.headers_json or "{}"), json.loads(row.metadata_json or "{}"),
                    json.loads(row.segments_json), row.parts_count, row.storage_class, row.checksum_algorithm,
-                   row.checksum_value, row.checksum_type, row.upload_id, row.grants)
+                   row.checksum_value, row.checksum_type, row.upload_id, row.grants, row.tags)
 
     def checksum_members(self) -> dict[str, str]:
         """{"ChecksumCRC32": value, "ChecksumType": ...} when the object has a checksum."""
@@ -125,6 +127,7 @@ class NewVersion:
     checksum_value: str | None = None
     checksum_type: str | None = None
     grants: str | None = None
+    tags: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ def _bucket_and_quota(quota: StorageQuota) -> Any:
 _OBJECT_COLUMNS = (Object.id, Object.key, Object.size, Object.etag, Object.last_modified, Object.owner_id, Object.acl,
                    Object.headers_json, Object.metadata_json, Object.segments_json, Object.parts_count,
                    Object.storage_class, Object.checksum_algorithm, Object.checksum_value, Object.checksum_type,
-                   Object.upload_id, Object.grants)
+                   Object.upload_id, Object.grants, Object.tags)
 _OBJECT_BY_KEY = select(*_OBJECT_COLUMNS).where(Object.bucket_id == bindparam("bid"), Object.key == bindparam("key"))
 #: the current version of a key, locked until commit where the database locks rows (PostgreSQL), so
 #: a concurrent overwrite or delete waits instead of counting the same bytes twice
@@ -361,7 +364,7 @@ def commit_object(host: Host, store: BlobStore, bucket_name: str, version: NewVe
         "acl": version.acl, "grants": version.grants, "storage_class": version.storage_class, "segments_json": json.dumps(version.segments),
         "parts_count": version.parts_count, "upload_id": version.upload_id,
         "checksum_algorithm": version.checksum_algorithm, "checksum_value": version.checksum_value,
-        "checksum_type": version.checksum_type,
+        "checksum_type": version.checksum_type, "tags": version.tags,
     }
     try:
         quota = host.storage_quota
@@ -396,7 +399,7 @@ def commit_object(host: Host, store: BlobStore, bucket_name: str, version: NewVe
     return ObjectInfo(bucket_name, version.key, version.size, version.etag, now, version.owner_id, version.acl,
                       version.content_headers, version.metadata, version.segments, version.parts_count,
                       version.storage_class, version.checksum_algorithm, version.checksum_value,
-                      version.checksum_type, version.upload_id, version.grants)
+                      version.checksum_type, version.upload_id, version.grants, version.tags)
 
 
 def delete_object_row(s: Session | Connection, bucket: BucketRef, key: str) -> list[str]:

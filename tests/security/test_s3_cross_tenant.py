@@ -7,7 +7,7 @@ prefix of the shared image bucket (Repo/VMS/<alice>/). Each case is one operatio
 it was. Every case runs on the SQLite server and on two processes sharing PostgreSQL and one data
 dir (alice talks to one, bob to the other). `test_every_operation_has_a_cross_tenant_case`
 fails when Cumulus gains an operation without a case here; the operations Cumulus does not
-implement (bucket policy, tagging, versioning, ...) are sent raw, signed by bob, at alice's
+implement (bucket policy, lifecycle, PutBucketVersioning, ...) are sent raw, signed by bob, at alice's
 bucket and object and must all fail.
 """
 
@@ -31,6 +31,7 @@ DENIED = {"AccessDenied"}
 PART = b"alice's part " * 100
 SECRET = b"alice's secret"
 IMAGE = b"alice's image bytes"
+ALICES_TAGS = "owner=alice&class=secret"
 
 
 @dataclass
@@ -77,7 +78,8 @@ def loot(deployment: World) -> Any:
     a.create_bucket(Bucket=empty)
     a.create_bucket(Bucket=open_, ACL="public-read-write")
     b.create_bucket(Bucket=bobs)
-    a.put_object(Bucket=bucket, Key="secret", Body=SECRET)
+    a.put_object(Bucket=bucket, Key="secret", Body=SECRET, Tagging=ALICES_TAGS)
+    a.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "owner", "Value": "alice"}]})
     upload = a.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
     a.upload_part(Bucket=bucket, Key="mp", UploadId=upload, PartNumber=1, Body=PART)
     open_upload = a.create_multipart_upload(Bucket=open_, Key="open-mp")["UploadId"]
@@ -341,6 +343,62 @@ def abort_multipart_upload(x: Loot) -> None:
     assert x.uploads(x.bucket) == {x.upload} and x.uploads(x.open) == {x.open_upload}
 
 
+# --------------------------------------------------------------------------- versioning, tagging
+
+
+def get_bucket_versioning(x: Loot) -> None:
+    for bucket in (x.bucket, x.empty, x.open):
+        refused(x.bob.get_bucket_versioning, Bucket=bucket, codes=DENIED)
+
+
+def list_object_versions(x: Loot) -> None:
+    for bucket in (x.bucket, x.empty):
+        refused(x.bob.list_object_versions, Bucket=bucket, codes=DENIED)
+    # the image bucket: bob lists his own prefix only
+    refused(x.bob.list_object_versions, Bucket=x.repo, Prefix=f"VMS/{x.w.alice.name}/", codes=DENIED)
+    mine = x.bob.list_object_versions(Bucket=x.repo, Prefix=f"VMS/{x.w.bob.name}/").get("Versions", [])
+    assert all(v["Key"].startswith(f"VMS/{x.w.bob.name}/") for v in mine), mine
+
+
+def _alices_object_tags(x: Loot) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in x.alice.get_object_tagging(Bucket=x.bucket, Key="secret")["TagSet"]}
+
+
+def get_object_tagging(x: Loot) -> None:
+    refused(x.bob.get_object_tagging, Bucket=x.bucket, Key="secret", codes=DENIED)
+    refused(x.bob.get_object_tagging, Bucket=x.repo, Key=x.repo_key, codes=DENIED)
+
+
+def put_object_tagging(x: Loot) -> None:
+    for bucket, key in ((x.bucket, "secret"), (x.repo, x.repo_key)):
+        refused(x.bob.put_object_tagging, Bucket=bucket, Key=key,
+                Tagging={"TagSet": [{"Key": "owner", "Value": "bob"}]}, codes=DENIED)
+    assert _alices_object_tags(x) == {"owner": "alice", "class": "secret"}
+
+
+def delete_object_tagging(x: Loot) -> None:
+    refused(x.bob.delete_object_tagging, Bucket=x.bucket, Key="secret", codes=DENIED)
+    assert _alices_object_tags(x) == {"owner": "alice", "class": "secret"}
+
+
+def get_bucket_tagging(x: Loot) -> None:
+    for bucket in (x.bucket, x.open, x.repo):
+        refused(x.bob.get_bucket_tagging, Bucket=bucket, codes=DENIED)
+
+
+def put_bucket_tagging(x: Loot) -> None:
+    for bucket in (x.bucket, x.open, x.repo):
+        refused(x.bob.put_bucket_tagging, Bucket=bucket, Tagging={"TagSet": [{"Key": "owner", "Value": "bob"}]},
+                codes=DENIED)
+    assert x.alice.get_bucket_tagging(Bucket=x.bucket)["TagSet"] == [{"Key": "owner", "Value": "alice"}]
+
+
+def delete_bucket_tagging(x: Loot) -> None:
+    for bucket in (x.bucket, x.open):
+        refused(x.bob.delete_bucket_tagging, Bucket=bucket, codes=DENIED)
+    assert x.alice.get_bucket_tagging(Bucket=x.bucket)["TagSet"] == [{"Key": "owner", "Value": "alice"}]
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -369,6 +427,14 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "ListParts": [list_parts],
     "CompleteMultipartUpload": [complete_multipart_upload],
     "AbortMultipartUpload": [abort_multipart_upload],
+    "GetBucketVersioning": [get_bucket_versioning],
+    "ListObjectVersions": [list_object_versions],
+    "GetObjectTagging": [get_object_tagging],
+    "PutObjectTagging": [put_object_tagging],
+    "DeleteObjectTagging": [delete_object_tagging],
+    "GetBucketTagging": [get_bucket_tagging],
+    "PutBucketTagging": [put_bucket_tagging],
+    "DeleteBucketTagging": [delete_bucket_tagging],
 }
 
 
@@ -405,7 +471,7 @@ def _unimplemented_requests(bucket: str, key: str) -> list[tuple[str, str, str]]
 
 
 def test_operations_cumulus_does_not_implement_fail_for_bob_on_alices_bucket(loot: Loot) -> None:
-    """PutBucketPolicy, PutBucketTagging, PutObjectTagging, ...: none may succeed for another tenant."""
+    """PutBucketPolicy, PutBucketVersioning, PutBucketLifecycle, ...: none may succeed for another tenant."""
     requests = _unimplemented_requests(loot.bucket, "secret")
     assert len(requests) > 50, requests
     wrong = []
@@ -421,6 +487,7 @@ def test_operations_cumulus_does_not_implement_fail_for_bob_on_alices_bucket(loo
 
 def test_alices_data_is_intact_and_hers(loot: Loot) -> None:
     assert loot.read(loot.bucket, "secret") == SECRET and loot.keys(loot.bucket) == ["secret"]
+    assert _alices_object_tags(loot) == {"owner": "alice", "class": "secret"}
     assert loot.read(loot.repo, loot.repo_key) == IMAGE
     assert loot.uploads(loot.bucket) == {loot.upload} and loot.uploads(loot.open) == {loot.open_upload}
     assert loot.parts(loot.bucket, "mp", loot.upload) == [(1, len(PART))]
