@@ -59,6 +59,12 @@ class Tenant(Creds):
     ec2: Any = None
     s3: Any = None
 
+    def close(self) -> None:
+        """Close the clients' pooled connections (a server stops at once when none is left open)."""
+        for c in (self.ec2, self.s3):
+            if c is not None:
+                c.close()
+
     @property
     def anonymous(self) -> bool:
         return not self.access_key
@@ -152,23 +158,31 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="session")
-def admin(live: LiveServer) -> Tenant:
-    return tenant(live, live.admin)
+def admin(live: LiveServer) -> Iterator[Tenant]:
+    t = tenant(live, live.admin)
+    yield t
+    t.close()
 
 
 @pytest.fixture(scope="session")
-def alice(live: LiveServer) -> Tenant:
-    return tenant(live, make_user(live, unique("alice")))
+def alice(live: LiveServer) -> Iterator[Tenant]:
+    t = tenant(live, make_user(live, unique("alice")))
+    yield t
+    t.close()
 
 
 @pytest.fixture(scope="session")
-def bob(live: LiveServer) -> Tenant:
-    return tenant(live, make_user(live, unique("bob")))
+def bob(live: LiveServer) -> Iterator[Tenant]:
+    t = tenant(live, make_user(live, unique("bob")))
+    yield t
+    t.close()
 
 
 @pytest.fixture(scope="session")
-def anon(live: LiveServer) -> Tenant:
-    return anonymous(live)
+def anon(live: LiveServer) -> Iterator[Tenant]:
+    t = anonymous(live)
+    yield t
+    t.close()
 
 
 @pytest.fixture(scope="session")
@@ -212,9 +226,11 @@ def pg_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         a.start()  # first: it creates the administrator and writes admin.credentials
         b.start()
         image = import_public_image(a, tmp_path_factory.mktemp("sec-pg-image"))
-        adm = a.admin
-        yield World([a, b], tenant(a, adm), tenant(a, make_user(a, unique("alice"))),
-                    tenant(b, make_user(a, unique("bob"))), anonymous(b), image)
+        w = World([a, b], tenant(a, a.admin), tenant(a, make_user(a, unique("alice"))),
+                  tenant(b, make_user(a, unique("bob"))), anonymous(b), image)
+        yield w
+        for t in (w.admin, w.alice, w.bob, w.anon):
+            t.close()
     finally:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(LiveServer.stop, (a, b)))

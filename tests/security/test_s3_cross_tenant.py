@@ -99,6 +99,11 @@ def loot(deployment: World) -> Any:
     a.abort_multipart_upload(Bucket=repo, Key=f"VMS/{w.alice.name}/big.img", UploadId=repo_upload)
 
 
+def cli(x: Loot) -> bool:
+    """The aws CLI too (a Python start per call, seconds on a loaded machine): on the SQLite server only."""
+    return len(x.w.servers) == 1
+
+
 def _repo_big(x: Loot) -> str:
     return f"VMS/{x.w.alice.name}/big.img"
 
@@ -200,8 +205,9 @@ def get_object(x: Loot) -> None:
     refused(x.bob.get_object, Bucket=x.bucket, Key="secret", PartNumber=1, codes=DENIED)
     refused(x.bob.get_object, Bucket=x.bucket, Key="no-such-key", codes=DENIED)  # existence is no one else's business
     refused(x.bob.get_object, Bucket=x.repo, Key=x.repo_key, codes=DENIED)
-    res = x.w.bob.aws("s3", "cp", f"s3://{x.bucket}/secret", "-")
-    assert res.returncode != 0 and SECRET.decode() not in res.stdout, res
+    if cli(x):
+        res = x.w.bob.aws("s3", "cp", f"s3://{x.bucket}/secret", "-")
+        assert res.returncode != 0 and SECRET.decode() not in res.stdout, res
 
 
 def head_object(x: Loot) -> None:
@@ -215,8 +221,9 @@ def put_object(x: Loot) -> None:
     refused(x.bob.put_object, Bucket=x.repo, Key=x.repo_key, Body=b"bob's", codes=DENIED)
     refused(x.bob.put_object, Bucket=x.repo, Key=f"VMS/{x.w.alice.name}/planted.img", Body=b"bob's", codes=DENIED)
     refused(x.bob.put_object, Bucket=x.repo, Key="VMS/common/planted.img", Body=b"bob's", codes=DENIED)
-    res = x.w.bob.aws("s3", "cp", "-", f"s3://{x.bucket}/secret")
-    assert res.returncode != 0, res
+    if cli(x):
+        res = x.w.bob.aws("s3", "cp", "-", f"s3://{x.bucket}/secret")
+        assert res.returncode != 0, res
     assert x.read(x.bucket, "secret") == SECRET and x.keys(x.bucket) == ["secret"]
     assert x.read(x.repo, x.repo_key) == IMAGE
     assert x.keys(x.repo, f"VMS/{x.w.alice.name}/planted") == x.keys(x.repo, "VMS/common/planted") == []
@@ -225,8 +232,9 @@ def put_object(x: Loot) -> None:
 def delete_object(x: Loot) -> None:
     refused(x.bob.delete_object, Bucket=x.bucket, Key="secret", codes=DENIED)
     refused(x.bob.delete_object, Bucket=x.repo, Key=x.repo_key, codes=DENIED)
-    res = x.w.bob.aws("s3", "rm", f"s3://{x.bucket}/secret")
-    assert res.returncode != 0, res
+    if cli(x):
+        res = x.w.bob.aws("s3", "rm", f"s3://{x.bucket}/secret")
+        assert res.returncode != 0, res
     assert x.read(x.bucket, "secret") == SECRET and x.read(x.repo, x.repo_key) == IMAGE
 
 
@@ -252,8 +260,9 @@ def copy_object(x: Loot) -> None:
             codes=DENIED)
     refused(x.bob.copy_object, Bucket=x.repo, Key=x.repo_key, CopySource={"Bucket": x.bobs, "Key": "bait"},
             codes=DENIED)
-    res = x.w.bob.aws("s3", "cp", f"s3://{x.bucket}/secret", f"s3://{x.bobs}/loot-cli")
-    assert res.returncode != 0, res
+    if cli(x):
+        res = x.w.bob.aws("s3", "cp", f"s3://{x.bucket}/secret", f"s3://{x.bobs}/loot-cli")
+        assert res.returncode != 0, res
     assert [o["Key"] for o in x.bob.list_objects_v2(Bucket=x.bobs).get("Contents", [])] == ["bait"]
     assert x.read(x.bucket, "secret") == SECRET and x.read(x.repo, x.repo_key) == IMAGE
 
