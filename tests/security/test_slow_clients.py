@@ -128,3 +128,57 @@ def _client(server: LiveServer, service: str) -> Any:
                         region_name="us-east-1", aws_access_key_id=creds.access_key,
                         aws_secret_access_key=creds.secret_key,
                         config=Config(retries={"max_attempts": 1}, connect_timeout=10, read_timeout=10))
+
+
+def test_slow_tls_handshakes_and_headers_hold_no_thread(tmp_path: Path) -> None:
+    """With --tls, the handshake was made by a thread too, blocking: a client that sent half a
+    ClientHello (or finished the handshake and then its headers a byte a second) kept it."""
+    import ssl
+
+    srv = LiveServer(tmp_path / "srv", extra_args=["--tls"], scheme="https").start()
+    socks: list[Any] = []
+    try:
+        ca = str(srv.data_dir / "certs" / "ca.pem")
+
+        def client(service: str) -> Any:
+            import boto3
+
+            creds = srv.admin
+            return boto3.client(service, endpoint_url=srv.ec2_url if service == "ec2" else srv.s3_url,
+                                region_name="us-east-1", aws_access_key_id=creds.access_key,
+                                aws_secret_access_key=creds.secret_key, verify=ca,
+                                config=Config(retries={"max_attempts": 1}, connect_timeout=10, read_timeout=10))
+
+        ec2, s3 = client("ec2"), client("s3")
+        s3.create_bucket(Bucket="tls")
+        ctx = ssl.create_default_context(cafile=ca)
+        for port in (srv.ec2_port, srv.s3_port):
+            for i in range(60):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                if i % 2:
+                    sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # the start of a ClientHello
+                else:
+                    sock = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+                    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                socks.append(sock)
+        time.sleep(0.5)
+        times = sorted(_timed(call) for _ in range(3) for call in (
+            lambda: ec2.describe_regions(), lambda: s3.put_object(Bucket="tls", Key="k", Body=b"k" * 1000),
+            lambda: s3.get_object(Bucket="tls", Key="k")["Body"].read()))
+        assert times[-1] < 2.0, times
+    finally:
+        for sock in socks:
+            sock.close()
+        srv.stop()
+    assert "Traceback" not in srv.log()
+
+
+def test_pipelined_requests_on_a_kept_alive_connection(server: LiveServer) -> None:
+    """Requests sent back to back on one connection are each read in the poller and answered in order."""
+    one = b"GET /pipelined-missing-bucket HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.s3_port), timeout=10) as sock:
+        sock.sendall(one * 3 + b"GET /pipelined-missing-bucket HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 403 ") + answer.count(b"HTTP/1.1 404 ") == 4, answer
