@@ -41,6 +41,7 @@ class Loot:
     running: str
     stopped: str
     image: str
+    kernel: str
     key_name: str
     key_id: str
     key_fingerprint: str
@@ -91,6 +92,8 @@ def loot(deployment: World, tmp_path_factory: pytest.TempPathFactory) -> Loot:
     image = str(admin_cli(w.servers[0], "image", "import", unique("alice-private"), str(path), "--owner",
                           w.alice.name)["image_id"])
     ec2.create_tags(Resources=[image], Tags=[{"Key": "owner", "Value": "alice"}])
+    kernel = str(admin_cli(w.servers[0], "image", "import", unique("alice-kernel"), str(path), "--kind", "kernel",
+                           "--owner", w.alice.name)["image_id"])
     group = ec2.describe_security_groups()["SecurityGroups"][0]
     ec2.create_tags(Resources=[group["GroupId"]], Tags=[{"Key": "owner", "Value": "alice"}])
 
@@ -101,7 +104,7 @@ def loot(deployment: World, tmp_path_factory: pytest.TempPathFactory) -> Loot:
 
     wait_for("alice's instances running", states, timeout=60)
     ec2.stop_instances(InstanceIds=[ids[1]])
-    loot = Loot(w, ids[0], ids[1], image, key["KeyName"], key["KeyPairId"], key["KeyFingerprint"], group["GroupId"],
+    loot = Loot(w, ids[0], ids[1], image, kernel, key["KeyName"], key["KeyPairId"], key["KeyFingerprint"], group["GroupId"],
                 group["OwnerId"])
     wait_for("alice's second instance stopped", lambda: loot.state(ids[1]) == "stopped", timeout=60)
     return loot
@@ -220,6 +223,7 @@ def deregister_image(x: Loot) -> None:
 def describe_image_attribute(x: Loot) -> None:
     for attribute in ("launchPermission", "description", "kernel", "ramdisk", "blockDeviceMapping"):
         refused(x.bob.describe_image_attribute, ImageId=x.image, Attribute=attribute, codes=IMAGE_NF)
+    refused(x.bob.describe_image_attribute, ImageId=x.kernel, Attribute="launchPermission", codes=IMAGE_NF)
 
 
 def modify_image_attribute(x: Loot) -> None:
@@ -245,6 +249,11 @@ def public_image_stays_the_administrators(x: Loot) -> None:
 
 def run_instances(x: Loot) -> None:
     refused(x.bob.run_instances, ImageId=x.image, MinCount=1, MaxCount=1, codes=IMAGE_NF)
+    refused(x.bob.run_instances, ImageId=x.w.public_image, KernelId=x.kernel, MinCount=1, MaxCount=1, codes=IMAGE_NF)
+    # a kernel id where a machine image goes: refused by its prefix alone, the same for one that does not exist
+    theirs = refused(x.bob.run_instances, ImageId=x.kernel, MinCount=1, MaxCount=1)
+    nobodys = refused(x.bob.run_instances, ImageId="aki-0123456789abcdef0", MinCount=1, MaxCount=1)
+    assert theirs[:2] == nobodys[:2], (theirs, nobodys)
     refused(x.bob.run_instances, ImageId=x.w.public_image, MinCount=1, MaxCount=1, KeyName=x.key_name, codes=KEY_NF)
     refused(x.bob.run_instances, ImageId=x.w.public_image, MinCount=1, MaxCount=1, SecurityGroupIds=[x.group_id],
             codes=GROUP_NF)
@@ -258,6 +267,12 @@ def register_image(x: Loot) -> None:
     location = x.image_row().get("ImageLocation") or ""
     assert "/" in location, x.image_row()
     refused(x.bob.register_image, Name=unique("bob-copy"), ImageLocation=location)
+    # his own object, with alice's private kernel
+    bucket = unique("bob-image")
+    x.w.bob.s3.create_bucket(Bucket=bucket)
+    x.w.bob.s3.put_object(Bucket=bucket, Key="disk.img", Body=b"\0" * 4096)
+    refused(x.bob.register_image, Name=unique("bob-kernel"), ImageLocation=f"{bucket}/disk.img", KernelId=x.kernel,
+            codes=IMAGE_NF)
     assert [i for i in x.bob.describe_images(Owners=["self"])["Images"]] == []
 
 
@@ -318,7 +333,7 @@ def describe_addresses(x: Loot) -> None:
 
 
 def nothing_of_alices_is_listed_for_bob(x: Loot) -> None:
-    assert not x.bob_sees() & {x.running, x.stopped, x.image, x.key_id, x.group_id}
+    assert not x.bob_sees() & {x.running, x.stopped, x.image, x.kernel, x.key_id, x.group_id}
 
 
 #: operation -> the cases that attack alice's resources with it
