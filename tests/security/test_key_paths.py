@@ -125,6 +125,16 @@ def test_own_image_prefix_does_not_lead_into_anothers(live: Any, alice: Tenant, 
     for path in (f"/Repo/{key}", "/Repo/" + quote(key, safe="/")):
         res = signed(live, bob, "GET", path)
         assert ALICE_SECRET not in res.body and res.status != 500, (path, res.status, res.body[:300])
+    # and as a copy source, decoded or not: bob's own bytes or nothing, never alice's
+    _, theirs = places
+    for source in (f"Repo/{key}", "Repo/" + quote(key, safe="/"), "/Repo/" + quote(key, safe="")):
+        try:
+            bob.s3.copy_object(Bucket=theirs, Key="copied", CopySource=source)
+        except ClientError as exc:
+            assert 400 <= error_of(exc)[1] < 500, (source, exc.response)
+            continue
+        assert bob.s3.get_object(Bucket=theirs, Key="copied")["Body"].read() == BOB_BYTES, source
+        bob.s3.delete_object(Bucket=theirs, Key="copied")
     # and as an image location: never alice's bytes registered as bob's image
     try:
         image = bob.ec2.register_image(Name=unique("climb"), ImageLocation=f"Repo/{key}")["ImageId"]
