@@ -184,7 +184,7 @@ def test_bucket_rules(s3_alice: Any) -> None:
 
 def test_unsupported_operation_and_method(server: LiveServer, s3_alice: Any, alice: Creds, bucket: str) -> None:
     with pytest.raises(ClientError) as e:
-        s3_alice.get_bucket_tagging(Bucket=bucket)
+        s3_alice.get_bucket_policy(Bucket=bucket)
     assert error_code(e.value) == ("NotImplemented", 501)
     url = f"{server.s3_url}/{bucket}/k"
     resp = send(url, "PATCH", sign(alice, "PATCH", url, {}, "UNSIGNED-PAYLOAD"))
