@@ -169,8 +169,10 @@ def list_objects(ctx: S3Context, bucket: str, prefix: str | None = None, delimit
     encode = encoder(encoding_type)
     limit = page_size(max_keys)
     page, contents = _list(ctx, bucket, prefix, delimiter, marker or None, limit, True, encode)
+    # S3 leaves ListObjects' Prefix as it was asked for (botocore decodes Delimiter, Marker, NextMarker,
+    # keys and common prefixes, not Prefix)
     out: dict[str, Any] = {
-        "Name": bucket, "Prefix": encode(prefix or ""), "Marker": encode(marker or ""), "MaxKeys": limit,
+        "Name": bucket, "Prefix": prefix or "", "Marker": encode(marker or ""), "MaxKeys": limit,
         "IsTruncated": page.truncated, "Contents": contents,
         "CommonPrefixes": [{"Prefix": encode(p)} for p in page.prefixes],
     }
@@ -191,6 +193,8 @@ def list_objects_v2(ctx: S3Context, bucket: str, prefix: str | None = None, deli
     limit = page_size(max_keys)
     scope = scope_digest("v2", bucket, prefix or "", delimiter or "")
     after = start_after or None
+    if continuation_token == "":
+        continuation_token = None  # `continuation-token=` (sent by some clients for the first page): none
     if continuation_token is not None:
         try:
             after = decode_token(continuation_token, scope)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from typing import Any
 from urllib.parse import quote
@@ -187,7 +188,7 @@ def upload_part_copy(ctx: S3Context, bucket: str, key: str, upload_id: str, part
         algorithm = upload.checksum_algorithm
     src: ObjectInfo = copy_source_object(ctx, copy_source, p)
     start, end = 0, src.size
-    if p.get("copy_source_range"):
+    if p.get("copy_source_range") is not None:  # an empty one too: S3 refuses it
         selected = _copy_range(p["copy_source_range"], src.size)
         start, end = selected
     if end - start > MAX_PUT_SIZE:
@@ -207,11 +208,18 @@ def upload_part_copy(ctx: S3Context, bucket: str, key: str, upload_id: str, part
     return {"CopyPartResult": result}
 
 
+_COPY_RANGE = re.compile(r"bytes=([0-9]+)-([0-9]+)")
+
+
 def _copy_range(header: str, size: int) -> tuple[int, int]:
+    """(start, end exclusive) of x-amz-copy-source-range, or S3's InvalidArgument: one form for a
+    value that is not `bytes=first-last`, another for a range the source does not hold."""
+    if _COPY_RANGE.fullmatch(header) is None:
+        raise invalid_argument("The x-amz-copy-source-range value must be of the form bytes=first-last where first "
+                               "and last are the zero-based offsets of the first and last bytes to copy",
+                               "x-amz-copy-source-range", header)
     bad = invalid_argument(f"Range specified is not valid for source object of size: {size}",
                            "x-amz-copy-source-range", header)
-    if not header.startswith("bytes=") or header.startswith("bytes=-") or header.endswith("-"):
-        raise bad
     try:
         selected = parse_range(header, size)
     except ServiceError:

@@ -9,6 +9,7 @@ no I/O whatever the size.
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from datetime import datetime
@@ -79,12 +80,30 @@ def _snake(member: str) -> str:
 
 
 def user_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
-    metadata = dict(metadata or {})
+    """x-amz-meta-* as text: header bytes that are UTF-8 (what the SDKs send for non-ASCII text) are
+    read as UTF-8, any others as Latin-1."""
+    metadata = {k: _header_text(v) for k, v in (metadata or {}).items()}
     size = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
     if size > MAX_METADATA_BYTES:
         raise ServiceError("MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.", 400,
                            MaxSizeAllowed=str(MAX_METADATA_BYTES))
     return metadata
+
+
+def _header_text(value: str) -> str:
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
+def mail_safe(value: str) -> str:
+    """A metadata value as S3 returns it: non-ASCII text as an RFC 2047 encoded word."""
+    if value.isascii():
+        return value
+    return f"=?UTF-8?B?{base64.b64encode(value.encode('utf-8')).decode()}?="
 
 
 def storage_class(value: str | None) -> str:
@@ -195,7 +214,7 @@ def object_headers(info: ObjectInfo) -> dict[str, Any]:
         if member != "ContentType" and member in info.content_headers:
             out[member] = info.content_headers[member]
     if info.metadata:
-        out["Metadata"] = info.metadata
+        out["Metadata"] = {k: mail_safe(v) for k, v in info.metadata.items()}
     if info.storage_class != "STANDARD":
         out["StorageClass"] = info.storage_class
     if info.tags:

@@ -319,7 +319,12 @@ class UploadBody:
         """The object bytes of a request, verified as they are read (and by verify() at the end);
         raises before reading anything if the request cannot carry an object."""
         declared = payload_hash or ""
-        aws_chunked = declared.startswith("STREAMING-") or "aws-chunked" in (headers.get("Content-Encoding") or "").lower()
+        # aws-chunked framing: a STREAMING-* payload, or Content-Encoding aws-chunked with the decoded
+        # length it needs; without one, a client naming aws-chunked as a plain content encoding
+        # sent the object as it is (S3 stores the body, and no aws-chunked encoding)
+        aws_chunked = declared.startswith("STREAMING-") or (
+            "aws-chunked" in (headers.get("Content-Encoding") or "").lower()
+            and headers.get("x-amz-decoded-content-length") is not None)
         wire, length = _declared_lengths(headers, aws_chunked)
         if length is not None and length > limit:
             raise entity_too_large(limit)

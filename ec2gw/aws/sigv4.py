@@ -299,10 +299,7 @@ def verify_signature(
     creds = Credentials(claim.access_key, secret)
     cls = _S3Canonicalizer if service == "s3" else _Ec2Canonicalizer
     signer: Any = cls(creds, claim.scope_service, claim.region)
-    headers = HTTPHeaders()
-    for name in claim.signed_headers:
-        for value in hdrs.get(name, [""]):
-            headers[name] = value
+    renderings = _header_renderings(hdrs, claim.signed_headers)
     queries: list[tuple[list[tuple[str, str]], str]]
     if query_pairs is None:  # from the URL: decoded + re-encoded by botocore, or raw as sent
         raw_pairs = [(k, v) for k, v in split_query(req.query) if k != "X-Amz-Signature"]
@@ -319,28 +316,49 @@ def verify_signature(
     first_try: tuple[str, str] | None = None
     # bytes: compare_digest refuses str with non-ASCII characters, which a forged header may carry
     provided = claim.signature.lower().encode("utf-8", "replace")
-    for p in paths:
-        for params, raw_query in queries:
-            # The URL's host is never part of the canonical request (the Host header is, verbatim, among
-            # the signed headers), so a fixed one keeps a junk Host such as "[::1" from breaking urlsplit.
-            url = f"http://localhost{p}" + (f"?{raw_query}" if raw_query else "")
-            request = AWSRequest(method=req.method.upper(), url=url, headers=headers, params=list(params))
-            request.context["timestamp"] = claim.amz_date
-            request.context["payload_hash"] = payload_hash
-            try:
-                creq = signer.canonical_request(request)
-            except ValueError:  # a path urlsplit cannot take: nothing the client signed can match it
-                continue
-            if creq in seen:
-                continue
-            seen.add(creq)
-            sts = signer.string_to_sign(request, creq)
-            first_try = first_try or (sts, creq)
-            if hmac.compare_digest(signer.signature(sts, request).encode(), provided):
-                return
+    for p, (params, raw_query), headers in ((p, q, h) for p in paths for q in queries for h in renderings):
+        # The URL's host is never part of the canonical request (the Host header is, verbatim, among
+        # the signed headers), so a fixed one keeps a junk Host such as "[::1" from breaking urlsplit.
+        url = f"http://localhost{p}" + (f"?{raw_query}" if raw_query else "")
+        request = AWSRequest(method=req.method.upper(), url=url, headers=headers, params=list(params))
+        request.context["timestamp"] = claim.amz_date
+        request.context["payload_hash"] = payload_hash
+        try:
+            creq = signer.canonical_request(request)
+        except ValueError:  # a path urlsplit cannot take: nothing the client signed can match it
+            continue
+        if creq in seen:
+            continue
+        seen.add(creq)
+        sts = signer.string_to_sign(request, creq)
+        first_try = first_try or (sts, creq)
+        if hmac.compare_digest(signer.signature(sts, request).encode(), provided):
+            return
     if first_try is None:
         raise signature_error(service, claim.access_key, claim.signature, "", None)
     raise signature_error(service, claim.access_key, claim.signature, first_try[0], first_try[1])
+
+
+def _header_renderings(hdrs: dict[str, list[str]], signed_headers: list[str]) -> list[HTTPHeaders]:
+    """The signed headers as the server read them (each byte a Latin-1 character, as WSGI passes
+    them and as Python's http.client sends text), and, when a value holds bytes beyond ASCII that
+    are valid UTF-8, with those values read as UTF-8: botocore (and the Go and JavaScript SDKs)
+    sign the text and send its UTF-8 bytes (x-amz-meta-* values such as "Jörg")."""
+    plain = HTTPHeaders()
+    utf8 = HTTPHeaders()
+    differs = False
+    for name in signed_headers:
+        for value in hdrs.get(name, [""]):
+            plain[name] = value
+            decoded = value
+            if not value.isascii():
+                try:
+                    decoded = value.encode("latin-1").decode("utf-8")
+                except (UnicodeEncodeError, UnicodeDecodeError):
+                    pass
+            differs = differs or decoded != value
+            utf8[name] = decoded
+    return [plain, utf8] if differs else [plain]
 
 
 # --------------------------------------------------------------------------- the client's claim

@@ -56,6 +56,27 @@ _TIMEOUT_MESSAGE = (b"The request did not arrive within the timeout period (its 
                     b"came too slowly, or stopped): send the whole request without pausing.")
 
 
+def _ignore_unknown_expectations() -> None:
+    """gunicorn answers 417 Expectation Failed to any Expect header but 100-continue; S3 (and EC2)
+    ignore the others (an empty Expect, `Expect: 200`), and the clients that send them expect
+    their request to be served: the header is kept and nothing is expected."""
+    policy = http.message.HeaderPolicy
+    if getattr(policy._apply_header_policy, "ec2gw_ignores_expect", False):
+        return
+    original = policy._apply_header_policy
+
+    def apply(self: Any, name: str, value: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "EXPECT" and value.strip().lower() != "100-continue":
+            return name, value
+        return original(self, name, value, *args, **kwargs)
+
+    apply.ec2gw_ignores_expect = True  # type: ignore[attr-defined]
+    policy._apply_header_policy = apply
+
+
+_ignore_unknown_expectations()
+
+
 def timeout_answer(ec2: bool) -> bytes:
     """400 RequestTimeout in the endpoint's error envelope, closing the connection."""
     if ec2:
