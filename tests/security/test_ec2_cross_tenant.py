@@ -213,6 +213,11 @@ def describe_images(x: Loot) -> None:
     assert x.bob.describe_images(Owners=[x.account_id])["Images"] == []
     assert x.bob.describe_images(Filters=[{"Name": "image-id", "Values": [x.image]}])["Images"] == []
     assert x.image not in {i["ImageId"] for i in x.bob.describe_images(ExecutableUsers=["self"])["Images"]}
+    for filters in ([{"Name": "owner-id", "Values": [x.account_id]}], [{"Name": "is-public", "Values": ["false"]}],
+                    [{"Name": "name", "Values": ["alice-*"]}], [{"Name": "image-type", "Values": ["kernel"]}]):
+        assert not {i["ImageId"] for i in x.bob.describe_images(Filters=filters)["Images"]} & {x.image, x.kernel}
+    listed = x.bob.describe_key_pairs(Filters=[{"Name": "key-name", "Values": ["*"]}])["KeyPairs"]
+    assert x.key_id not in {k["KeyPairId"] for k in listed}
 
 
 def deregister_image(x: Loot) -> None:
