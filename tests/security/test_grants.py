@@ -6,17 +6,17 @@ or in x-amz-grant-* headers, are stored, shown by Get*Acl and checked on every a
 email address is 400 UnresolvableGrantByEmailAddress, to an unknown ID 400 InvalidArgument.
 """
 
-# ruff: noqa: F811 - pytest fixtures are imported by name and taken as parameters
-
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.live import Creds, LiveServer
-from tests.security.s3_tenants import denied, s3_alice, s3_anon, s3_bob, server  # noqa: F401 - fixtures
+from tests.functional.s3_fixtures import empty_and_delete, new_bucket_name
+from tests.security.conftest import World
+from tests.security.s3_tenants import denied
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
@@ -40,6 +40,33 @@ def group_grant(uri: str, perm: str) -> dict[str, Any]:
 
 def shown(acl: dict[str, Any]) -> set[tuple[str, str]]:
     return {(g["Grantee"].get("ID") or g["Grantee"].get("URI"), g["Permission"]) for g in acl["Grants"]}
+
+
+# every test runs on both deployments: one SQLite server, and two processes over one PostgreSQL
+# database (alice talks to one, bob and the anonymous caller to the other)
+
+
+@pytest.fixture
+def s3_alice(deployment: World) -> Any:
+    return deployment.alice.s3
+
+
+@pytest.fixture
+def s3_bob(deployment: World) -> Any:
+    return deployment.bob.s3
+
+
+@pytest.fixture
+def s3_anon(deployment: World) -> Any:
+    return deployment.anon.s3
+
+
+@pytest.fixture
+def bucket(deployment: World) -> Iterator[str]:
+    name = new_bucket_name("grants")
+    deployment.alice.s3.create_bucket(Bucket=name)
+    yield name
+    empty_and_delete(deployment.alice.s3, name)
 
 
 @pytest.fixture
@@ -162,11 +189,10 @@ def test_grants_on_uploads_and_copies(s3_alice: Any, s3_bob: Any, s3_anon: Any, 
     assert denied(s3_bob.get_object, Bucket=bucket, Key=secret) == ("AccessDenied", 403)
 
 
-def test_aws_cli_grant(server: LiveServer, alice: Creds, bob: Creds, s3_bob: Any, bucket: str, secret: str) -> None:
+def test_aws_cli_grant(deployment: World, s3_bob: Any, bucket: str, secret: str) -> None:
+    alice, bob = deployment.alice, deployment.bob
     bob_id = canonical(s3_bob)
-    server.aws("s3api", "put-object-acl", "--bucket", bucket, "--key", secret, "--grant-read", f"id={bob_id}",
-               creds=alice)
-    acl = json.loads(server.aws("s3api", "get-object-acl", "--bucket", bucket, "--key", secret, creds=alice).stdout)
+    alice.aws("s3api", "put-object-acl", "--bucket", bucket, "--key", secret, "--grant-read", f"id={bob_id}", check=True)
+    acl = json.loads(alice.aws("s3api", "get-object-acl", "--bucket", bucket, "--key", secret, check=True).stdout)
     assert (bob_id, "READ") in shown(acl)
-    out = server.aws("s3", "cp", f"s3://{bucket}/{secret}", "-", creds=bob)
-    assert out.stdout == "alice only"
+    assert bob.aws("s3", "cp", f"s3://{bucket}/{secret}", "-", check=True).stdout == "alice only"

@@ -6,18 +6,45 @@ object, GetObjectAcl READ_ACP (the object's owner, the bucket's owner, or a gran
 the multipart uploads of another user in that bucket.
 """
 
-# ruff: noqa: F811 - pytest fixtures are imported by name and taken as parameters
-
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.live import Creds, LiveServer
-from tests.security.s3_tenants import denied, s3_alice, s3_anon, s3_bob, server  # noqa: F401 - fixtures
+from tests.functional.s3_fixtures import empty_and_delete, new_bucket_name
+from tests.security.conftest import World
+from tests.security.s3_tenants import denied
 
 SECRET = b"alice's private bytes"
+
+
+# every test runs on both deployments: one SQLite server, and two processes over one PostgreSQL
+# database (alice talks to one, bob and the anonymous caller to the other)
+
+
+@pytest.fixture
+def s3_alice(deployment: World) -> Any:
+    return deployment.alice.s3
+
+
+@pytest.fixture
+def s3_bob(deployment: World) -> Any:
+    return deployment.bob.s3
+
+
+@pytest.fixture
+def s3_anon(deployment: World) -> Any:
+    return deployment.anon.s3
+
+
+@pytest.fixture
+def bucket(deployment: World) -> Iterator[str]:
+    name = new_bucket_name("objacl")
+    deployment.alice.s3.create_bucket(Bucket=name)
+    yield name
+    empty_and_delete(deployment.alice.s3, name)
 
 
 @pytest.fixture
@@ -68,8 +95,7 @@ def test_bucket_acl_stays_the_owners(s3_bob: Any, s3_anon: Any, open_bucket: str
         assert denied(client.put_bucket_acl, Bucket=open_bucket, ACL="private") == ("AccessDenied", 403)
 
 
-def test_another_users_multipart_upload(server: LiveServer, alice: Creds, s3_alice: Any, s3_bob: Any, s3_anon: Any,
-                                        open_bucket: str) -> None:
+def test_another_users_multipart_upload(s3_alice: Any, s3_bob: Any, s3_anon: Any, open_bucket: str) -> None:
     """Bucket WRITE lets bob start uploads of his own, not add parts to, list, complete or abort alice's."""
     up = s3_alice.create_multipart_upload(Bucket=open_bucket, Key="big")["UploadId"]
     etag = s3_alice.upload_part(Bucket=open_bucket, Key="big", UploadId=up, PartNumber=1, Body=b"a" * 100)["ETag"]
