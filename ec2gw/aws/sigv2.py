@@ -39,6 +39,7 @@ from ec2gw.aws.sigv4 import (
     reencode_path,
     signature_error,
     unsigned_headers_error,
+    utf8_reading,
 )
 from ec2gw.errors import ServiceError, missing_parameter
 
@@ -198,6 +199,12 @@ def _check_s3(
 ) -> AuthResult:
     secret = lookup_or_fail("s3", access_key, lookup_secret)
     candidates = s3_strings_to_sign(req, headers, date_lines, bucket)
+    utf8 = HTTPHeaders()
+    for name, value in headers.items():
+        utf8[name] = utf8_reading(value)
+    if list(utf8.items()) != list(headers.items()):
+        # x-amz-meta-* values botocore signed as text and sent as UTF-8 bytes (see sigv4.utf8_reading)
+        candidates += [c for c in s3_strings_to_sign(req, utf8, date_lines, bucket) if c not in candidates]
     for sts in candidates:
         if _same(signature, _b64_hmac(secret, sts, hashlib.sha1)):
             return AuthResult(access_key, scheme)

@@ -339,6 +339,17 @@ def verify_signature(
     raise signature_error(service, claim.access_key, claim.signature, first_try[0], first_try[1])
 
 
+def utf8_reading(value: str) -> str:
+    """A header value (its bytes as Latin-1 characters, as WSGI passes them) read as UTF-8 when its
+    bytes beyond ASCII are valid UTF-8; as it is otherwise."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 def _header_renderings(hdrs: dict[str, list[str]], signed_headers: list[str]) -> list[HTTPHeaders]:
     """The signed headers as the server read them (each byte a Latin-1 character, as WSGI passes
     them and as Python's http.client sends text), and, when a value holds bytes beyond ASCII that
@@ -350,12 +361,7 @@ def _header_renderings(hdrs: dict[str, list[str]], signed_headers: list[str]) ->
     for name in signed_headers:
         for value in hdrs.get(name, [""]):
             plain[name] = value
-            decoded = value
-            if not value.isascii():
-                try:
-                    decoded = value.encode("latin-1").decode("utf-8")
-                except (UnicodeEncodeError, UnicodeDecodeError):
-                    pass
+            decoded = utf8_reading(value)
             differs = differs or decoded != value
             utf8[name] = decoded
     return [plain, utf8] if differs else [plain]

@@ -143,6 +143,17 @@ def test_non_ascii_metadata_from_boto3(s3_alice: Any, bucket: str) -> None:
     assert _rfc2047(s3_alice.head_object(Bucket=bucket, Key="utf8")["Metadata"]["author"]) == "Jörg €"
 
 
+@pytest.mark.parametrize("version", ["s3", "s3v4"])
+def test_non_ascii_metadata_from_boto3_sigv2_and_sigv4(server: LiveServer, alice: Creds, bucket: str,
+                                                       version: str) -> None:
+    from botocore.handlers import validate_ascii_metadata
+
+    client = server.client("s3", alice, signature_version=version)
+    client.meta.events.unregister("before-parameter-build.s3.PutObject", validate_ascii_metadata)
+    client.put_object(Bucket=bucket, Key=version, Body=b"x", Metadata={"author": "Zoë 東京"})
+    assert _rfc2047(client.head_object(Bucket=bucket, Key=version)["Metadata"]["author"]) == "Zoë 東京"
+
+
 def test_latin1_metadata_bytes(server: LiveServer, alice: Creds, s3_alice: Any, bucket: str) -> None:
     """Bytes that are not UTF-8 (Python's http.client sends text as Latin-1) are Latin-1 text."""
     res = _put_raw_headers(server, alice, f"/{bucket}/latin", b"x", {"x-amz-meta-author": "Jörg"}, "latin-1")
