@@ -1,5 +1,5 @@
 """Ansible's amazon.aws collection, unmodified, against a live server: one playbook (connection
-local) that creates a key pair, creates a bucket, puts, gets, lists and deletes objects, then
+local) that creates a key pair, creates a tagged bucket, puts (with tags), gets, lists and deletes objects, then
 removes the bucket with `force: true` (which lists the object versions and deletes them) and the
 key pair."""
 
@@ -31,11 +31,16 @@ PLAYBOOK = """
       register: key
     - assert: {{that: ["key is changed", "key.key.private_key is defined"]}}
     - name: bucket
-      amazon.aws.s3_bucket: {{name: "{bucket}", state: present}}
+      amazon.aws.s3_bucket: {{name: "{bucket}", state: present, tags: {{team: storage}}}}
       register: bucket
-    - assert: {{that: ["bucket is changed"]}}
+    - assert: {{that: ["bucket is changed", "bucket.tags == {{'team': 'storage'}}"]}}
+    - name: bucket again, same tags
+      amazon.aws.s3_bucket: {{name: "{bucket}", state: present, tags: {{team: storage}}}}
+      register: again
+    - assert: {{that: ["again is not changed"]}}
     - name: put
-      amazon.aws.s3_object: {{bucket: "{bucket}", object: dir/hello.txt, mode: put, content: "hello from ansible"}}
+      amazon.aws.s3_object:
+        {{bucket: "{bucket}", object: dir/hello.txt, mode: put, content: "hello from ansible", tags: {{kind: greeting}}}}
     - name: put a second object (left for the forced bucket removal)
       amazon.aws.s3_object: {{bucket: "{bucket}", object: dir/second.txt, mode: put, content: "second"}}
     - name: get
