@@ -417,6 +417,8 @@ def copy_object(ctx: S3Context, bucket: str, key: str, copy_source: str, **p: An
             raise invalid_request("This copy request is illegal because it is trying to copy an object to itself "
                                   "without changing the object's metadata, storage class, website redirect location "
                                   "or encryption attributes.")
+        if tagging_directive == "COPY" and src.tags:
+            _require_source_tagging(ctx, src)
         access.check_storage_quota(ctx.app, owner, src.size)
         try:
             new_segments = clone_segments(ctx, src.segments)
@@ -440,6 +442,17 @@ def copy_object(ctx: S3Context, bucket: str, key: str, copy_source: str, **p: An
                          p.get("if_match"), p.get("if_none_match"))
     result = {"ETag": info.quoted_etag, "LastModified": info.last_modified, **info.checksum_members()}
     return {"CopyObjectResult": result}
+
+
+def _require_source_tagging(ctx: S3Context, src: ObjectInfo) -> None:
+    """Copying a tagged object's tags needs the right to read them (the source bucket's or object's
+    owner), as S3 requires s3:GetObjectTagging on the source: reading the object is not enough."""
+    with ctx.db.engine.connect() as conn:
+        b = get_bucket(conn, src.bucket)
+    if access.is_owner(ctx.principal, b) or (ctx.principal is not None and ctx.principal.user_id == src.owner_id):
+        return
+    raise access.access_denied("Access Denied: the source object has tags you may not read; copy it with "
+                               "x-amz-tagging-directive: REPLACE (and x-amz-tagging for tags of your own).")
 
 
 def clone_segments(ctx: S3Context, segments: list[dict[str, Any]]) -> list[dict[str, Any]]:

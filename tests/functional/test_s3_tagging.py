@@ -157,3 +157,25 @@ def test_tag_count_on_get_not_head(server: LiveServer, s3_alice: Any, bucket: st
     s3_alice.put_object(Bucket=bucket, Key="k", Body=b"x", Tagging="a=1")
     assert "TagCount" not in s3_alice.head_object(Bucket=bucket, Key="k")
     assert server.client("s3").get_object(Bucket=bucket, Key="k")["TagCount"] == 1
+
+
+def test_copying_another_users_tags_needs_the_right_to_read_them(s3_alice: Any, s3_bob: Any, bucket: str) -> None:
+    """bob may read alice's public-read object, not its tags: a copy that would carry them over is
+    refused; with TaggingDirective REPLACE he gets the bytes and tags of his own."""
+    s3_alice.put_object(Bucket=bucket, Key="tagged", Body=b"public", ACL="public-read", Tagging="secret=1")
+    s3_alice.put_object(Bucket=bucket, Key="plain", Body=b"public", ACL="public-read")
+    theirs = "bobs-" + bucket[-12:]
+    s3_bob.create_bucket(Bucket=theirs)
+    try:
+        code, status, message = refused(s3_bob.copy_object, Bucket=theirs, Key="copy",
+                                        CopySource={"Bucket": bucket, "Key": "tagged"})
+        assert (code, status) == ("AccessDenied", 403) and "REPLACE" in message
+        s3_bob.copy_object(Bucket=theirs, Key="copy", CopySource={"Bucket": bucket, "Key": "tagged"},
+                           TaggingDirective="REPLACE", Tagging="mine=yes")
+        assert tags_of(s3_bob, theirs, "copy") == {"mine": "yes"}
+        s3_bob.copy_object(Bucket=theirs, Key="plain", CopySource={"Bucket": bucket, "Key": "plain"})
+        assert tags_of(s3_bob, theirs, "plain") == {}
+    finally:
+        for key in ("copy", "plain"):
+            s3_bob.delete_object(Bucket=theirs, Key=key)
+        s3_bob.delete_bucket(Bucket=theirs)
