@@ -69,6 +69,10 @@ class NotSupported(DriverError):
     """The driver (for example libvirt's test driver) cannot perform this operation."""
 
 
+class InvalidState(DriverError):
+    """The domain is not in a state that admits the operation (pausing a stopped domain, say)."""
+
+
 class PowerState(enum.Enum):
     """Power state of a domain as the hypervisor reports it."""
 
@@ -238,6 +242,22 @@ class Driver(ABC):
         """Ask the guest to reboot (ACPI), or reset it at once when ``hard``.
 
         A domain that is not running is started instead. Missing: DomainNotFound.
+        """
+
+    @abstractmethod
+    def suspend(self, name: str) -> None:
+        """Pause a running domain: it keeps its memory and devices but gets no more CPU time.
+
+        Already paused: no-op. Not running (shut off): :class:`InvalidState`. Missing:
+        DomainNotFound. The domain reports ``PowerState.PAUSED`` until :meth:`resume`.
+        """
+
+    @abstractmethod
+    def resume(self, name: str) -> None:
+        """Let a paused domain run on from where it was paused.
+
+        Already running: no-op. Not running (shut off): :class:`InvalidState`. Missing:
+        DomainNotFound.
         """
 
     @abstractmethod

@@ -24,6 +24,7 @@ from backends.base import (
     Driver,
     DriverError,
     InvalidSpec,
+    InvalidState,
     NodeInfo,
     NodeUnavailable,
     PowerState,
@@ -250,6 +251,29 @@ class LibvirtDriver(Driver):
             else:
                 dom.reboot(0)
         self._call(op, f"rebooting {name}")
+
+    def suspend(self, name: str) -> None:
+        def op(conn: libvirt.virConnect) -> None:
+            dom = get_domain(conn, name)
+            state = domain_info(dom).state
+            if state is PowerState.PAUSED:
+                return
+            if not dom.isActive():
+                raise InvalidState(f"domain {name!r} on {self.uri} is not running ({state.value}); "
+                                   "only a running domain can be paused")
+            dom.suspend()
+        self._call(op, f"pausing {name}")
+
+    def resume(self, name: str) -> None:
+        def op(conn: libvirt.virConnect) -> None:
+            dom = get_domain(conn, name)
+            state = domain_info(dom).state
+            if not dom.isActive():
+                raise InvalidState(f"domain {name!r} on {self.uri} is not running ({state.value}); "
+                                   "start it instead of resuming it")
+            if state is PowerState.PAUSED:
+                dom.resume()
+        self._call(op, f"resuming {name}")
 
     def info(self, name: str) -> DomainInfo:
         def op(conn: libvirt.virConnect) -> DomainInfo:

@@ -264,15 +264,26 @@ HEALTH_FILTERS = {
 
 
 def _status_item(inst: Instance, node_ok: bool) -> dict[str, Any]:
-    """Status checks: impaired when the instance's node does not answer."""
+    """Status checks: the system check fails when the instance's node does not answer; the instance
+    check fails then too, and while an operator has the instance paused (it is running but gets no CPU)."""
     running = inst.state == "running"
-    status = ("ok" if node_ok else "impaired") if running else "not-applicable"
-    detail = [{"Name": "reachability", "Status": "passed" if node_ok else "failed"}] if running else []
+    paused = running and inst.paused_at is not None
+    system = ("ok" if node_ok else "impaired") if running else "not-applicable"
+    system_detail = [{"Name": "reachability", "Status": "passed" if node_ok else "failed"}] if running else []
+    if not running:
+        own, own_detail = system, system_detail
+    elif paused or not node_ok:
+        failed: dict[str, Any] = {"Name": "reachability", "Status": "failed"}
+        if paused:
+            failed["ImpairedSince"] = inst.paused_at
+        own, own_detail = "impaired", [failed]
+    else:
+        own, own_detail = "ok", system_detail
     return {
         "InstanceId": inst.id,
         "AvailabilityZone": inst.availability_zone,
         "InstanceState": {"Code": CODES[inst.state], "Name": inst.state},
-        "InstanceStatus": {"Status": status, "Details": detail},
-        "SystemStatus": {"Status": status, "Details": detail},
+        "InstanceStatus": {"Status": own, "Details": own_detail},
+        "SystemStatus": {"Status": system, "Details": system_detail},
         "Events": [],
     }

@@ -1,17 +1,19 @@
 """`ec2gw admin quota ...`, `ec2gw admin instance ...` and `ec2gw admin user bundle`.
 
-What: the operator's views of every user's instances (node, lease end, addresses), terminating
-any of them, setting quotas per user or group, and rewriting a user's client bundle.
+What: the operator's views of every user's instances (node, lease end, addresses), terminating,
+pausing and resuming any of them, setting quotas per user or group, and rewriting a user's client
+bundle.
 Why here: admin.py holds users and images; these commands share nothing with them but the group.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import click
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from ec2gw import ids
 from ec2gw.cli.admin import admin, user
@@ -143,16 +145,102 @@ def instance_list(state: CliState, user_name: str | None, as_json: bool) -> None
                 "private_ip": inst.private_ip, "public_ip": inst.public_ip, "image_id": inst.image_id,
                 "launch_time": inst.launch_time.isoformat(timespec="seconds"),
                 "state_reason": inst.state_reason_code,
+                "paused": inst.paused_at is not None,
             }
             for inst, owner in s.execute(q.order_by(User.name, Instance.launch_time, Instance.id))
         ]
     header = f"{'INSTANCE':<20} {'USER':<14} {'STATE':<13} {'TYPE':<10} {'NODE':<10} {'LEASE END':<21} ADDRESSES"
     lines = [
-        f"{r['instance_id']:<20} {r['user']:<14} {r['state']:<13} {r['type']:<10} {r['node']:<10} "
+        f"{r['instance_id']:<20} {r['user']:<14} {'paused' if r['paused'] else r['state']:<13} {r['type']:<10} {r['node']:<10} "
         f"{r['lease_end'] or '-':<21} {', '.join(a for a in (r['private_ip'], r['public_ip']) if a) or '-'}"
         for r in rows
     ]
     emit(rows, as_json, "\n".join([header, *lines]) if rows else "(no instances)")
+
+
+def _check_instance_id(instance_id: str) -> None:
+    try:
+        ids.check_id(instance_id, "i")
+    except ServiceError as exc:
+        raise click.ClickException(f"{exc.message} `ec2gw admin instance list` shows the instances.") from None
+
+
+def _pause_or_resume(state: CliState, instance_id: str, task: str, timeout: float, as_json: bool) -> None:
+    """Record the pause (or resume) task for the compute worker and wait for it to be carried out."""
+    from ec2gw.db.models import Instance
+
+    _check_instance_id(instance_id)
+    pausing = task == "pause"
+    app = open_app(state)
+    with app.db.session(write=True) as s:
+        row = s.execute(select(Instance.state, Instance.task, Instance.paused_at)
+                        .where(Instance.id == instance_id)).one_or_none()
+        if row is None:
+            raise click.ClickException(f"no instance {instance_id}; `ec2gw admin instance list` shows the instances")
+        inst_state, busy, paused_at = row
+        if inst_state != "running":
+            raise click.ClickException(
+                f"{instance_id} is {inst_state}; only a running instance can be "
+                f"{'paused' if pausing else 'resumed'} (`ec2gw admin instance list` shows the states)")
+        if pausing == (paused_at is not None) and busy is None:
+            text = f"{instance_id} is already {'paused' if pausing else 'running (not paused)'}"
+            emit({"instance_id": instance_id, "paused": pausing, "changed": False}, as_json, text)
+            return
+        if busy not in (None, task):
+            raise click.ClickException(f"{instance_id} is busy ({busy}); try again once that is done")
+        res = s.execute(update(Instance)
+                        .where(Instance.id == instance_id, Instance.state == "running",
+                               or_(Instance.task.is_(None), Instance.task == task))
+                        .values(task=task))
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            raise click.ClickException(f"{instance_id} changed meanwhile; look at `ec2gw admin instance list` and retry")
+    deadline = time.monotonic() + timeout
+    while True:
+        with app.db.session() as s:
+            inst_state, busy, paused_at = s.execute(
+                select(Instance.state, Instance.task, Instance.paused_at).where(Instance.id == instance_id)).one()
+        if busy != task:
+            break
+        if time.monotonic() >= deadline:
+            raise click.ClickException(
+                f"the {task} of {instance_id} was not carried out within {timeout:g} s; it stays recorded and the "
+                "compute worker does it when it can (is `ec2gw serve` running, and its node reachable? "
+                "`ec2gw admin node list` shows the nodes)")
+        time.sleep(0.1)
+    if busy is not None or inst_state != "running":
+        raise click.ClickException(f"{instance_id} is now {inst_state} ({busy or 'no task'}): a request of its owner "
+                                   f"came first; the {task} was dropped")
+    if pausing != (paused_at is not None):
+        raise click.ClickException(f"the node could not {task} {instance_id}; the service log names the cause")
+    text = f"{instance_id}: {'paused' if pausing else 'resumed'}"
+    emit({"instance_id": instance_id, "paused": pausing, "changed": True}, as_json, text)
+
+
+_TIMEOUT_HELP = "Seconds to wait for the compute worker to carry it out."
+
+
+@instance.command("pause")
+@click.argument("instance_id")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.1), help=_TIMEOUT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+def instance_pause(state: CliState, instance_id: str, timeout: float, as_json: bool) -> None:
+    """Pause any user's running instance INSTANCE_ID: it keeps its memory and stops running.
+
+    EC2 still shows it running, and DescribeInstanceStatus reports its instance status check
+    impaired until `ec2gw admin instance resume` (or the owner's stop, reboot or terminate).
+    """
+    _pause_or_resume(state, instance_id, "pause", timeout, as_json)
+
+
+@instance.command("resume")
+@click.argument("instance_id")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.1), help=_TIMEOUT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+def instance_resume(state: CliState, instance_id: str, timeout: float, as_json: bool) -> None:
+    """Let the paused instance INSTANCE_ID run on from where it was paused."""
+    _pause_or_resume(state, instance_id, "resume", timeout, as_json)
 
 
 @instance.command("terminate")
@@ -163,10 +251,7 @@ def instance_terminate(state: CliState, instance_id: str, as_json: bool) -> None
     """Terminate any user's instance INSTANCE_ID (termination protection does not apply)."""
     from ec2gw.db.models import Instance
 
-    try:
-        ids.check_id(instance_id, "i")
-    except ServiceError as exc:
-        raise click.ClickException(f"{exc.message} `ec2gw admin instance list` shows the instances.") from None
+    _check_instance_id(instance_id)
     app = open_app(state)
     now = datetime.now(UTC)
     with app.db.session(write=True) as s:

@@ -27,7 +27,10 @@ that the worker is busy with, is left for the next check):
      its shutdown behaviour is terminate, with the reason Server.InternalError "the domain
      vanished from node N". StartInstances creates the domain again.
 6. A stopped instance whose domain vanished stays stopped (StartInstances creates it again).
-7. A domain that is no instance of this service on that node is an unknown domain: logged when
+7. A running instance whose domain is paused stays running: an operator paused it (`ec2gw admin
+   instance pause`), or someone did with virsh, or QEMU did on an I/O error. The instance records
+   it (DescribeInstanceStatus reports it `impaired`) until the domain runs again.
+8. A domain that is no instance of this service on that node is an unknown domain: logged when
    first seen, listed by `ec2gw admin node list` / `node show`, and never destroyed or changed.
 """
 
@@ -60,6 +63,8 @@ SLOW_CHECK = 10.0
 #: seconds the worker's first pass waits for all nodes before it gets on with the work
 STARTUP_WAIT = 10.0
 _OFF = (PowerState.SHUTOFF, PowerState.CRASHED)
+#: states in which a domain is known to be running or paused (a pause is recorded or cleared)
+_KNOWN_RUN = (PowerState.RUNNING, PowerState.PAUSED)
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class Seen:
     vcpus: int
     memory_mib: int
     mac: str | None
+    paused: bool = False
 
 
 def is_volatile(node: NodeRef) -> bool:
@@ -187,7 +193,8 @@ def check_node(worker: ComputeWorker, node: NodeRef) -> None:
     """One node: read its instances, list its domains, apply the rules of the module docstring."""
     started = datetime.now(UTC)
     with worker.db.session() as s:
-        seen = [Seen(r.id, r.state, r.task, r.updated_at, r.shutdown_behavior, r.vcpus, r.memory_mib, r.mac)
+        seen = [Seen(r.id, r.state, r.task, r.updated_at, r.shutdown_behavior, r.vcpus, r.memory_mib, r.mac,
+                     r.paused_at is not None)
                 for r in s.scalars(select(Instance).where(_on_node(node.name), Instance.state != "terminated"))]
     try:
         domains = {d.name: d for d in worker.drivers.get(node).list_domains()}
@@ -210,6 +217,8 @@ def _reconcile_instance(worker: ComputeWorker, node: NodeRef, inst: Seen, dom: D
     if dom is not None and dom.state in _OFF:
         reason = ("Client.InstanceInitiatedShutdown", "Client.InstanceInitiatedShutdown: Instance initiated shutdown")
         _shut_down(worker, inst, *reason)
+    elif dom is not None and (dom.state is PowerState.PAUSED) != inst.paused and dom.state in _KNOWN_RUN:
+        _record_pause(worker, inst, dom.state is PowerState.PAUSED)
     elif dom is None and is_volatile(node):
         job = Job(inst.id, "spawn", node, inst.vcpus, inst.memory_mib, inst.mac, False)
         try:
@@ -225,11 +234,20 @@ def _reconcile_instance(worker: ComputeWorker, node: NodeRef, inst: Seen, dom: D
                    f"Server.InternalError: the domain vanished from node {node.name}")
 
 
+def _record_pause(worker: ComputeWorker, inst: Seen, paused: bool) -> None:
+    """Record that the running instance's domain is paused (or runs again), if the row is unchanged."""
+    unchanged = and_(Instance.id == inst.id, Instance.state == "running", Instance.task.is_(None),
+                     Instance.updated_at == inst.updated_at)
+    with worker.db.session(write=True) as s:
+        s.execute(update(Instance).where(unchanged).values(paused_at=datetime.now(UTC) if paused else None))
+    log.warning("reconcile: the domain of %s %s", inst.id, "is paused" if paused else "runs again")
+
+
 def _shut_down(worker: ComputeWorker, inst: Seen, code: str, message: str) -> None:
     """running -> stopped, or -> shutting-down + terminate task (the worker finishes it), if unchanged."""
     unchanged = and_(Instance.id == inst.id, Instance.state == "running", Instance.task.is_(None),
                      Instance.updated_at == inst.updated_at)
-    values: dict[str, Any] = {"state_reason_code": code, "state_reason_message": message}
+    values: dict[str, Any] = {"state_reason_code": code, "state_reason_message": message, "paused_at": None}
     if inst.shutdown_behavior == "terminate":
         values.update(state="shutting-down", task="terminate")
     else:

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 
-from backends.base import DomainNotFound, DriverError, NodeUnavailable, PowerState
+from backends.base import DomainNotFound, DriverError, InvalidState, NodeUnavailable, PowerState
 from ec2gw.compute import image_gc, image_tasks, leases, locks, provision, reconcile
 from ec2gw.compute.cumulus import Cumulus
 from ec2gw.compute.drivers import DriverPool
@@ -211,7 +211,7 @@ class ComputeWorker:
             drv.spawn(self._spec(job))
         else:
             drv.start(job.instance_id)
-        self._finish(job, "start", state="running")
+        self._finish(job, "start", state="running", paused_at=None)
 
     def _do_stop(self, job: Job) -> None:
         drv = self.drivers.get(job.node)
@@ -219,7 +219,7 @@ class ComputeWorker:
             drv.power_off(job.instance_id, None if job.force else self.settings.stop_timeout)
         except DomainNotFound:
             pass
-        self._finish(job, "stop", state="stopped")
+        self._finish(job, "stop", state="stopped", paused_at=None)
 
     def _do_terminate(self, job: Job) -> None:
         self.drivers.get(job.node).destroy(job.instance_id)
@@ -229,18 +229,47 @@ class ComputeWorker:
             res = s.execute(
                 update(Instance)
                 .where(Instance.id == job.instance_id, Instance.task == "terminate")
-                .values(state="terminated", task=None, terminated_at=now, reboot_pending=False)
+                .values(state="terminated", task=None, terminated_at=now, reboot_pending=False, paused_at=None)
             )
             if res.rowcount == 1:  # type: ignore[attr-defined]
                 pools.release(s, job.instance_id)
 
     def _do_reboot(self, job: Job) -> None:
+        drv = self.drivers.get(job.node)
         try:
-            self.drivers.get(job.node).reboot(job.instance_id)
+            if drv.info(job.instance_id).state is PowerState.PAUSED:  # the owner's reboot ends a pause
+                drv.resume(job.instance_id)
+            drv.reboot(job.instance_id)
         except DomainNotFound:
             pass
         with self.db.session(write=True) as s:
-            s.execute(update(Instance).where(Instance.id == job.instance_id).values(reboot_pending=False))
+            s.execute(update(Instance).where(Instance.id == job.instance_id).values(reboot_pending=False, paused_at=None))
+
+    def _do_pause(self, job: Job) -> None:
+        """An operator's pause (`ec2gw admin instance pause`): the guest keeps its memory, stops running."""
+        try:
+            self.drivers.get(job.node).suspend(job.instance_id)
+        except NodeUnavailable:
+            raise
+        except DriverError as exc:  # not running there, gone, or refused: the request ends unfulfilled
+            log.warning("%s: could not pause it on node %s: %s", job.instance_id, job.node.name, exc)
+            self._finish(job, "pause")
+            return
+        self._finish(job, "pause", paused_at=datetime.now(UTC))
+
+    def _do_resume(self, job: Job) -> None:
+        """The end of an operator's pause: the guest runs on from where it was."""
+        try:
+            self.drivers.get(job.node).resume(job.instance_id)
+        except NodeUnavailable:
+            raise
+        except (DomainNotFound, InvalidState) as exc:  # not running any more: nothing is paused
+            log.warning("%s: nothing to resume on node %s: %s", job.instance_id, job.node.name, exc)
+        except DriverError as exc:
+            log.warning("%s: could not resume it on node %s: %s", job.instance_id, job.node.name, exc)
+            self._finish(job, "resume")
+            return
+        self._finish(job, "resume", paused_at=None)
 
     def _finish(self, job: Job, task: str, **values: Any) -> None:
         with self.db.session(write=True) as s:

@@ -88,7 +88,7 @@ class Instance(Base):
     memory_mib: Mapped[int] = mapped_column(Integer)
     key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="pending")
-    #: what the compute worker still has to do: spawn, start, stop, terminate, reboot
+    #: what the compute worker still has to do: spawn, start, stop, terminate, reboot, pause, resume
     task: Mapped[str | None] = mapped_column(String(16), nullable=True)
     force_stop: Mapped[bool] = mapped_column(Boolean, default=False)
     reboot_pending: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -108,6 +108,8 @@ class Instance(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     terminated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     lease_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: when an operator paused the running instance (`ec2gw admin instance pause`); None when not paused
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     __table_args__ = (
         Index("ix_instances_owner_id", "owner_id", "id"),
         Index("ix_instances_task", "task"),

@@ -29,6 +29,7 @@ from backends.base import (
     DomainSpec,
     Driver,
     InvalidSpec,
+    InvalidState,
     NicSpec,
     NodeUnavailable,
     PowerState,
@@ -204,6 +205,29 @@ class TestDriverContract:
         drv.reboot(spec.name)  # a stopped domain is started
         assert drv.info(spec.name).state is PowerState.RUNNING
 
+    def test_suspend_and_resume(self, harness: Harness) -> None:
+        drv, spec = harness.driver, harness.spec()
+        drv.spawn(spec)
+        drv.suspend(spec.name)
+        assert drv.info(spec.name).state is PowerState.PAUSED
+        assert [d.state for d in drv.list_domains()] == [PowerState.PAUSED]
+        drv.suspend(spec.name)  # already paused: no-op
+        assert drv.info(spec.name).state is PowerState.PAUSED
+        drv.resume(spec.name)
+        assert drv.info(spec.name).state is PowerState.RUNNING
+        drv.resume(spec.name)  # already running: no-op
+        assert drv.info(spec.name).state is PowerState.RUNNING
+        drv.suspend(spec.name)
+        assert drv.power_off(spec.name, timeout=1) is False  # a paused guest cannot hear ACPI: hard stop
+        assert drv.info(spec.name).state is PowerState.SHUTOFF
+        for call in (drv.suspend, drv.resume):
+            with pytest.raises(InvalidState, match="not running"):
+                call(spec.name)
+        drv.start(spec.name)
+        drv.suspend(spec.name)
+        drv.destroy(spec.name)  # a paused domain can be removed
+        assert names(drv) == []
+
     def test_destroy_removes_the_domain(self, harness: Harness) -> None:
         drv, keep, spec = harness.driver, harness.spec("i-keep"), harness.spec()
         drv.spawn(keep)
@@ -228,7 +252,8 @@ class TestDriverContract:
         drv = harness.driver
         assert drv.info("i-nope") == DomainInfo("i-nope", PowerState.MISSING, 0, 0)
         for call in (lambda: drv.start("i-nope"), lambda: drv.power_off("i-nope", 1),
-                     lambda: drv.reboot("i-nope"), lambda: drv.console_output("i-nope")):
+                     lambda: drv.reboot("i-nope"), lambda: drv.console_output("i-nope"),
+                     lambda: drv.suspend("i-nope"), lambda: drv.resume("i-nope")):
             with pytest.raises(DomainNotFound):
                 call()
 

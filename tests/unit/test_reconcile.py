@@ -153,6 +153,25 @@ def test_rules_on_a_node_that_answers(world: tuple[ComputeWorker, FakePool]) -> 
         assert [u.domain for u in s.query(UnknownDomain)] == [elsewhere], "gone domains leave the report"
 
 
+def test_a_paused_domain_is_recorded_and_never_taken_for_a_dead_one(world: tuple[ComputeWorker, FakePool]) -> None:
+    worker, pool = world
+    node = fake(pool, worker, "n1")
+    paused, stopped = add(worker, "n1"), add(worker, "n1", state="stopped")
+    node.domains = {paused: PowerState.PAUSED, stopped: PowerState.PAUSED}
+    check(worker)
+    r = row(worker, paused)
+    assert (r.state, r.task, r.state_reason_code) == ("running", None, None) and r.paused_at is not None
+    assert row(worker, stopped).paused_at is None, "only running instances record a pause"
+    node.domains[paused] = PowerState.RUNNING
+    check(worker)
+    assert (row(worker, paused).state, row(worker, paused).paused_at) == ("running", None)
+    node.domains[paused] = PowerState.PAUSED
+    check(worker)
+    node.domains[paused] = PowerState.SHUTOFF  # shut down while paused: stopped, no longer paused
+    check(worker)
+    assert (row(worker, paused).state, row(worker, paused).paused_at) == ("stopped", None)
+
+
 def test_volatile_test_driver_node_gets_its_domains_back(world: tuple[ComputeWorker, FakePool]) -> None:
     worker, pool = world
     node = fake(pool, worker, "v1")
