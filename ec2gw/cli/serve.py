@@ -165,7 +165,8 @@ def bind_listeners(host: str, wanted: list[tuple[str, int, str, str]]) -> list[s
             except socket.gaierror as exc:
                 raise click.ClickException(f"cannot listen on {host!r}: {exc.strerror}; give an address of this "
                                            "machine with --host (e.g. 127.0.0.1 or 0.0.0.0).") from None
-            family, _, _, _, address = infos[0]
+            # a name (localhost) binds its IPv4 address, as gunicorn did; an IPv6 literal its own
+            family, _, _, _, address = next((i for i in infos if i[0] == socket.AF_INET), infos[0])
             sock = socket.socket(family, socket.SOCK_STREAM)
             bound.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
