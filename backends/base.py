@@ -185,6 +185,28 @@ class DomainInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class DomainStats:
+    """Cumulative counters of one running domain, as the hypervisor counts them since its process
+    started (they restart from 0 when the domain restarts). None: the driver does not report it.
+
+    Block and interface counters are summed over the domain's disks and NICs.
+    """
+
+    name: str
+    cpu_time_ns: int | None = None
+    disk_read_bytes: int = 0
+    disk_write_bytes: int = 0
+    disk_read_ops: int = 0
+    disk_write_ops: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+    net_rx_packets: int = 0
+    net_tx_packets: int = 0
+    #: memory the guest's process uses on the node (resident set), KiB
+    memory_rss_kib: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     """Capacity of a node, for placement."""
 
@@ -279,6 +301,15 @@ class Driver(ABC):
     @abstractmethod
     def node_info(self) -> NodeInfo:
         """Hostname, memory and logical CPUs of the node."""
+
+    def domain_stats(self) -> list[DomainStats]:
+        """Counters of every running domain of the node, read in one request to the node (libvirt's
+        getAllDomainStats): cpu time, block and interface counters, resident memory.
+
+        Counters the hypervisor does not keep are left at their defaults (libvirt's test driver
+        reports none). Raises NotSupported for drivers without statistics.
+        """
+        raise NotSupported(f"{type(self).__name__} reports no domain statistics")
 
     @abstractmethod
     def close(self) -> None:

@@ -65,6 +65,11 @@ class Settings:
     #: lease defaults (hours) as Nimbus had them
     lease_default_hours: float = 24.0
     lease_max_hours: float = 24.0 * 14
+    #: seconds between the compute worker's samples of every node's domain statistics (instance
+    #: metrics, one libvirt call per node); 0 turns sampling off
+    metrics_interval_seconds: float = 60.0
+    #: hours instance metrics are kept (older samples are removed)
+    metrics_retention_hours: float = 24.0 * 15
     #: seconds between passes of the lease reaper (in the compute worker)
     lease_check_seconds: float = 5.0
     #: libvirt URI of the implicit node used when none is registered

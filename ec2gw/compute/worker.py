@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 
 from backends.base import DomainNotFound, DriverError, InvalidState, NodeUnavailable, PowerState
-from ec2gw.compute import image_gc, image_tasks, leases, locks, provision, reconcile
+from ec2gw.compute import image_gc, image_tasks, leases, locks, metrics, provision, reconcile
 from ec2gw.compute.cumulus import Cumulus
 from ec2gw.compute.drivers import DriverPool
 from ec2gw.compute.jobs import Job
@@ -72,6 +72,8 @@ class ComputeWorker:
         self._stopping = threading.Event()
         #: removes the cached volumes of deregistered images from the nodes (compute/image_gc.py)
         self.images = image_gc.Collector(self)
+        #: samples every node's domain statistics into instance metrics (compute/metrics.py)
+        self.metrics = metrics.Sampler(self)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -114,6 +116,7 @@ class ComputeWorker:
             self._last_reap = now
             self.reap_terminated()
         self._maybe_sweep(now)
+        self.metrics.maybe_run(now)
         return len(jobs)
 
     def _maybe_sweep(self, now: float) -> None:
