@@ -33,7 +33,7 @@ from storage.service import CumulusService
 log = logging.getLogger("ec2gw")
 
 API_MODULES = ("regions", "instances", "instance_actions", "images", "keypairs", "tags", "security_groups", "addresses",
-               "create_image")
+               "create_image", "metrics")
 
 
 def load_providers() -> dispatch.Registry:
@@ -57,7 +57,8 @@ class App:
         self.ec2 = Ec2Gateway(self.registry, self.principal_lookup, self.make_context, settings.body_timeout,
                               sigv2_max_expires=settings.sigv2_max_expires,
                               eucalyptus_version=settings.eucalyptus_version,
-                              eucalyptus_capacity=eucalyptus_availability)
+                              eucalyptus_capacity=eucalyptus_availability,
+                              cloudwatch_registry=dispatch.cloudwatch)
         self.s3 = S3Gateway(self)
         #: Cumulus's Python API, for the providers and the compute worker (ec2gw/compute/cumulus.py)
         self.cumulus = CumulusService(self, self.s3.store)

@@ -117,7 +117,7 @@ class LiveServer:
         creds = creds or self.admin
         return boto3.client(
             service,
-            endpoint_url=self.ec2_url if service == "ec2" else self.s3_url,
+            endpoint_url=self.ec2_url if service in ("ec2", "cloudwatch") else self.s3_url,
             region_name="us-east-1",
             aws_access_key_id=creds.access_key,
             aws_secret_access_key=creds.secret_key,
@@ -135,6 +135,6 @@ class LiveServer:
     def aws(self, *args: str, creds: Creds | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """The aws CLI as a subprocess against this server; `args` start with the service (ec2, s3, s3api)."""
         service = args[0]
-        url = self.ec2_url if service == "ec2" else self.s3_url
+        url = self.ec2_url if service in ("ec2", "cloudwatch") else self.s3_url
         cmd = [str(VENV_BIN / "aws"), "--endpoint-url", url, "--output", "json", *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check, env=self.aws_env(creds))

@@ -11,8 +11,10 @@ from ec2gw.db.models import Instance
 from ec2gw.network.selection import ordered_nics
 
 
-def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | None, nics: list[Any] | None = None) -> dict[str, Any]:
-    """The Instance shape; ``nics`` are the instance's address rows (id, pool, mac, ip, hostname)."""
+def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | None, nics: list[Any] | None = None,
+                  monitored: bool = False) -> dict[str, Any]:
+    """The Instance shape; ``nics`` are the instance's address rows (id, pool, mac, ip, hostname);
+    ``monitored``: detailed monitoring is on (MonitorInstances)."""
     item: dict[str, Any] = {
         "InstanceId": inst.id,
         "ImageId": inst.image_id,
@@ -28,7 +30,7 @@ def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | No
         "Placement": {"AvailabilityZone": inst.availability_zone, "GroupName": "", "Tenancy": "default"},
         "KernelId": inst.kernel_id,
         "RamdiskId": inst.ramdisk_id,
-        "Monitoring": {"State": "disabled"},
+        "Monitoring": {"State": "enabled" if monitored else "disabled"},
         "PrivateIpAddress": inst.private_ip,
         "PublicIpAddress": inst.public_ip,
         "Architecture": "x86_64",
@@ -75,7 +77,7 @@ def _interface(inst: Instance, mac: str, ip: str | None, hostname: str | None, i
 
 def reservations(
     rows: Iterable[Instance], owner_account: str, tags: dict[str, list[dict[str, str]]], group_id: str | None,
-    nics: dict[str, list[Any]] | None = None,
+    nics: dict[str, list[Any]] | None = None, monitored: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Group instances into reservations in the order their first instance appears."""
     out: dict[str, dict[str, Any]] = {}
@@ -88,7 +90,8 @@ def reservations(
                 "Groups": [],
                 "Instances": [],
             }
-        res["Instances"].append(instance_item(inst, tags.get(inst.id, []), group_id, (nics or {}).get(inst.id)))
+        res["Instances"].append(instance_item(inst, tags.get(inst.id, []), group_id, (nics or {}).get(inst.id),
+                                                 inst.id in (monitored or ())))
     return list(out.values())
 
 

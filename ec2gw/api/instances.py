@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ec2gw import ids
 from ec2gw.api import instance_views as views
+from ec2gw.api import metrics
 from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import FILTERS, check_instance_ids, page_of_instances
 from ec2gw.aws.dispatch import operation
@@ -84,7 +85,7 @@ def _reservations(ctx: RequestContext, s: Any, rows: list[Instance]) -> list[dic
     """The Reservation shapes of ``rows``, with their tags, NICs and the caller's default group."""
     ids_ = [r.id for r in rows]
     return views.reservations(rows, ctx.principal.account_id, tags_for(s, ids_), _default_group_id(s, ctx.user_id),
-                              nics_of(s, ids_))
+                              nics_of(s, ids_), metrics.monitored(s, ids_))
 
 
 def _describe_reservation(ctx: RequestContext, s: Any, reservation_id: str) -> dict[str, Any]:

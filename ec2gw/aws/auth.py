@@ -71,7 +71,9 @@ def authenticate(
     virtual_host_bucket: str | None = None,
     sigv2_max_expires: int = sigv2.DEFAULT_MAX_EXPIRES,
 ) -> AuthResult:
-    """Verify the request's signature for ``service`` ("ec2" or "s3") and return who made it.
+    """Verify the request's signature for ``service`` ("ec2", "monitoring" or "s3") and return who made it.
+
+    "monitoring" (CloudWatch, served by the EC2 gateway) is verified as EC2 is, with its own error codes.
 
     ``lookup_secret(access_key)`` returns the secret key, or None when the key is unknown or disabled.
     For EC2, ``form_body`` is the complete urlencoded POST body (its SHA-256 is the SigV4 payload hash;
@@ -81,14 +83,14 @@ def authenticate(
     ``sigv2_max_expires`` bounds how far past the server time an EC2 SigV2 ``Expires`` may lie (seconds).
     Raises ServiceError with the service's error code; S3 requests without credentials are "anonymous".
     """
-    if service not in ("ec2", "s3"):
+    if service not in ("ec2", "monitoring", "s3"):
         raise ValueError(f"unknown service {service!r}")
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     hdrs = lower_headers(req.headers)
     authorization = (first(hdrs, "authorization") or "").strip()
-    query = decode_pairs(split_query(req.query), plus_is_space=service == "ec2")
+    query = decode_pairs(split_query(req.query), plus_is_space=service != "s3")
     keys = {k for k, _ in query}
     if authorization:
         if service == "s3" and ("X-Amz-Signature" in keys or "Signature" in keys):

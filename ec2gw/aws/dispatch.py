@@ -57,3 +57,6 @@ class Registry:
 #: the EC2 operations; api/ modules register into it at import
 ec2 = Registry()
 operation = ec2.operation
+
+#: the CloudWatch operations (metrics, served on the EC2 port); api/metrics.py registers into it
+cloudwatch = Registry()

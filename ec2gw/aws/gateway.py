@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, quote
 
 from werkzeug.datastructures import EnvironHeaders
 
+from ec2gw.aws import cloudwatch
 from ec2gw.aws.auth import RequestView, authenticate
 from ec2gw.aws.body_input import (
     CLIENT_BODY_ERRORS,
@@ -199,8 +200,11 @@ class Ec2Gateway:
         sigv2_max_expires: int = DEFAULT_MAX_EXPIRES,
         eucalyptus_version: str = DEFAULT_EUCALYPTUS_VERSION,
         eucalyptus_capacity: Capacity | None = None,
+        cloudwatch_registry: Registry | None = None,
     ) -> None:
         self.registry = registry
+        #: the CloudWatch operations (metrics) served beside EC2's; None serves none
+        self.cloudwatch_registry = cloudwatch_registry
         #: seconds past the server time a SigV2 Expires may lie (Settings.sigv2_max_expires)
         self.sigv2_max_expires = sigv2_max_expires
         #: the release named in the namespace of Eucalyptus-form answers (ec2gw.aws.eucalyptus)
@@ -216,29 +220,45 @@ class Ec2Gateway:
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
         action = "-"
+        content_type = "text/xml;charset=UTF-8"
+        extra_headers: list[tuple[str, str]] = []
         try:
             action, status, body = self.handle(environ, request_id)
+            if environ.get(_PROTOCOL_KEY) == "json":
+                content_type = cloudwatch.JSON_CONTENT_TYPE
         except ServiceError as err:
-            status, body = err.status, serialize_error(err.code, err.message, request_id)
+            status, body, content_type, extra_headers = self._error(environ, err.code, err.message, err.status, request_id)
             log.info("%s %s -> %s %s", request_id, action, err.status, err.code)
         except Exception:  # a bug: logged with its traceback, the client gets AWS's InternalError
             log.exception("%s %s failed", request_id, action)
-            status = 500
-            body = serialize_error(
-                "InternalError", "The server hit an unexpected error; the request id identifies it in the service log.", request_id
-            )
+            status, body, content_type, extra_headers = self._error(
+                environ, "InternalError" if environ.get(_PROTOCOL_KEY) is None else "InternalServiceError",
+                "The server hit an unexpected error; the request id identifies it in the service log.", 500, request_id)
         else:
             log.debug("%s %s -> %s in %.1f ms", request_id, action, status, (time.perf_counter() - started) * 1000)
         start_response(
             f"{status} {_REASONS.get(status, 'Error')}",
             [
-                ("Content-Type", "text/xml;charset=UTF-8"),
+                ("Content-Type", content_type),
                 ("Content-Length", str(len(body))),
                 ("x-amzn-RequestId", request_id),
                 ("Server", "ec2gw"),
+                *extra_headers,
             ],
         )
         return [body]
+
+    @staticmethod
+    def _error(environ: dict[str, Any], code: str, message: str, status: int,
+               request_id: str) -> tuple[int, bytes, str, list[tuple[str, str]]]:
+        """The error document of the request's protocol: EC2's, or CloudWatch's JSON or Query one."""
+        protocol = environ.get(_PROTOCOL_KEY)
+        if protocol == "json":
+            return (status, cloudwatch.serialize_error_json(code, message), cloudwatch.JSON_CONTENT_TYPE,
+                    [("x-amzn-query-error", f"{code};{cloudwatch.error_type(status)}")])
+        if protocol == "query":
+            return status, cloudwatch.serialize_error_query(code, message, status, request_id), "text/xml;charset=UTF-8", []
+        return status, serialize_error(code, message, request_id), "text/xml;charset=UTF-8", []
 
     def handle(self, environ: dict[str, Any], request_id: str) -> tuple[str, int, bytes]:
         method = environ.get("REQUEST_METHOD", "GET").upper()
@@ -262,6 +282,8 @@ class Ec2Gateway:
             params += decode_params(text, "request body")
         headers: Any = EnvironHeaders(environ)
         view = RequestView(method=method, path=raw_path(environ), query=query_string, headers=headers)
+        protocol = cloudwatch.protocol_of(headers, params)
+        environ[_PROTOCOL_KEY] = protocol
         principal_box: list[Principal] = []
 
         def lookup_secret(access_key: str) -> str | None:
@@ -271,11 +293,13 @@ class Ec2Gateway:
             principal_box[:] = [p]
             return p.secret
 
-        auth = authenticate(view, service="ec2", lookup_secret=lookup_secret, form_body=body,
-                            sigv2_max_expires=self.sigv2_max_expires)
+        auth = authenticate(view, service="ec2" if protocol is None else cloudwatch.SIGNING_NAME,
+                            lookup_secret=lookup_secret, form_body=body, sigv2_max_expires=self.sigv2_max_expires)
         if not principal_box or principal_box[0] is None or auth.access_key is None:
             raise ServiceError("AuthFailure", "AWS was not able to validate the provided access credentials.", status=401)
         principal = principal_box[0]
+        if protocol is not None:
+            return self._cloudwatch(protocol, principal, headers, params, body, request_id)
         values = dict(params)
         action = values.get("Action", "")
         if not action:
@@ -296,6 +320,36 @@ class Ec2Gateway:
             return action, 200, serialize_instance_types(result, request_id, self.eucalyptus_version, availability)
         return action, 200, serialize_response(model, result, request_id, version)
 
+
+    def _cloudwatch(self, protocol: str, principal: Principal, headers: Any, params: list[tuple[str, str]],
+                    body: bytes, request_id: str) -> tuple[str, int, bytes]:
+        """A CloudWatch request (ec2gw/aws/cloudwatch.py), authenticated."""
+        action = cloudwatch.json_action(headers) if protocol == "json" else dict(params).get("Action", "")
+        if not action:
+            raise ServiceError("MissingAction", "The request must name its action (X-Amz-Target: "
+                               f"{cloudwatch.TARGET_PREFIX}GetMetricStatistics, or Action=GetMetricStatistics).")
+        if self.cloudwatch_registry is None or self.cloudwatch_registry.get(action) is None \
+                or not has_operation(cloudwatch.SERVICE, action):
+            raise ServiceError("InvalidAction", f"The action {action[:64]} is not valid for this endpoint's CloudWatch "
+                               "API; it serves ListMetrics, GetMetricStatistics and GetMetricData.")
+        model = operation_model(cloudwatch.SERVICE, action)
+        if protocol == "json":
+            inputs = cloudwatch.parse_json(model, body)
+        else:
+            inputs = cloudwatch.parse_query_form(model, [(k, v) for k, v in params if k not in _QUERY_META])
+        ctx = self.make_context(principal, request_id, cloudwatch.API_VERSION)
+        result = self.cloudwatch_registry.call(action, ctx, inputs)
+        if protocol == "json":
+            return action, 200, cloudwatch.serialize_json(model, result)
+        return action, 200, cloudwatch.serialize_query(model, result, request_id)
+
+
+#: where handle() notes a request's protocol for the error answer: None (EC2), "json" or "query" (CloudWatch)
+_PROTOCOL_KEY = "ec2gw.protocol"
+#: Query-protocol parameters that are no operation input
+_QUERY_META = frozenset({"Action", "Version", "AWSAccessKeyId", "Signature", "SignatureMethod", "SignatureVersion",
+                         "Timestamp", "Expires", "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date",
+                         "X-Amz-Expires", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token"})
 
 _REASONS = {
     200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",

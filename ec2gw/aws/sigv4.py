@@ -81,6 +81,18 @@ _CODES: dict[str, dict[str, tuple[str, int]]] = {
         "missing": ("MissingAuthenticationToken", 401),
         "unsigned": ("AccessDenied", 403),
     },
+    # CloudWatch (served on the EC2 port, signed for service "monitoring")
+    "monitoring": {
+        "signature": ("SignatureDoesNotMatch", 403),
+        "unknown_key": ("InvalidClientTokenId", 403),
+        "skew": ("RequestExpired", 400),
+        "expired": ("RequestExpired", 400),
+        "malformed": ("IncompleteSignature", 400),
+        "malformed_query": ("IncompleteSignature", 400),
+        "unsupported": ("IncompleteSignature", 400),
+        "missing": ("MissingAuthenticationToken", 403),
+        "unsigned": ("AccessDenied", 403),
+    },
     "s3": {
         "signature": ("SignatureDoesNotMatch", 403),
         "unknown_key": ("InvalidAccessKeyId", 403),
@@ -311,7 +323,7 @@ def verify_signature(
     else:
         queries = [([(k, v) for k, v in query_pairs if k != "X-Amz-Signature"], "")]
     path = req.path or "/"
-    paths = [path] if service == "ec2" else list(dict.fromkeys([path, reencode_path(path)]))
+    paths = [path] if service != "s3" else list(dict.fromkeys([path, reencode_path(path)]))
     seen: set[str] = set()
     first_try: tuple[str, str] | None = None
     # bytes: compare_digest refuses str with non-ASCII characters, which a forged header may carry

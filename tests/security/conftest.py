@@ -145,12 +145,15 @@ def import_public_image(server: LiveServer, directory: Path) -> str:
     return str(admin_cli(server, "image", "import", unique("sec-public"), str(path), "--public")["image_id"])
 
 
+#: instance metrics sampled every 2 s, so that alice's instances have some for bob to try to read
+METRICS_ENV = {"EC2GW_METRICS_INTERVAL_SECONDS": "2"}
+
 # --------------------------------------------------------------------------- the SQLite server
 
 
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    srv = LiveServer(Path(tmp_path_factory.mktemp("sec-server"))).start()
+    srv = LiveServer(Path(tmp_path_factory.mktemp("sec-server")), env=METRICS_ENV).start()
     try:
         yield srv
     finally:
@@ -219,9 +222,9 @@ def pg_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     url = shared_cluster(request.config).create_database("sec")
     data = Path(tmp_path_factory.mktemp("sec-pg"))
     # one data dir (the object store, the CA) shared by both processes, as on a shared filesystem
-    a = LiveServer(data, global_args=["--database-url", url], extra_args=["--workers", "1"])
+    a = LiveServer(data, global_args=["--database-url", url], extra_args=["--workers", "1"], env=METRICS_ENV)
     b = LiveServer(data, global_args=["--database-url", url], extra_args=["--workers", "1"],
-                   ec2_port=free_port(), s3_port=free_port())
+                   ec2_port=free_port(), s3_port=free_port(), env=METRICS_ENV)
     try:
         a.start()  # first: it creates the administrator and writes admin.credentials
         b.start()

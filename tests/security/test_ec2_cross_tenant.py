@@ -10,8 +10,10 @@ operation that has no case here and is not listed in NO_TENANT_RESOURCE.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ec2gw.app import load_providers
+from ec2gw.aws import dispatch
 from tests.functional.tools import wait_for
 from tests.security import refused
 from tests.security.conftest import World, admin_cli, unique
@@ -339,6 +342,21 @@ def describe_addresses(x: Loot) -> None:
     assert x.bob.describe_addresses()["Addresses"] == []
 
 
+def monitor_instances(x: Loot) -> None:
+    refused(x.bob.monitor_instances, InstanceIds=[x.running], codes=INSTANCE_NF)
+    refused(x.bob.monitor_instances, InstanceIds=[x.stopped], codes=INSTANCE_NF)
+    assert x.instance(x.running)["Monitoring"] == {"State": "disabled"}
+
+
+def unmonitor_instances(x: Loot) -> None:
+    x.alice.monitor_instances(InstanceIds=[x.stopped])
+    try:
+        refused(x.bob.unmonitor_instances, InstanceIds=[x.stopped], codes=INSTANCE_NF)
+        assert x.instance(x.stopped)["Monitoring"] == {"State": "enabled"}
+    finally:
+        x.alice.unmonitor_instances(InstanceIds=[x.stopped])
+
+
 def nothing_of_alices_is_listed_for_bob(x: Loot) -> None:
     assert not x.bob_sees() & {x.running, x.stopped, x.image, x.kernel, x.key_id, x.group_id}
 
@@ -370,6 +388,72 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "DescribeKeyPairs": [describe_key_pairs],
     "DescribeSecurityGroups": [describe_security_groups],
     "DescribeAddresses": [describe_addresses],
+    "MonitorInstances": [monitor_instances],
+    "UnmonitorInstances": [unmonitor_instances],
+}
+
+
+# --------------------------------------------------------------------------- CloudWatch (metrics)
+
+
+def _window() -> tuple[datetime, datetime]:
+    now = datetime.now(UTC)
+    return now - timedelta(minutes=30), now + timedelta(minutes=2)
+
+
+def _alice_has_metrics(x: Loot) -> None:
+    """Alice herself reads samples of her running instance (so bob's empty answers mean something)."""
+    cw = x.w.alice.client("cloudwatch")
+    start, end = _window()
+
+    def sampled() -> bool:
+        got = cw.get_metric_statistics(Namespace="AWS/EC2", MetricName="DiskReadOps", StartTime=start, EndTime=end,
+                                       Dimensions=[{"Name": "InstanceId", "Value": x.running}], Period=600,
+                                       Statistics=["SampleCount"])
+        return bool(got["Datapoints"])
+
+    wait_for("samples of alice's running instance", sampled, timeout=60)
+
+
+def get_metric_statistics(x: Loot) -> None:
+    _alice_has_metrics(x)
+    cw = x.w.bob.client("cloudwatch")
+    start, end = _window()
+    for dims in ([{"Name": "InstanceId", "Value": x.running}], [{"Name": "InstanceId", "Value": x.stopped}],
+                 [{"Name": "ImageId", "Value": x.w.public_image}], [{"Name": "InstanceType", "Value": "t2.micro"}], []):
+        got = cw.get_metric_statistics(Namespace="AWS/EC2", MetricName="DiskReadOps", Dimensions=dims, StartTime=start,
+                                       EndTime=end, Period=600, Statistics=["SampleCount", "Sum"])
+        assert got["Datapoints"] == [], dims
+
+
+def get_metric_data(x: Loot) -> None:
+    _alice_has_metrics(x)
+    cw = x.w.bob.client("cloudwatch")
+    start, end = _window()
+    got = cw.get_metric_data(StartTime=start, EndTime=end, MetricDataQueries=[
+        {"Id": f"m{i}", "MetricStat": {"Metric": {"Namespace": "AWS/EC2", "MetricName": metric,
+                                                  "Dimensions": [{"Name": "InstanceId", "Value": x.running}]},
+                                       "Period": 60, "Stat": "SampleCount"}}
+        for i, metric in enumerate(("CPUUtilization", "NetworkIn", "DiskWriteBytes"))])
+    assert [r["Values"] for r in got["MetricDataResults"]] == [[], [], []]
+
+
+def list_metrics(x: Loot) -> None:
+    _alice_has_metrics(x)
+    cw = x.w.bob.client("cloudwatch")
+    assert cw.list_metrics()["Metrics"] == []
+    assert cw.list_metrics(Dimensions=[{"Name": "InstanceId", "Value": x.running}])["Metrics"] == []
+    out = x.w.bob.aws("cloudwatch", "get-metric-statistics", "--namespace", "AWS/EC2", "--metric-name", "NetworkIn",
+                      "--dimensions", f"Name=InstanceId,Value={x.running}", "--start-time", _window()[0].isoformat(),
+                      "--end-time", _window()[1].isoformat(), "--period", "60", "--statistics", "Sum", check=True)
+    assert json.loads(out.stdout)["Datapoints"] == []
+
+
+#: CloudWatch operation -> the cases where bob asks for metrics of alice's instances
+CLOUDWATCH_CASES: dict[str, list[Callable[[Loot], None]]] = {
+    "GetMetricStatistics": [get_metric_statistics],
+    "GetMetricData": [get_metric_data],
+    "ListMetrics": [list_metrics],
 }
 
 
@@ -381,7 +465,14 @@ def test_every_operation_has_a_cross_tenant_case() -> None:
     assert not (set(CASES) | NO_TENANT_RESOURCE) - implemented, "cases for operations the server does not have"
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=f"{op}-{c.__name__}") for op, cs in CASES.items() for c in cs])
+def test_every_cloudwatch_operation_has_a_cross_tenant_case() -> None:
+    load_providers()
+    assert set(dispatch.cloudwatch.names()) == set(CLOUDWATCH_CASES), (
+        f"CloudWatch operations and CLOUDWATCH_CASES in {__file__} differ: add a case for each operation")
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=f"{op}-{c.__name__}")
+                                  for op, cs in (CASES | CLOUDWATCH_CASES).items() for c in cs])
 def test_bob_cannot_reach_alices_resources(loot: Loot, case: Callable[[Loot], None]) -> None:
     case(loot)
 
