@@ -1,7 +1,7 @@
 """metrics: per-interval instance samples and the detailed-monitoring flag
 
-Revision ID: 0006m
-Revises: 0005t
+Revision ID: 0007m
+Revises: 0006p
 Create Date: 2026-12-06 04:30:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006m"
-down_revision: str | None = "0005t"
+revision: str = "0007m"
+down_revision: str | None = "0006p"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
