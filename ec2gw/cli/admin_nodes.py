@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -140,21 +141,37 @@ def node_list(state: CliState, as_json: bool) -> None:
 @click.pass_obj
 def node_show(state: CliState, name: str, as_json: bool) -> None:
     """Show node NAME: registration, health, its instances and unknown domains (never destroyed)."""
-    from ec2gw.compute import nodes
+    from ec2gw.compute import metrics, nodes
 
     app = open_app(state)
+    # the latest samples count as live while they are at most three sampling intervals old
+    since = datetime.now(UTC) - timedelta(seconds=3 * max(app.settings.metrics_interval_seconds, 1.0))
     try:
         with app.db.session() as s:
             data = nodes.show_node(s, name)
+            data["utilisation"] = use = metrics.node_utilisation(s, name, since)
     except nodes.NodeError as exc:
         raise _fail(exc) from None
-    lines = [_row(data)]
+    use["vcpus_committed"], use["memory_committed_mib"] = data["used_vcpus"], data["used_memory_mib"]
+    if isinstance(use["as_of"], datetime):
+        use["as_of"] = use["as_of"].strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [_row(data), _utilisation_line(use)]
     if data["last_error"]:
         lines.append(f"last error: {data['last_error']}")
     lines += [f"  instance {i['id']} {i['state']} {i['type']}" for i in data["instance_ids"]]
     lines += [f"  unknown domain {u['domain']} ({u['state']}), seen since {u['first_seen']}: not managed by ec2gw, "
               "left alone" for u in data["unknown_domains"]]
     emit(data, as_json, "\n".join(lines))
+
+
+def _utilisation_line(use: dict[str, Any]) -> str:
+    if not use["sampled"]:
+        return (f"utilisation: committed vcpus {use['vcpus_committed']}, memory {use['memory_committed_mib']} MiB; "
+                "used: no recent samples (metrics_interval_seconds; is the compute worker running?)")
+    vcpus = "unknown" if use["vcpus_used"] is None else f"{use['vcpus_used']:.2f}"
+    memory = "unknown" if use["memory_used_mib"] is None else f"{use['memory_used_mib']} MiB"
+    return (f"utilisation: vcpus used {vcpus} of {use['vcpus_committed']} committed, memory used {memory} of "
+            f"{use['memory_committed_mib']} MiB committed ({use['sampled']} instance(s) sampled, as of {use['as_of']})")
 
 
 @node.command("update")

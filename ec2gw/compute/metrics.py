@@ -15,9 +15,10 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from backends.base import DomainStats, DriverError
 from ec2gw.compute import reconcile
@@ -124,3 +125,25 @@ class Sampler:
         with self.worker.db.session(write=True) as s:
             s.execute(delete(MetricSample).where(MetricSample.sampled_at < cutoff))
             s.execute(delete(InstanceMonitoring).where(InstanceMonitoring.instance_id.not_in(select(Instance.id))))
+
+
+def node_utilisation(s: Session, node_name: str, since: datetime) -> dict[str, Any]:
+    """What the instances of one node used at their latest samples taken since ``since``: vCPUs
+    busy (CPUUtilization x vCPUs) and resident memory (MiB); None where no sample says (the test
+    driver keeps no cpu time or memory counters). `sampled` counts the instances with a sample."""
+    latest = (select(MetricSample.instance_id, func.max(MetricSample.sampled_at).label("at"))
+              .where(MetricSample.node_name == node_name, MetricSample.sampled_at >= since)
+              .group_by(MetricSample.instance_id).subquery())
+    rows = list(s.execute(
+        select(MetricSample.cpu_utilization, MetricSample.vcpus, MetricSample.memory_used_mib, MetricSample.sampled_at)
+        .join(latest, (MetricSample.instance_id == latest.c.instance_id) & (MetricSample.sampled_at == latest.c.at))
+        .join(Instance, Instance.id == MetricSample.instance_id)
+        .where(Instance.node_name == node_name, Instance.state != "terminated")))
+    cpus = [cpu * vcpus / 100.0 for cpu, vcpus, _, _ in rows if cpu is not None]
+    memory = [mib for _, _, mib, _ in rows if mib is not None]
+    return {
+        "sampled": len(rows),
+        "vcpus_used": round(sum(cpus), 2) if cpus else None,
+        "memory_used_mib": round(sum(memory)) if memory else None,
+        "as_of": max((r[3] for r in rows), default=None),
+    }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,36 @@ def test_add_registers_a_silent_node_and_says_when_its_networks_come(adm: Admin,
     listed = adm.json("list")
     assert [(n["name"], n["pools"], n["reachable"]) for n in listed] == [("far", ["blue"], False)]
     assert "cannot connect" in listed[0]["last_error"]
+
+
+def _samples(data_dir: Path, node: str, rows: list[tuple[str, float | None, float | None, float]]) -> None:
+    """Samples as the compute worker stores them: (instance, CPUUtilization %, memory MiB, age in seconds)."""
+    from ec2gw.compute.metric_models import MetricSample
+
+    db = Database(f"sqlite:///{data_dir / 'ec2gw.sqlite'}")
+    now = datetime.now(UTC)
+    with db.session(write=True) as s:
+        for iid, cpu, mib, age in rows:
+            s.add(MetricSample(instance_id=iid, node_name=node, sampled_at=now - timedelta(seconds=age),
+                               interval_seconds=60.0, cpu_utilization=cpu, network_in=0, network_out=0,
+                               network_packets_in=0, network_packets_out=0, disk_read_bytes=0, disk_write_bytes=0,
+                               disk_read_ops=0, disk_write_ops=0, memory_used_mib=mib, vcpus=1))
+    db.dispose()
+
+
+def test_show_adds_live_utilisation(adm: Admin, tmp_path: Path) -> None:
+    """`node show`: vCPUs and memory committed (the instances' sizes) against used (their latest samples)."""
+    adm.json("add", "n1", "--uri", node_uri(tmp_path, "n1"))
+    a, b = _instance_on(adm.data_dir, "n1"), _instance_on(adm.data_dir, "n1")
+    use = adm.json("show", "n1")["utilisation"]
+    assert (use["sampled"], use["vcpus_used"], use["vcpus_committed"], use["memory_committed_mib"]) == (0, None, 2, 2048)
+    assert "no recent samples" in adm.run("show", "n1").stdout
+    # a's latest sample (75 %, 300 MiB) counts, not its earlier one; b's is too old to be live
+    _samples(adm.data_dir, "n1", [(a, 10.0, 100.0, 90), (a, 75.0, 300.0, 30), (b, 100.0, 900.0, 600)])
+    use = adm.json("show", "n1")["utilisation"]
+    assert (use["sampled"], use["vcpus_used"], use["memory_used_mib"]) == (1, 0.75, 300)
+    _samples(adm.data_dir, "n1", [(b, 50.0, 200.0, 20)])
+    use = adm.json("show", "n1")["utilisation"]
+    assert (use["sampled"], use["vcpus_used"], use["memory_used_mib"]) == (2, 1.25, 500)
+    text = adm.run("show", "n1").stdout
+    assert "utilisation: vcpus used 1.25 of 2 committed, memory used 500 MiB of 2048 MiB committed" in text
