@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -33,7 +33,7 @@ from storage.service import CumulusService
 log = logging.getLogger("ec2gw")
 
 API_MODULES = ("regions", "instances", "instance_actions", "images", "keypairs", "tags", "security_groups", "addresses",
-               "create_image", "metrics")
+               "create_image", "metrics", "vpcs")
 
 
 def load_providers() -> dispatch.Registry:
@@ -79,10 +79,12 @@ class App:
         return quotas.instance_limit(self.db, self.settings, principal)
 
     def assign_addresses(self, s: Session, instances: list[Instance], slots: list[NodeRef],
-                         min_count: int | None = None) -> list[Instance]:
-        """Addresses (one NIC per distinct pool its type and node call for) for as many new
-        instances as the pools allow, at least ``min_count``; returns those that got them."""
-        return selection.assign(s, self.settings, instances, slots, min_count)
+                         min_count: int | None = None, requested: Sequence[selection.NicRequest] | None = None,
+                         map_public: bool = True) -> list[Instance]:
+        """Addresses (one NIC per distinct pool its type and node call for, or per ``requested``
+        subnet) for as many new instances as the pools allow, at least ``min_count``; returns those
+        that got them."""
+        return selection.assign(s, self.settings, instances, slots, min_count, requested, map_public)
 
     def node_reachability(self, s: Session) -> dict[str, bool]:
         return {name: ok for name, ok in s.execute(select(Node.name, Node.reachable))}

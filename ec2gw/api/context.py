@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Protocol
 from ec2gw.errors import dry_run_ok
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sqlalchemy.orm import Session
 
     from ec2gw.aws.gateway import Principal
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from ec2gw.config import Settings
     from ec2gw.db.models import Instance
     from ec2gw.db.session import Database
+    from ec2gw.network.selection import NicRequest
 
 
 class Services(Protocol):
@@ -33,7 +36,8 @@ class Services(Protocol):
     def instance_limit(self, principal: Principal) -> int: ...
 
     def assign_addresses(self, s: Session, instances: list[Instance], slots: list[NodeRef],
-                         min_count: int | None = None) -> list[Instance]: ...
+                         min_count: int | None = None, requested: Sequence[NicRequest] | None = None,
+                         map_public: bool = True) -> list[Instance]: ...
 
     def node_reachability(self, s: Session) -> dict[str, bool]: ...
 

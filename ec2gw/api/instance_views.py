@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from ec2gw.compute import leases
 from ec2gw.compute.states import state_dict
 from ec2gw.db.models import Instance
+from ec2gw.network import vpc
 from ec2gw.network.selection import ordered_nics
 
 
+@dataclass(frozen=True)
+class NetView:
+    """What the network part of an instance's shape needs besides its rows."""
+
+    vpc_id: str
+    account_id: str
+    groups: list[dict[str, str]]
+
+
 def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | None, nics: list[Any] | None = None,
-                  monitored: bool = False) -> dict[str, Any]:
-    """The Instance shape; ``nics`` are the instance's address rows (id, pool, mac, ip, hostname);
-    ``monitored``: detailed monitoring is on (MonitorInstances)."""
+                  net: NetView | None = None, monitored: bool = False) -> dict[str, Any]:
+    """The Instance shape; ``nics`` are the instance's address rows (id, pool, mac, ip, hostname,
+    device_index); ``monitored``: detailed monitoring is on (MonitorInstances)."""
+    groups = net.groups if net else [{"GroupName": "default", "GroupId": group_id}] if group_id else []
     item: dict[str, Any] = {
         "InstanceId": inst.id,
         "ImageId": inst.image_id,
@@ -46,40 +58,63 @@ def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | No
         "UsageOperation": "RunInstances",
         "CpuOptions": {"CoreCount": inst.vcpus, "ThreadsPerCore": 1},
         "Tags": leases.with_end_tag(inst, tags) or None,
-        "SecurityGroups": [{"GroupName": "default", "GroupId": group_id}] if group_id else [],
+        "SecurityGroups": groups,
         "NetworkInterfaces": [],
         "MetadataOptions": {"State": "applied", "HttpTokens": "optional", "HttpEndpoint": "disabled"},
     }
     if inst.state_reason_code:
         item["StateReason"] = {"Code": inst.state_reason_code, "Message": inst.state_reason_message or ""}
     if nics:
-        item["NetworkInterfaces"] = [
-            _interface(inst, n.mac, n.ip, n.hostname, index) for index, n in enumerate(ordered_nics(inst, nics))
-        ]
+        ordered = ordered_nics(inst, nics)
+        item["NetworkInterfaces"] = [interface(inst, n, index, net) for index, n in enumerate(ordered)]
+        if net is not None:
+            item["VpcId"] = net.vpc_id
+            item["SubnetId"] = vpc.subnet_id(ordered[0].pool)
     elif inst.mac:  # addresses already returned (terminated): the NIC the row remembers
-        item["NetworkInterfaces"] = [_interface(inst, inst.mac, inst.private_ip, inst.private_dns, 0)]
+        item["NetworkInterfaces"] = [interface(inst, None, 0, None)]
     return item
 
 
-def _interface(inst: Instance, mac: str, ip: str | None, hostname: str | None, index: int) -> dict[str, Any]:
-    """One NIC; the primary one (index 0) carries the instance's public address, as on EC2."""
+def interface(inst: Instance, nic: Any, index: int, net: NetView | None) -> dict[str, Any]:
+    """One NIC (``nic`` None: the one the instance row remembers); the primary one (index 0)
+    carries the instance's public address, as on EC2."""
+    mac, ip, hostname = (nic.mac, nic.ip, nic.hostname) if nic is not None else (inst.mac, inst.private_ip, inst.private_dns)
     public = inst.public_ip if index == 0 else None
-    return {
+    association = {"PublicIp": public, "PublicDnsName": "", "IpOwnerId": "amazon"} if public else None
+    item: dict[str, Any] = {
         "MacAddress": mac,
         "PrivateIpAddress": ip,
         "PrivateDnsName": hostname or "",
         "Status": "in-use",
         "Attachment": {"DeviceIndex": index, "Status": "attached", "AttachTime": inst.launch_time},
-        "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": ip}],
-        "Association": {"PublicIp": public, "IpOwnerId": "amazon"} if public else None,
+        "PrivateIpAddresses": [{"Primary": True, "PrivateIpAddress": ip, "PrivateDnsName": hostname or "",
+                                "Association": association}],
+        "Association": association,
     }
+    if nic is not None and net is not None:
+        item.update({
+            "NetworkInterfaceId": vpc.eni_id(inst.id, nic.id),
+            "SubnetId": vpc.subnet_id(nic.pool),
+            "VpcId": net.vpc_id,
+            "OwnerId": net.account_id,
+            "Description": "",
+            "Groups": net.groups,
+            "Ipv6Addresses": [],
+            "SourceDestCheck": True,
+            "InterfaceType": "interface",
+        })
+        item["Attachment"].update({"AttachmentId": vpc.attachment_id(inst.id, nic.id), "DeleteOnTermination": True,
+                                   "NetworkCardIndex": 0})
+    return item
 
 
 def reservations(
     rows: Iterable[Instance], owner_account: str, tags: dict[str, list[dict[str, str]]], group_id: str | None,
-    nics: dict[str, list[Any]] | None = None, monitored: set[str] | None = None,
+    nics: dict[str, list[Any]] | None = None, vpc_id: str | None = None, monitored: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Group instances into reservations in the order their first instance appears."""
+    groups = [{"GroupName": "default", "GroupId": group_id}] if group_id else []
+    net = NetView(vpc_id, owner_account, groups) if vpc_id else None
     out: dict[str, dict[str, Any]] = {}
     for inst in rows:
         res = out.get(inst.reservation_id)
@@ -90,8 +125,8 @@ def reservations(
                 "Groups": [],
                 "Instances": [],
             }
-        res["Instances"].append(instance_item(inst, tags.get(inst.id, []), group_id, (nics or {}).get(inst.id),
-                                                 inst.id in (monitored or ())))
+        res["Instances"].append(instance_item(inst, tags.get(inst.id, []), group_id, (nics or {}).get(inst.id), net,
+                                              inst.id in (monitored or ())))
     return list(out.values())
 
 

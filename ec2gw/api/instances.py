@@ -14,16 +14,16 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, exists, false, select
 from sqlalchemy.exc import IntegrityError
 
 from ec2gw import ids
 from ec2gw.api import instance_views as views
-from ec2gw.api import metrics
+from ec2gw.api import launch_nics, metrics
 from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import FILTERS, check_instance_ids, page_of_instances
 from ec2gw.aws.dispatch import operation
-from ec2gw.aws.filters import build_conditions
+from ec2gw.aws.filters import build_conditions, match_any, matches
 from ec2gw.aws.pagination import check_max_results, scope_digest
 from ec2gw.compute import leases
 from ec2gw.compute import placement as node_placement
@@ -32,7 +32,9 @@ from ec2gw.compute.zones import list_zones
 from ec2gw.db.models import Instance, KeyPair, Reservation, SecurityGroup, Tag
 from ec2gw.errors import ServiceError, invalid_combination, invalid_value
 from ec2gw.images import find_launchable_image, require_readable
-from ec2gw.network.pools import nics_of
+from ec2gw.network import vpc
+from ec2gw.network.models import Address, Pool
+from ec2gw.network.pools import DEFAULT_POOL, nics_of
 from ec2gw.quotas import launch_allowance
 from ec2gw.tagging import set_tags, tags_for, tags_from_specifications
 
@@ -85,7 +87,7 @@ def _reservations(ctx: RequestContext, s: Any, rows: list[Instance]) -> list[dic
     """The Reservation shapes of ``rows``, with their tags, NICs and the caller's default group."""
     ids_ = [r.id for r in rows]
     return views.reservations(rows, ctx.principal.account_id, tags_for(s, ids_), _default_group_id(s, ctx.user_id),
-                              nics_of(s, ids_), metrics.monitored(s, ids_))
+                              nics_of(s, ids_), vpc.vpc_id(ctx.settings), metrics.monitored(s, ids_))
 
 
 def _describe_reservation(ctx: RequestContext, s: Any, reservation_id: str) -> dict[str, Any]:
@@ -101,7 +103,8 @@ def run_instances(
     tag_specifications: list[dict[str, Any]] | None = None, placement: dict[str, Any] | None = None,
     kernel_id: str | None = None, ramdisk_id: str | None = None, security_groups: list[str] | None = None,
     security_group_ids: list[str] | None = None, instance_initiated_shutdown_behavior: str | None = None,
-    dry_run: bool | None = None,
+    subnet_id: str | None = None, network_interfaces: list[dict[str, Any]] | None = None,
+    private_ip_address: str | None = None, dry_run: bool | None = None,
 ) -> dict[str, Any]:
     settings = ctx.settings
     if image_id is None:
@@ -130,7 +133,9 @@ def run_instances(
     if client_token is not None and (len(client_token) > 64 or not client_token.isascii()):
         raise invalid_value("ClientToken", client_token[:20] + "...", "Client tokens are at most 64 ASCII characters.")
     fingerprint = _request_hash(
-        {"image": image_id, "type": itype, "min": min_count, "max": max_count, "key": key_name, "ud": udata, "zone": zone}
+        {"image": image_id, "type": itype, "min": min_count, "max": max_count, "key": key_name, "ud": udata, "zone": zone,
+         **({"subnet": subnet_id, "nics": network_interfaces, "ip": private_ip_address}
+            if subnet_id or network_interfaces or private_ip_address else {})}
     )
     with ctx.db.session(write=True) as s:
         if client_token:
@@ -159,8 +164,13 @@ def run_instances(
             raise ServiceError(
                 "InvalidParameterValue", f"Invalid availability zone: [{zone}]. DescribeAvailabilityZones lists the zones."
             )
+        nic_plan = launch_nics.plan(s, ctx, subnet_id, network_interfaces, private_ip_address, zone, max_count,
+                                    bool(security_groups or security_group_ids))
+        for spec in network_interfaces or []:
+            _check_groups(s, ctx.user_id, None, spec.get("Groups"))
         allowed = launch_allowance(s, ctx.settings, ctx.principal, min_count, max_count, itype, vcpus, memory)
-        slots = node_placement.place(s, settings, zone, allowed, vcpus, memory)
+        slots = node_placement.place(s, settings, zone, allowed, vcpus, memory,
+                                     [r.pool for r in nic_plan.requested] if nic_plan else None)
         if len(slots) < min_count:
             raise ServiceError(
                 "InsufficientInstanceCapacity",
@@ -187,7 +197,9 @@ def run_instances(
                 availability_zone=node.zone, node_name=node.name, user_data=udata, launch_time=now, lease_end=lease_end,
             )
             instances.append(inst)
-        instances = ctx.app.assign_addresses(s, instances, slots, min_count)  # as many as the pools allow
+        # as many as the pools allow
+        instances = ctx.app.assign_addresses(s, instances, slots, min_count, nic_plan.requested if nic_plan else None,
+                                             nic_plan.map_public if nic_plan else True)
         for index, inst in enumerate(instances):
             inst.launch_index = index
         s.add_all(instances)
@@ -208,14 +220,37 @@ def describe_instances(
     if wanted and max_results is not None:
         raise invalid_combination("The parameter instancesSet cannot be used with the parameter maxResults")
     check_max_results(max_results)
-    conds = build_conditions(filters, FILTERS, tag_model=Tag, resource_column=Instance.id)
     scope = scope_digest("instances", filters)
     with ctx.db.session() as s:
+        conds = build_conditions(filters, {**FILTERS, **_network_filters(ctx, s)}, tag_model=Tag, resource_column=Instance.id)
         rows, token = page_of_instances(s, ctx, conds, wanted, next_token, max_results, scope)
         out: dict[str, Any] = {"Reservations": _reservations(ctx, s, rows)}
     if token:
         out["NextToken"] = token
     return out
+
+
+def _network_filters(ctx: RequestContext, s: Any) -> dict[str, Any]:
+    """DescribeInstances' filters on the VPC view: subnets are pools, matched by their ids."""
+    names = [*s.scalars(select(Pool.name)), DEFAULT_POOL]
+    vid = vpc.vpc_id(ctx.settings)
+
+    def nic_in(values: list[str], primary: bool) -> Any:
+        chosen = [p for p in names if matches(vpc.subnet_id(p), values)]
+        cond = and_(Address.instance_id == Instance.id, Address.pool.in_(chosen))
+        return exists(select(Address.id).where(cond, Address.mac == Instance.mac) if primary else select(Address.id).where(cond))
+
+    def in_vpc(values: list[str]) -> Any:
+        return exists(select(Address.id).where(Address.instance_id == Instance.id)) if matches(vid, values) else false()
+
+    return {
+        "subnet-id": lambda values: nic_in(values, True),
+        "network-interface.subnet-id": lambda values: nic_in(values, False),
+        "vpc-id": in_vpc,
+        "network-interface.vpc-id": in_vpc,
+        "network-interface.addresses.private-ip-address": lambda values: exists(select(Address.id).where(
+            Address.instance_id == Instance.id, match_any(Address.ip, values))),
+    }
 
 
 @operation("DescribeInstanceStatus")

@@ -10,6 +10,7 @@ from ec2gw.aws.filters import filter_items, normalize
 from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
 from ec2gw.compute.zones import list_zones, type_capacity
 from ec2gw.errors import ServiceError
+from ec2gw.network import vpc
 
 
 def _endpoint(ctx: RequestContext) -> str:
@@ -100,8 +101,8 @@ def describe_account_attributes(
 ) -> dict[str, Any]:
     ctx.check_dry_run(dry_run)
     attrs = {
-        "supported-platforms": ["EC2"],
-        "default-vpc": ["none"],
+        "supported-platforms": ["VPC"],
+        "default-vpc": [vpc.vpc_id(ctx.settings)],
         "max-instances": [str(ctx.app.instance_limit(ctx.principal))],
         "max-elastic-ips": ["0"],
         "vpc-max-elastic-ips": ["0"],

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node
+from ec2gw.network.pools import DEFAULT_POOL
 
 LOCAL_NODE = "local"
 #: instance states whose domain still occupies its node
@@ -130,7 +131,8 @@ def candidates(s: Session, zone: str | None, pools: Sequence[str] | None) -> lis
     if zone is not None:
         q = q.where(Node.zone == zone)
     need = set(pools or ())
-    return [n for n in s.scalars(q.order_by(Node.name)) if need <= set(split_pools(n.pools))]
+    # a node serving no pool serves the embedded default pool
+    return [n for n in s.scalars(q.order_by(Node.name)) if need <= set(split_pools(n.pools) or (DEFAULT_POOL,))]
 
 
 def spread(rooms: list[Room], count: int, vcpus: int, memory_mib: int) -> list[Room]:
@@ -184,7 +186,7 @@ def place(s: Session, settings: Settings, zone: str | None, count: int, vcpus: i
     _check_write_lock(s)
     if s.scalar(select(Node.name).limit(1)) is None:
         node = implicit_node(settings)
-        return [node] * count if zone in (None, node.zone) and not pools else []
+        return [node] * count if zone in (None, node.zone) and set(pools or ()) <= {DEFAULT_POOL} else []
     ratios = overcommit_ratios(settings)
     nodes = candidates(s, zone, pools)
     if s.get_bind().dialect.name != "postgresql":

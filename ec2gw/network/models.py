@@ -31,6 +31,8 @@ class Address(Base):
     netmask: Mapped[str] = mapped_column(String(45), default="none")
     mac: Mapped[str] = mapped_column(String(17))
     instance_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: the NIC's device index on its instance while held (None on rows claimed before it was kept)
+    device_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
     #: when the address was released; it is reusable after the grace period
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     __table_args__ = (

@@ -209,7 +209,7 @@ def allocate(s: Session, pool: str, instance_ids: list[str], grace_seconds: floa
     return candidates
 
 
-def free_addresses(s: Session, pool: str, limit: int, grace_seconds: float = 0.0) -> list[Address]:
+def free_addresses(s: Session, pool: str, limit: int, grace_seconds: float = 0.0, ip: str | None = None) -> list[Address]:
     """Up to ``limit`` free addresses of ``pool`` in file order (locked on PostgreSQL), to ``claim``."""
     if s.get(Pool, pool) is None:
         raise ServiceError("InvalidSubnetID.NotFound",
@@ -222,6 +222,8 @@ def free_addresses(s: Session, pool: str, limit: int, grace_seconds: float = 0.0
         Address.instance_id.is_(None),
         or_(Address.released_at.is_(None), Address.released_at <= cutoff),
     )
+    if ip is not None:
+        free = and_(free, Address.ip == ip)
     q = select(Address).where(free).order_by(Address.id).limit(limit)
     if s.get_bind().dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
@@ -236,32 +238,41 @@ def short_of_addresses(pool: str, free: int, needed: int) -> ServiceError:
     )
 
 
-def claim(s: Session, pool: str, addresses: list[Address], instance_ids: list[str]) -> None:
-    """Hand ``addresses[i]`` to ``instance_ids[i]`` with one conditional UPDATE per batch.
+def claim(s: Session, pool: str, addresses: list[Address], instance_ids: list[str],
+          device_indexes: list[int] | None = None) -> None:
+    """Hand ``addresses[i]`` to ``instance_ids[i]`` (as its NIC number ``device_indexes[i]``) with
+    one conditional UPDATE per batch.
 
     Raises InsufficientFreeAddressesInSubnet if another launch took one of them first.
     """
     pairs = list(zip(addresses, instance_ids, strict=False))
+    indexes = dict(zip((a.id for a in addresses), device_indexes or [], strict=False))
     table = cast(Table, Address.__table__)
     for start in range(0, len(pairs), _CLAIM_BATCH):
         batch = pairs[start:start + _CLAIM_BATCH]
         claimed = {a.id: iid for a, iid in batch}
+        values: dict[str, Any] = {"instance_id": case(claimed, value=table.c.id)}
+        if indexes:
+            values["device_index"] = case({a.id: indexes[a.id] for a, _ in batch}, value=table.c.id)
         res = s.execute(
             update(table)
             .where(table.c.id.in_(list(claimed)), table.c.instance_id.is_(None))
-            .values(instance_id=case(claimed, value=table.c.id)),
+            .values(**values),
             execution_options={"synchronize_session": False},
         )
         if res.rowcount != len(batch):  # type: ignore[attr-defined]
             raise ServiceError("InsufficientFreeAddressesInSubnet", f"Addresses of pool '{pool}' are contended; retry the request.")
     for addr, iid in pairs:
         set_committed_value(addr, "instance_id", iid)
+        if indexes:
+            set_committed_value(addr, "device_index", indexes[addr.id])
 
 
 def release(s: Session, instance_id: str) -> None:
     """Return the instance's addresses; they are reusable after the grace period."""
     s.execute(
-        update(Address).where(Address.instance_id == instance_id).values(instance_id=None, released_at=datetime.now(UTC))
+        update(Address).where(Address.instance_id == instance_id)
+        .values(instance_id=None, device_index=None, released_at=datetime.now(UTC))
     )
 
 
@@ -271,12 +282,13 @@ def addresses_of(s: Session, instance_id: str) -> list[Address]:
 
 
 # built once: every DescribeInstances runs it
-_NICS_OF = select(Address.instance_id, Address.id, Address.pool, Address.mac, Address.ip, Address.hostname).where(
+_NICS_OF = select(Address.instance_id, Address.id, Address.pool, Address.mac, Address.ip, Address.hostname,
+                  Address.device_index).where(
     Address.instance_id.in_(bindparam("ids", expanding=True)))
 
 
 def nics_of(s: Session, instance_ids: list[str]) -> dict[str, list[Any]]:
-    """Every NIC (address row: id, pool, mac, ip, hostname) of each instance, for listings."""
+    """Every NIC (address row: id, pool, mac, ip, hostname, device_index) of each instance, for listings."""
     out: dict[str, list[Any]] = {}
     for start in range(0, len(instance_ids), 500):
         for row in s.execute(_NICS_OF, {"ids": instance_ids[start:start + 500]}):

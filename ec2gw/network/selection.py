@@ -15,6 +15,7 @@ instance id.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ec2gw.errors import ServiceError
@@ -61,8 +62,36 @@ def pools_for(settings: Settings, instance_type: str, node_pools: Sequence[str])
     return chosen or [node_pools[0]]
 
 
+@dataclass(frozen=True)
+class NicRequest:
+    """One NIC asked for at launch (RunInstances' SubnetId or NetworkInterfaces), in device order."""
+
+    pool: str
+    private_ip: str | None = None
+
+
+def plan_for(settings: Settings, instance_type: str, node_pools: Sequence[str],
+             requested: Sequence[NicRequest] | None = None, map_public: bool = True) -> list[str]:
+    """The pools of an instance's NICs in device order (index 0 is the primary NIC).
+
+    Without ``requested``: Nimbus's rules (pools_for), the private NIC first. With it: the
+    requested pools, plus a NIC in the public pool when a single NIC was asked for, ``map_public``
+    holds, the node serves the public pool and the type's roles include public (the subnet maps
+    public addresses on launch)."""
+    if not requested:
+        plan = pools_for(settings, instance_type, node_pools)
+        return sorted(plan, key=lambda p: is_public(settings, p) and p != settings.network_private_pool)
+    plan = [r.pool for r in requested]
+    public = settings.network_public_pool
+    if (map_public and len(plan) == 1 and public not in plan and public in node_pools
+            and "public" in type_roles(settings, instance_type)):
+        plan.append(public)
+    return plan
+
+
 def assign(s: Session, settings: Settings, instances: list[Instance], slots: list[NodeRef],
-           min_count: int | None = None) -> list[Instance]:
+           min_count: int | None = None, requested: Sequence[NicRequest] | None = None,
+           map_public: bool = True) -> list[Instance]:
     """Allocate addresses (atomic with the caller's transaction) to as many instances as the pools
     allow, in order, and fill their rows; returns the instances that got every NIC they need.
 
@@ -74,7 +103,7 @@ def assign(s: Session, settings: Settings, instances: list[Instance], slots: lis
     plans: dict[str, list[str]] = {}
     wanted: dict[str, int] = {}
     for inst, node in zip(instances, slots, strict=False):
-        plan = pools_for(settings, inst.instance_type, node.pools)
+        plan = plan_for(settings, inst.instance_type, node.pools, requested, map_public)
         plans[inst.id] = plan
         for pool in plan:
             wanted[pool] = wanted.get(pool, 0) + 1
@@ -84,7 +113,8 @@ def assign(s: Session, settings: Settings, instances: list[Instance], slots: lis
     # On PostgreSQL the free rows are locked (SKIP LOCKED) as they are read: inside a savepoint,
     # so that a launch keeping fewer instances than it looked for can let go of the rest at once.
     savepoint = s.begin_nested() if s.get_bind().dialect.name == "postgresql" else None
-    free = {pool: pools.free_addresses(s, pool, wanted[pool], settings.address_grace_seconds) for pool in order}
+    fixed = {r.pool: r.private_ip for r in requested or [] if r.private_ip}
+    free = {pool: _free(s, settings, pool, wanted[pool], fixed.get(pool)) for pool in order}
     kept = _fitting(instances, plans, {pool: len(rows) for pool, rows in free.items()})
     if len(kept) < minimum:
         raise _short(free, wanted, len(kept), minimum)
@@ -94,19 +124,31 @@ def assign(s: Session, settings: Settings, instances: list[Instance], slots: lis
             savepoint.commit()
         else:
             savepoint.rollback()  # releases every row lock taken above; take only what is used
-            free = {pool: pools.free_addresses(s, pool, need[pool], settings.address_grace_seconds) for pool in order}
+            free = {pool: _free(s, settings, pool, need[pool], fixed.get(pool)) for pool in order}
             if any(len(free[p]) < need[p] for p in order):
                 raise ServiceError("InsufficientFreeAddressesInSubnet",
                                    "Addresses were taken by a concurrent launch; retry the request.")
     got: dict[tuple[str, str], Address] = {}
     for pool in order:
         holders = [inst.id for inst in kept if pool in plans[inst.id]]
-        pools.claim(s, pool, free[pool][: len(holders)], holders)
+        pools.claim(s, pool, free[pool][: len(holders)], holders, [plans[iid].index(pool) for iid in holders])
         for iid, addr in zip(holders, free[pool], strict=False):
             got[(iid, pool)] = addr
     for inst in kept:
         fill(settings, inst, [got[(inst.id, p)] for p in plans[inst.id]])
     return kept
+
+
+def _free(s: Session, settings: Settings, pool: str, limit: int, fixed_ip: str | None) -> list[Address]:
+    """Free addresses of ``pool`` to claim: ``fixed_ip`` alone when a NIC asked for it."""
+    if fixed_ip is None:
+        return pools.free_addresses(s, pool, limit, settings.address_grace_seconds)
+    found = pools.free_addresses(s, pool, 1, settings.address_grace_seconds, ip=fixed_ip)
+    if not found:
+        raise ServiceError("InvalidIPAddress.InUse",
+                           f"The address {fixed_ip} of subnet {pool!r} is in use (or was released moments ago); "
+                           "choose another PrivateIpAddress or leave it out to get any free one.")
+    return found
 
 
 def _fitting(instances: list[Instance], plans: dict[str, list[str]], free: dict[str, int]) -> list[Instance]:
@@ -136,10 +178,9 @@ def _short(free: dict[str, list[Address]], wanted: dict[str, int], fitting: int,
 
 
 def fill(settings: Settings, inst: Instance, nics: list[Address]) -> None:
-    """Set the instance's address fields from its NICs (see the module docstring)."""
-    private = [a for a in nics if not is_public(settings, a.pool) or a.pool == settings.network_private_pool]
+    """Set the instance's address fields from its NICs in device order (see the module docstring)."""
     public = [a for a in nics if is_public(settings, a.pool)]
-    primary = (private or nics)[0]
+    primary = nics[0]
     inst.private_ip = primary.ip
     inst.mac = primary.mac
     inst.private_dns = primary.hostname
@@ -148,4 +189,4 @@ def fill(settings: Settings, inst: Instance, nics: list[Address]) -> None:
 
 def ordered_nics(inst: Instance, nics: list[Address]) -> list[Address]:
     """The instance's NICs with the primary one (its MAC on the row) first."""
-    return sorted(nics, key=lambda a: (a.mac != inst.mac, a.pool, a.id))
+    return sorted(nics, key=lambda a: (a.device_index is None, a.device_index or 0, a.mac != inst.mac, a.pool, a.id))

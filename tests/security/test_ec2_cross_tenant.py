@@ -357,6 +357,62 @@ def unmonitor_instances(x: Loot) -> None:
         x.alice.unmonitor_instances(InstanceIds=[x.stopped])
 
 
+ENI_NF = {"InvalidNetworkInterfaceID.NotFound"}
+
+
+def _alices_nics(x: Loot) -> list[dict[str, Any]]:
+    return list(x.instance(x.running)["NetworkInterfaces"])
+
+
+def describe_vpcs(x: Loot) -> None:
+    """The VPC is the installation's; each caller sees it as their own, never as alice's."""
+    vpcs = x.bob.describe_vpcs()["Vpcs"]
+    assert len(vpcs) == 1 and vpcs[0]["OwnerId"] != x.account_id
+    assert x.bob.describe_vpcs(Filters=[{"Name": "owner-id", "Values": [x.account_id]}])["Vpcs"] == []
+
+
+def describe_subnets(x: Loot) -> None:
+    subnets = x.bob.describe_subnets()["Subnets"]
+    assert subnets and all(s["OwnerId"] != x.account_id for s in subnets)
+    assert x.bob.describe_subnets(Filters=[{"Name": "owner-id", "Values": [x.account_id]}])["Subnets"] == []
+
+
+def describe_network_interfaces(x: Loot) -> None:
+    nics = _alices_nics(x)
+    assert nics and all(n["NetworkInterfaceId"].startswith("eni-") for n in nics)
+    for n in nics:
+        refused(x.bob.describe_network_interfaces, NetworkInterfaceIds=[n["NetworkInterfaceId"]], codes=ENI_NF)
+    seen = x.bob.describe_network_interfaces()["NetworkInterfaces"]
+    assert not {n["NetworkInterfaceId"] for n in seen} & {n["NetworkInterfaceId"] for n in nics}
+    for name, value in (("attachment.instance-id", x.running), ("mac-address", nics[0]["MacAddress"]),
+                        ("private-ip-address", nics[0]["PrivateIpAddress"]), ("owner-id", x.account_id)):
+        assert x.bob.describe_network_interfaces(Filters=[{"Name": name, "Values": [value]}])["NetworkInterfaces"] == []
+
+
+def run_instances_on_alices_address(x: Loot) -> None:
+    """Bob asks for the address alice's instance holds, and names her group on an interface."""
+    nic = _alices_nics(x)[0]
+    refused(x.bob.run_instances, ImageId=x.w.public_image, MinCount=1, MaxCount=1, SubnetId=nic["SubnetId"],
+            PrivateIpAddress=nic["PrivateIpAddress"], codes={"InvalidIPAddress.InUse"})
+    refused(x.bob.run_instances, ImageId=x.w.public_image, MinCount=1, MaxCount=1,
+            NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": nic["SubnetId"], "Groups": [x.group_id]}], codes=GROUP_NF)
+    assert _alices_nics(x)[0]["PrivateIpAddress"] == nic["PrivateIpAddress"]
+    assert x.bob.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])[
+        "Reservations"] == []
+
+
+def vpcs_and_subnets_stay_as_they_are(x: Loot) -> None:
+    vpc_before = x.alice.describe_vpcs()["Vpcs"]
+    subnets_before = x.alice.describe_subnets()["Subnets"]
+    unsupported = {"UnsupportedOperation"}
+    refused(x.bob.create_vpc, CidrBlock="10.0.0.0/16", codes=unsupported)
+    refused(x.bob.create_subnet, VpcId=vpc_before[0]["VpcId"], CidrBlock=subnets_before[0]["CidrBlock"], codes=unsupported)
+    refused(x.bob.delete_vpc, VpcId=vpc_before[0]["VpcId"], codes=unsupported)
+    refused(x.bob.delete_subnet, SubnetId=subnets_before[0]["SubnetId"], codes=unsupported)
+    assert x.alice.describe_vpcs()["Vpcs"] == vpc_before
+    assert [s["SubnetId"] for s in x.alice.describe_subnets()["Subnets"]] == [s["SubnetId"] for s in subnets_before]
+
+
 def nothing_of_alices_is_listed_for_bob(x: Loot) -> None:
     assert not x.bob_sees() & {x.running, x.stopped, x.image, x.kernel, x.key_id, x.group_id}
 
@@ -380,7 +436,7 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "DeregisterImage": [deregister_image, public_image_stays_the_administrators],
     "DescribeImageAttribute": [describe_image_attribute],
     "ModifyImageAttribute": [modify_image_attribute],
-    "RunInstances": [run_instances],
+    "RunInstances": [run_instances, run_instances_on_alices_address],
     "RegisterImage": [register_image],
     "CreateKeyPair": [create_key_pair],
     "ImportKeyPair": [import_key_pair],
@@ -390,6 +446,13 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "DescribeAddresses": [describe_addresses],
     "MonitorInstances": [monitor_instances],
     "UnmonitorInstances": [unmonitor_instances],
+    "DescribeVpcs": [describe_vpcs],
+    "DescribeSubnets": [describe_subnets],
+    "DescribeNetworkInterfaces": [describe_network_interfaces],
+    "CreateVpc": [vpcs_and_subnets_stay_as_they_are],
+    "CreateSubnet": [vpcs_and_subnets_stay_as_they_are],
+    "DeleteVpc": [vpcs_and_subnets_stay_as_they_are],
+    "DeleteSubnet": [vpcs_and_subnets_stay_as_they_are],
 }
 
 

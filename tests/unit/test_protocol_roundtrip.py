@@ -25,6 +25,7 @@ OPERATIONS = [
     "CreateTags", "DeleteTags", "DescribeTags", "CreateKeyPair", "ImportKeyPair", "DescribeKeyPairs", "DeleteKeyPair",
     "DescribeImages", "RegisterImage", "DeregisterImage", "DescribeImageAttribute", "DescribeSecurityGroups",
     "DescribeRegions", "DescribeAvailabilityZones", "DescribeAccountAttributes", "DescribeInstanceTypes", "CreateImage",
+    "DescribeVpcs", "DescribeSubnets", "DescribeNetworkInterfaces",
 ]
 
 
