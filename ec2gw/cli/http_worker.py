@@ -46,6 +46,15 @@ EC2_PORTS: set[int] = set()
 BODY_LIMITS: dict[int, int] = {}
 #: body bytes read in the poller before a thread takes the request (the whole body when smaller)
 PREREAD = 64 * 1024
+#: seconds a thread waits for the rest of a body its application did not read (a refused upload)
+#: before it reuses the connection; a body that takes longer closes the connection instead.
+#: gunicorn waits up to 5 s, holding the thread: clients trickling such bodies stopped both endpoints
+DRAIN_WAIT = 0.05
+#: seconds and bytes a closing connection is read (and discarded) for, so that its last answer is not
+#: cut short by a reset (RFC 9112 section 9.6), as gunicorn's close_graceful does; here in the
+#: poller, which gunicorn blocks for up to 2 s per connection a client keeps sending on
+LINGER = 2.0
+LINGER_BYTES = 64 * 1024
 #: bytes of headers after which the poller stops looking for their end and lets gunicorn's
 #: parser refuse them (its limits are far lower)
 MAX_HEAD = 1024 * 1024
@@ -168,6 +177,7 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
 
     def init_process(self) -> None:
         self.reading: set[Any] = set()  # connections whose request is read here
+        self.lingering: set[Any] = set()  # closing connections whose last bytes are discarded here
         self.next_check = 0.0
         self.ssl_ctx = gsock.ssl_context(self.cfg) if self.cfg.is_ssl else None
         super().init_process()
@@ -282,6 +292,14 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             conn.ec2gw_continued = False
         return super().handle_request(req, conn)
 
+    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
+        """Whether the connection serves another request: what is left of a body the application did
+        not read is discarded if it arrives within DRAIN_WAIT (a small body is in memory already,
+        read by the poller), else the connection closes and the thread is free at once."""
+        if not keepalive:
+            return False
+        return bool(conn.parser.finish_body(deadline=time.monotonic() + DRAIN_WAIT))
+
     def on_client_socket_readable(self, conn: Any, client: Any) -> None:
         """A kept-alive connection's next request: read in the poller too."""
         self.poller.unregister(client)
@@ -304,7 +322,54 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
                 except (OSError, ValueError):
                     self.drop(conn)
                 return
+        try:
+            closing = not fs.cancelled() and fs.result() not in (True, gthread._DEFER)
+        except Exception:
+            closing = False
+        if closing:
+            # gunicorn would close it gracefully right here, waiting up to 2 s in the poller for a
+            # client that keeps sending (every connection of the worker waits meanwhile)
+            self.nr_conns -= 1
+            self.linger(conn)
+            return
         super().finish_request(conn, fs)
+
+    def linger(self, conn: Any) -> None:
+        """Close a connection as gunicorn's close_graceful does (our side first, then what the client
+        still sends is read and discarded until it closes, for at most LINGER seconds and
+        LINGER_BYTES), without ever waiting in the poller."""
+        sock = conn.sock
+        try:
+            sock.setblocking(False)
+            sock.shutdown(socket.SHUT_WR)
+            conn.ec2gw_linger_until = time.monotonic() + LINGER
+            conn.ec2gw_linger_left = LINGER_BYTES
+            self.poller.register(sock, selectors.EVENT_READ, partial(self.on_linger_data, conn))
+        except (OSError, ValueError, KeyError):
+            conn.close()
+            return
+        self.lingering.add(conn)
+
+    def on_linger_data(self, conn: Any, _fileobj: Any) -> None:
+        try:
+            while conn.ec2gw_linger_left > 0:
+                data = conn.sock.recv(4096)
+                if not data:
+                    break
+                conn.ec2gw_linger_left -= len(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return  # nothing more for now
+        except (OSError, ValueError):
+            pass
+        self.end_linger(conn)
+
+    def end_linger(self, conn: Any) -> None:
+        self.lingering.discard(conn)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        conn.close()
 
     def murder_pending(self) -> None:
         """Besides gunicorn's own: connections whose request did not arrive in time (HEADER_TIMEOUT
@@ -315,6 +380,9 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         if now < self.next_check and self.alive:
             return
         self.next_check = now + 0.25  # a few thousand connections: a scan takes about a millisecond
+        for conn in list(self.lingering):
+            if now >= conn.ec2gw_linger_until or not self.alive:
+                self.end_linger(conn)
         for conn in list(self.reading):
             if self.alive and now < conn.ec2gw_started + HEADER_TIMEOUT and not (
                     BODY_TIMEOUT > 0 and now >= conn.ec2gw_last + BODY_TIMEOUT and head_complete(conn.ec2gw_buf)):
