@@ -104,7 +104,7 @@ def run_instances(
     kernel_id: str | None = None, ramdisk_id: str | None = None, security_groups: list[str] | None = None,
     security_group_ids: list[str] | None = None, instance_initiated_shutdown_behavior: str | None = None,
     subnet_id: str | None = None, network_interfaces: list[dict[str, Any]] | None = None,
-    private_ip_address: str | None = None, dry_run: bool | None = None,
+    private_ip_address: str | None = None, monitoring: dict[str, Any] | None = None, dry_run: bool | None = None,
 ) -> dict[str, Any]:
     settings = ctx.settings
     if image_id is None:
@@ -207,6 +207,8 @@ def run_instances(
         for inst in instances:
             if tags:
                 set_tags(s, ctx.user_id, inst.id, tags)
+        if monitoring and monitoring.get("Enabled"):  # detailed monitoring from the start (api/metrics.py)
+            metrics.enable_monitoring(s, [inst.id for inst in instances])
         return _describe_reservation(ctx, s, reservation.id)
 
 

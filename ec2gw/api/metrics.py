@@ -248,6 +248,17 @@ def monitored(s: Session, instance_ids: Iterable[str]) -> set[str]:
     return found
 
 
+def enable_monitoring(s: Session, instance_ids: list[str], enabled: bool = True) -> None:
+    """Switch detailed monitoring of the instances (RunInstances' Monitoring.Enabled, MonitorInstances)."""
+    for iid in instance_ids:
+        row = s.get(InstanceMonitoring, iid)
+        if row is None:
+            s.add(InstanceMonitoring(instance_id=iid, enabled=enabled))
+        else:
+            row.enabled = enabled
+    s.flush()
+
+
 def _set_monitoring(ctx: RequestContext, instance_ids: list[str], enabled: bool, dry_run: bool | None) -> dict[str, Any]:
     wanted = check_instance_ids(instance_ids)
     with ctx.db.session(write=True) as s:
@@ -257,12 +268,7 @@ def _set_monitoring(ctx: RequestContext, instance_ids: list[str], enabled: bool,
                 raise ServiceError("IncorrectState", f"The instance '{inst.id}' is terminated; its monitoring cannot "
                                    "change.")
         ctx.check_dry_run(dry_run)
-        for inst in rows:
-            row = s.get(InstanceMonitoring, inst.id)
-            if row is None:
-                s.add(InstanceMonitoring(instance_id=inst.id, enabled=enabled))
-            else:
-                row.enabled = enabled
+        enable_monitoring(s, [inst.id for inst in rows], enabled)
     state = "pending" if enabled else "disabling"
     return {"InstanceMonitorings": [{"InstanceId": i.id, "Monitoring": {"State": state}} for i in rows]}
 

@@ -259,6 +259,19 @@ def test_monitor_and_unmonitor_instances(server: LiveServer, alice: Creds, insta
     with pytest.raises(ClientError) as exc:
         ec2.monitor_instances(InstanceIds=["i-0123456789abcdef0"])
     assert _code(exc)[0] == "InvalidInstanceID.NotFound"
+    with pytest.raises(ClientError) as exc:
+        ec2.monitor_instances(InstanceIds=[instance], DryRun=True)
+    assert _code(exc)[0] == "DryRunOperation"
+    assert _instance(ec2, instance)["Monitoring"] == {"State": "disabled"}
+    # RunInstances with Monitoring.Enabled: detailed monitoring from the start
+    image = _instance(ec2, instance)["ImageId"]
+    launched = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t2.micro",
+                                 Monitoring={"Enabled": True})["Instances"][0]
+    try:
+        assert launched["Monitoring"] == {"State": "enabled"}
+        assert _instance(ec2, launched["InstanceId"])["Monitoring"] == {"State": "enabled"}
+    finally:
+        ec2.terminate_instances(InstanceIds=[launched["InstanceId"]])
 
 
 def test_another_user_gets_nothing_of_alices(server: LiveServer, bob: Creds, instance: str) -> None:
