@@ -253,7 +253,10 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
                     self.enqueue_req(conn)
                     return
             buf = conn.ec2gw_buf
-            while fresh and len(buf) < MAX_HEAD + PREREAD:
+            port = conn.server[1] if isinstance(conn.server, tuple) else None
+            limit = BODY_LIMITS.get(port) if port else None
+            ready, wants_continue = request_ready(buf, limit)
+            while fresh and not ready:  # no further than the request needs: the rest is the thread's
                 try:
                     data = sock.recv(65536)
                 except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
@@ -266,8 +269,7 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
                     return
                 buf += data
                 conn.ec2gw_last = time.monotonic()
-            port = conn.server[1] if isinstance(conn.server, tuple) else None
-            ready, wants_continue = request_ready(buf, BODY_LIMITS.get(port) if port else None)
+                ready, wants_continue = request_ready(buf, limit)
             if wants_continue and not conn.ec2gw_continued:
                 conn.ec2gw_continued = True
                 sock.send(_CONTINUE)  # 25 bytes into an empty send buffer
