@@ -72,10 +72,10 @@ class Trickle:
 
 
 def slowest_answer(server: LiveServer, creds: Creds, rounds: int = 4) -> float:
-    """Seconds the slowest of `rounds` DescribeInstances and ListBuckets calls took (a timeout: 3 s)."""
+    """Seconds the slowest of `rounds` DescribeInstances and ListBuckets calls took (a timeout: 5 s)."""
     ec2, s3 = (boto3.client(service, endpoint_url=url, region_name="us-east-1", aws_access_key_id=creds.access_key,
                             aws_secret_access_key=creds.secret_key,
-                            config=Config(retries={"max_attempts": 1}, connect_timeout=3, read_timeout=3))
+                            config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=5))
                for service, url in (("ec2", server.ec2_url), ("s3", server.s3_url)))
     worst = 0.0
     try:
@@ -85,7 +85,7 @@ def slowest_answer(server: LiveServer, creds: Creds, rounds: int = 4) -> float:
                 try:
                     call()
                 except Exception:  # a timeout (botocore's ReadTimeoutError, ConnectTimeoutError)
-                    worst = max(worst, 3.0)
+                    worst = max(worst, 5.0)
                     continue
                 worst = max(worst, time.monotonic() - started)
             time.sleep(0.5)
@@ -115,7 +115,7 @@ def test_refused_bodies_trickling_hold_no_thread(server: LiveServer) -> None:
         waiting = sum(not answered(sock) for sock in slow.socks)
     finally:
         slow.close()
-    assert worst < 1.0, f"the slowest answer beside 200 refused, trickling uploads took {worst:.2f} s"
+    assert worst < 2.0, f"the slowest answer beside 200 refused, trickling uploads took {worst:.2f} s"
     assert not waiting, f"{waiting} of the 200 refused uploads had no answer after {2 + 4 * 0.5:.0f} s"
 
 
@@ -138,6 +138,6 @@ def test_accepted_uploads_trickling_leave_threads_for_others(server: LiveServer)
         worst = slowest_answer(server, server.admin, rounds=2)
     finally:
         slow.close()
-    assert worst < 1.0, f"the slowest answer beside 20 trickling uploads took {worst:.2f} s"
+    assert worst < 2.0, f"the slowest answer beside 20 trickling uploads took {worst:.2f} s"
 
 
