@@ -30,7 +30,7 @@ _MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 _PREFIX_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){0,4}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 _BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-_CLAIM_BATCH = 300  # addresses claimed per UPDATE: 3 bound parameters each, under 999 (old SQLite's limit)
+_CLAIM_BATCH = 150  # addresses claimed per UPDATE: 5 bound parameters each, under 999 (old SQLite's limit)
 
 
 @dataclass(frozen=True)
