@@ -182,6 +182,8 @@ class DomainInfo:
     vcpus: int = 0
     uuid: str | None = None
     persistent: bool = False
+    #: a shut-off domain whose memory :meth:`Driver.save` kept on the node (start restores it)
+    saved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +243,10 @@ class Driver(ABC):
 
     @abstractmethod
     def start(self, name: str) -> None:
-        """Start an existing, defined domain. Already running: no-op. Missing: DomainNotFound."""
+        """Start an existing, defined domain (restoring it when :meth:`save` hibernated it).
+
+        Already running: no-op. Missing: DomainNotFound.
+        """
 
     @abstractmethod
     def destroy(self, name: str) -> None:
@@ -279,6 +284,17 @@ class Driver(ABC):
         """Let a paused domain run on from where it was paused.
 
         Already running: no-op. Not running (shut off): :class:`InvalidState`. Missing:
+        DomainNotFound.
+        """
+
+    @abstractmethod
+    def save(self, name: str) -> None:
+        """Hibernate the domain: write its memory and device state to a file on the node (libvirt's
+        managed save) and stop it, keeping it defined.
+
+        The next :meth:`start` restores it from that file (same boot, processes and memory) and
+        removes the file; :meth:`destroy` removes the file too. A paused domain is saved so that
+        it runs when restored. Not running (shut off): :class:`InvalidState`. Missing:
         DomainNotFound.
         """
 

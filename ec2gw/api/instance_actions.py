@@ -58,24 +58,34 @@ def stop_instances(
     dry_run: bool | None = None,
 ) -> dict[str, Any]:
     wanted = check_instance_ids(instance_ids)
-    if hibernate:
-        raise ServiceError("UnsupportedHibernationConfiguration", "Hibernation is not supported here; stop without Hibernate.")
     with ctx.db.session(write=True) as s:
         rows = load_instances(s, ctx, wanted, for_update=True)
         for inst in rows:
             if not states.can_stop(inst.state):
                 raise incorrect_state(inst.id, inst.state, "stopped")
+            if hibernate and not inst.hibernation_configured:
+                raise ServiceError(
+                    "UnsupportedHibernationConfiguration",
+                    f"The instance '{inst.id}' was not launched with hibernation configured "
+                    "(RunInstances HibernationOptions.Configured=true); stop it without Hibernate.",
+                )
+        if hibernate and force:
+            raise ServiceError("InvalidParameterCombination",
+                               "Hibernate and Force cannot be combined: a forced stop saves no memory. Give one of them.")
         ctx.check_dry_run(dry_run)
         changes = []
         for inst in rows:
             previous = inst.state
             if previous == "running":
                 inst.state = "stopping"
-                inst.task = "stop"
+                inst.task = "hibernate" if hibernate else "stop"
                 inst.force_stop = bool(force)
                 inst.state_transition_reason = f"User initiated ({_now()})"
-                inst.state_reason_code = "Client.UserInitiatedShutdown"
-                inst.state_reason_message = "Client.UserInitiatedShutdown: User initiated shutdown"
+                if hibernate:
+                    inst.state_reason_code, inst.state_reason_message = states.HIBERNATE_REASON
+                else:
+                    inst.state_reason_code = "Client.UserInitiatedShutdown"
+                    inst.state_reason_message = "Client.UserInitiatedShutdown: User initiated shutdown"
             elif previous == "stopping" and force:
                 inst.force_stop = True
             changes.append(state_change(inst.id, previous, inst.state))
@@ -241,6 +251,12 @@ def modify_instance_attribute(
             raise ServiceError(
                 "IncorrectInstanceState",
                 f"The instance '{inst.id}' is not in the 'stopped' state; stop it before changing its type or user data.",
+            )
+        if "instanceType" in changes and inst.hibernated:
+            raise ServiceError(
+                "IncorrectInstanceState",
+                f"The instance '{inst.id}' is hibernated: its saved memory fits only its current type. Start it, "
+                "stop it without Hibernate, then change its type.",
             )
         if inst.state == "terminated":
             raise incorrect_state(inst.id, inst.state, "modified")

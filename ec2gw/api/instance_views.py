@@ -61,6 +61,7 @@ def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | No
         "SecurityGroups": groups,
         "NetworkInterfaces": [],
         "MetadataOptions": {"State": "applied", "HttpTokens": "optional", "HttpEndpoint": "disabled"},
+        "HibernationOptions": {"Configured": bool(inst.hibernation_configured)},
     }
     if inst.state_reason_code:
         item["StateReason"] = {"Code": inst.state_reason_code, "Message": inst.state_reason_message or ""}

@@ -27,7 +27,7 @@ from ec2gw.aws.filters import build_conditions, match_any, matches
 from ec2gw.aws.pagination import check_max_results, scope_digest
 from ec2gw.compute import leases
 from ec2gw.compute import placement as node_placement
-from ec2gw.compute.states import CODES
+from ec2gw.compute.states import CODES, HIBERNATION_MAX_MEMORY_MIB, can_hibernate
 from ec2gw.compute.zones import list_zones
 from ec2gw.db.models import Instance, KeyPair, Reservation, SecurityGroup, Tag
 from ec2gw.errors import ServiceError, invalid_combination, invalid_value
@@ -104,7 +104,8 @@ def run_instances(
     kernel_id: str | None = None, ramdisk_id: str | None = None, security_groups: list[str] | None = None,
     security_group_ids: list[str] | None = None, instance_initiated_shutdown_behavior: str | None = None,
     subnet_id: str | None = None, network_interfaces: list[dict[str, Any]] | None = None,
-    private_ip_address: str | None = None, monitoring: dict[str, Any] | None = None, dry_run: bool | None = None,
+    private_ip_address: str | None = None, monitoring: dict[str, Any] | None = None,
+    hibernation_options: dict[str, Any] | None = None, dry_run: bool | None = None,
 ) -> dict[str, Any]:
     settings = ctx.settings
     if image_id is None:
@@ -122,6 +123,14 @@ def run_instances(
             f"Invalid value '{itype}' for InstanceType. Known types: {', '.join(sorted(settings.instance_types))}.",
         )
     vcpus, memory = settings.instance_types[itype]
+    hibernation = bool((hibernation_options or {}).get("Configured"))
+    if hibernation and not can_hibernate(memory):
+        raise ServiceError(
+            "UnsupportedHibernationConfiguration",
+            f"The instance type {itype} ({memory} MiB) does not support hibernation: only types of at most "
+            f"{HIBERNATION_MAX_MEMORY_MIB} MiB do (DescribeInstanceTypes shows HibernationSupported). Choose a "
+            "smaller type, or launch without HibernationOptions.",
+        )
     behavior = instance_initiated_shutdown_behavior or "stop"
     if behavior not in ("stop", "terminate"):
         raise invalid_value("InstanceInitiatedShutdownBehavior", behavior, "Use stop or terminate.")
@@ -132,11 +141,12 @@ def run_instances(
     zone = (placement or {}).get("AvailabilityZone") or None
     if client_token is not None and (len(client_token) > 64 or not client_token.isascii()):
         raise invalid_value("ClientToken", client_token[:20] + "...", "Client tokens are at most 64 ASCII characters.")
-    fingerprint = _request_hash(
-        {"image": image_id, "type": itype, "min": min_count, "max": max_count, "key": key_name, "ud": udata, "zone": zone,
-         **({"subnet": subnet_id, "nics": network_interfaces, "ip": private_ip_address}
-            if subnet_id or network_interfaces or private_ip_address else {})}
-    )
+    request = {"image": image_id, "type": itype, "min": min_count, "max": max_count, "key": key_name, "ud": udata,
+               "zone": zone, **({"subnet": subnet_id, "nics": network_interfaces, "ip": private_ip_address}
+                                if subnet_id or network_interfaces or private_ip_address else {})}
+    if hibernation:
+        request["hibernation"] = True
+    fingerprint = _request_hash(request)
     with ctx.db.session(write=True) as s:
         if client_token:
             prior = s.scalar(select(Reservation).where(Reservation.owner_id == ctx.user_id, Reservation.client_token == client_token))
@@ -195,6 +205,7 @@ def run_instances(
                 image_id=image.id, kernel_id=kernel, ramdisk_id=ramdisk, instance_type=itype, vcpus=vcpus,
                 memory_mib=memory, key_name=key_name, state="pending", task="spawn", shutdown_behavior=behavior,
                 availability_zone=node.zone, node_name=node.name, user_data=udata, launch_time=now, lease_end=lease_end,
+                hibernation_configured=hibernation,
             )
             instances.append(inst)
         # as many as the pools allow

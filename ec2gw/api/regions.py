@@ -8,6 +8,7 @@ from ec2gw.api.context import RequestContext
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import filter_items, normalize
 from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
+from ec2gw.compute.states import can_hibernate
 from ec2gw.compute.zones import list_zones, type_capacity
 from ec2gw.errors import ServiceError
 from ec2gw.network import vpc
@@ -136,7 +137,7 @@ def instance_type_item(name: str, vcpus: int, memory: int) -> dict[str, Any]:
         "NetworkInfo": {"MaximumNetworkInterfaces": 2, "Ipv6Supported": False},
         "PlacementGroupInfo": {"SupportedStrategies": []},
         "AutoRecoverySupported": False,
-        "HibernationSupported": False,
+        "HibernationSupported": can_hibernate(memory),
         "BurstablePerformanceSupported": False,
         "DedicatedHostsSupported": False,
     }

@@ -30,6 +30,8 @@ def _fail(exc: Exception) -> click.ClickException:
 def _row(v: dict[str, Any]) -> str:
     state = ("active" if v["active"] else "inactive") + ("" if v["reachable"] else ",unreachable")
     unknown = f"  {len(v['unknown_domains'])} unknown domain(s)" if v["unknown_domains"] else ""
+    if v.get("saved_state_mib"):
+        unknown = f"  saved state {v['saved_state_mib']} MiB{unknown}"
     return (f"{v['name']:<16} {v['zone']:<14} {state:<20} vcpus {v['used_vcpus']}/{v['vcpus']:<5} "
             f"memory {v['used_memory_mib']}/{v['memory_mib']} MiB  instances {v['instances']:<5} {v['uri']}{unknown}")
 

@@ -63,6 +63,8 @@ class NodeView:
     used_vcpus: int = 0
     used_memory_mib: int = 0
     instances: int = 0
+    #: MiB of node storage the saved memory of its hibernated instances may take (their memory, at most)
+    saved_state_mib: int = 0
     unknown_domains: list[dict[str, Any]] = field(default_factory=list)
     last_error: str = ""
 
@@ -228,10 +230,11 @@ def remove_node(s: Session, name: str, *, force: bool = False) -> list[str]:
     return ids
 
 
-def _view(n: Node, used: tuple[int, int], count: int, unknown: list[dict[str, Any]]) -> NodeView:
+def _view(n: Node, used: tuple[int, int], count: int, unknown: list[dict[str, Any]], saved: int = 0) -> NodeView:
     return NodeView(name=n.name, uri=n.uri, zone=n.zone, pools=list(split_pools(n.pools)), domain_type=n.domain_type,
                     active=n.active, reachable=n.reachable, vcpus=n.vcpus, memory_mib=n.memory_mib, used_vcpus=used[0],
-                    used_memory_mib=used[1], instances=count, unknown_domains=unknown, last_error=n.last_error)
+                    used_memory_mib=used[1], instances=count, saved_state_mib=saved, unknown_domains=unknown,
+                    last_error=n.last_error)
 
 
 def _unknown(s: Session, names: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -251,7 +254,11 @@ def list_nodes(s: Session) -> list[NodeView]:
     counts = dict(s.execute(select(Instance.node_name, func.count()).where(
         Instance.node_name.in_(names), Instance.state.in_(OCCUPYING_STATES)).group_by(Instance.node_name)).all())
     unknown = _unknown(s, names)
-    return [_view(n, used.get(n.name, (0, 0)), int(counts.get(n.name, 0)), unknown.get(n.name, [])) for n in nodes]
+    saved = dict(s.execute(select(Instance.node_name, func.sum(Instance.memory_mib)).where(
+        Instance.node_name.in_(names), Instance.state == "stopped", Instance.hibernated.is_(True))
+        .group_by(Instance.node_name)).all())
+    return [_view(n, used.get(n.name, (0, 0)), int(counts.get(n.name, 0)), unknown.get(n.name, []),
+                  int(saved.get(n.name) or 0)) for n in nodes]
 
 
 def show_node(s: Session, name: str) -> dict[str, Any]:

@@ -19,6 +19,8 @@ that the worker is busy with, is left for the next check):
 4. A running instance whose domain is shut off or crashed was shut down from inside: it becomes
    `stopped`, or `terminated` when its InstanceInitiatedShutdownBehavior is terminate
    (Client.InstanceInitiatedShutdown), as on EC2.
+   A domain shut off with its memory saved on the node (hibernated there, virsh managedsave) is
+   no dead one: the instance becomes `stopped` and hibernated; StartInstances restores it.
 5. A running instance whose domain vanished:
    - on a node with volatile state (libvirt's in-process test driver, test:///...), which forgets
      every domain when the process ends, the domain is created again;
@@ -51,6 +53,7 @@ from backends.base import DomainInfo, DriverError, NodeUnavailable, PowerState
 from ec2gw.compute.jobs import Job
 from ec2gw.compute.node_models import UnknownDomain
 from ec2gw.compute.placement import LOCAL_NODE, NodeRef, implicit_node, ref_of
+from ec2gw.compute.states import HIBERNATE_REASON
 from ec2gw.db.models import Instance, Node
 
 if TYPE_CHECKING:
@@ -214,7 +217,9 @@ def check_node(worker: ComputeWorker, node: NodeRef) -> None:
 def _reconcile_instance(worker: ComputeWorker, node: NodeRef, inst: Seen, dom: DomainInfo | None) -> None:
     if inst.state != "running":
         return
-    if dom is not None and dom.state in _OFF:
+    if dom is not None and dom.state in _OFF and dom.saved:
+        _hibernated(worker, node, inst)
+    elif dom is not None and dom.state in _OFF:
         reason = ("Client.InstanceInitiatedShutdown", "Client.InstanceInitiatedShutdown: Instance initiated shutdown")
         _shut_down(worker, inst, *reason)
     elif dom is not None and (dom.state is PowerState.PAUSED) != inst.paused and dom.state in _KNOWN_RUN:
@@ -232,6 +237,17 @@ def _reconcile_instance(worker: ComputeWorker, node: NodeRef, inst: Seen, dom: D
                     "terminated" if inst.shutdown_behavior == "terminate" else "stopped")
         _shut_down(worker, inst, "Server.InternalError",
                    f"Server.InternalError: the domain vanished from node {node.name}")
+
+
+def _hibernated(worker: ComputeWorker, node: NodeRef, inst: Seen) -> None:
+    """running -> stopped and hibernated, if unchanged: its domain was saved on the node (virsh managedsave)."""
+    unchanged = and_(Instance.id == inst.id, Instance.state == "running", Instance.task.is_(None),
+                     Instance.updated_at == inst.updated_at)
+    with worker.db.session(write=True) as s:
+        s.execute(update(Instance).where(unchanged).values(
+            state="stopped", hibernated=True, paused_at=None, state_reason_code=HIBERNATE_REASON[0],
+            state_reason_message=f"{HIBERNATE_REASON[0]}: the domain was saved on node {node.name}"))
+    log.warning("reconcile: the domain of %s was saved on node %s; the instance is stopped (hibernated)", inst.id, node.name)
 
 
 def _record_pause(worker: ComputeWorker, inst: Seen, paused: bool) -> None:

@@ -214,7 +214,7 @@ class ComputeWorker:
             drv.spawn(self._spec(job))
         else:
             drv.start(job.instance_id)
-        self._finish(job, "start", state="running", paused_at=None)
+        self._finish(job, "start", state="running", paused_at=None, hibernated=False)
 
     def _do_stop(self, job: Job) -> None:
         drv = self.drivers.get(job.node)
@@ -224,6 +224,32 @@ class ComputeWorker:
             pass
         self._finish(job, "stop", state="stopped", paused_at=None)
 
+    def _do_hibernate(self, job: Job) -> None:
+        """StopInstances Hibernate=true: save the guest's memory on its node (managed save), then stopped.
+
+        As on EC2, a hibernation that fails ends in an ordinary stop, with a reason saying so.
+        """
+        drv = self.drivers.get(job.node)
+        try:
+            drv.save(job.instance_id)
+        except NodeUnavailable:
+            raise
+        except DomainNotFound:
+            self._finish(job, "hibernate", state="stopped", paused_at=None, hibernated=False)
+            return
+        except DriverError as exc:
+            log.warning("%s: hibernation failed on node %s (%s); stopping it instead", job.instance_id, job.node.name, exc)
+            try:
+                drv.power_off(job.instance_id, self.settings.stop_timeout)
+            except DomainNotFound:
+                pass
+            self._finish(job, "hibernate", state="stopped", paused_at=None, hibernated=False,
+                         state_reason_code="Client.UserInitiatedShutdown",
+                         state_reason_message="Client.UserInitiatedShutdown: hibernation failed; the instance was "
+                                              "stopped without saving its memory")
+            return
+        self._finish(job, "hibernate", state="stopped", paused_at=None, hibernated=True)
+
     def _do_terminate(self, job: Job) -> None:
         self.drivers.get(job.node).destroy(job.instance_id)
         provision.cleanup(self, job)
@@ -232,7 +258,8 @@ class ComputeWorker:
             res = s.execute(
                 update(Instance)
                 .where(Instance.id == job.instance_id, Instance.task == "terminate")
-                .values(state="terminated", task=None, terminated_at=now, reboot_pending=False, paused_at=None)
+                .values(state="terminated", task=None, terminated_at=now, reboot_pending=False, paused_at=None,
+                        hibernated=False)
             )
             if res.rowcount == 1:  # type: ignore[attr-defined]
                 pools.release(s, job.instance_id)

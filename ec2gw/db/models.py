@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -88,7 +89,8 @@ class Instance(Base):
     memory_mib: Mapped[int] = mapped_column(Integer)
     key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="pending")
-    #: what the compute worker still has to do: spawn, start, stop, terminate, reboot, pause, resume
+    #: what the compute worker still has to do: spawn, start, stop, terminate, reboot, pause, resume,
+    #: hibernate
     task: Mapped[str | None] = mapped_column(String(16), nullable=True)
     force_stop: Mapped[bool] = mapped_column(Boolean, default=False)
     reboot_pending: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -110,6 +112,10 @@ class Instance(Base):
     lease_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     #: when an operator paused the running instance (`ec2gw admin instance pause`); None when not paused
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: launched with HibernationOptions.Configured=true: StopInstances may hibernate it
+    hibernation_configured: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: stopped by hibernation: its memory is saved on its node and StartInstances restores it
+    hibernated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     __table_args__ = (
         Index("ix_instances_owner_id", "owner_id", "id"),
         Index("ix_instances_task", "task"),

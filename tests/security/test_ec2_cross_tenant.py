@@ -87,7 +87,7 @@ def loot(deployment: World, tmp_path_factory: pytest.TempPathFactory) -> Loot:
     w = deployment
     ec2 = w.alice.ec2
     ids = [i["InstanceId"] for i in ec2.run_instances(
-        ImageId=w.public_image, MinCount=2, MaxCount=2, InstanceType="t2.micro",
+        ImageId=w.public_image, MinCount=2, MaxCount=2, InstanceType="t2.micro", HibernationOptions={"Configured": True},
         TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "owner", "Value": "alice"}]}])["Instances"]]
     key = ec2.create_key_pair(KeyName=unique("alice-key"))
     path = Path(tmp_path_factory.mktemp("alice-image")) / "private.img"
@@ -140,6 +140,7 @@ def terminate_instances(x: Loot) -> None:
 def stop_instances(x: Loot) -> None:
     refused(x.bob.stop_instances, InstanceIds=[x.running], codes=INSTANCE_NF)
     refused(x.bob.stop_instances, InstanceIds=[x.running], Force=True, codes=INSTANCE_NF)
+    refused(x.bob.stop_instances, InstanceIds=[x.running], Hibernate=True, codes=INSTANCE_NF)
     assert x.state(x.running) == "running"
 
 

@@ -228,6 +228,28 @@ class TestDriverContract:
         drv.destroy(spec.name)  # a paused domain can be removed
         assert names(drv) == []
 
+    def test_save_hibernates_and_start_restores(self, harness: Harness) -> None:
+        drv, spec = harness.driver, harness.spec()
+        drv.spawn(spec)
+        drv.save(spec.name)
+        info = drv.info(spec.name)
+        assert (info.state, info.saved, info.persistent) == (PowerState.SHUTOFF, True, True)
+        assert [d.saved for d in drv.list_domains()] == [True]
+        with pytest.raises(InvalidState, match="not running"):
+            drv.save(spec.name)
+        drv.start(spec.name)  # restores
+        assert (drv.info(spec.name).state, drv.info(spec.name).saved) == (PowerState.RUNNING, False)
+        drv.suspend(spec.name)
+        drv.save(spec.name)  # a paused domain is saved to run when restored
+        drv.start(spec.name)
+        assert drv.info(spec.name).state is PowerState.RUNNING
+        drv.power_off(spec.name)
+        assert drv.info(spec.name).saved is False, "an ordinary stop saves nothing"
+        drv.start(spec.name)
+        drv.save(spec.name)
+        drv.destroy(spec.name)  # removes the saved state with the domain
+        assert names(drv) == []
+
     def test_destroy_removes_the_domain(self, harness: Harness) -> None:
         drv, keep, spec = harness.driver, harness.spec("i-keep"), harness.spec()
         drv.spawn(keep)
@@ -253,7 +275,7 @@ class TestDriverContract:
         assert drv.info("i-nope") == DomainInfo("i-nope", PowerState.MISSING, 0, 0)
         for call in (lambda: drv.start("i-nope"), lambda: drv.power_off("i-nope", 1),
                      lambda: drv.reboot("i-nope"), lambda: drv.console_output("i-nope"),
-                     lambda: drv.suspend("i-nope"), lambda: drv.resume("i-nope")):
+                     lambda: drv.suspend("i-nope"), lambda: drv.resume("i-nope"), lambda: drv.save("i-nope")):
             with pytest.raises(DomainNotFound):
                 call()
 

@@ -1,4 +1,5 @@
-"""`ec2gw admin instance pause/resume` against a live server whose node is a private libvirtd.
+"""Pause (`ec2gw admin instance pause/resume`) and hibernation (StopInstances Hibernate=true) against
+a live server whose node is a private libvirtd, through boto3, the aws CLI and the admin CLI.
 
 The node is libvirt's test driver behind a libvirtd of its own (test+unix:///default, whose state
 every connection shares), so the test can ask the node itself what state the domain is in. The tests run in order and share one instance.
@@ -14,6 +15,7 @@ from typing import Any
 
 import libvirt
 import pytest
+from botocore.exceptions import ClientError
 
 from backends.libvirt.testing import PrivateLibvirtd
 from tests.functional.tools import wait_for
@@ -38,6 +40,16 @@ class Env:
         assert out.returncode == 1, f"{args} should fail: {out.stdout}\n{out.stderr}"
         return out.stderr
 
+    def saved(self, iid: str) -> bool:
+        conn = libvirt.open(self.node_uri)
+        try:
+            return bool(conn.lookupByName(iid).hasManagedSaveImage(0))
+        finally:
+            conn.close()
+
+    def instance(self, iid: str) -> dict[str, Any]:
+        return dict(self.ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0])
+
     def domain_state(self, iid: str) -> int:
         conn = libvirt.open(self.node_uri)
         try:
@@ -55,9 +67,9 @@ class Env:
     def wait_state(self, iid: str, state: str) -> None:
         wait_for(f"{iid} {state}", lambda: self.state(iid) == state, 60)
 
-    def launch(self) -> str:
+    def launch(self, **kw: Any) -> str:
         iid = str(self.ec2.run_instances(ImageId=self.image_id, MinCount=1, MaxCount=1,
-                                         InstanceType="t2.micro")["Instances"][0]["InstanceId"])
+                                         InstanceType="t2.micro", **kw)["Instances"][0]["InstanceId"])
         self.wait_state(iid, "running")
         return iid
 
@@ -188,3 +200,108 @@ def test_without_a_worker_the_pause_stays_recorded(env: Env, tmp_path: Path) -> 
         env.cli("resume", iid)
     finally:
         keep.close()
+
+
+# --------------------------------------------------------------------------- hibernation
+
+def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
+    return str(exc.value.response["Error"]["Code"])
+
+
+def test_hibernation_is_configured_at_launch_and_shown(env: Env) -> None:
+    out = env.server.aws("ec2", "run-instances", "--image-id", env.image_id, "--instance-type", "t2.micro",
+                         "--hibernation-options", "Configured=true", creds=env.alice)
+    iid = env.ids["h"] = json.loads(out.stdout)["Instances"][0]["InstanceId"]
+    env.wait_state(iid, "running")
+    assert env.instance(iid)["HibernationOptions"] == {"Configured": True}
+    plain = env.ids["plain"] = env.launch()
+    assert env.instance(plain)["HibernationOptions"] == {"Configured": False}
+    types = {t["InstanceType"]: t["HibernationSupported"]
+             for t in env.ec2.describe_instance_types(InstanceTypes=["t2.micro", "m1.xlarge"])["InstanceTypes"]}
+    assert types == {"t2.micro": True, "m1.xlarge": False}
+
+
+def test_hibernation_refusals(env: Env) -> None:
+    with pytest.raises(ClientError) as exc:
+        env.ec2.run_instances(ImageId=env.image_id, MinCount=1, MaxCount=1, InstanceType="m1.xlarge",
+                              HibernationOptions={"Configured": True})
+    assert _code(exc) == "UnsupportedHibernationConfiguration" and "m1.xlarge" in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        env.ec2.stop_instances(InstanceIds=[env.ids["plain"]], Hibernate=True)
+    assert _code(exc) == "UnsupportedHibernationConfiguration" and "without Hibernate" in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        env.ec2.stop_instances(InstanceIds=[env.ids["h"]], Hibernate=True, Force=True)
+    assert _code(exc) == "InvalidParameterCombination"
+    # one instance that cannot hibernate refuses the whole request
+    with pytest.raises(ClientError) as exc:
+        env.ec2.stop_instances(InstanceIds=[env.ids["h"], env.ids["plain"]], Hibernate=True)
+    assert _code(exc) == "UnsupportedHibernationConfiguration"
+    assert env.state(env.ids["h"]) == "running" and env.state(env.ids["plain"]) == "running"
+    env.ec2.terminate_instances(InstanceIds=[env.ids["plain"]])
+
+
+def test_hibernate_saves_the_memory_and_start_restores_it(env: Env) -> None:
+    iid = env.ids["h"]
+    out = json.loads(env.server.aws("ec2", "stop-instances", "--instance-ids", iid, "--hibernate", creds=env.alice).stdout)
+    assert out["StoppingInstances"][0]["CurrentState"]["Name"] == "stopping"
+    env.wait_state(iid, "stopped")
+    inst = env.instance(iid)
+    assert inst["StateReason"]["Code"] == "Client.UserInitiatedHibernate"
+    assert inst["HibernationOptions"] == {"Configured": True}
+    assert env.domain_state(iid) == libvirt.VIR_DOMAIN_SHUTOFF and env.saved(iid)
+    shown = json.loads(env.server.cli("admin", "node", "show", "tnode", "--json").stdout)
+    assert shown["saved_state_mib"] == 1024  # a t2.micro's memory, at most, on the node's storage
+    with pytest.raises(ClientError) as exc:
+        env.ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "t2.small"})
+    assert _code(exc) == "IncorrectInstanceState" and "hibernated" in str(exc.value)
+    time.sleep(6.0)  # a node check or two: a saved domain is no dead one
+    assert env.state(iid) == "stopped" and env.saved(iid)
+    env.ec2.start_instances(InstanceIds=[iid])
+    env.wait_state(iid, "running")
+    assert env.domain_state(iid) == libvirt.VIR_DOMAIN_RUNNING and not env.saved(iid)
+    assert "StateReason" not in env.instance(iid)
+    env.ec2.stop_instances(InstanceIds=[iid])  # an ordinary stop saves nothing
+    env.wait_state(iid, "stopped")
+    assert env.instance(iid)["StateReason"]["Code"] == "Client.UserInitiatedShutdown" and not env.saved(iid)
+    env.ec2.start_instances(InstanceIds=[iid])
+    env.wait_state(iid, "running")
+
+
+def test_a_paused_instance_hibernates_and_comes_back_running(env: Env) -> None:
+    iid = env.ids["h"]
+    env.cli("pause", iid)
+    env.ec2.stop_instances(InstanceIds=[iid], Hibernate=True)
+    env.wait_state(iid, "stopped")
+    assert env.saved(iid) and {r["instance_id"]: r for r in env.cli("list")}[iid]["paused"] is False
+    env.ec2.start_instances(InstanceIds=[iid])
+    env.wait_state(iid, "running")
+    assert env.domain_state(iid) == libvirt.VIR_DOMAIN_RUNNING
+    assert env.status(iid)["InstanceStatus"]["Status"] == "ok"
+
+
+def test_a_domain_saved_on_the_node_is_a_hibernated_instance(env: Env) -> None:
+    iid = env.ids["h"]
+    conn = libvirt.open(env.node_uri)
+    try:
+        conn.lookupByName(iid).managedSave(0)
+    finally:
+        conn.close()
+    env.wait_state(iid, "stopped")
+    assert env.instance(iid)["StateReason"]["Code"] == "Client.UserInitiatedHibernate"
+    env.ec2.start_instances(InstanceIds=[iid])
+    env.wait_state(iid, "running")
+    assert not env.saved(iid)
+
+
+def test_terminating_a_hibernated_instance_removes_the_saved_state(env: Env) -> None:
+    iid = env.ids["h"]
+    env.ec2.stop_instances(InstanceIds=[iid], Hibernate=True)
+    env.wait_state(iid, "stopped")
+    assert env.saved(iid)
+    env.ec2.terminate_instances(InstanceIds=[iid])
+    env.wait_state(iid, "terminated")
+    conn = libvirt.open(env.node_uri)
+    try:
+        assert iid not in [d.name() for d in conn.listAllDomains(0)]
+    finally:
+        conn.close()
