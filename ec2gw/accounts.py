@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from ec2gw import ids
 from ec2gw.db.models import Instance, SecurityGroup, User
+from ec2gw.network import group_rules
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 ADMIN_NAME = "admin"
@@ -77,7 +78,10 @@ def create_user(s: Session, name: str, *, group: str = "users", dn: str = "", is
     )
     s.add(user)
     s.flush()
-    s.add(SecurityGroup(id=ids.new_id("sg"), owner_id=user.id, name="default", description="default group"))
+    default = SecurityGroup(id=ids.new_id("sg"), owner_id=user.id, name="default", description="default group")
+    s.add(default)
+    s.flush()
+    s.add_all(group_rules.default_rules(default.id))
     return UserRecord.of(user)
 
 

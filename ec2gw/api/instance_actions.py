@@ -15,7 +15,7 @@ from typing import Any
 from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import check_instance_ids, load_instances, set_rows
 from ec2gw.api.instance_views import state_change
-from ec2gw.api.instances import _default_group_id
+from ec2gw.api.security_groups import groups_of, resolve_groups, set_groups
 from ec2gw.aws.dispatch import operation
 from ec2gw.compute import placement, states
 from ec2gw.db.models import Instance
@@ -157,7 +157,7 @@ _ATTRIBUTES = {
 }
 
 
-def _attribute_value(inst: Instance, attribute: str, group_id: str | None) -> Any:
+def _attribute_value(inst: Instance, attribute: str, groups: list[dict[str, str]]) -> Any:
     value: Any = {
         "instanceType": {"Value": inst.instance_type},
         "kernel": {"Value": inst.kernel_id} if inst.kernel_id else {},
@@ -169,7 +169,7 @@ def _attribute_value(inst: Instance, attribute: str, group_id: str | None) -> An
         "blockDeviceMapping": [],
         "productCodes": [],
         "sourceDestCheck": {"Value": True},
-        "groupSet": [{"GroupName": "default", "GroupId": group_id}] if group_id else [],
+        "groupSet": groups,
         "ebsOptimized": {"Value": False},
         "sriovNetSupport": {},
         "enaSupport": {"Value": False},
@@ -189,7 +189,7 @@ def describe_instance_attribute(
     with ctx.db.session() as s:
         inst = load_instances(s, ctx, wanted)[0]
         ctx.check_dry_run(dry_run)
-        value = _attribute_value(inst, attribute, _default_group_id(s, ctx.user_id))
+        value = _attribute_value(inst, attribute, groups_of(s, ctx.user_id, [inst.id])[inst.id])
     return {"InstanceId": instance_id, _ATTRIBUTES[attribute]: value}
 
 
@@ -205,10 +205,15 @@ def modify_instance_attribute(
     ctx: RequestContext, instance_id: str, attribute: str | None = None, value: str | None = None,
     instance_type: dict[str, Any] | None = None, user_data: dict[str, Any] | None = None,
     instance_initiated_shutdown_behavior: dict[str, Any] | None = None,
-    disable_api_termination: dict[str, Any] | None = None, dry_run: bool | None = None,
+    disable_api_termination: dict[str, Any] | None = None, groups: list[str] | None = None,
+    dry_run: bool | None = None,
 ) -> dict[str, Any]:
     wanted = check_instance_ids([instance_id])
     changes: dict[str, Any] = {}
+    if groups is not None:
+        if not groups:
+            raise ServiceError("MissingParameter", "Groups needs at least one security group id (GroupId.1=sg-...).")
+        changes["groups"] = list(groups)
     if attribute is not None:
         if value is None:
             raise ServiceError("MissingParameter", f"The request must contain the parameter Value for attribute {attribute}.")
@@ -237,7 +242,7 @@ def modify_instance_attribute(
     if disable_api_termination and disable_api_termination.get("Value") is not None:
         changes["disableApiTermination"] = bool(disable_api_termination["Value"])
     if not changes:
-        raise ServiceError("MissingParameter", "Name an attribute to change, e.g. InstanceType.Value=m1.large.")
+        raise ServiceError("MissingParameter", "Name an attribute to change, e.g. InstanceType.Value=m1.large or GroupId.1=sg-....")
     settings = ctx.settings
     if "instanceType" in changes and changes["instanceType"] not in settings.instance_types:
         raise invalid_value("InstanceType", changes["instanceType"], f"Known types: {', '.join(sorted(settings.instance_types))}.")
@@ -260,6 +265,7 @@ def modify_instance_attribute(
             )
         if inst.state == "terminated":
             raise incorrect_state(inst.id, inst.state, "modified")
+        group_ids = resolve_groups(s, ctx.user_id, None, changes["groups"]) if "groups" in changes else []
         if "instanceType" in changes:
             itype = changes["instanceType"]
             vcpus, memory = settings.instance_types[itype]
@@ -284,6 +290,8 @@ def modify_instance_attribute(
             inst.shutdown_behavior = changes["shutdown"]
         if "disableApiTermination" in changes:
             inst.disable_api_termination = changes["disableApiTermination"]
+        if group_ids:
+            set_groups(s, [inst.id], group_ids)
     return {}
 
 

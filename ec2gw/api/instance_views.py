@@ -19,14 +19,12 @@ class NetView:
 
     vpc_id: str
     account_id: str
-    groups: list[dict[str, str]]
 
 
-def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | None, nics: list[Any] | None = None,
+def instance_item(inst: Instance, tags: list[dict[str, str]], groups: list[dict[str, str]], nics: list[Any] | None = None,
                   net: NetView | None = None, monitored: bool = False) -> dict[str, Any]:
     """The Instance shape; ``nics`` are the instance's address rows (id, pool, mac, ip, hostname,
     device_index); ``monitored``: detailed monitoring is on (MonitorInstances)."""
-    groups = net.groups if net else [{"GroupName": "default", "GroupId": group_id}] if group_id else []
     item: dict[str, Any] = {
         "InstanceId": inst.id,
         "ImageId": inst.image_id,
@@ -67,16 +65,16 @@ def instance_item(inst: Instance, tags: list[dict[str, str]], group_id: str | No
         item["StateReason"] = {"Code": inst.state_reason_code, "Message": inst.state_reason_message or ""}
     if nics:
         ordered = ordered_nics(inst, nics)
-        item["NetworkInterfaces"] = [interface(inst, n, index, net) for index, n in enumerate(ordered)]
+        item["NetworkInterfaces"] = [interface(inst, n, index, net, groups) for index, n in enumerate(ordered)]
         if net is not None:
             item["VpcId"] = net.vpc_id
             item["SubnetId"] = vpc.subnet_id(ordered[0].pool)
     elif inst.mac:  # addresses already returned (terminated): the NIC the row remembers
-        item["NetworkInterfaces"] = [interface(inst, None, 0, None)]
+        item["NetworkInterfaces"] = [interface(inst, None, 0, None, groups)]
     return item
 
 
-def interface(inst: Instance, nic: Any, index: int, net: NetView | None) -> dict[str, Any]:
+def interface(inst: Instance, nic: Any, index: int, net: NetView | None, groups: list[dict[str, str]]) -> dict[str, Any]:
     """One NIC (``nic`` None: the one the instance row remembers); the primary one (index 0)
     carries the instance's public address, as on EC2."""
     mac, ip, hostname = (nic.mac, nic.ip, nic.hostname) if nic is not None else (inst.mac, inst.private_ip, inst.private_dns)
@@ -99,7 +97,7 @@ def interface(inst: Instance, nic: Any, index: int, net: NetView | None) -> dict
             "VpcId": net.vpc_id,
             "OwnerId": net.account_id,
             "Description": "",
-            "Groups": net.groups,
+            "Groups": groups,
             "Ipv6Addresses": [],
             "SourceDestCheck": True,
             "InterfaceType": "interface",
@@ -110,12 +108,12 @@ def interface(inst: Instance, nic: Any, index: int, net: NetView | None) -> dict
 
 
 def reservations(
-    rows: Iterable[Instance], owner_account: str, tags: dict[str, list[dict[str, str]]], group_id: str | None,
-    nics: dict[str, list[Any]] | None = None, vpc_id: str | None = None, monitored: set[str] | None = None,
+    rows: Iterable[Instance], owner_account: str, tags: dict[str, list[dict[str, str]]],
+    groups: dict[str, list[dict[str, str]]], nics: dict[str, list[Any]] | None = None, vpc_id: str | None = None,
+    monitored: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Group instances into reservations in the order their first instance appears."""
-    groups = [{"GroupName": "default", "GroupId": group_id}] if group_id else []
-    net = NetView(vpc_id, owner_account, groups) if vpc_id else None
+    net = NetView(vpc_id, owner_account) if vpc_id else None
     out: dict[str, dict[str, Any]] = {}
     for inst in rows:
         res = out.get(inst.reservation_id)
@@ -126,8 +124,8 @@ def reservations(
                 "Groups": [],
                 "Instances": [],
             }
-        res["Instances"].append(instance_item(inst, tags.get(inst.id, []), group_id, (nics or {}).get(inst.id), net,
-                                              inst.id in (monitored or ())))
+        res["Instances"].append(instance_item(inst, tags.get(inst.id, []), groups.get(inst.id, []), (nics or {}).get(inst.id),
+                                              net, inst.id in (monitored or ())))
     return list(out.values())
 
 

@@ -22,6 +22,7 @@ from ec2gw.api import instance_views as views
 from ec2gw.api import launch_nics, metrics
 from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import FILTERS, check_instance_ids, page_of_instances
+from ec2gw.api.security_groups import groups_of, resolve_groups, set_groups
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any, matches
 from ec2gw.aws.pagination import check_max_results, scope_digest
@@ -29,7 +30,7 @@ from ec2gw.compute import leases
 from ec2gw.compute import placement as node_placement
 from ec2gw.compute.states import CODES, HIBERNATION_MAX_MEMORY_MIB, can_hibernate
 from ec2gw.compute.zones import list_zones
-from ec2gw.db.models import Instance, KeyPair, Reservation, SecurityGroup, Tag
+from ec2gw.db.models import Instance, KeyPair, Reservation, Tag
 from ec2gw.errors import ServiceError, invalid_combination, invalid_value
 from ec2gw.images import find_launchable_image, require_readable
 from ec2gw.network import vpc
@@ -55,30 +56,6 @@ def _user_data(raw: str | None, limit: int) -> str | None:
     return raw
 
 
-#: (database URL, user id) -> default group id: made with the user, never changed or deleted
-_DEFAULT_GROUPS: dict[tuple[str, int], str] = {}
-
-
-def _default_group_id(s: Any, user_id: int) -> str | None:
-    key = (str(s.get_bind().url), user_id)
-    cached = _DEFAULT_GROUPS.get(key)
-    if cached is not None:
-        return cached
-    found = s.scalar(select(SecurityGroup.id).where(SecurityGroup.owner_id == user_id, SecurityGroup.name == "default"))
-    if found is not None:
-        _DEFAULT_GROUPS[key] = found
-    return found
-
-
-def _check_groups(s: Any, user_id: int, names: list[str] | None, group_ids: list[str] | None) -> None:
-    for name in names or []:
-        if s.scalar(select(SecurityGroup.id).where(SecurityGroup.owner_id == user_id, SecurityGroup.name == name)) is None:
-            raise ServiceError("InvalidGroup.NotFound", f"The security group '{name}' does not exist; DescribeSecurityGroups lists yours.")
-    for gid in group_ids or []:
-        if s.scalar(select(SecurityGroup.id).where(SecurityGroup.owner_id == user_id, SecurityGroup.id == gid)) is None:
-            raise ServiceError("InvalidGroup.NotFound", f"The security group ID '{gid}' does not exist.")
-
-
 def _request_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -86,7 +63,7 @@ def _request_hash(params: dict[str, Any]) -> str:
 def _reservations(ctx: RequestContext, s: Any, rows: list[Instance]) -> list[dict[str, Any]]:
     """The Reservation shapes of ``rows``, with their tags, NICs and the caller's default group."""
     ids_ = [r.id for r in rows]
-    return views.reservations(rows, ctx.principal.account_id, tags_for(s, ids_), _default_group_id(s, ctx.user_id),
+    return views.reservations(rows, ctx.principal.account_id, tags_for(s, ids_), groups_of(s, ctx.user_id, ids_),
                               nics_of(s, ids_), vpc.vpc_id(ctx.settings), metrics.monitored(s, ids_))
 
 
@@ -169,15 +146,15 @@ def run_instances(
             select(KeyPair.id).where(KeyPair.owner_id == ctx.user_id, KeyPair.name == key_name)
         ) is None:
             raise ServiceError("InvalidKeyPair.NotFound", f"The key pair '{key_name}' does not exist; create or import it first.")
-        _check_groups(s, ctx.user_id, security_groups, security_group_ids)
+        group_ids = resolve_groups(s, ctx.user_id, security_groups, security_group_ids)
         if zone is not None and zone not in {z.name for z in list_zones(s, settings)}:
             raise ServiceError(
                 "InvalidParameterValue", f"Invalid availability zone: [{zone}]. DescribeAvailabilityZones lists the zones."
             )
         nic_plan = launch_nics.plan(s, ctx, subnet_id, network_interfaces, private_ip_address, zone, max_count,
                                     bool(security_groups or security_group_ids))
-        for spec in network_interfaces or []:
-            _check_groups(s, ctx.user_id, None, spec.get("Groups"))
+        for spec in network_interfaces or []:  # an instance's groups are those of all its interfaces
+            group_ids += [g for g in resolve_groups(s, ctx.user_id, None, spec.get("Groups")) if g not in group_ids]
         allowed = launch_allowance(s, ctx.settings, ctx.principal, min_count, max_count, itype, vcpus, memory)
         slots = node_placement.place(s, settings, zone, allowed, vcpus, memory,
                                      [r.pool for r in nic_plan.requested] if nic_plan else None)
@@ -215,6 +192,8 @@ def run_instances(
             inst.launch_index = index
         s.add_all(instances)
         s.flush()
+        set_groups(s, [inst.id for inst in instances],
+                   group_ids or resolve_groups(s, ctx.user_id, ["default"], None), replace=False)
         for inst in instances:
             if tags:
                 set_tags(s, ctx.user_id, inst.id, tags)

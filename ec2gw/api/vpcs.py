@@ -17,10 +17,11 @@ from sqlalchemy import select
 from ec2gw import ids
 from ec2gw.api import instance_views as views
 from ec2gw.api.context import RequestContext
+from ec2gw.api.security_groups import groups_of
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import matches, normalize
 from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
-from ec2gw.db.models import Instance, SecurityGroup
+from ec2gw.db.models import Instance
 from ec2gw.errors import ServiceError
 from ec2gw.network import vpc
 from ec2gw.network.pools import nics_of
@@ -197,13 +198,12 @@ def interfaces_of(ctx: RequestContext, s: Any) -> list[dict[str, Any]]:
     """The NetworkInterface shapes of every NIC of the caller's instances (terminated ones have none)."""
     rows = list(s.scalars(select(Instance).where(Instance.owner_id == ctx.user_id, Instance.state != "terminated")))
     nics = nics_of(s, [r.id for r in rows])
-    group = s.scalar(select(SecurityGroup.id).where(SecurityGroup.owner_id == ctx.user_id, SecurityGroup.name == "default"))
-    groups = [{"GroupName": "default", "GroupId": group}] if group else []
-    net = views.NetView(vpc.vpc_id(ctx.settings), ctx.principal.account_id, groups)
+    groups = groups_of(s, ctx.user_id, [r.id for r in rows])
+    net = views.NetView(vpc.vpc_id(ctx.settings), ctx.principal.account_id)
     out = []
     for inst in rows:
         for index, nic in enumerate(ordered_nics(inst, nics.get(inst.id, []))):
-            shape = views.interface(inst, nic, index, net)
+            shape = views.interface(inst, nic, index, net, groups[inst.id])
             shape["Attachment"].update({"InstanceId": inst.id, "InstanceOwnerId": ctx.principal.account_id})
             shape.update({"AvailabilityZone": inst.availability_zone, "RequesterManaged": False, "TagSet": []})
             out.append(shape)

@@ -199,3 +199,30 @@ class ServiceLock(Base):
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class SecurityGroupRule(Base):
+    """One rule of a security group: a protocol and port range (ICMP: type and code) to or from an
+    IPv4 CIDR or the members of a group (referenced_group_id)."""
+
+    __tablename__ = "security_group_rules"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("security_groups.id", ondelete="CASCADE"), index=True)
+    egress: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: -1 (all), tcp, udp, icmp or another IP protocol number
+    protocol: Mapped[str] = mapped_column(String(8))
+    from_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cidr_ipv4: Mapped[str | None] = mapped_column(String(18), nullable=True)
+    referenced_group_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InstanceGroup(Base):
+    """An instance's membership of a security group (instances without rows are in the default group)."""
+
+    __tablename__ = "instance_security_groups"
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("security_groups.id", ondelete="CASCADE"), primary_key=True,
+                                          index=True)

@@ -414,6 +414,73 @@ def vpcs_and_subnets_stay_as_they_are(x: Loot) -> None:
     assert [s["SubnetId"] for s in x.alice.describe_subnets()["Subnets"]] == [s["SubnetId"] for s in subnets_before]
 
 
+def _alices_group(x: Loot) -> dict[str, Any]:
+    return dict(x.alice.describe_security_groups(GroupIds=[x.group_id])["SecurityGroups"][0])
+
+
+_OPEN_ALL = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+
+
+def authorize_security_group_ingress(x: Loot) -> None:
+    before = _alices_group(x)
+    refused(x.bob.authorize_security_group_ingress, GroupId=x.group_id, IpPermissions=_OPEN_ALL, codes=GROUP_NF)
+    refused(x.bob.authorize_security_group_ingress, GroupName="default", IpPermissions=[
+        {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": x.group_id, "UserId": x.account_id}]}], codes=GROUP_NF)
+    assert _alices_group(x) == before
+
+
+def authorize_security_group_egress(x: Loot) -> None:
+    before = _alices_group(x)
+    refused(x.bob.authorize_security_group_egress, GroupId=x.group_id, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 25, "ToPort": 25, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}], codes=GROUP_NF)
+    assert _alices_group(x) == before
+
+
+def revoke_security_group_rules(x: Loot) -> None:
+    before = _alices_group(x)
+    rule_ids = [r["SecurityGroupRuleId"] for r in x.alice.describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [x.group_id]}])["SecurityGroupRules"]]
+    assert rule_ids
+    refused(x.bob.revoke_security_group_ingress, GroupId=x.group_id, SecurityGroupRuleIds=rule_ids, codes=GROUP_NF)
+    refused(x.bob.revoke_security_group_egress, GroupId=x.group_id, IpPermissions=_OPEN_ALL, codes=GROUP_NF)
+    refused(x.bob.revoke_security_group_egress, GroupId=x.group_id, SecurityGroupRuleIds=rule_ids, codes=GROUP_NF)
+    assert _alices_group(x) == before
+
+
+def describe_security_group_rules(x: Loot) -> None:
+    rule_ids = [r["SecurityGroupRuleId"] for r in x.alice.describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [x.group_id]}])["SecurityGroupRules"]]
+    refused(x.bob.describe_security_group_rules, SecurityGroupRuleIds=rule_ids,
+            codes={"InvalidSecurityGroupRuleId.NotFound"})
+    assert x.bob.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [x.group_id]}])[
+        "SecurityGroupRules"] == []
+    assert not {r["SecurityGroupRuleId"] for r in x.bob.describe_security_group_rules()["SecurityGroupRules"]} & set(rule_ids)
+
+
+def create_and_delete_security_group(x: Loot) -> None:
+    """Bob may have a group of alice's group's name; deleting his, or hers by id, leaves hers."""
+    before = _alices_group(x)
+    refused(x.bob.delete_security_group, GroupId=x.group_id, codes=GROUP_NF)
+    name = unique("shared-name")
+    mine = x.alice.create_security_group(GroupName=name, Description="alice's")["GroupId"]
+    try:
+        his = x.bob.create_security_group(GroupName=name, Description="bob's")["GroupId"]
+        assert his != mine
+        x.bob.delete_security_group(GroupName=name)
+        assert x.alice.describe_security_groups(GroupNames=[name])["SecurityGroups"][0]["GroupId"] == mine
+        refused(x.bob.delete_security_group, GroupId=mine, codes=GROUP_NF)
+    finally:
+        x.alice.delete_security_group(GroupId=mine)
+    assert _alices_group(x) == before
+
+
+def modify_instance_groups(x: Loot) -> None:
+    bob_group = x.bob.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
+    refused(x.bob.modify_instance_attribute, InstanceId=x.running, Groups=[bob_group], codes=INSTANCE_NF)
+    refused(x.bob.modify_instance_attribute, InstanceId=x.running, Groups=[x.group_id], codes=INSTANCE_NF)
+    assert [g["GroupId"] for g in x.instance(x.running)["SecurityGroups"]] == [x.group_id]
+
+
 def nothing_of_alices_is_listed_for_bob(x: Loot) -> None:
     assert not x.bob_sees() & {x.running, x.stopped, x.image, x.kernel, x.key_id, x.group_id}
 
@@ -428,7 +495,7 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "RebootInstances": [reboot_instances],
     "GetConsoleOutput": [get_console_output],
     "DescribeInstanceAttribute": [describe_instance_attribute],
-    "ModifyInstanceAttribute": [modify_instance_attribute],
+    "ModifyInstanceAttribute": [modify_instance_attribute, modify_instance_groups],
     "CreateImage": [create_image],
     "CreateTags": [create_tags],
     "DeleteTags": [delete_tags],
@@ -454,6 +521,13 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "CreateSubnet": [vpcs_and_subnets_stay_as_they_are],
     "DeleteVpc": [vpcs_and_subnets_stay_as_they_are],
     "DeleteSubnet": [vpcs_and_subnets_stay_as_they_are],
+    "CreateSecurityGroup": [create_and_delete_security_group],
+    "DeleteSecurityGroup": [create_and_delete_security_group],
+    "AuthorizeSecurityGroupIngress": [authorize_security_group_ingress],
+    "AuthorizeSecurityGroupEgress": [authorize_security_group_egress],
+    "RevokeSecurityGroupIngress": [revoke_security_group_rules],
+    "RevokeSecurityGroupEgress": [revoke_security_group_rules],
+    "DescribeSecurityGroupRules": [describe_security_group_rules],
 }
 
 

@@ -1,4 +1,4 @@
-"""DescribeSecurityGroups: each account's default group, lookups, filters, pagination, isolation."""
+"""DescribeSecurityGroups: each account's default group and its rules, lookups, filters, pagination, isolation."""
 
 from __future__ import annotations
 
@@ -29,8 +29,11 @@ def test_every_account_has_its_default_group(w: World) -> None:
     assert len(mine) == len(theirs) == 1
     g = mine[0]
     assert g["GroupName"] == "default" and g["GroupId"].startswith("sg-")
-    assert g["OwnerId"] == w.alice.account_id and g["IpPermissions"] == [] and g["IpPermissionsEgress"] == []
-    assert "VpcId" not in g and g["Description"]
+    assert g["OwnerId"] == w.alice.account_id and g["VpcId"].startswith("vpc-") and g["Description"]
+    # EC2's default rules: all traffic from the group's members, all traffic out
+    assert [(p["IpProtocol"], p["UserIdGroupPairs"]) for p in g["IpPermissions"]] == [
+        ("-1", [{"GroupId": g["GroupId"], "UserId": w.alice.account_id}])]
+    assert [(p["IpProtocol"], p["IpRanges"]) for p in g["IpPermissionsEgress"]] == [("-1", [{"CidrIp": "0.0.0.0/0"}])]
     assert theirs[0]["GroupId"] != g["GroupId"] and theirs[0]["OwnerId"] == w.bob.account_id
 
 

@@ -25,7 +25,9 @@ OPERATIONS = [
     "CreateTags", "DeleteTags", "DescribeTags", "CreateKeyPair", "ImportKeyPair", "DescribeKeyPairs", "DeleteKeyPair",
     "DescribeImages", "RegisterImage", "DeregisterImage", "DescribeImageAttribute", "DescribeSecurityGroups",
     "DescribeRegions", "DescribeAvailabilityZones", "DescribeAccountAttributes", "DescribeInstanceTypes", "CreateImage",
-    "DescribeVpcs", "DescribeSubnets", "DescribeNetworkInterfaces",
+    "DescribeVpcs", "DescribeSubnets", "DescribeNetworkInterfaces", "CreateSecurityGroup", "DeleteSecurityGroup",
+    "AuthorizeSecurityGroupIngress", "AuthorizeSecurityGroupEgress", "RevokeSecurityGroupIngress",
+    "RevokeSecurityGroupEgress", "DescribeSecurityGroupRules",
 ]
 
 
