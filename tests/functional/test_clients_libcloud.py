@@ -37,7 +37,7 @@ def public_key() -> str:
 
 @pytest.fixture(scope="module")
 def carol(server: LiveServer) -> Creds:
-    return server.make_user("carol")
+    return server.make_user("libcloud-carol")  # the session server is shared: a name no other module uses
 
 
 @pytest.fixture(scope="module")
