@@ -14,7 +14,10 @@ ever having held a thread. TLS handshakes happen in the poller as well, non-bloc
 
 Bodies larger than PREREAD (uploads to Cumulus) are then read by the thread from the socket as
 before (recv_into, O_DIRECT, see storage/upload.py), with the body receive timeout of
-`ec2gw.aws.body_input` for a client that goes silent.
+`ec2gw.aws.body_input` for a client that goes silent. At most `threads - RESERVED_THREADS` such
+requests per worker are in threads at once: a further one waits in the poller, unread, until one of
+them ends (for at most UPLOAD_QUEUE_WAIT seconds, then 503), so that uploads trickling in, however
+many, always leave threads for every other request.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import socket
 import ssl
 import time
 import uuid
+from collections import deque
 from functools import partial
 from typing import Any
 
@@ -55,6 +59,12 @@ DRAIN_WAIT = 0.05
 #: poller, which gunicorn blocks for up to 2 s per connection a client keeps sending on
 LINGER = 2.0
 LINGER_BYTES = 64 * 1024
+#: threads of each worker that requests reading a large body from the socket (past PREREAD) never
+#: take: a further such request waits in the poller, unread, until one of them ends
+RESERVED_THREADS = 2
+#: seconds such a request waits for a thread at most before it is answered 503 (S3's SlowDown,
+#: EC2's RequestLimitExceeded), which SDKs retry
+UPLOAD_QUEUE_WAIT = 30.0
 #: bytes of headers after which the poller stops looking for their end and lets gunicorn's
 #: parser refuse them (its limits are far lower)
 MAX_HEAD = 1024 * 1024
@@ -97,6 +107,47 @@ def timeout_answer(ec2: bool) -> bytes:
                 + _TIMEOUT_MESSAGE + b"</Message></Error>")
     return (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nConnection: close\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+
+def busy_answer(ec2: bool) -> bytes:
+    """503 in the endpoint's error envelope (retried by SDKs), closing the connection: the request
+    waited UPLOAD_QUEUE_WAIT seconds for a thread free to read its body."""
+    message = (b"Too many uploads are being received at once and this one waited %d seconds for its turn: "
+               b"retry it later, or send fewer uploads at a time." % int(UPLOAD_QUEUE_WAIT))
+    if ec2:
+        body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded"
+                b"</Code><Message>" + message + b"</Message></Error></Errors><RequestID>"
+                + str(uuid.uuid4()).encode() + b"</RequestID></Response>")
+    else:
+        body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>" + message
+                + b"</Message></Error>")
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+            b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+
+
+def body_left(buf: bytes | bytearray, limit: int | None = None) -> bool:
+    """Whether the thread taking a ready request (see request_ready) reads more of its body from the
+    socket: a body larger than what the poller read, and not refused by its size."""
+    start = len(buf) - len(bytes(buf).lstrip(b"\r\n"))
+    end = _END_OF_HEAD.search(buf, start)
+    if end is None:
+        return False
+    have = len(buf) - end.end()
+    length = chunked = None
+    for line in bytes(buf[start:end.start()]).split(b"\n")[1:]:
+        name, sep, value = line.partition(b":")
+        name = name.strip().lower()
+        if sep and name == b"content-length":
+            length = value.strip()
+        elif sep and name == b"transfer-encoding":
+            chunked = value.strip().lower()
+    if chunked is not None:
+        return not chunked_body_complete(buf, end.end())
+    try:
+        size = int(length) if length is not None else 0
+    except ValueError:
+        return False
+    return size > have and (limit is None or size <= limit)
 
 
 def request_ready(buf: bytes | bytearray, limit: int | None = None) -> tuple[bool, bool]:
@@ -178,6 +229,8 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
     def init_process(self) -> None:
         self.reading: set[Any] = set()  # connections whose request is read here
         self.lingering: set[Any] = set()  # closing connections whose last bytes are discarded here
+        self.uploads = 0  # requests in threads reading a large body from the socket
+        self.waiting: deque[Any] = deque()  # such requests waiting (unread) for one of them to end
         self.next_check = 0.0
         self.ssl_ctx = gsock.ssl_context(self.cfg) if self.cfg.is_ssl else None
         super().init_process()
@@ -279,8 +332,29 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             self.drop(conn)
 
     def hand_over(self, conn: Any) -> None:
-        """The request is in memory: a thread takes it from here (gunicorn's parser reads the buffer)."""
+        """The request is in memory (all of it, or the start of a large body, which waits for a
+        thread allowed to read uploads: see RESERVED_THREADS)."""
         self.stop_reading(conn)
+        port = conn.server[1] if isinstance(conn.server, tuple) else None
+        if body_left(conn.ec2gw_buf, BODY_LIMITS.get(port) if port else None):
+            if self.uploads >= max(self.cfg.threads - RESERVED_THREADS, 1) or self.waiting:
+                conn.ec2gw_waiting_since = time.monotonic()
+                self.waiting.append(conn)
+                return
+            self.uploads += 1
+            conn.ec2gw_upload = True
+        self.to_thread(conn)
+
+    def admit_uploads(self) -> None:
+        """Requests waiting to read a large body take the upload threads that are free, in order."""
+        while self.waiting and self.uploads < max(self.cfg.threads - RESERVED_THREADS, 1):
+            conn = self.waiting.popleft()
+            self.uploads += 1
+            conn.ec2gw_upload = True
+            self.to_thread(conn)
+
+    def to_thread(self, conn: Any) -> None:
+        """A thread takes the request from here (gunicorn's parser reads the buffer)."""
         if conn.parser is None:
             conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
         conn.parser.unreader.unread(bytes(conn.ec2gw_buf))
@@ -310,6 +384,15 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         self.on_request_data(conn, client)
 
     def finish_request(self, conn: Any, fs: Any) -> None:
+        if getattr(conn, "ec2gw_upload", False):
+            conn.ec2gw_upload = False
+            self.uploads -= 1
+        try:
+            self.finish(conn, fs)
+        finally:
+            self.admit_uploads()
+
+    def finish(self, conn: Any, fs: Any) -> None:
         keep = False
         try:
             keep = not fs.cancelled() and fs.result() is True
@@ -385,6 +468,14 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         for conn in list(self.lingering):
             if now >= conn.ec2gw_linger_until or not self.alive:
                 self.end_linger(conn)
+        while self.waiting and (now >= self.waiting[0].ec2gw_waiting_since + UPLOAD_QUEUE_WAIT or not self.alive):
+            conn = self.waiting.popleft()
+            try:
+                conn.sock.send(busy_answer(conn.server[1] in EC2_PORTS if isinstance(conn.server, tuple) else False))
+            except (OSError, ValueError):
+                pass
+            self.nr_conns -= 1
+            self.linger(conn)
         for conn in list(self.reading):
             if self.alive and now < conn.ec2gw_started + HEADER_TIMEOUT and not (
                     BODY_TIMEOUT > 0 and now >= conn.ec2gw_last + BODY_TIMEOUT and head_complete(conn.ec2gw_buf)):

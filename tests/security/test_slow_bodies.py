@@ -8,8 +8,9 @@ poller hands the request to a thread, see ec2gw/cli/http_worker.py) and the rest
   27 s beside 200 of them). A thread now waits for a body its application did not read only as
   long as a client that is sending it needs (http_worker.DRAIN_WAIT), then closes the connection.
 * Accepted uploads (a signed-in user's PUT into their own bucket): the thread reads the body as it
-  comes, and body_timeout only bounds silence, so 20 uploads trickling a byte a second stop both
-  endpoints for as long as they last. Not fixed yet (see the xfail's reason).
+  comes, and body_timeout only bounds silence, so 20 uploads trickling a byte a second held every
+  thread of both endpoints for as long as they lasted. Now at most threads - 2 requests per worker
+  read a large body in a thread at once (http_worker.RESERVED_THREADS); the others wait, unread.
 """
 
 from __future__ import annotations
@@ -119,9 +120,6 @@ def test_refused_bodies_trickling_hold_no_thread(server: LiveServer) -> None:
     assert not waiting, f"{waiting} of the 200 refused uploads had no answer after {2 + 4 * 0.5:.0f} s"
 
 
-@pytest.mark.xfail(strict=True, reason="a thread reads an accepted upload's body as it comes (body_timeout bounds "
-                   "silence only): 20 uploads trickling a byte a second hold every thread of both endpoints; the "
-                   "fix is architectural (bodies read in the poller, or a thread budget for uploads per user)")
 def test_accepted_uploads_trickling_leave_threads_for_others(server: LiveServer) -> None:
     bob = make_user(server, "slowbob")
     s3 = server.client("s3", bob)
@@ -141,3 +139,36 @@ def test_accepted_uploads_trickling_leave_threads_for_others(server: LiveServer)
     assert worst < 2.0, f"the slowest answer beside 20 trickling uploads took {worst:.2f} s"
 
 
+
+
+def test_an_upload_waiting_for_a_thread_is_received_whole(server: LiveServer) -> None:
+    """Uploads beyond threads - 2 per worker wait, unread, and are received whole once a thread is free."""
+    bob = make_user(server, "queuebob")
+    s3 = server.client("s3", bob)
+    s3.create_bucket(Bucket="queued-uploads")
+    heads = []
+    for i in range(20):
+        url = urlsplit(s3.generate_presigned_url("put_object", Params={"Bucket": "queued-uploads", "Key": f"t{i}"},
+                                                 ExpiresIn=600))
+        heads.append(f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                     "Content-Length: 2000000\r\n\r\n".encode())
+    slow = Trickle(server.s3_port, heads, every=1.0)
+    data = bytes(range(256)) * 2000  # 512,000 bytes: read by a thread past the first 64 KiB
+    results: list[object] = []
+
+    def upload() -> None:
+        try:
+            results.append(s3.put_object(Bucket="queued-uploads", Key="whole", Body=data))
+        except Exception as e:  # reported by the assertion below
+            results.append(e)
+
+    try:
+        time.sleep(1.0)
+        uploader = threading.Thread(target=upload, daemon=True)
+        uploader.start()
+        time.sleep(2.0)
+    finally:
+        slow.close()  # the trickling uploads end: their threads are free
+    uploader.join(30)
+    assert results and isinstance(results[0], dict), f"the upload did not succeed: {results}"
+    assert s3.get_object(Bucket="queued-uploads", Key="whole")["Body"].read() == data

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ec2gw.cli.http_worker import PREREAD, chunked_body_complete, request_ready
+from ec2gw.cli.http_worker import PREREAD, body_left, busy_answer, chunked_body_complete, request_ready
 
 HEAD = b"PUT /b/k HTTP/1.1\r\nHost: x\r\n"
 
@@ -47,3 +47,23 @@ def test_chunked_body_complete_with_trailers() -> None:
     assert not chunked_body_complete(b"0\r\nX-T: 1\r\n", 0)
     assert chunked_body_complete(b"0\r\nX-T: 1\r\n\r\n", 0)
     assert chunked_body_complete(b"3;ext=1\r\nabc\r\n0\r\n\r\n", 0)
+
+
+@pytest.mark.parametrize("buf, left", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", False),
+    (HEAD + b"Content-Length: 5\r\n\r\nabcde", False),  # all in memory
+    (HEAD + b"Content-Length: 1000000\r\n\r\n" + b"x" * PREREAD, True),  # the thread reads the rest
+    (HEAD + b"Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n", True),
+    (HEAD + b"Content-Length: 3000000\r\n\r\n", False),  # over the limit below: refused unread
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", False),
+    (HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"x" * PREREAD, True),
+    (HEAD + b"Content-Length: nonsense\r\n\r\n", False),
+])
+def test_body_left(buf: bytes, left: bool) -> None:
+    assert body_left(buf, limit=2 * 1024 * 1024) is left
+
+
+def test_busy_answer_is_a_retryable_aws_error() -> None:
+    assert busy_answer(False).startswith(b"HTTP/1.1 503 ")
+    assert b"<Code>SlowDown</Code>" in busy_answer(False)
+    assert b"<Code>RequestLimitExceeded</Code>" in busy_answer(True)
