@@ -141,34 +141,39 @@ def test_accepted_uploads_trickling_leave_threads_for_others(server: LiveServer)
 
 
 
-def test_an_upload_waiting_for_a_thread_is_received_whole(server: LiveServer) -> None:
-    """Uploads beyond threads - 2 per worker wait, unread, and are received whole once a thread is free."""
+
+def test_uploads_waiting_for_a_thread_are_received_whole(server: LiveServer) -> None:
+    """30 uploads at once, each sending its body over 3 s: at most 12 (2 workers x (8 - 2) threads)
+    read in threads, the others wait unread and are then received whole, none refused."""
     bob = make_user(server, "queuebob")
     s3 = server.client("s3", bob)
     s3.create_bucket(Bucket="queued-uploads")
-    heads = []
-    for i in range(20):
-        url = urlsplit(s3.generate_presigned_url("put_object", Params={"Bucket": "queued-uploads", "Key": f"t{i}"},
-                                                 ExpiresIn=600))
-        heads.append(f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
-                     "Content-Length: 2000000\r\n\r\n".encode())
-    slow = Trickle(server.s3_port, heads, every=1.0)
-    data = bytes(range(256)) * 2000  # 512,000 bytes: read by a thread past the first 64 KiB
-    results: list[object] = []
-
-    def upload() -> None:
-        try:
-            results.append(s3.put_object(Bucket="queued-uploads", Key="whole", Body=data))
-        except Exception as e:  # reported by the assertion below
-            results.append(e)
-
+    rest = 100_000
+    socks = []
     try:
-        time.sleep(1.0)
-        uploader = threading.Thread(target=upload, daemon=True)
-        uploader.start()
-        time.sleep(2.0)
+        for i in range(30):
+            url = urlsplit(s3.generate_presigned_url("put_object", Params={"Bucket": "queued-uploads", "Key": f"t{i}"},
+                                                     ExpiresIn=600))
+            sock = socket.create_connection(("127.0.0.1", server.s3_port), timeout=40)
+            sock.sendall(f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                         f"Content-Length: {len(FAST) + rest}\r\nConnection: close\r\n\r\n".encode() + FAST)
+            socks.append(sock)
+        for _ in range(10):
+            time.sleep(0.3)
+            for sock in socks:
+                sock.sendall(b"y" * (rest // 10))
+        answers = []
+        for sock in socks:
+            answer = b""
+            while b"\r\n" not in answer:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                answer += data
+            answers.append(answer.split(b"\r\n")[0])
     finally:
-        slow.close()  # the trickling uploads end: their threads are free
-    uploader.join(30)
-    assert results and isinstance(results[0], dict), f"the upload did not succeed: {results}"
-    assert s3.get_object(Bucket="queued-uploads", Key="whole")["Body"].read() == data
+        for sock in socks:
+            sock.close()
+    assert answers == [b"HTTP/1.1 200 OK"] * 30, answers
+    for i in range(30):
+        assert s3.get_object(Bucket="queued-uploads", Key=f"t{i}")["Body"].read() == FAST + b"y" * rest
