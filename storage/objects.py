@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 from ec2gw.aws.restxml_parser import malformed_xml
 from ec2gw.aws.restxml_serializer import http_date
+from ec2gw.aws.sigv4 import utf8_reading
 from ec2gw.aws.spec import service_model
 from ec2gw.errors import ServiceError
 from storage import access, conditions
@@ -82,21 +83,12 @@ def _snake(member: str) -> str:
 def user_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     """x-amz-meta-* as text: header bytes that are UTF-8 (what the SDKs send for non-ASCII text) are
     read as UTF-8, any others as Latin-1."""
-    metadata = {k: _header_text(v) for k, v in (metadata or {}).items()}
+    metadata = {k: utf8_reading(v) for k, v in (metadata or {}).items()}
     size = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
     if size > MAX_METADATA_BYTES:
         raise ServiceError("MetadataTooLarge", "Your metadata headers exceed the maximum allowed metadata size.", 400,
                            MaxSizeAllowed=str(MAX_METADATA_BYTES))
     return metadata
-
-
-def _header_text(value: str) -> str:
-    if value.isascii():
-        return value
-    try:
-        return value.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return value
 
 
 def mail_safe(value: str) -> str:
