@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backends.base import DomainNotFound, DriverError, NodeUnavailable
-from ec2gw import accounts, quotas
+from ec2gw import accounts, quotas, token_key
 from ec2gw.api.context import RequestContext
 from ec2gw.api.regions import eucalyptus_availability
 from ec2gw.aws import dispatch
@@ -62,6 +63,11 @@ class App:
         self.s3 = S3Gateway(self)
         #: Cumulus's Python API, for the providers and the compute worker (ec2gw/compute/cumulus.py)
         self.cumulus = CumulusService(self, self.s3.store)
+
+    @cached_property
+    def token_key(self) -> bytes:
+        """The installation's key for pagination tokens (<data dir>/token.key, made on first use)."""
+        return token_key.load_or_create(self.settings.data_dir)
 
     def principal_lookup(self, access_key: str) -> Principal | None:
         with self.db.engine.connect() as conn:

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ec2gw.aws.dispatch import Registry
+from ec2gw.aws.pagination import Tokens
 from ec2gw.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -58,6 +59,11 @@ class S3Context:
     @property
     def user_id(self) -> int | None:
         return None if self.principal is None else self.principal.user_id
+
+    @property
+    def tokens(self) -> Tokens:
+        """Continuation tokens for this caller under the installation's key."""
+        return Tokens(self.app.token_key, "anonymous" if self.principal is None else f"user:{self.principal.user_id}")
 
     @property
     def anonymous(self) -> bool:

@@ -55,6 +55,9 @@ class Host(Protocol):
     @property
     def storage_quota(self) -> StorageQuota: ...
 
+    @property
+    def token_key(self) -> bytes: ...
+
     def principal_lookup(self, access_key: str) -> Principal | None:
         """The caller owning `access_key` (None: no such key, or its user is disabled)."""
         ...

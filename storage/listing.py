@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from sqlalchemy import and_, or_, select
 
-from ec2gw.aws.pagination import decode_token, encode_token, scope_digest
+from ec2gw.aws.pagination import scope_digest
 from ec2gw.errors import ServiceError
 from storage import access
 from storage.access import owner_dict
@@ -197,7 +197,7 @@ def list_objects_v2(ctx: S3Context, bucket: str, prefix: str | None = None, deli
         continuation_token = None  # `continuation-token=` (sent by some clients for the first page): none
     if continuation_token is not None:
         try:
-            after = decode_token(continuation_token, scope)
+            after = ctx.tokens.decode(continuation_token, scope)
         except ServiceError:
             raise invalid_argument("The continuation token provided is incorrect", "continuation-token",
                                    continuation_token) from None
@@ -214,7 +214,7 @@ def list_objects_v2(ctx: S3Context, bucket: str, prefix: str | None = None, deli
     if start_after:
         out["StartAfter"] = encode(start_after)
     if page.truncated and page.last is not None:
-        out["NextContinuationToken"] = encode_token(page.last, scope)
+        out["NextContinuationToken"] = ctx.tokens.encode(page.last, scope)
     if encoding_type:
         out["EncodingType"] = encoding_type
     return out

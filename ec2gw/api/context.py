@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from ec2gw.aws.pagination import Tokens
 from ec2gw.errors import dry_run_ok
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ class Services(Protocol):
 
     @property
     def cumulus(self) -> Cumulus: ...
+
+    @property
+    def token_key(self) -> bytes: ...
 
     def instance_limit(self, principal: Principal) -> int: ...
 
@@ -62,6 +66,11 @@ class RequestContext:
     @property
     def user_id(self) -> int:
         return self.principal.user_id
+
+    @property
+    def tokens(self) -> Tokens:
+        """NextTokens for this caller under the installation's key."""
+        return Tokens(self.app.token_key, f"user:{self.principal.user_id}")
 
     def check_dry_run(self, dry_run: bool | None) -> None:
         """EC2's DryRun: the request was valid and permitted, so answer DryRunOperation."""

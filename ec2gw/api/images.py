@@ -17,7 +17,7 @@ from ec2gw.api.image_views import image_item
 from ec2gw.api.instance_query import time_condition
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any, matches
-from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
+from ec2gw.aws.pagination import check_max_results, scope_digest
 from ec2gw.db.models import Image, Tag, User
 from ec2gw.errors import ServiceError, invalid_value
 from ec2gw.tagging import tags_for, tags_from_specifications
@@ -128,7 +128,7 @@ def describe_images(
     q = q.where(Image.id.in_(wanted)) if wanted else q.where(matched)
     scope = scope_digest("images", ctx.user_id, wanted, owners, executable_users, filters)
     if next_token:
-        q = q.where(Image.id > decode_token(next_token, scope))
+        q = q.where(Image.id > ctx.tokens.decode(next_token, scope))
     q = q.order_by(Image.id)
     if max_results and not wanted:
         q = q.limit(max_results + 1)
@@ -143,7 +143,7 @@ def describe_images(
         out: dict[str, Any] = {}
         if max_results and len(rows) > max_results:
             rows = rows[:max_results]
-            out["NextToken"] = encode_token(rows[-1][0].id, scope)
+            out["NextToken"] = ctx.tokens.encode(rows[-1][0].id, scope)
         tags = tags_for(s, [img.id for img, _ in rows])
     out["Images"] = [image_item(img, account, tags.get(img.id, [])) for img, account in rows]
     return out

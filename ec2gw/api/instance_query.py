@@ -12,7 +12,6 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ec2gw import ids
 from ec2gw.api.context import RequestContext
-from ec2gw.aws.pagination import decode_token, encode_token
 from ec2gw.compute.states import CODES
 from ec2gw.db.models import Instance
 from ec2gw.errors import ServiceError
@@ -193,7 +192,7 @@ def page_of_instances(s: Session, ctx: RequestContext, conds: list[Any], wanted:
         if wanted:
             q = q.where(Instance.id.in_(wanted))
         if next_token:
-            q = q.where(Instance.id > decode_token(next_token, scope))
+            q = q.where(Instance.id > ctx.tokens.decode(next_token, scope))
         q = q.order_by(Instance.id)
         if max_results:
             q = q.limit(max_results + 1)
@@ -202,5 +201,5 @@ def page_of_instances(s: Session, ctx: RequestContext, conds: list[Any], wanted:
         load_instances(s, ctx, wanted)
     if max_results and len(rows) > max_results:
         rows = rows[:max_results]
-        return rows, encode_token(rows[-1].id, scope)
+        return rows, ctx.tokens.encode(rows[-1].id, scope)
     return rows, None

@@ -7,7 +7,7 @@ from typing import Any
 from ec2gw.api.context import RequestContext
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import filter_items, normalize
-from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
+from ec2gw.aws.pagination import check_max_results, scope_digest
 from ec2gw.compute.states import can_hibernate
 from ec2gw.compute.zones import list_zones, type_capacity
 from ec2gw.errors import ServiceError
@@ -171,12 +171,12 @@ def describe_instance_types(
     check_max_results(max_results, 5, 100)
     scope = scope_digest("types", instance_types, filters)
     if next_token:
-        last = decode_token(next_token, scope)
+        last = ctx.tokens.decode(next_token, scope)
         items = [i for i in items if i["InstanceType"] > last]
     out: dict[str, Any] = {"InstanceTypes": items}
     if max_results and len(items) > max_results:
         out["InstanceTypes"] = items[:max_results]
-        out["NextToken"] = encode_token(items[max_results - 1]["InstanceType"], scope)
+        out["NextToken"] = ctx.tokens.encode(items[max_results - 1]["InstanceType"], scope)
     return out
 
 

@@ -20,7 +20,7 @@ from ec2gw import ids
 from ec2gw.api.context import RequestContext
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any, matches
-from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
+from ec2gw.aws.pagination import check_max_results, scope_digest
 from ec2gw.db.models import Instance, InstanceGroup, SecurityGroup, SecurityGroupRule, Tag
 from ec2gw.errors import ServiceError, invalid_combination, invalid_value
 from ec2gw.network import group_rules as sg_rules
@@ -117,7 +117,7 @@ def describe_security_groups(
         q = q.where(matched)
     scope = scope_digest("groups", ctx.user_id, filters)
     if next_token:
-        q = q.where(SecurityGroup.id > decode_token(next_token, scope))
+        q = q.where(SecurityGroup.id > ctx.tokens.decode(next_token, scope))
     q = q.order_by(SecurityGroup.id)
     if max_results:
         q = q.limit(max_results + 1)
@@ -137,7 +137,7 @@ def describe_security_groups(
         out: dict[str, Any] = {}
         if max_results and len(rows) > max_results:
             rows = rows[:max_results]
-            out["NextToken"] = encode_token(rows[-1].id, scope)
+            out["NextToken"] = ctx.tokens.encode(rows[-1].id, scope)
         tags = tags_for(s, [g.id for g in rows])
         rules = _rules_of(s, [g.id for g in rows])
         vid = vpc.vpc_id(ctx.settings)
@@ -359,7 +359,7 @@ def describe_security_group_rules(
         q = q.where(SecurityGroupRule.id.in_(security_group_rule_ids))
     scope = scope_digest("rules", ctx.user_id, security_group_rule_ids, filters)
     if next_token:
-        q = q.where(SecurityGroupRule.id > decode_token(next_token, scope))
+        q = q.where(SecurityGroupRule.id > ctx.tokens.decode(next_token, scope))
     q = q.order_by(SecurityGroupRule.id)
     if max_results:
         q = q.limit(max_results + 1)
@@ -374,7 +374,7 @@ def describe_security_group_rules(
         out: dict[str, Any] = {}
         if max_results and len(rows) > max_results:
             rows = rows[:max_results]
-            out["NextToken"] = encode_token(rows[-1].id, scope)
+            out["NextToken"] = ctx.tokens.encode(rows[-1].id, scope)
         out["SecurityGroupRules"] = [sg_rules.rule_item(r, ctx.principal.account_id) for r in rows]
     return out
 

@@ -18,7 +18,7 @@ from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import visible as instance_visible
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any, normalize
-from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
+from ec2gw.aws.pagination import check_max_results, scope_digest
 from ec2gw.compute import leases
 from ec2gw.db.models import Image, Instance, KeyPair, SecurityGroup, Tag
 from ec2gw.errors import ServiceError
@@ -158,7 +158,7 @@ def describe_tags(
     scope = scope_digest("tags", ctx.user_id, filters)
     if next_token:
         try:
-            last_rid, last_key = json.loads(decode_token(next_token, scope))
+            last_rid, last_key = json.loads(ctx.tokens.decode(next_token, scope))
         except (ValueError, TypeError):
             raise ServiceError("InvalidParameterValue", "The NextToken is not valid; pass back the previous response's token.") from None
         q = q.where(or_(Tag.resource_id > last_rid, and_(Tag.resource_id == last_rid, Tag.key > last_key)))
@@ -170,7 +170,7 @@ def describe_tags(
     out: dict[str, Any] = {}
     if max_results and len(rows) > max_results:
         rows = rows[:max_results]
-        out["NextToken"] = encode_token(json.dumps([rows[-1].resource_id, rows[-1].key]), scope)
+        out["NextToken"] = ctx.tokens.encode(json.dumps([rows[-1].resource_id, rows[-1].key]), scope)
     out["Tags"] = [
         {"ResourceId": t.resource_id, "ResourceType": t.resource_type, "Key": t.key, "Value": t.value} for t in rows
     ]

@@ -20,7 +20,7 @@ from ec2gw.api.context import RequestContext
 from ec2gw.api.security_groups import groups_of
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import matches, normalize
-from ec2gw.aws.pagination import check_max_results, decode_token, encode_token, scope_digest
+from ec2gw.aws.pagination import Tokens, check_max_results, scope_digest
 from ec2gw.db.models import Instance
 from ec2gw.errors import ServiceError
 from ec2gw.network import vpc
@@ -60,16 +60,16 @@ def _filtered(items: list[dict[str, Any]], filters: Any, getters: dict[str, Gett
     return out
 
 
-def _page(items: list[dict[str, Any]], key: str, max_results: int | None, next_token: str | None,
+def _page(tokens: Tokens, items: list[dict[str, Any]], key: str, max_results: int | None, next_token: str | None,
           scope: str) -> tuple[list[dict[str, Any]], str | None]:
     """Items in ``key`` order from after the token, at most ``max_results``, and the next token."""
     items = sorted(items, key=lambda it: it[key])
     if next_token:
-        last = decode_token(next_token, scope)
+        last = tokens.decode(next_token, scope)
         items = [it for it in items if it[key] > last]
     if max_results and len(items) > max_results:
         items = items[:max_results]
-        return items, encode_token(items[-1][key], scope)
+        return items, tokens.encode(items[-1][key], scope)
     return items, None
 
 
@@ -124,7 +124,7 @@ def describe_vpcs(
         if v != item["VpcId"]:
             raise ServiceError("InvalidVpcID.NotFound",
                                f"The vpc ID '{v}' does not exist; this cloud has one VPC, {item['VpcId']} (DescribeVpcs).")
-    items, token = _page(_filtered([item], filters, _VPC_FILTERS, "Tags"), "VpcId", max_results, next_token,
+    items, token = _page(ctx.tokens, _filtered([item], filters, _VPC_FILTERS, "Tags"), "VpcId", max_results, next_token,
                          scope_digest("vpcs", wanted, filters))
     return _answer(items, "Vpcs", token)
 
@@ -184,7 +184,7 @@ def describe_subnets(
             if sid not in known:
                 raise vpc.unknown_subnet(sid)
         items = [it for it in items if it["SubnetId"] in wanted]
-    items, token = _page(_filtered(items, filters, _SUBNET_FILTERS, "Tags"), "SubnetId", max_results, next_token,
+    items, token = _page(ctx.tokens, _filtered(items, filters, _SUBNET_FILTERS, "Tags"), "SubnetId", max_results, next_token,
                          scope_digest("subnets", wanted, filters))
     for it in items:
         del it["_zones"]
@@ -267,7 +267,7 @@ def describe_network_interfaces(
                 raise ServiceError("InvalidNetworkInterfaceID.NotFound",
                                    f"The networkInterface ID '{eid}' does not exist; DescribeNetworkInterfaces lists yours.")
         items = [it for it in items if it["NetworkInterfaceId"] in wanted]
-    items, token = _page(_filtered(items, filters, _ENI_FILTERS, "TagSet"), "NetworkInterfaceId", max_results,
+    items, token = _page(ctx.tokens, _filtered(items, filters, _ENI_FILTERS, "TagSet"), "NetworkInterfaceId", max_results,
                          next_token, scope_digest("enis", ctx.user_id, wanted, filters))
     return _answer(items, "NetworkInterfaces", token)
 

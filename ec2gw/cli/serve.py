@@ -23,13 +23,15 @@ from ec2gw.cli.main import CliState, cli, open_app
 
 def first_start(app: Any) -> None:
     """Create the administrator on first start and write <data-dir>/admin.credentials once; make
-    the embedded default address pool here rather than in the first RunInstances."""
+    the embedded default address pool here rather than in the first RunInstances; make the
+    installation's pagination-token key (<data-dir>/token.key) once."""
     from ec2gw import accounts
     from ec2gw.network.pools import ensure_default_pool
 
     with app.db.session(write=True) as s:
         created = accounts.ensure_admin(s)
         ensure_default_pool(s, mac_prefix=app.settings.mac_prefix)
+    app.token_key  # noqa: B018 - made now, before the workers fork, rather than by the first paged request
     path = Path(app.settings.data_dir) / "admin.credentials"
     if created is not None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -102,12 +102,16 @@ def test_in_memory_matching() -> None:
 
 
 def test_tokens_round_trip_and_refuse_tampering_and_other_scopes() -> None:
+    key = b"k" * 32
     scope = scope_digest("instances", [{"Name": "state", "Values": ["running"]}])
-    token = encode_token("i-0123", scope)
-    assert decode_token(token, scope) == "i-0123"
+    token = encode_token(key, "user:1", "i-0123", scope)
+    assert decode_token(key, "user:1", token, scope) == "i-0123"
     other = scope_digest("instances", None)
-    for bad_token, bad_scope in ((token, other), (token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1], scope),
-                                 ("not-a-token", scope), ("", scope)):
+    flipped = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    for bad_key, caller, bad_token, bad_scope in ((key, "user:1", token, other), (key, "user:1", flipped, scope),
+                                                  (key, "user:1", "not-a-token", scope), (key, "user:1", "", scope),
+                                                  (key, "user:2", token, scope), (b"j" * 32, "user:1", token, scope),
+                                                  (b"", "user:1", token, scope)):
         with pytest.raises(ServiceError) as err:
-            decode_token(bad_token, bad_scope)
+            decode_token(bad_key, caller, bad_token, bad_scope)
         assert err.value.code == "InvalidParameterValue"
