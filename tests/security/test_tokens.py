@@ -1,15 +1,16 @@
 """Pagination tokens are the installation's and the caller's: forged, altered, foreign or borrowed
-tokens are refused.
+tokens are refused, and a token shows none of the ids or keys it holds.
 
-NextTokens (EC2) and continuation tokens (Cumulus ListObjectsV2) are authenticated with HMAC-SHA256
-under a key made once per installation (<data dir>/token.key) over the caller and the request's
-filters. Each case runs on the SQLite server and on two processes sharing PostgreSQL and one data
+NextTokens (EC2) and continuation tokens (Cumulus ListObjectsV2) are encrypted and authenticated with
+HMAC-SHA256 under a key made once per installation (<data dir>/token.key) over the caller and the
+request's filters. Each case runs on the SQLite server and on two processes sharing PostgreSQL and one data
 dir (alice talks to process A, bob to process B), where a token of alice's from A must also page on
 B; one case replays a token of one installation's administrator at the other installation.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,11 @@ def flipped(token: str, at: int = 10) -> str:
     return token[:at] + ("A" if token[at] != "A" else "B") + token[at + 1:]
 
 
+def readable(token: str) -> bytes:
+    """What anyone holding the token can read of it (it is base64)."""
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
 def other_process(w: World, who: Tenant, service: str) -> Any:
     """`who`'s client for the other process of the PostgreSQL deployment (the same server on SQLite)."""
     return w.servers[-1].client(service, who) if who.server is w.servers[0] else w.servers[0].client(service, who)
@@ -63,6 +69,8 @@ def test_describe_instances_token_is_alices_alone(pages: Pages) -> None:
     w = pages.w
     first = w.alice.ec2.describe_instances(MaxResults=5)
     token = first["NextToken"]
+    last_id = first["Reservations"][-1]["Instances"][-1]["InstanceId"]
+    assert last_id.encode() not in readable(token) and last_id[2:].encode() not in readable(token), token
     _, status, message = refused(w.bob.ec2.describe_instances, MaxResults=5, NextToken=token, codes=EC2_BAD_TOKEN)
     assert status == 400 and "NextToken" in message
     refused(w.alice.ec2.describe_instances, MaxResults=5, NextToken=flipped(token), codes=EC2_BAD_TOKEN)
@@ -83,7 +91,9 @@ def test_token_is_bound_to_its_filters(pages: Pages) -> None:
 def test_describe_tags_token_is_alices_alone(pages: Pages) -> None:
     w = pages.w
     filters = [{"Name": "key", "Values": ["role"]}]
-    token = w.alice.ec2.describe_tags(MaxResults=5, Filters=filters)["NextToken"]
+    first = w.alice.ec2.describe_tags(MaxResults=5, Filters=filters)
+    token = first["NextToken"]
+    assert first["Tags"][-1]["ResourceId"][2:].encode() not in readable(token) and b"role" not in readable(token)
     refused(w.bob.ec2.describe_tags, MaxResults=5, Filters=filters, NextToken=token, codes=EC2_BAD_TOKEN)
     refused(w.alice.ec2.describe_tags, MaxResults=5, Filters=filters, NextToken=flipped(token), codes=EC2_BAD_TOKEN)
     rest = other_process(w, w.alice, "ec2").describe_tags(MaxResults=5, Filters=filters, NextToken=token)
@@ -102,6 +112,7 @@ def test_list_objects_v2_token_is_alices_alone(pages: Pages) -> None:
             codes={"InvalidArgument"}, status={400})
     rest = other_process(w, w.alice, "s3").list_objects_v2(Bucket=pages.bucket, MaxKeys=2, ContinuationToken=token)
     assert [o["Key"] for o in rest["Contents"]] == KEYS[2:4]
+    assert b"k01" not in readable(token) and len(token) < 80, token
 
 
 def test_paginators_still_work(pages: Pages) -> None:
