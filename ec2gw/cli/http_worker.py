@@ -32,9 +32,11 @@ import uuid
 from collections import deque
 from functools import partial
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
 from gunicorn import http
 from gunicorn import sock as gsock
+from gunicorn import util as gutil
 from gunicorn.http2 import negotiation
 from gunicorn.workers import gthread
 
@@ -96,33 +98,103 @@ def _ignore_unknown_expectations() -> None:
 _ignore_unknown_expectations()
 
 
+def error_answer(ec2: bool, status: str, code: str, message: str, extra: bytes = b"") -> bytes:
+    """An error in the endpoint's envelope (EC2's `<Response><Errors>`, S3's `<Error>`), with its
+    request id, closing the connection; `status` is e.g. "400 Bad Request"."""
+    request_id = str(uuid.uuid4())
+    text = xml_escape("".join(c if c.isprintable() else "?" for c in message))
+    if ec2:
+        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code>"
+                f"<Message>{text}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>")
+    else:
+        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{text}</Message>"
+                f"<RequestId>{request_id}</RequestId><HostId>{request_id}</HostId></Error>")
+    data = body.encode()
+    return (f"HTTP/1.1 {status}\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+            f"x-amz-request-id: {request_id}\r\n".encode() + extra
+            + b"Content-Length: %d\r\n\r\n" % len(data) + data)
+
+
 def timeout_answer(ec2: bool) -> bytes:
     """400 RequestTimeout in the endpoint's error envelope, closing the connection."""
-    if ec2:
-        body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestTimeout</Code>"
-                b"<Message>" + _TIMEOUT_MESSAGE + b"</Message></Error></Errors><RequestID>"
-                + str(uuid.uuid4()).encode() + b"</RequestID></Response>")
-    else:
-        body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>RequestTimeout</Code><Message>"
-                + _TIMEOUT_MESSAGE + b"</Message></Error>")
-    return (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nConnection: close\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    return error_answer(ec2, "400 Bad Request", "RequestTimeout", _TIMEOUT_MESSAGE.decode())
 
 
 def busy_answer(ec2: bool) -> bytes:
     """503 in the endpoint's error envelope (retried by SDKs), closing the connection: the request
     waited UPLOAD_QUEUE_WAIT seconds for a thread free to read its body."""
-    message = (b"Too many uploads are being received at once and this one waited %d seconds for its turn: "
-               b"retry it later, or send fewer uploads at a time." % int(UPLOAD_QUEUE_WAIT))
-    if ec2:
-        body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded"
-                b"</Code><Message>" + message + b"</Message></Error></Errors><RequestID>"
-                + str(uuid.uuid4()).encode() + b"</RequestID></Response>")
-    else:
-        body = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>" + message
-                + b"</Message></Error>")
-    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nConnection: close\r\n"
-            b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+    message = (f"Too many uploads are being received at once and this one waited {int(UPLOAD_QUEUE_WAIT)} seconds "
+               "for its turn: retry it later, or send fewer uploads at a time.")
+    return error_answer(ec2, "503 Service Unavailable", "RequestLimitExceeded" if ec2 else "SlowDown", message,
+                        b"Retry-After: 1\r\n")
+
+
+def _shown(exc: BaseException, limit: int = 80) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def parse_error_answer(ec2: bool, exc: BaseException, cfg: Any) -> bytes | None:
+    """The answer to a request gunicorn's parser refused (see ThreadWorker.handle_error), in the
+    endpoint's envelope with the status and code S3 (or EC2) use; None for an error that is not
+    the client's."""
+    errors = http.errors
+    line_limit = cfg.limit_request_line
+    field_limit = cfg.limit_request_field_size
+    fields_limit = cfg.limit_request_fields
+    bad = "InvalidParameterValue" if ec2 else "BadRequest"
+    if isinstance(exc, errors.LimitRequestLine):
+        return error_answer(ec2, "414 URI Too Long", "InvalidParameterValue" if ec2 else "InvalidURI",
+                            f"The request line (method, path and query string) is longer than {line_limit} bytes: "
+                            + ("send the parameters in a POST body (application/x-www-form-urlencoded) instead of "
+                               "the query string." if ec2 else "use a shorter object key and fewer or shorter "
+                               "query parameters."))
+    if isinstance(exc, errors.LimitRequestHeaders):
+        what = str(exc)
+        if "fields size" in what or what.startswith("limit request headers fields size"):
+            problem = f"A request header (its name and value) is longer than {field_limit} bytes"
+            todo = "send shorter headers (S3 user metadata is limited to 2 KB in all)"
+        elif "fields" in what:
+            problem = f"The request has more than {fields_limit} headers"
+            todo = f"send at most {fields_limit} headers (S3 user metadata is limited to 2 KB in all)"
+        else:
+            problem = "The request's headers are too large"
+            todo = f"send fewer and shorter headers (at most {fields_limit}, each under {field_limit} bytes)"
+        message = f"{problem}: {todo}."
+        if ec2:
+            return error_answer(ec2, "431 Request Header Fields Too Large", "InvalidParameterValue", message)
+        return error_answer(ec2, "400 Bad Request", "RequestHeaderSectionTooLarge", message)
+    if isinstance(exc, errors.InvalidRequestMethod):
+        return error_answer(ec2, "400 Bad Request", bad,
+                            f"The request method '{_shown(exc)}' is not valid: send GET, HEAD, PUT, POST or DELETE.")
+    if isinstance(exc, errors.InvalidHTTPVersion):
+        return error_answer(ec2, "400 Bad Request", bad,
+                            f"The HTTP version '{_shown(exc)}' is not supported: send HTTP/1.1 (or HTTP/1.0).")
+    if isinstance(exc, errors.InvalidRequestLine):
+        return error_answer(ec2, "400 Bad Request", bad,
+                            f"The request line '{_shown(exc)}' is malformed: send 'METHOD /path HTTP/1.1' with a "
+                            "percent-encoded path and query string.")
+    if isinstance(exc, (errors.InvalidHeaderName, errors.InvalidHeader, errors.ObsoleteFolding)):
+        return error_answer(ec2, "400 Bad Request", bad,
+                            f"A request header is malformed ({_shown(exc)}): send 'Name: value' lines with names "
+                            "made of letters, digits and -, values without control characters, and no folded "
+                            "(continued) lines.")
+    if isinstance(exc, (errors.InvalidChunkSize, errors.ChunkMissingTerminator, errors.InvalidChunkExtension)):
+        return error_answer(ec2, "400 Bad Request", "InvalidParameterValue" if ec2 else "IncompleteBody",
+                            f"The chunked body is malformed ({_shown(exc)}): send each chunk as its size in hex, "
+                            "CRLF, the data, CRLF, and end with a zero-size chunk.")
+    if isinstance(exc, errors.UnsupportedTransferCoding):
+        return error_answer(ec2, "501 Not Implemented", "NotImplemented",
+                            f"The transfer coding is not supported ({_shown(exc)}): send the body with "
+                            "Content-Length or Transfer-Encoding: chunked.")
+    if isinstance(exc, errors.ExpectationFailed):
+        return error_answer(ec2, "417 Expectation Failed", bad,
+                            f"The Expect header cannot be met ({_shown(exc)}): send 'Expect: 100-continue' or none.")
+    if isinstance(exc, (errors.InvalidSchemeHeaders, errors.InvalidProxyLine, errors.ForbiddenProxyRequest,
+                        errors.InvalidH2CPreface)):
+        return error_answer(ec2, "400 Bad Request", bad,
+                            f"The request is malformed ({_shown(exc)}): send a plain HTTP/1.1 request.")
+    return None
 
 
 def body_left(buf: bytes | bytearray, limit: int | None = None) -> bool:
@@ -367,6 +439,23 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             req._expected_100_continue = False
             conn.ec2gw_continued = False
         return super().handle_request(req, conn)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """A request gunicorn's parser refused (a request line or headers over the limits, a bad
+        method, version, header or chunked framing) is answered in the endpoint's error envelope,
+        not with gunicorn's HTML page; anything else is gunicorn's."""
+        try:
+            ec2 = client.getsockname()[1] in EC2_PORTS
+        except (OSError, ValueError, TypeError, IndexError):
+            ec2 = False
+        answer = parse_error_answer(ec2, exc, self.cfg)
+        if answer is None:
+            return super().handle_error(req, client, addr, exc)
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], _shown(exc, 200))
+        try:
+            gutil.write_nonblock(client, answer)
+        except Exception:
+            self.log.debug("Failed to send error message.")
 
     def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
         """Whether the connection serves another request: what is left of a body the application did

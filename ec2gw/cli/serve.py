@@ -91,6 +91,10 @@ def serve(state: CliState, host: str | None, ec2_port: int | None, s3_port: int 
         "graceful_timeout": 10,
         "keepalive": 5,
         "limit_request_line": 8190,
+        # S3 has no header count limit (only sizes: 2 KB of user metadata, 8 KB a header); SDKs send
+        # dozens of headers and a request with 200 x-amz-meta-* is the application's to refuse
+        # (MetadataTooLarge), not the parser's (gunicorn's default is 100)
+        "limit_request_fields": 300,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
