@@ -180,7 +180,7 @@ def parse_error_answer(ec2: bool, exc: BaseException, cfg: Any) -> bytes | None:
                             "made of letters, digits and -, values without control characters, and no folded "
                             "(continued) lines.")
     if isinstance(exc, (errors.InvalidChunkSize, errors.ChunkMissingTerminator, errors.InvalidChunkExtension)):
-        return error_answer(ec2, "400 Bad Request", "InvalidParameterValue" if ec2 else "IncompleteBody",
+        return error_answer(ec2, "400 Bad Request", "IncompleteBody",
                             f"The chunked body is malformed ({_shown(exc)}): send each chunk as its size in hex, "
                             "CRLF, the data, CRLF, and end with a zero-size chunk.")
     if isinstance(exc, errors.UnsupportedTransferCoding):

@@ -4,8 +4,16 @@ first PREREAD bytes of a large one) arrived."""
 from __future__ import annotations
 
 import pytest
+from gunicorn.http import errors
 
-from ec2gw.cli.http_worker import PREREAD, body_left, busy_answer, chunked_body_complete, request_ready
+from ec2gw.cli.http_worker import (
+    PREREAD,
+    body_left,
+    busy_answer,
+    chunked_body_complete,
+    parse_error_answer,
+    request_ready,
+)
 
 HEAD = b"PUT /b/k HTTP/1.1\r\nHost: x\r\n"
 
@@ -67,3 +75,36 @@ def test_busy_answer_is_a_retryable_aws_error() -> None:
     assert busy_answer(False).startswith(b"HTTP/1.1 503 ")
     assert b"<Code>SlowDown</Code>" in busy_answer(False)
     assert b"<Code>RequestLimitExceeded</Code>" in busy_answer(True)
+
+
+class _Cfg:
+    limit_request_line = 8190
+    limit_request_field_size = 8190
+    limit_request_fields = 300
+
+
+@pytest.mark.parametrize("exc, ec2, status, code, word", [
+    (errors.LimitRequestLine(20000, 8190), False, b"414", b"InvalidURI", b"8190 bytes"),
+    (errors.LimitRequestLine(20000, 8190), True, b"414", b"InvalidParameterValue", b"POST body"),
+    (errors.LimitRequestHeaders("limit request headers fields"), False, b"400", b"RequestHeaderSectionTooLarge",
+     b"at most 300 headers"),
+    (errors.LimitRequestHeaders("limit request headers fields size"), True, b"431", b"InvalidParameterValue",
+     b"8190 bytes"),
+    (errors.InvalidRequestMethod("G(T"), False, b"400", b"BadRequest", b"method"),
+    (errors.InvalidHeaderName("Bad<Name>"), True, b"400", b"InvalidParameterValue", b"Bad&lt;Name&gt;"),
+    (errors.InvalidChunkSize(b"zz"), False, b"400", b"IncompleteBody", b"chunk"),
+])
+def test_parse_error_answer(exc: Exception, ec2: bool, status: bytes, code: bytes, word: bytes) -> None:
+    """What gunicorn's parser refuses is answered in the endpoint's own error document."""
+    answer = parse_error_answer(ec2, exc, _Cfg())
+    assert answer is not None
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 " + status + b" ") and b"Content-Type: application/xml" in head
+    assert b"<Code>" + code + b"</Code>" in body and word in body
+    assert (b"<RequestID>" if ec2 else b"<RequestId>") in body
+    assert body.startswith(b"<?xml") and (b"<Response><Errors>" in body) == ec2
+    assert int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) == len(body)
+
+
+def test_other_errors_stay_gunicorns() -> None:
+    assert parse_error_answer(False, RuntimeError("boom"), _Cfg()) is None
