@@ -153,10 +153,10 @@ def parse_error_answer(ec2: bool, exc: BaseException, cfg: Any) -> bytes | None:
         what = str(exc)
         if "fields size" in what or what.startswith("limit request headers fields size"):
             problem = f"A request header (its name and value) is longer than {field_limit} bytes"
-            todo = "send shorter headers (S3 user metadata is limited to 2 KB in all)"
+            todo = "send shorter headers" + ("" if ec2 else " (user metadata is limited to 2 KB in all)")
         elif "fields" in what:
             problem = f"The request has more than {fields_limit} headers"
-            todo = f"send at most {fields_limit} headers (S3 user metadata is limited to 2 KB in all)"
+            todo = f"send at most {fields_limit} headers" + ("" if ec2 else " (user metadata is limited to 2 KB in all)")
         else:
             problem = "The request's headers are too large"
             todo = f"send fewer and shorter headers (at most {fields_limit}, each under {field_limit} bytes)"
@@ -166,7 +166,7 @@ def parse_error_answer(ec2: bool, exc: BaseException, cfg: Any) -> bytes | None:
         return error_answer(ec2, "400 Bad Request", "RequestHeaderSectionTooLarge", message)
     if isinstance(exc, errors.InvalidRequestMethod):
         return error_answer(ec2, "400 Bad Request", bad,
-                            f"The request method '{_shown(exc)}' is not valid: send GET, HEAD, PUT, POST or DELETE.")
+                            f"The request method {getattr(exc, 'method', '?')!r:.80} is not valid: send GET, HEAD, PUT, POST or DELETE.")
     if isinstance(exc, errors.InvalidHTTPVersion):
         return error_answer(ec2, "400 Bad Request", bad,
                             f"The HTTP version '{_shown(exc)}' is not supported: send HTTP/1.1 (or HTTP/1.0).")
