@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 
 from sqlalchemy import update
 
+from ec2gw.aws.restxml_parser import malformed_xml
 from ec2gw.errors import ServiceError
 from storage import access
 from storage.context import S3Context, check_version_id, invalid_argument, no_such_key, operation
@@ -89,8 +90,6 @@ def body_tags(tagging: dict[str, Any] | None, limit: int) -> str | None:
     pairs = []
     for tag in (tagging or {}).get("TagSet") or []:
         if "Key" not in tag or "Value" not in tag:
-            from ec2gw.aws.restxml_parser import malformed_xml
-
             raise malformed_xml("every Tag needs a Key and a Value")
         pairs.append((str(tag["Key"]), str(tag["Value"])))
     return dump(check_tags(pairs, limit))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ec2gw.aws.pagination import Tokens
 from ec2gw.errors import dry_run_ok
+from ec2gw.images import ImageServices
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -14,7 +15,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from ec2gw.aws.gateway import Principal
-    from ec2gw.compute.cumulus import Cumulus
     from ec2gw.compute.placement import NodeRef
     from ec2gw.config import Settings
     from ec2gw.db.models import Instance
@@ -22,17 +22,9 @@ if TYPE_CHECKING:
     from ec2gw.network.selection import NicRequest
 
 
-class Services(Protocol):
-    """The parts of the service the providers use (ec2gw.app.App builds them and is one)."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def db(self) -> Database: ...
-
-    @property
-    def cumulus(self) -> Cumulus: ...
+class Services(ImageServices, Protocol):
+    """The parts of the service the providers use (ec2gw.app.App builds them and is one): the image
+    rules' settings, database and Cumulus, and the rest below."""
 
     @property
     def token_key(self) -> bytes: ...
