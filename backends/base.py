@@ -15,12 +15,13 @@ from __future__ import annotations
 import enum
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
     from backends.networks import NetworkDriver
-    from backends.volumes import VolumeDriver
+    from backends.volumes import VolumeDriver, VolumeInfo
 
 DOMAIN_TYPES = ("test", "qemu", "kvm", "xen")
 DISK_FORMATS = ("raw", "qcow2")
@@ -326,6 +327,21 @@ class Driver(ABC):
         reports none). Raises NotSupported for drivers without statistics.
         """
         raise NotSupported(f"{type(self).__name__} reports no domain statistics")
+
+    def backup_disk(self, name: str, pool: str, volume: str, copy_name: str, timeout: float = 3600.0,
+                    progress: Callable[[int, int], None] | None = None) -> VolumeInfo:
+        """A point-in-time copy of a running domain's disk, taken while the guest runs on.
+
+        The disk of domain ``name`` whose source is volume ``pool/volume`` is copied, as it was when
+        this was called, into a new standalone qcow2 volume ``copy_name`` of the same pool (the
+        rest of the backing chain merged in). Waits up to ``timeout`` seconds for the copy, calling
+        ``progress(bytes_done, bytes_total)`` now and then; a copy that fails or takes longer is
+        aborted and its partial volume deleted. A domain that is not running: InvalidState (its
+        volumes are not in use: copy them with volumes.copy_volume). No such domain or no such disk
+        of it: NotFound. An existing ``copy_name``: AlreadyExists. Drivers that cannot
+        (libvirt's test driver has no virDomainBackupBegin): NotSupported.
+        """
+        raise NotSupported(f"{type(self).__name__} cannot copy the disk of a running domain")
 
     @abstractmethod
     def close(self) -> None:

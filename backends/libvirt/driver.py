@@ -28,13 +28,15 @@ from backends.base import (
     InvalidState,
     NodeInfo,
     NodeUnavailable,
+    NotSupported,
     PowerState,
     SpawnFailed,
 )
-from backends.libvirt import console, designer
+from backends.libvirt import backup, console, designer
 from backends.libvirt.connection import Connection, describe
 from backends.libvirt.network import LibvirtNetworks
 from backends.libvirt.storage import LibvirtVolumes
+from backends.volumes import VolumeInfo
 
 T = TypeVar("T")
 #: seconds a managed save may take: it writes the guest's whole memory (2 s for 256 MiB on a busy
@@ -359,6 +361,14 @@ class LibvirtDriver(Driver):
             return [(dom.name(), dict(fields)) for dom, fields in found]
 
         return [stats_of(name, fields) for name, fields in self._call(op, "domain statistics")]
+
+    def backup_disk(self, name: str, pool: str, volume: str, copy_name: str, timeout: float = 3600.0,
+                    progress: Callable[[int, int], None] | None = None) -> VolumeInfo:
+        """See Driver.backup_disk: libvirt's push-mode backup (backends/libvirt/backup.py)."""
+        if self.domain_type == "test":
+            raise NotSupported(f"{self.uri}: libvirt's test driver has no virDomainBackupBegin; a running "
+                               "test domain's disks cannot be copied")
+        return backup.backup_disk(self.connection, name, pool, volume, copy_name, timeout, progress)
 
     def close(self) -> None:
         self.connection.close()
