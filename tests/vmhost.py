@@ -10,7 +10,9 @@ root:kvm, mode 0660, which is what ../shared/virt/NOTES.md asks for before libvi
 device. stop() destroys guests and networks and kills every process left in the namespace
 (QEMU, dnsmasq, virtlogd) by pid.
 
-build_guest() runs scripts/build-test-guest.sh (cached in tests/.guest/) and returns its files.
+build_guest() runs scripts/build-test-guest.sh (cached in tests/.guest/) and returns its files;
+the script's header lists the guest's console markers and the CGI scripts it serves on port 80.
+VmHost.http() reaches those from the node's network namespace, as the node's host side would.
 """
 
 from __future__ import annotations
@@ -124,6 +126,21 @@ class VmHost:
             return bytes(out)
         finally:
             conn.close()
+
+    def in_netns(self, *cmd: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run ``cmd`` in the node's network namespace, where its networks' bridges (and their
+        gateway addresses) are: how a test reaches a guest as the node's host side does."""
+        assert self.daemon.process is not None, "the node is not running"
+        return subprocess.run(["nsenter", f"--net=/proc/{self.daemon.process.pid}/ns/net", *cmd],
+                              capture_output=True, text=True, timeout=timeout + 5, check=False)
+
+    def http(self, ip: str, path: str = "/", timeout: float = 5.0) -> str | None:
+        """GET http://ip/path from the node's network namespace (the test guest serves port 80):
+        the body of a 200 answer, or None when nothing answered within ``timeout`` seconds."""
+        proc = self.in_netns("curl", "-s", "-m", str(timeout), "-w", "\n%{http_code}", f"http://{ip}{path}",
+                             timeout=timeout)
+        body, _, code = proc.stdout.rpartition("\n")
+        return body if proc.returncode == 0 and code == "200" else None
 
     def dhcp_hosts(self, network: str) -> list[str]:
         """The MACs with a static DHCP entry on ``network``."""

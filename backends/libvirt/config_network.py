@@ -11,6 +11,10 @@ from lxml import etree
 from backends.libvirt.config import XmlObject, sub
 
 
+def _on_off(flag: bool | None) -> str | None:
+    return None if flag is None else ("on" if flag else "off")
+
+
 @dataclass
 class NetworkDhcpHost(XmlObject):
     """<host mac= ip= name=/> inside <dhcp>: one static lease."""
@@ -31,12 +35,18 @@ class NetworkDhcpHost(XmlObject):
 
 @dataclass
 class Network(XmlObject):
-    """<network>: ``forward`` 'nat', 'bridge' or None (isolated); one IPv4 subnet with DHCP."""
+    """<network>: ``forward`` 'nat', 'bridge' or None (isolated); one IPv4 subnet with DHCP.
+
+    ``stp`` is the bridge's spanning tree ('on'/'off'; None leaves libvirt's default, on) and
+    ``mac`` the bridge's own MAC (None: libvirt picks a random one).
+    """
 
     root_name: ClassVar[str] = "network"
     name: str = ""
     forward: str | None = "nat"
     bridge: str | None = None
+    stp: bool | None = None
+    mac: str | None = None
     address: str | None = None
     prefix: int = 24
     dhcp_start: str | None = None
@@ -48,8 +58,10 @@ class Network(XmlObject):
         sub(el, "name", self.name)
         if self.forward:
             sub(el, "forward", mode=self.forward)
-        if self.bridge:
-            sub(el, "bridge", name=self.bridge)
+        if self.bridge or self.stp is not None:
+            sub(el, "bridge", name=self.bridge, stp=_on_off(self.stp))
+        if self.mac:
+            sub(el, "mac", address=self.mac)
         if self.address:
             ip = sub(el, "ip", address=self.address, prefix=str(self.prefix))
             if self.dhcp_start or self.hosts:
@@ -62,9 +74,12 @@ class Network(XmlObject):
 
     @classmethod
     def from_element(cls, el: etree._Element) -> Network:
-        fwd, br = el.find("forward"), el.find("bridge")
+        fwd, br, mac = el.find("forward"), el.find("bridge"), el.find("mac")
+        stp = br.get("stp") if br is not None else None
         net = cls(name=el.findtext("name", ""), forward=fwd.get("mode", "nat") if fwd is not None else None,
-                  bridge=br.get("name") if br is not None else None)
+                  bridge=br.get("name") if br is not None else None,
+                  stp=None if stp is None else stp == "on",
+                  mac=(mac.get("address", "").lower() or None) if mac is not None else None)
         for ip in el.findall("ip"):
             if ip.get("family", "ipv4") != "ipv4":
                 continue

@@ -89,7 +89,8 @@ def domain_config(spec: DomainSpec, domain_type: str) -> GuestDomain:
     """The complete domain for ``spec`` on a node whose domains are of ``domain_type``.
 
     The serial console is a pty (reachable with openConsole) that is also logged to
-    ``spec.console_log`` when given; ACPI and APIC are on so that the guest sees the power button
+    ``spec.console_log`` when given, appending: QEMU reopens the log at every start, and a restore
+    from a managed save (hibernation) would otherwise truncate what the guest printed before; ACPI and APIC are on so that the guest sees the power button
     (graceful shutdown and reboot need it).
     """
     kind = spec.domain_type or domain_type
@@ -113,7 +114,8 @@ def domain_config(spec: DomainSpec, domain_type: str) -> GuestDomain:
     if pv:
         devices.append(GuestConsole(target_type="xen"))  # hvc0
     else:
-        devices.append(GuestSerial(log_file=None if xen else spec.console_log))
+        log = None if xen else spec.console_log
+        devices.append(GuestSerial(log_file=log, log_append=log is not None))
         devices.append(GuestConsole())
     devices.append(GuestMemballoon(model="xen" if xen else "virtio"))
     os = GuestOS(type="xen" if pv else "hvm", kernel=spec.kernel, initrd=spec.initrd, cmdline=spec.cmdline,

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import libvirt
 import pytest
 from botocore.exceptions import ClientError
 
@@ -136,6 +137,75 @@ def test_launch_boots_with_lease_seed_and_user_data(cloud: Cloud) -> None:
     assert seed.files["user-data"] == b"#!/bin/sh\necho hello from user data\n"
     nic = seed.network_config()["config"][0]  # type: ignore[index]
     assert nic["mac_address"] == entry["mac"] and nic["subnets"][0]["address"] == ip
+
+
+def test_the_guest_serves_http_and_counts(cloud: Cloud) -> None:
+    """What the vm tests of volumes, networks and power build on: the guest's boot id, counter and
+    CGI scripts (scripts/build-test-guest.sh), reached from the node's network namespace."""
+    iid = cloud.ids["first"]
+    ip = cloud.instance(iid)["PrivateIpAddress"]
+    boot = cloud.wait_console(iid, r"EC2GW-BOOT-ID (\S+)").group(1)
+    cloud.wait_console(iid, r"EC2GW-HTTPD port=80")
+    cloud.wait_console(iid, r"EC2GW-COUNTER 2\b")
+    assert re.search(rf"EC2GW-LEASE ip={re.escape(ip)} mask=\S+ router=\S* if=eth0", cloud.console(iid))
+    assert re.search(r"EC2GW-NIC-ADD eth0 mac=[0-9a-f:]{17}", cloud.console(iid))
+    assert re.search(r"EC2GW-BLK-ADD vda size=32768 head=", cloud.console(iid))  # 16 MiB
+    assert wait_for("the guest's web page", lambda: cloud.host.http(ip, "/"), 30, 0.5) == f"EC2GW-WEB {boot}\n"
+    status = dict(line.split("=", 1) for line in (cloud.host.http(ip, "/cgi-bin/status") or "").splitlines())
+    assert status["boot"] == boot and int(status["counter"]) >= 2 and float(status["uptime"]) > 0
+    assert "vda:32768" in status["blk"].split(",") and status["net"].startswith("eth0:")
+    assert f"eth0:{ip}/24" in status["ip"].split(",")
+    assert cloud.host.http(ip, "/cgi-bin/read?dev=vdz") == "error: dev=vdz is not a block device of this guest (e.g. dev=vdb)\n"
+    assert cloud.host.http(ip, "/cgi-bin/busy?seconds=2") == "busy seconds=2\n"
+    assert (cloud.host.http(ip, "/cgi-bin/busy?seconds=x") or "").startswith("error: seconds=x")
+    assert cloud.host.http(ip, "/cgi-bin/setip?ip=10.99.7.77") == "setip ip=10.99.7.77 dev=eth0 to=10.99.7.1 ping=ok\n"
+    assert cloud.host.http("10.99.7.77", "/") == f"EC2GW-WEB {boot}\n"  # it answers from its new address
+    assert cloud.host.http(ip, "/cgi-bin/setip?ip=10.99.7.77&del=1") == "delip ip=10.99.7.77 dev=eth0\n"
+    assert cloud.host.http("10.99.7.77", "/", timeout=2) is None
+
+
+def test_the_guest_sees_disk_and_nic_hotplug(cloud: Cloud) -> None:
+    """A disk and a NIC attached to the running domain (live only, straight through libvirt)
+    appear on the console within seconds; the NIC gets its DHCP lease; both go away again."""
+    iid = cloud.ids["first"]
+    ip = cloud.instance(iid)["PrivateIpAddress"]
+    conn = libvirt.open(cloud.host.uri)
+    try:
+        dom = conn.lookupByName(iid)
+        pool = conn.storagePoolLookupByName("ec2gw-instances")
+        vol = pool.createXML("<volume><name>hotplug-probe.img</name><capacity unit='M'>1</capacity>"
+                             "<target><format type='raw'/></target></volume>", 0)
+        net = conn.networkLookupByName("ec2gw-vmnet")
+        host = "<host mac='52:54:00:ee:00:01' ip='10.99.7.50'/>"
+        net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1,
+                   host, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE)
+        disk = (f"<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='{vol.path()}'/>"
+                "<target dev='vdb' bus='virtio'/></disk>")
+        nic = ("<interface type='network'><mac address='52:54:00:ee:00:01'/><source network='ec2gw-vmnet'/>"
+               "<model type='virtio'/></interface>")
+        try:
+            mark = len(cloud.console(iid))
+            dom.attachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            cloud.wait_console(iid, r"EC2GW-BLK-ADD vdb size=2048 head=\r?\n", 30, after=mark)
+            assert cloud.host.http(ip, "/cgi-bin/write?dev=vdb&text=MARK%2D1") == "wrote 6 bytes to vdb\n"
+            assert cloud.host.http(ip, "/cgi-bin/read?dev=vdb") == "MARK-1"
+            dom.attachDeviceFlags(nic, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            cloud.wait_console(iid, r"EC2GW-NIC-ADD eth1 mac=52:54:00:ee:00:01", 30, after=mark)
+            cloud.wait_console(iid, r"EC2GW-LEASE ip=10.99.7.50 mask=\S+ router=\S* if=eth1", 30, after=mark)
+            assert cloud.host.http("10.99.7.50", "/") is not None
+            dom.detachDeviceFlags(nic, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            dom.detachDeviceFlags(disk, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            cloud.wait_console(iid, r"EC2GW-NIC-DEL eth1", 30, after=mark)
+            cloud.wait_console(iid, r"EC2GW-BLK-DEL vdb", 30, after=mark)
+            assert vol.info()[1] == 1 << 20
+            assert cloud.host.read_volume("ec2gw-instances", "hotplug-probe.img")[:6] == b"MARK-1"
+        finally:
+            net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1,
+                       host, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE)
+            if "hotplug-probe" not in dom.XMLDesc(0):  # else the failure above is the one to see
+                vol.delete(0)
+    finally:
+        conn.close()
 
 
 def test_stop_start_keeps_the_disk(cloud: Cloud) -> None:

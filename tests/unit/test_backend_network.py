@@ -6,16 +6,18 @@ network namespace runs the real network driver with dnsmasq (skipped where it ca
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from backends import driver_for
 from backends.base import AlreadyExists, InvalidSpec, NotFound
 from backends.libvirt.config_network import Network, NetworkDhcpHost
 from backends.libvirt.driver import LibvirtDriver
-from backends.libvirt.network import network_config
+from backends.libvirt.network import bridge_mac, network_config
 from backends.libvirt.testing import PrivateLibvirtd, make_test_node_uri
 from backends.networks import DhcpHost, NetworkSpec
 
@@ -37,6 +39,23 @@ def test_network_xml_per_mode() -> None:
     assert "<forward" not in iso.to_xml() and "<dhcp>" not in iso.to_xml()
     bridged = network_config(NetworkSpec("br", "bridge", bridge="br-ex"))
     assert '<forward mode="bridge"/>' in bridged.to_xml() and "<ip" not in bridged.to_xml()
+
+
+def test_pool_network_bridges_have_stp_off_and_a_mac_from_the_name() -> None:
+    """PROBES-2026-12.md: stp on delays every new tap by ~4 s; a random bridge MAC per node leaves a
+    migrated guest without its gateway for 20-40 s. So: stp off, and the same MAC on every node."""
+    for spec in (NAT, NetworkSpec("iso", "isolated", address="10.2.0.1")):
+        xml = etree.fromstring(network_config(spec).to_xml())
+        assert xml.find("bridge").get("stp") == "off"
+        mac = xml.find("mac").get("address")
+        assert mac == bridge_mac(spec.name) == network_config(spec).mac
+        assert re.fullmatch(r"02(:[0-9a-f]{2}){5}", mac)  # locally administered, unicast
+        assert Network.from_xml(network_config(spec).to_xml()) == network_config(spec)
+    assert xml.find("bridge").get("name") is None  # libvirt names it (virbrN)
+    assert etree.fromstring(network_config(NAT).to_xml()).find("bridge").get("name") == "ec2br0"
+    assert bridge_mac("ec2gw-a") == bridge_mac("ec2gw-a") != bridge_mac("ec2gw-b")
+    bridged = network_config(NetworkSpec("br", "bridge", bridge="br-ex")).to_xml()
+    assert "stp" not in bridged and "<mac" not in bridged  # the host bridge is the operator's
 
 
 def test_netmask_is_read_as_prefix() -> None:
@@ -118,6 +137,9 @@ def test_live_dhcp_hosts_reach_dnsmasq(libvirtd: PrivateLibvirtd) -> None:
     try:
         nets.ensure_network(NAT)
         assert (libvirtd.root / "run" / "network" / "ec2-private.pid").exists()  # dnsmasq runs
+        defined = etree.fromstring(saved.read_bytes())
+        assert defined.find("bridge").get("stp") == "off"  # libvirt kept both
+        assert defined.find("mac").get("address") == bridge_mac("ec2-private")
         nets.add_dhcp_host("ec2-private", H42)
         assert "52:54:00:00:00:42,10.99.0.42,i-42" in hostsfile.read_text()  # live
         assert "10.99.0.42" in saved.read_text()  # and saved

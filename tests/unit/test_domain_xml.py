@@ -111,7 +111,7 @@ def test_full_spec_xml() -> None:
 
     serial = root.find("devices/serial")
     assert serial.get("type") == "pty"
-    assert serial.find("log").attrib == {"file": "/var/log/libvirt/qemu/i-0123.log", "append": "off"}
+    assert serial.find("log").attrib == {"file": "/var/log/libvirt/qemu/i-0123.log", "append": "on"}
     assert serial.find("target").get("port") == "0"
     console = root.find("devices/console")
     assert console.get("type") == "pty" and console.find("target").get("type") == "serial"
