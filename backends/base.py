@@ -74,6 +74,11 @@ class InvalidState(DriverError):
     """The domain is not in a state that admits the operation (pausing a stopped domain, say)."""
 
 
+class MigrationFailed(DriverError):
+    """A live migration did not complete: the hypervisor refused or aborted it. The domain still
+    runs on its source node; what the migration had started on the destination was removed."""
+
+
 class PowerState(enum.Enum):
     """Power state of a domain as the hypervisor reports it."""
 
@@ -210,6 +215,29 @@ class DomainStats:
 
 
 @dataclass(frozen=True, slots=True)
+class MigrationTarget:
+    """Where :meth:`Driver.migrate` moves a running domain.
+
+    ``driver`` is the destination node's driver (the same hypervisor and domain type).
+    ``address`` is the destination's address as the source node reaches it, for the memory and
+    disk streams (None: what the destination advertises, its hostname, which on nodes sharing a
+    hostname resolves to the source itself). ``copy_disks`` are the volumes (pool, name) whose
+    content is copied while the guest runs; each must exist on the destination beforehand, empty,
+    with the same capacity (an overlay on the same image for a qcow2 overlay). Every other disk
+    of the domain must be read-only (a cdrom) and present on the destination under the same pool
+    and volume name. ``kernel`` and ``initrd`` are the paths of the domain's kernel and initrd on
+    the destination (None: the same as on the source). ``timeout`` bounds the whole migration.
+    """
+
+    driver: Driver
+    address: str | None = None
+    copy_disks: tuple[tuple[str, str], ...] = ()
+    kernel: str | None = None
+    initrd: str | None = None
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     """Capacity of a node, for placement."""
 
@@ -241,6 +269,28 @@ class Driver(ABC):
         spawn leaves nothing behind (if the node stops answering midway, destroy(name) finishes
         the clean-up). Disks are not created or deleted here.
         """
+
+    def define(self, spec: DomainSpec) -> DomainInfo:
+        """Define ``spec`` as a persistent domain without starting it (a stopped instance moved to
+        this node). :class:`DomainExists` if the name is taken (left untouched), :class:`InvalidSpec`
+        if the definition is rejected. Disks are not created here.
+        """
+        raise NotSupported(f"{type(self).__name__} cannot define a domain without starting it")
+
+    def migrate(self, name: str, target: MigrationTarget) -> None:
+        """Move the running (or paused) domain to ``target``'s node while it runs: its memory and
+        the content of ``target.copy_disks`` are copied, then it is defined persistently there and
+        undefined here. The guest keeps running throughout (a pause of a fraction of a second at
+        the switch-over), with its memory, devices and MAC addresses.
+
+        :class:`NotSupported` when either node cannot migrate (libvirt's test driver), before
+        anything happens; :class:`InvalidState` if the domain does not run; :class:`InvalidSpec`
+        when a disk is neither copied nor read-only; :class:`MigrationFailed` when the hypervisor
+        refused or aborted it: the domain still runs here. :class:`NodeUnavailable` (a node stopped
+        answering, or ``target.timeout`` passed; the migration is then asked to abort) leaves the
+        outcome unknown: look at :meth:`info` on both nodes.
+        """
+        raise NotSupported(f"{type(self).__name__} cannot migrate domains")
 
     @abstractmethod
     def start(self, name: str) -> None:

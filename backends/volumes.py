@@ -72,14 +72,16 @@ class VolumeDriver(ABC):
 
     @abstractmethod
     def upload_volume(self, pool: str, name: str, source: Readable, size: int,
-                      chunk_size: int = CHUNK_SIZE, expect_format: str | None = None) -> VolumeInfo:
+                      chunk_size: int = CHUNK_SIZE, expect_format: str | None = None,
+                      backing_path: str | None = None) -> VolumeInfo:
         """Create volume ``name`` and fill it with exactly ``size`` bytes read from ``source``.
 
         The bytes are streamed in chunks of at most ``chunk_size`` (memory stays bounded). The
         format is detected by the node from the content (raw, qcow2; 'iso' for an ISO image,
         which a DiskSpec attaches with format raw) and is final when this returns. Content that
-        refers to a backing file, or whose format is not ``expect_format`` (when given), is
-        deleted again and refused with base.InvalidSpec. If the source ends early
+        refers to a backing file other than ``backing_path`` (any backing file when it is None;
+        an instance's overlay moved between nodes names its image volume's path), or whose format
+        is not ``expect_format`` (when given), is deleted again and refused with base.InvalidSpec. If the source ends early
         or anything fails, the half-written volume is deleted and the error raised; only when the
         node stops answering (NodeUnavailable) may a partial volume remain, for delete_volume()
         to remove later. An existing volume of that name: base.AlreadyExists.

@@ -14,6 +14,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import libvirt
+from lxml import etree
 
 from backends.base import (
     DOMAIN_TYPES,
@@ -26,14 +27,16 @@ from backends.base import (
     DriverError,
     InvalidSpec,
     InvalidState,
+    MigrationFailed,
+    MigrationTarget,
     NodeInfo,
     NodeUnavailable,
     NotSupported,
     PowerState,
     SpawnFailed,
 )
-from backends.libvirt import backup, console, designer
-from backends.libvirt.connection import Connection, describe
+from backends.libvirt import backup, console, designer, migration
+from backends.libvirt.connection import Connection, describe, is_connection_error
 from backends.libvirt.network import LibvirtNetworks
 from backends.libvirt.storage import LibvirtVolumes
 from backends.volumes import VolumeInfo
@@ -177,8 +180,8 @@ class LibvirtDriver(Driver):
         except libvirt.libvirtError as exc:
             raise DriverError(f"{what} failed on {self.uri}: {describe(exc)}") from exc
 
-    def spawn(self, spec: DomainSpec) -> DomainInfo:
-        """See Driver.spawn. On a test-driver node every domain is of type 'test', whatever the spec."""
+    def _define(self, spec: DomainSpec) -> DomainSpec:
+        """Define ``spec`` (of type 'test' on a test-driver node, whatever the spec); the spec used."""
         if self.domain_type == "test" and spec.domain_type not in (None, "test"):
             spec = dataclasses.replace(spec, domain_type="test")
         xml = designer.domain_config(spec, self.domain_type).to_xml()
@@ -193,6 +196,18 @@ class LibvirtDriver(Driver):
                     raise DomainExists(f"domain {spec.name!r} already exists on {self.uri}") from exc
                 raise InvalidSpec(f"{self.uri} rejected domain {spec.name!r}: {describe(exc)}") from exc
 
+        self._call(define, f"defining {spec.name}")
+        return spec
+
+    def define(self, spec: DomainSpec) -> DomainInfo:
+        """See Driver.define."""
+        self._define(spec)
+        return self.info(spec.name)
+
+    def spawn(self, spec: DomainSpec) -> DomainInfo:
+        """See Driver.spawn. On a test-driver node every domain is of type 'test', whatever the spec."""
+        spec = self._define(spec)
+
         def boot(conn: libvirt.virConnect) -> DomainInfo:
             dom = get_domain(conn, spec.name)
             try:
@@ -203,7 +218,6 @@ class LibvirtDriver(Driver):
                                   f"{describe(exc)}") from exc
             return domain_info(dom)
 
-        self._call(define, f"defining {spec.name}")
         try:
             return self._call(boot, f"starting {spec.name}")
         except (NodeUnavailable, DomainNotFound):
@@ -219,6 +233,51 @@ class LibvirtDriver(Driver):
         dom = find_domain(conn, spec.name)
         if dom is not None and dom.UUIDString() == spec.uuid:
             _remove(dom)
+
+    def migrate(self, name: str, target: MigrationTarget) -> None:
+        """See Driver.migrate: peer-to-peer migrateToURI3, the recipe of backends/libvirt/migration.py."""
+        dest = target.driver
+        for drv in (self, dest):
+            if drv.domain_type == "test":
+                raise NotSupported(f"{getattr(drv, 'uri', drv)} is libvirt's test driver, which cannot migrate a "
+                                   "running domain between nodes; stop the instance to move it cold")
+        if not isinstance(dest, LibvirtDriver):
+            raise NotSupported(f"cannot migrate from a libvirt node to {dest!r}")
+        if dest.domain_type != self.domain_type:
+            raise InvalidSpec(f"{self.uri} runs {self.domain_type} domains and {dest.uri} {dest.domain_type} ones; "
+                              "a running guest moves only between nodes of the same domain type")
+
+        def op(conn: libvirt.virConnect) -> None:
+            dom = get_domain(conn, name)
+            if not dom.isActive():
+                raise InvalidState(f"domain {name!r} on {self.uri} is not running; only a running (or paused) "
+                                   "domain migrates live")
+            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE)
+            persistent = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE
+                                     | libvirt.VIR_DOMAIN_XML_INACTIVE)
+            disks = migration.disks_to_copy(migration.disks_of(etree.fromstring(xml.encode())), target.copy_disks, name)
+            params = migration.params(migration.destination_xml(xml, target.kernel, target.initrd),
+                                      migration.destination_xml(persistent, target.kernel, target.initrd),
+                                      target.address, disks)
+            try:
+                dom.migrateToURI3(dest.uri, params, migration.flags(disks))
+            except libvirt.libvirtError as exc:
+                if is_connection_error(exc) and not conn.isAlive():
+                    raise  # this node stopped answering: the outcome is unknown (NodeUnavailable)
+                raise MigrationFailed(f"migrating {name} from {self.uri} to {dest.uri} failed: {describe(exc)}") from exc
+
+        try:
+            self._call(op, f"migrating {name} to {dest.uri}", target.timeout)
+        except NodeUnavailable:
+            self._abort_job(name)
+            raise
+
+    def _abort_job(self, name: str) -> None:
+        """Ask the node to abort the domain's running job (a migration that outlived its timeout)."""
+        try:
+            self._call(lambda conn: get_domain(conn, name).abortJob(), f"aborting the job of {name}")
+        except DriverError:
+            pass
 
     def start(self, name: str) -> None:
         def op(conn: libvirt.virConnect) -> None:

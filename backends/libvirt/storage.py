@@ -88,13 +88,15 @@ def refresh_pool(pool: libvirt.virStoragePool, bounded: Callable[[Callable[[], T
             time.sleep(0.05)
 
 
-def check_uploaded(info: VolumeInfo, expect_format: str | None) -> None:
+def check_uploaded(info: VolumeInfo, expect_format: str | None, backing_path: str | None = None) -> None:
     """Refuse content that is not what the caller said, or that points at another file.
 
     libvirt detects the format from the bytes; a "raw" upload that looks like qcow2 with a backing
-    file would otherwise make the guest read a file of the node's choosing.
+    file would otherwise make the guest read a file of the node's choosing. Only ``backing_path``
+    (when given) may be named.
     """
-    if info.backing_path:
+    if info.backing_path and (backing_path is None
+                              or os.path.normpath(info.backing_path) != os.path.normpath(backing_path)):
         raise InvalidSpec(f"the uploaded image refers to a backing file ({info.backing_path}); "
                           "upload a self-contained image (qemu-img convert)")
     if expect_format is not None and info.format != expect_format:
@@ -173,7 +175,8 @@ class LibvirtVolumes(VolumeDriver):
         return self._call(op, f"creating {pool}/{name}")
 
     def upload_volume(self, pool: str, name: str, source: Readable, size: int,
-                      chunk_size: int = CHUNK_SIZE, expect_format: str | None = None) -> VolumeInfo:
+                      chunk_size: int = CHUNK_SIZE, expect_format: str | None = None,
+                      backing_path: str | None = None) -> VolumeInfo:
         """See VolumeDriver.upload_volume."""
         bounded = self.connection.bounded
         xml = StorageVolume(name=name, capacity=size, allocation=0, format="raw").to_xml()
@@ -189,7 +192,7 @@ class LibvirtVolumes(VolumeDriver):
                 send_from(stream, source, size, chunk_size, bounded)
                 refresh_pool(p, bounded, self.connection.timeout)
                 info = bounded(lambda: volume_info(p, get_volume(p, name)), "reading the volume")
-                check_uploaded(info, expect_format)
+                check_uploaded(info, expect_format, backing_path)
                 return info
             except NodeUnavailable:
                 raise  # nothing can be cleaned up on a node that does not answer

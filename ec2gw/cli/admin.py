@@ -149,6 +149,7 @@ def image_import(state: CliState, name: str, file: str, kind: str, kernel: str |
 
 
 from ec2gw.cli import (  # noqa: E402
+    admin_moves,  # noqa: E402,F401  (registers `ec2gw admin instance migrate`, `ec2gw admin node drain`)
     admin_nodes,  # noqa: E402,F401  (registers `ec2gw admin node ...`)
     admin_ops,  # noqa: E402,F401  (quotas, instances, bundles)
     admin_pools,  # noqa: E402,F401  (registers `ec2gw admin pool ...`)

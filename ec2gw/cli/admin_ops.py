@@ -126,8 +126,12 @@ def instance() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
 def instance_list(state: CliState, user_name: str | None, as_json: bool) -> None:
-    """List instances of all users (or of --user): state, node, lease end, addresses."""
+    """List instances of all users (or of --user): state, node, lease end, addresses.
+
+    An instance being moved to another node shows as migrating, its node as SOURCE->DESTINATION.
+    """
     from ec2gw.compute.leases import format_end
+    from ec2gw.compute.migration import active_moves
     from ec2gw.db.models import Instance, User
 
     app = open_app(state)
@@ -149,13 +153,23 @@ def instance_list(state: CliState, user_name: str | None, as_json: bool) -> None
             }
             for inst, owner in s.execute(q.order_by(User.name, Instance.launch_time, Instance.id))
         ]
+        moving = active_moves(s, [r["instance_id"] for r in rows if r["state"] != "terminated"])
+    for r in rows:
+        r["migrating_to"] = moving.get(r["instance_id"])
     header = f"{'INSTANCE':<20} {'USER':<14} {'STATE':<13} {'TYPE':<10} {'NODE':<10} {'LEASE END':<21} ADDRESSES"
     lines = [
-        f"{r['instance_id']:<20} {r['user']:<14} {'paused' if r['paused'] else r['state']:<13} {r['type']:<10} {r['node']:<10} "
+        f"{r['instance_id']:<20} {r['user']:<14} {_shown_state(r):<13} {r['type']:<10} "
+        f"{r['node'] + ('->' + r['migrating_to'] if r['migrating_to'] else ''):<10} "
         f"{r['lease_end'] or '-':<21} {', '.join(a for a in (r['private_ip'], r['public_ip']) if a) or '-'}"
         for r in rows
     ]
     emit(rows, as_json, "\n".join([header, *lines]) if rows else "(no instances)")
+
+
+def _shown_state(row: dict[str, Any]) -> str:
+    if row["migrating_to"]:
+        return "migrating"
+    return "paused" if row["paused"] else str(row["state"])
 
 
 def _check_instance_id(instance_id: str) -> None:

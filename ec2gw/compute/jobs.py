@@ -10,7 +10,7 @@ from ec2gw.compute.placement import NodeRef
 @dataclass(frozen=True)
 class Job:
     instance_id: str
-    task: str  # spawn | start | stop | terminate | reboot | pause | resume | hibernate
+    task: str  # spawn | start | stop | terminate | reboot | pause | resume | hibernate | migrate
     node: NodeRef
     vcpus: int
     memory_mib: int

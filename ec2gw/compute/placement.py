@@ -10,6 +10,8 @@ every pool the launch needs, capacity-aware on vCPUs and memory:
 * every instance that still has a domain on its node counts against it: pending, running,
   stopping, stopped (its domain stays defined and StartInstances brings it back on the same
   node) and shutting-down; only terminated instances free their share;
+* an instance moving to a node (`ec2gw admin instance migrate`, compute/migration_models.py)
+  counts there too until its move is done or failed;
 * instances spread: each goes to the node with the lowest load, the larger of its used vCPU
   and memory fractions (ties: the node's name), so nodes fill evenly whatever their size.
 
@@ -36,6 +38,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ec2gw.compute.migration_models import ACTIVE as MIGRATION_ACTIVE
+from ec2gw.compute.migration_models import InstanceMigration
 from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node
 from ec2gw.network.pools import DEFAULT_POOL
@@ -113,7 +117,7 @@ class Room:
 
 
 def usage(s: Session, names: Iterable[str]) -> dict[str, tuple[int, int]]:
-    """node name -> (vCPUs, memory MiB) its occupying instances use."""
+    """node name -> (vCPUs, memory MiB) its occupying instances use, and those moving to it reserve."""
     wanted = list(names)
     if not wanted:
         return {}
@@ -122,7 +126,17 @@ def usage(s: Session, names: Iterable[str]) -> dict[str, tuple[int, int]]:
         .where(Instance.node_name.in_(wanted), Instance.state.in_(OCCUPYING_STATES))
         .group_by(Instance.node_name)
     )
-    return {str(name): (int(cpu or 0), int(mem or 0)) for name, cpu, mem in rows}
+    out = {str(name): (int(cpu or 0), int(mem or 0)) for name, cpu, mem in rows}
+    moving = s.execute(
+        select(InstanceMigration.destination, func.sum(Instance.vcpus), func.sum(Instance.memory_mib))
+        .join(Instance, Instance.id == InstanceMigration.instance_id)
+        .where(InstanceMigration.state.in_(MIGRATION_ACTIVE), InstanceMigration.destination.in_(wanted))
+        .group_by(InstanceMigration.destination)
+    )
+    for name, cpu, mem in moving:
+        have = out.get(str(name), (0, 0))
+        out[str(name)] = (have[0] + int(cpu or 0), have[1] + int(mem or 0))
+    return out
 
 
 def candidates(s: Session, zone: str | None, pools: Sequence[str] | None) -> list[Node]:
@@ -202,6 +216,17 @@ def place(s: Session, settings: Settings, zone: str | None, count: int, vcpus: i
         savepoint.rollback()  # another launch took the room: let go of these nodes and plan again
     nodes = [n for n in _lock(s, (n.name for n in nodes)) if n.active and n.reachable]
     return [ref_of(r.node) for r in spread(_rooms(s, nodes, ratios), count, vcpus, memory_mib)]
+
+
+def move_rooms(s: Session, settings: Settings, zone: str, pools: Sequence[str], source: str) -> list[Room]:
+    """The rooms of the nodes an instance of ``zone`` using ``pools`` may move to from ``source``:
+    active, reachable, not ``source``. Call it inside the transaction that records the move, as for
+    place(): on PostgreSQL these nodes' rows are locked here until it commits."""
+    _check_write_lock(s)
+    nodes = [n for n in candidates(s, zone, pools) if n.name != source]
+    if nodes and s.get_bind().dialect.name == "postgresql":
+        nodes = [n for n in _lock(s, (n.name for n in nodes)) if n.active and n.reachable]
+    return _rooms(s, nodes, overcommit_ratios(settings))
 
 
 def room_to_grow(s: Session, settings: Settings, node_name: str | None, vcpus: int, memory_mib: int) -> bool:

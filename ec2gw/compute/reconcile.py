@@ -51,6 +51,8 @@ from sqlalchemy.orm import Session
 
 from backends.base import DomainInfo, DriverError, NodeUnavailable, PowerState
 from ec2gw.compute.jobs import Job
+from ec2gw.compute.migration_models import ACTIVE as MIGRATION_ACTIVE
+from ec2gw.compute.migration_models import InstanceMigration
 from ec2gw.compute.node_models import UnknownDomain
 from ec2gw.compute.placement import LOCAL_NODE, NodeRef, implicit_node, ref_of
 from ec2gw.compute.states import HIBERNATE_REASON
@@ -277,7 +279,7 @@ def _record_unknown(worker: ComputeWorker, node: NodeRef, domains: dict[str, Dom
     """Replace the node's unknown-domain rows with what this check found (never touching the domains)."""
     strangers = set(domains) - known
     with worker.db.session(write=True) as s:
-        if strangers:  # launched since the instances were read: known after all
+        if strangers:  # launched (or moving here) since the instances were read: known after all
             strangers -= _ids_on(s, node.name, strangers)
         rows = {u.domain: u for u in s.scalars(select(UnknownDomain).where(UnknownDomain.node_name == node.name))}
         gone = set(rows) - strangers
@@ -294,5 +296,9 @@ def _record_unknown(worker: ComputeWorker, node: NodeRef, domains: dict[str, Dom
 
 
 def _ids_on(s: Session, node_name: str, names: set[str]) -> set[str]:
+    """Those of ``names`` that are instances on the node, or moving to it (their domain arrives)."""
     q = select(Instance.id).where(Instance.id.in_(sorted(names)), _on_node(node_name), Instance.state != "terminated")
-    return set(s.scalars(q))
+    moving = select(InstanceMigration.instance_id).where(InstanceMigration.instance_id.in_(sorted(names)),
+                                                         InstanceMigration.destination == node_name,
+                                                         InstanceMigration.state.in_(MIGRATION_ACTIVE))
+    return set(s.scalars(q)) | set(s.scalars(moving))

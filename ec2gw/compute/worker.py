@@ -20,17 +20,18 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 
 from backends.base import DomainNotFound, DriverError, InvalidState, NodeUnavailable, PowerState
-from ec2gw.compute import image_gc, image_tasks, leases, locks, metrics, provision, reconcile
+from ec2gw.compute import image_gc, image_tasks, leases, locks, metrics, moves, provision, reconcile
 from ec2gw.compute.cumulus import Cumulus
 from ec2gw.compute.drivers import DriverPool
 from ec2gw.compute.jobs import Job
-from ec2gw.compute.placement import NodeRef, node_ref
+from ec2gw.compute.placement import LOCAL_NODE, NodeRef, node_ref
 from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node, Tag
 from ec2gw.db.session import Database
@@ -184,6 +185,7 @@ class ComputeWorker:
     def _run_job(self, job: Job) -> None:
         handler: Callable[[Job], None] = getattr(self, f"_do_{job.task}")
         try:
+            job = self._current_node(job)
             handler(job)
         except NodeUnavailable as exc:
             log.warning("%s: node %s does not answer (%s); will retry", job.instance_id, job.node.name, exc)
@@ -195,6 +197,14 @@ class ComputeWorker:
                 why = f": {exc}" if isinstance(exc, provision.ProvisionFailed) else ""
                 self._fail_launch(job, "Server.InternalError",
                                   f"Server.InternalError: the hypervisor could not start the instance{why}"[:255])
+
+    def _current_node(self, job: Job) -> Job:
+        """``job`` on the node its instance names now: a move may have finished since it was read."""
+        with self.db.session() as s:
+            name = s.scalar(select(Instance.node_name).where(Instance.id == job.instance_id))
+            if (name or LOCAL_NODE) == job.node.name:
+                return job
+            return replace(job, node=node_ref(s, self.settings, name))
 
     def _spec(self, job: Job) -> Any:
         """The domain to create: provisions disks, seed and network on the node first."""
@@ -300,6 +310,10 @@ class ComputeWorker:
             self._finish(job, "resume")
             return
         self._finish(job, "resume", paused_at=None)
+
+    def _do_migrate(self, job: Job) -> None:
+        """An operator's move to another node (`ec2gw admin instance migrate`, compute/moves.py)."""
+        moves.run(self, job)
 
     def _finish(self, job: Job, task: str, **values: Any) -> None:
         with self.db.session(write=True) as s:

@@ -1,0 +1,256 @@
+"""The compute worker's side of a move (compute/migration.py records it): live or cold.
+
+Live (a running guest), on QEMU/KVM nodes, through libvirt's APIs only:
+1. the destination gets what a launch there would: its pools, the image's cached base volume
+   (compute/image_cache.py; kernel and ramdisk too), the pool networks with the instance's DHCP
+   host entries (so it keeps its addresses), and its seed (compute/provision.py), except that
+   2. its overlay there is created empty beforehand, on the destination's copy of the image,
+   with the source overlay's capacity (incremental disk copies need the target to exist), and
+   3. its console log is copied there first, so GetConsoleOutput keeps what the guest printed;
+4. the source node migrates the guest peer to peer (backends Driver.migrate: memory and the
+   overlay's own blocks copied while it runs; defined on the destination, undefined on the
+   source), the streams going to the destination's address (the host of its URI);
+5. the instance's row names the destination; the source's overlay, seed, log and DHCP entries go.
+If the migration fails, the guest runs on where it was, and what step 1-3 made on the destination
+is removed. Instances' NICs get any node-level filters through provision's preparation, which the
+destination runs as for a launch; so do future per-instance pieces added there.
+
+Cold (a stopped instance): its overlay's bytes are streamed from the source into the
+destination (download, then upload; the overlay names the same image volume path on both), the
+log likewise; the destination is prepared as above and the domain defined there, not started;
+the source's domain is undefined and its pieces removed. On libvirt's test driver a disk is a
+name only: the domain is defined on the destination and undefined on the source.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+
+from backends.base import (
+    DomainExists,
+    DriverError,
+    MigrationTarget,
+    NodeUnavailable,
+    NotSupported,
+    PowerState,
+)
+from ec2gw.compute import image_cache, launch_context, node_layout, provision
+from ec2gw.compute.jobs import Job
+from ec2gw.compute.migration_models import ACTIVE, InstanceMigration
+from ec2gw.compute.placement import NodeRef, ref_of
+from ec2gw.db.models import Instance, Node
+
+if TYPE_CHECKING:
+    from backends.base import Driver
+    from ec2gw.compute.worker import ComputeWorker
+
+log = logging.getLogger("ec2gw.compute")
+#: seconds a live migration may take before it is aborted
+MIGRATE_TIMEOUT = 900.0
+_RUNS = (PowerState.RUNNING, PowerState.PAUSED)
+
+
+class MoveFailed(Exception):
+    """The move did not happen; the message says why (the instance stayed where it was)."""
+
+
+def migration_address(node: NodeRef) -> str | None:
+    """Where the source sends the memory and disk streams: the host of the destination's URI
+    (nodes sharing a hostname would otherwise stream to themselves); None for local URIs."""
+    return urlsplit(node.uri).hostname or None
+
+
+def run(worker: ComputeWorker, job: Job) -> None:
+    """Carry out the instance's pending move; always ends with the move done or failed."""
+    with worker.db.session(write=True) as s:
+        mig = s.scalar(select(InstanceMigration).where(InstanceMigration.instance_id == job.instance_id,
+                                                       InstanceMigration.state.in_(ACTIVE))
+                       .order_by(InstanceMigration.id.desc()).limit(1))
+        dest_row = s.get(Node, mig.destination) if mig is not None else None
+        if mig is None or dest_row is None:
+            if mig is not None:
+                _end(mig, "failed", f"node {mig.destination} was removed meanwhile", None)
+            s.execute(update(Instance).where(Instance.id == job.instance_id, Instance.task == "migrate")
+                      .values(task=None))
+            return
+        mig.state, mig.started_at = "running", datetime.now(UTC)
+        mig_id, kind, dest = mig.id, mig.kind, ref_of(dest_row)
+    started = time.monotonic()
+    try:
+        if kind == "live":
+            live(worker, job, dest)
+        else:
+            cold(worker, job, dest)
+    except Exception as exc:  # the move ends failed whatever happened; the log has the trace
+        if isinstance(exc, (MoveFailed, DriverError)):
+            log.warning("%s: move from %s to %s failed: %s", job.instance_id, job.node.name, dest.name, exc)
+        else:
+            log.exception("%s: move from %s to %s failed", job.instance_id, job.node.name, dest.name)
+        _record(worker, mig_id, job, "failed", str(exc) or type(exc).__name__, time.monotonic() - started)
+        return
+    _record(worker, mig_id, job, "done", None, time.monotonic() - started)
+    log.info("%s: moved %s from node %s to %s in %.2f s", job.instance_id, kind, job.node.name, dest.name,
+             time.monotonic() - started)
+
+
+def _end(mig: InstanceMigration, state: str, error: str | None, seconds: float | None) -> None:
+    mig.state, mig.error, mig.seconds, mig.finished_at = state, error, seconds, datetime.now(UTC)
+
+
+def _record(worker: ComputeWorker, mig_id: int, job: Job, state: str, error: str | None, seconds: float) -> None:
+    """End the move; when done, the instance names its new node (in the same transaction)."""
+    with worker.db.session(write=True) as s:
+        mig = s.get(InstanceMigration, mig_id)
+        if mig is None:
+            return
+        _end(mig, state, error, seconds)
+        values: dict[str, object] = {"node_name": mig.destination} if state == "done" else {}
+        s.execute(update(Instance).where(Instance.id == job.instance_id).values(**values))
+        s.execute(update(Instance).where(Instance.id == job.instance_id, Instance.task == "migrate").values(task=None))
+
+
+def _job_on(job: Job, node: NodeRef) -> Job:
+    return replace(job, node=node, task="spawn")
+
+
+def copy_volume(src: Driver, dst: Driver, pool: str, name: str, backing_path: str | None = None) -> bool:
+    """Stream volume ``pool/name`` from ``src`` into ``dst`` (replacing one there); False when the
+    source has none. Goes through a temporary file: memory stays bounded whatever the size."""
+    info = src.volumes.volume_info(pool, name)
+    if info is None:
+        return False
+    with tempfile.TemporaryFile(prefix="ec2gw-move-") as buf:
+        size = src.volumes.download_volume(pool, name, buf)
+        buf.seek(0)
+        dst.volumes.delete_volume(pool, name)
+        dst.volumes.upload_volume(pool, name, buf, size, backing_path=backing_path)
+    return True
+
+
+def _copy_log(src: Driver, dst: Driver, instance_id: str) -> None:
+    pool, name = node_layout.CONSOLE_POOL, node_layout.console_name(instance_id)
+    try:
+        copy_volume(src, dst, pool, name)
+    except (DriverError, OSError) as exc:  # the console history is worth a try, not a failed move
+        if isinstance(exc, NodeUnavailable):
+            raise
+        log.warning("%s: its console log could not be copied to the destination (%s); it starts empty there",
+                    instance_id, exc)
+
+
+def _base_on(worker: ComputeWorker, dest: NodeRef, dst: Driver, instance_id: str) -> image_cache.CachedImage:
+    """The instance's image in the destination's cache (uploaded there if needed)."""
+    ctx = launch_context.load(worker.db, instance_id)
+    env = image_cache.CacheEnv(worker.settings, worker.db, worker.cumulus)
+    node_layout.ensure_pools(dst, worker.settings)
+    return image_cache.ensure(env, dest, dst, ctx.image)
+
+
+def _clean_destination(worker: ComputeWorker, job: Job, dest: NodeRef, dst: Driver) -> None:
+    """Remove what a failed move made on the destination; the domain only if the source still has it."""
+    try:
+        here = worker.drivers.get(job.node).info(job.instance_id).state
+        if here is not PowerState.MISSING:
+            dst.destroy(job.instance_id)
+        provision.cleanup(worker, _job_on(job, dest))
+    except DriverError as exc:
+        log.warning("%s: clean-up on node %s after the failed move left something behind: %s", job.instance_id,
+                    dest.name, exc)
+
+
+def live(worker: ComputeWorker, job: Job, dest: NodeRef) -> None:
+    src, dst = worker.drivers.get(job.node), worker.drivers.get(dest)
+    iid = job.instance_id
+    if "test" in (src.domain_type, dst.domain_type):
+        raise NotSupported(f"node {job.node.name if src.domain_type == 'test' else dest.name} is libvirt's test "
+                           "driver, which cannot migrate a running guest; stop the instance to move it cold")
+    if src.info(iid).state not in _RUNS:
+        raise MoveFailed(f"{iid} does not run on node {job.node.name}; nothing was moved")
+    if dst.info(iid).state is not PowerState.MISSING:
+        raise MoveFailed(f"node {dest.name} already has a domain {iid}; remove it there first")
+    overlay = node_layout.overlay_name(iid)
+    ours = src.volumes.volume_info(node_layout.INSTANCES_POOL, overlay)
+    if ours is None:
+        raise MoveFailed(f"{iid} has no overlay {overlay} on node {job.node.name}; it cannot be copied")
+    try:
+        base = _base_on(worker, dest, dst, iid)
+        dst.volumes.delete_volume(node_layout.INSTANCES_POOL, overlay)  # a stale one from an earlier try
+        dst.volumes.create_overlay(node_layout.INSTANCES_POOL, overlay, base.pool, base.volume, ours.capacity)
+        _copy_log(src, dst, iid)
+        spec = provision.prepare(worker, _job_on(job, dest))
+        target = MigrationTarget(driver=dst, address=migration_address(dest),
+                                 copy_disks=((node_layout.INSTANCES_POOL, overlay),),
+                                 kernel=spec.kernel, initrd=spec.initrd, timeout=MIGRATE_TIMEOUT)
+        src.migrate(iid, target)
+    except Exception as exc:
+        if _arrived(worker, job, dest):  # the call failed after the guest had moved (a timeout, say)
+            log.warning("%s: the migration call failed (%s) but the guest runs on node %s", iid, exc, dest.name)
+        else:
+            _clean_destination(worker, job, dest, dst)
+            raise
+    _clean_source(worker, job)
+
+
+def _arrived(worker: ComputeWorker, job: Job, dest: NodeRef) -> bool:
+    """True when the guest runs on ``dest`` and no longer on its source."""
+    try:
+        there = worker.drivers.get(dest).info(job.instance_id).state
+        here = worker.drivers.get(job.node).info(job.instance_id).state
+    except DriverError:
+        return False
+    return there in _RUNS and here is PowerState.MISSING
+
+
+def _clean_source(worker: ComputeWorker, job: Job) -> None:
+    try:
+        provision.cleanup(worker, job)
+    except DriverError as exc:
+        log.warning("%s: moved, but its pieces on node %s were not all removed: %s", job.instance_id, job.node.name, exc)
+
+
+def cold(worker: ComputeWorker, job: Job, dest: NodeRef) -> None:
+    src, dst = worker.drivers.get(job.node), worker.drivers.get(dest)
+    iid = job.instance_id
+    here = src.info(iid)
+    if here.state in _RUNS or here.state is PowerState.SHUTDOWN_IN_PROGRESS:
+        raise MoveFailed(f"{iid} is stopped but its domain runs on node {job.node.name}; wait for the next "
+                         "reconciliation, then retry")
+    if here.saved:
+        raise MoveFailed(f"{iid}'s memory is saved on node {job.node.name} (hibernated); start it and migrate it live")
+    if dst.info(iid).state is not PowerState.MISSING:
+        raise MoveFailed(f"node {dest.name} already has a domain {iid}; remove it there first")
+    defined = False
+    try:
+        if dst.domain_type != "test":
+            base = _base_on(worker, dest, dst, iid)
+            overlay = node_layout.overlay_name(iid)
+            ours = src.volumes.volume_info(node_layout.INSTANCES_POOL, overlay)
+            if ours is not None and ours.backing_path != base.path:
+                raise MoveFailed(f"{iid}'s overlay on node {job.node.name} is backed by {ours.backing_path}, the image "
+                                 f"on node {dest.name} is {base.path}; it cannot be moved as it is")
+            copy_volume(src, dst, node_layout.INSTANCES_POOL, overlay, backing_path=base.path)
+            _copy_log(src, dst, iid)
+        spec = provision.prepare(worker, _job_on(job, dest))
+        try:
+            dst.define(spec)
+        except DomainExists:  # made meanwhile by nothing of ours: refuse to adopt it
+            raise MoveFailed(f"node {dest.name} already has a domain {iid}; remove it there first") from None
+        defined = True
+    except Exception:
+        try:
+            if defined:
+                dst.destroy(iid)
+            provision.cleanup(worker, _job_on(job, dest))
+        except DriverError as exc:
+            log.warning("%s: clean-up on node %s after the failed move left something behind: %s", iid, dest.name, exc)
+        raise
+    src.destroy(iid)
+    _clean_source(worker, job)

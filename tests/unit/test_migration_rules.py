@@ -1,0 +1,84 @@
+"""compute/migration.py: where a move may go, and the room it reserves on its destination.
+
+The destination's room counts the moving instance from the moment the move is recorded until it
+is done or failed, so a launch meanwhile cannot take it (compute/placement.usage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from ec2gw.compute import migration, placement
+from ec2gw.compute.migration_models import InstanceMigration
+from ec2gw.config import Settings
+from ec2gw.db.models import Instance, Node
+from ec2gw.db.session import Database
+from tests.unit.test_placement import _db, add_instances, add_node
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    d = _db(f"sqlite:///{tmp_path / 'm.sqlite'}")
+    for name in ("a", "b"):
+        add_node(d, name, vcpus=4, memory=4096)
+    with d.session(write=True) as s:
+        add_instances(s, [placement.NodeRef("a", "test+tcp://a/default", "test", "us-east-1a", ())], 1, 3072,
+                      state="stopped")
+    yield d
+    d.dispose()
+
+
+def _iid(db: Database) -> str:
+    with db.session() as s:
+        return str(s.query(Instance.id).scalar())
+
+
+def test_a_recorded_move_reserves_its_room_until_it_ends(db: Database) -> None:
+    iid = _iid(db)
+    with db.session(write=True) as s:
+        req = migration.request(s, Settings(), iid)
+    assert (req.source, req.destination, req.kind) == ("a", "b", "cold")
+    with db.session(write=True) as s:
+        assert s.get(Instance, iid).task == "migrate"
+        assert placement.usage(s, ["a", "b"]) == {"a": (1, 3072), "b": (1, 3072)}
+        assert placement.place(s, Settings(), None, 1, 1, 2048) == [], "1024 MiB left on each node"
+        assert "busy (migrate)" in str(pytest.raises(migration.MigrationError, migration.request, s, Settings(), iid).value)
+        assert migration.active_moves(s, [iid]) == {iid: "b"}
+    with db.session(write=True) as s:  # what the worker records when the move is done
+        s.execute(update(InstanceMigration).values(state="done"))
+        s.execute(update(Instance).values(node_name="b", task=None))
+        assert placement.usage(s, ["a", "b"]) == {"b": (1, 3072)}
+        assert migration.active_moves(s, [iid]) == {}
+
+
+def test_refusals(db: Database) -> None:
+    iid = _iid(db)
+
+    def refused(to: str | None = None) -> str:
+        with db.session(write=True) as s:
+            with pytest.raises(migration.MigrationError) as exc:
+                migration.request(s, Settings(), iid, to)
+            return str(exc.value)
+
+    assert "already runs on node a" in refused("a")
+    add_node(db, "c", zone="us-east-1b")
+    assert "node c is in zone us-east-1b" in refused("c")
+    with db.session(write=True) as s:
+        s.execute(update(Node).where(Node.name == "b").values(memory_mib=2048))
+    assert "node b has no room" in refused("b") and "no other node can take" in refused()
+    with db.session(write=True) as s:
+        s.execute(update(Node).where(Node.name == "b").values(memory_mib=4096, domain_type="qemu"))
+    assert "moves only between nodes of the same domain type" in refused("b")
+    with db.session(write=True) as s:
+        s.execute(update(Instance).values(hibernated=True))
+    assert "is hibernated" in refused("b")
+    with db.session(write=True) as s:
+        s.execute(update(Instance).values(hibernated=False, state="pending"))
+    assert "is pending" in refused("b")
+    with db.session(write=True) as s:
+        s.execute(update(Instance).values(state="running", node_name=None))
+    assert "implicit node 'local'" in refused()
