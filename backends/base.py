@@ -221,9 +221,10 @@ class MigrationTarget:
     ``driver`` is the destination node's driver (the same hypervisor and domain type).
     ``address`` is the destination's address as the source node reaches it, for the memory and
     disk streams (None: what the destination advertises, its hostname, which on nodes sharing a
-    hostname resolves to the source itself). ``copy_disks`` are the volumes (pool, name) whose
-    content is copied while the guest runs; each must exist on the destination beforehand, empty,
-    with the same capacity (an overlay on the same image for a qcow2 overlay). Every other disk
+    hostname resolves to the source itself). ``copy_disks`` are the volumes (pool, name, path on
+    the destination) whose content is copied while the guest runs; each must exist on the
+    destination beforehand, empty, with the same capacity (an overlay on the same image for a
+    qcow2 overlay), and the destination's domain names it by that path. Every other disk
     of the domain must be read-only (a cdrom) and present on the destination under the same pool
     and volume name. ``kernel`` and ``initrd`` are the paths of the domain's kernel and initrd on
     the destination (None: the same as on the source). ``timeout`` bounds the whole migration.
@@ -231,7 +232,7 @@ class MigrationTarget:
 
     driver: Driver
     address: str | None = None
-    copy_disks: tuple[tuple[str, str], ...] = ()
+    copy_disks: tuple[tuple[str, str, str], ...] = ()
     kernel: str | None = None
     initrd: str | None = None
     timeout: float = 600.0

@@ -255,10 +255,14 @@ class LibvirtDriver(Driver):
             xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE)
             persistent = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE
                                      | libvirt.VIR_DOMAIN_XML_INACTIVE)
-            disks = migration.disks_to_copy(migration.disks_of(etree.fromstring(xml.encode())), target.copy_disks, name)
-            params = migration.params(migration.destination_xml(xml, target.kernel, target.initrd),
-                                      migration.destination_xml(persistent, target.kernel, target.initrd),
-                                      target.address, disks)
+            here = {(pool, vol): conn.storagePoolLookupByName(pool).storageVolLookupByName(vol).path()
+                    for pool, vol, _path in target.copy_disks}
+            disks = migration.disks_to_copy(migration.disks_of(etree.fromstring(xml.encode())), target.copy_disks,
+                                            name, here)
+            params = migration.params(
+                migration.destination_xml(xml, target.kernel, target.initrd, target.copy_disks, here),
+                migration.destination_xml(persistent, target.kernel, target.initrd, target.copy_disks, here),
+                target.address, disks)
             try:
                 dom.migrateToURI3(dest.uri, params, migration.flags(disks))
             except libvirt.libvirtError as exc:

@@ -7,10 +7,10 @@ the destination: libvirt cannot pre-create targets for incremental copies) and a
 migration URI with the destination's address (nodes that share a hostname would otherwise send
 the streams to themselves).
 
-The destination's XML is the source's migratable XML with two changes that do not touch the
-guest's ABI: the kernel and initrd paths of the destination's copies, and the serial log opened
-with append='on' (the log copied there beforehand keeps what the guest printed so far; with
-append='off' it would be truncated at the switch-over).
+The destination's XML is the source's migratable XML with changes that do not touch the guest's
+ABI: the kernel and initrd paths of the destination's copies, the copied volumes named by their
+files there, and the serial log opened with append='on' (the log copied there beforehand keeps
+what the guest printed so far; with append='off' it would be truncated at the switch-over).
 """
 
 from __future__ import annotations
@@ -55,14 +55,26 @@ def disks_of(root: etree._Element) -> list[DomainDisk]:
     return out
 
 
-def disks_to_copy(disks: list[DomainDisk], copy: tuple[tuple[str, str], ...], name: str) -> list[str]:
-    """Target devices of the volumes in ``copy``; every other disk must be read-only."""
-    wanted = set(copy)
+def _key(disk: DomainDisk, by_path: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+    """The (pool, volume) of a disk named by volume, or by the file of a volume (as a domain that
+    arrived by migration names it)."""
+    if disk.pool and disk.volume:
+        return disk.pool, disk.volume
+    return by_path.get(disk.path or "")
+
+
+def disks_to_copy(disks: list[DomainDisk], copy: tuple[tuple[str, str, str], ...], name: str,
+                  source_paths: dict[tuple[str, str], str] | None = None) -> list[str]:
+    """Target devices of the volumes in ``copy`` (``source_paths``: their files on the source);
+    every other disk must be read-only."""
+    wanted = {(pool, volume) for pool, volume, _path in copy}
+    by_path = {path: key for key, path in (source_paths or {}).items()}
     targets = []
     for disk in disks:
-        if disk.pool and disk.volume and (disk.pool, disk.volume) in wanted:
+        key = _key(disk, by_path)
+        if key is not None and key in wanted:
             targets.append(disk.target)
-            wanted.discard((disk.pool, disk.volume))
+            wanted.discard(key)
         elif not disk.readonly:
             raise InvalidSpec(f"disk {disk.target} ({disk.describe()}) of {name} is writable and not among the disks "
                               "to copy: its content would not reach the destination; detach it first")
@@ -72,9 +84,26 @@ def disks_to_copy(disks: list[DomainDisk], copy: tuple[tuple[str, str], ...], na
     return targets
 
 
-def destination_xml(xml: str, kernel: str | None, initrd: str | None) -> str:
-    """The source's XML with the destination's kernel and initrd, and the serial log appended to."""
+def destination_xml(xml: str, kernel: str | None, initrd: str | None,
+                    copy: tuple[tuple[str, str, str], ...] = (),
+                    source_paths: dict[tuple[str, str], str] | None = None) -> str:
+    """The source's XML with the destination's kernel and initrd, the serial log appended to, and
+    each copied volume named by its file on the destination: libvirt 9.0 looks for the target of
+    an incremental copy by path, and a volume disk has none until the domain starts there."""
     root = etree.fromstring(xml.encode())
+    paths = {(pool, volume): path for pool, volume, path in copy}
+    by_path = {path: key for key, path in (source_paths or {}).items()}
+    for disk in root.findall("devices/disk"):
+        src = disk.find("source")
+        key = None
+        if src is not None:
+            key = (src.get("pool", ""), src.get("volume", "")) if src.get("pool") else by_path.get(src.get("file", ""))
+        path = paths.get(key) if key is not None else None
+        if src is not None and path is not None:
+            disk.set("type", "file")
+            for attr in ("pool", "volume", "mode"):
+                src.attrib.pop(attr, None)
+            src.set("file", path)
     for tag, path in (("kernel", kernel), ("initrd", initrd)):
         el = root.find(f"os/{tag}")
         if path is not None and el is not None:

@@ -183,11 +183,11 @@ def live(worker: ComputeWorker, job: Job, dest: NodeRef) -> None:
     try:
         base = _base_on(worker, dest, dst, iid)
         dst.volumes.delete_volume(node_layout.INSTANCES_POOL, overlay)  # a stale one from an earlier try
-        dst.volumes.create_overlay(node_layout.INSTANCES_POOL, overlay, base.pool, base.volume, ours.capacity)
+        made = dst.volumes.create_overlay(node_layout.INSTANCES_POOL, overlay, base.pool, base.volume, ours.capacity)
         _copy_log(src, dst, iid)
         spec = provision.prepare(worker, _job_on(job, dest))
         target = MigrationTarget(driver=dst, address=migration_address(dest),
-                                 copy_disks=((node_layout.INSTANCES_POOL, overlay),),
+                                 copy_disks=((node_layout.INSTANCES_POOL, overlay, made.path),),
                                  kernel=spec.kernel, initrd=spec.initrd, timeout=MIGRATE_TIMEOUT)
         src.migrate(iid, target)
     except Exception as exc:
