@@ -394,6 +394,24 @@ class Driver(ABC):
         """
         raise NotSupported(f"{type(self).__name__} cannot copy the disk of a running domain")
 
+    def attach_nic(self, name: str, nic: NicSpec) -> None:
+        """Plug ``nic`` into the domain: into the running guest at once (hot-plug) when it runs, and
+        into its saved definition, so that it stays across stop and start (a stopped domain gets it
+        at its next start).
+
+        A NIC with that MAC already there is success (each half is done only where it is missing).
+        Missing domain: DomainNotFound. A driver that cannot change a domain's devices (libvirt's
+        test driver): NotSupported.
+        """
+        raise NotSupported(f"{type(self).__name__} cannot plug network interfaces")
+
+    def detach_nic(self, name: str, mac: str) -> None:
+        """Unplug the NIC with ``mac`` from the running guest and from the domain's saved definition.
+
+        No such NIC, or no such domain: success. NotSupported as for attach_nic.
+        """
+        raise NotSupported(f"{type(self).__name__} cannot unplug network interfaces")
+
     @abstractmethod
     def close(self) -> None:
         """Release the connection. The driver may be used again afterwards (it reconnects)."""

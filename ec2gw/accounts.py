@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ec2gw import ids
 from ec2gw.db.models import Instance, SecurityGroup, User
-from ec2gw.network import group_rules
+from ec2gw.network import elastic, group_rules
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 ADMIN_NAME = "admin"
@@ -109,6 +109,7 @@ def remove_user(s: Session, name: str) -> int:
             inst.task = "terminate"
             inst.state_transition_reason = "User removed by the administrator"
             count += 1
+    elastic.release_all(s, user.id)
     return count
 
 

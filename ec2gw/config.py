@@ -81,6 +81,8 @@ class Settings:
     quota_vcpus: int = -1
     quota_memory_mb: int = -1
     quota_storage_gb: float = -1.0
+    #: elastic addresses (AllocateAddress) per user, as EC2's default of 5 per region (-1: no limit)
+    quota_addresses: int = 5
     #: how far placement may overcommit a node's vCPUs and memory (1.0 = not at all)
     cpu_overcommit: float = 1.0
     memory_overcommit: float = 1.0

@@ -19,6 +19,7 @@ MALFORMED_KIND = {
     "key": "InvalidKeyPair",
     "sg": "InvalidGroupId",
     "vol": "InvalidVolumeID",
+    "eipalloc": "InvalidAllocationID",
 }
 
 

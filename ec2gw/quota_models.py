@@ -26,4 +26,6 @@ class Quota(Base):
     vcpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
     memory_mib: Mapped[int | None] = mapped_column(Integer, nullable=True)
     storage_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: elastic addresses (AllocateAddress) held at a time
+    addresses: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,4 +1,4 @@
-"""Quotas: how many instances, vCPUs, MiB of memory and Cumulus bytes each user may hold.
+"""Quotas: how many instances, vCPUs, MiB of memory, Cumulus bytes and elastic addresses each user may hold.
 
 What: a user's limit for each resource is their own quota where one is set, otherwise their
 group's (a group quota applies to each member, as Nimbus's group policies did), otherwise the
@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from ec2gw.db.models import Instance, User
 from ec2gw.errors import ServiceError
+from ec2gw.network.models import Address
 from ec2gw.quota_models import UNLIMITED, Quota
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 #: the bytes a user holds in Cumulus (storage.usage.total), for usage reports
 StoredBytes = Callable[[Session | Connection, int], int]
 
-FIELDS = ("instances", "vcpus", "memory_mib", "storage_bytes")
+FIELDS = ("instances", "vcpus", "memory_mib", "storage_bytes", "addresses")
 GIB = 1 << 30
 #: what DescribeAccountAttributes reports as max-instances when there is no limit
 NO_LIMIT_INSTANCES = 2**31 - 1
@@ -50,6 +51,7 @@ class Limits:
     vcpus: int | None
     memory_mib: int | None
     storage_bytes: int | None
+    addresses: int | None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Usage:
     vcpus: int
     memory_mib: int
     storage_bytes: int
+    addresses: int = 0
 
 
 # --------------------------------------------------------------------------- limits
@@ -70,6 +73,7 @@ def defaults(settings: Settings) -> dict[str, int]:
         "vcpus": settings.quota_vcpus,
         "memory_mib": settings.quota_memory_mb,
         "storage_bytes": UNLIMITED if gb < 0 else int(gb * GIB),
+        "addresses": settings.quota_addresses,
     }
 
 
@@ -103,7 +107,8 @@ def usage_of(s: Session, user_id: int, stored: StoredBytes | None = None) -> Usa
         select(func.count(Instance.id), func.coalesce(func.sum(Instance.vcpus), 0), func.coalesce(func.sum(Instance.memory_mib), 0))
         .where(Instance.owner_id == user_id, Instance.state != "terminated")
     ).one()
-    return Usage(int(count), int(vcpus), int(memory), 0 if stored is None else stored(s, user_id))
+    held = s.scalar(select(func.count(Address.id)).where(Address.owner_id == user_id, Address.allocation_id.is_not(None)))
+    return Usage(int(count), int(vcpus), int(memory), 0 if stored is None else stored(s, user_id), int(held or 0))
 
 
 # one Core query (no ORM: it runs in every Cumulus PUT): the user's row, with their own and their
@@ -214,6 +219,26 @@ def launch_allowance(
                 "type or ask the administrator for a larger quota.",
             )
     return allowed
+
+
+def address_allowance(s: Session, settings: Settings, principal: Principal) -> None:
+    """Raise AddressLimitExceeded unless the caller may allocate one more elastic address.
+
+    Runs inside AllocateAddress's write transaction; on PostgreSQL the user's row is locked first,
+    so two concurrent allocations by one user cannot both pass the same quota."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(select(User.id).where(User.id == principal.user_id).with_for_update())
+    limit = limits_for(s, settings, principal.name, principal.group).addresses
+    if limit is None:
+        return
+    held = usage_of(s, principal.user_id).addresses
+    if held >= limit:
+        raise ServiceError(
+            "AddressLimitExceeded",
+            f"The maximum number of addresses has been reached: your quota allows {limit} elastic addresses and you "
+            "hold " + str(held) + ". Release addresses you no longer need (ReleaseAddress) or ask the administrator "
+            "for a larger quota.",
+        )
 
 
 class StorageQuotaRule:

@@ -29,6 +29,7 @@ from backends.base import (
     InvalidState,
     MigrationFailed,
     MigrationTarget,
+    NicSpec,
     NodeInfo,
     NodeUnavailable,
     NotSupported,
@@ -144,6 +145,26 @@ def _remove(dom: libvirt.virDomain) -> None:
     except libvirt.libvirtError as exc:
         if error_code(exc) != libvirt.VIR_ERR_NO_DOMAIN:
             raise
+
+
+def _nic_element(domain_xml: str, mac: str) -> str | None:
+    """The <interface> with ``mac`` in a domain's XML, as XML text; None when it has none."""
+    root = etree.fromstring(domain_xml.encode())
+    for el in root.iterfind("devices/interface"):
+        found = el.find("mac")
+        if found is not None and (found.get("address") or "").lower() == mac.lower():
+            return str(etree.tostring(el, encoding="unicode"))
+    return None
+
+
+def _device_call(fn: Callable[[str, int], int], xml: str, flags: int, what: str) -> None:
+    """A device change; a driver without device changes (the test driver) raises NotSupported."""
+    try:
+        fn(xml, flags)
+    except libvirt.libvirtError as exc:
+        if error_code(exc) == libvirt.VIR_ERR_NO_SUPPORT:
+            raise NotSupported(f"{what}: {describe(exc)}") from exc
+        raise
 
 
 class LibvirtDriver(Driver):
@@ -432,6 +453,42 @@ class LibvirtDriver(Driver):
             raise NotSupported(f"{self.uri}: libvirt's test driver has no virDomainBackupBegin; a running "
                                "test domain's disks cannot be copied")
         return backup.backup_disk(self.connection, name, pool, volume, copy_name, timeout, progress)
+
+    def attach_nic(self, name: str, nic: NicSpec) -> None:
+        """See Driver.attach_nic: virDomainAttachDeviceFlags with AFFECT_LIVE where the guest runs
+        and lacks the NIC, AFFECT_CONFIG where the saved definition lacks it."""
+        xml = designer.nic_config(nic, self.domain_type).to_xml()
+
+        def op(conn: libvirt.virConnect) -> None:
+            dom = get_domain(conn, name)
+            flags = 0
+            if dom.isActive() and _nic_element(dom.XMLDesc(0), nic.mac) is None:
+                flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+            if dom.isPersistent() and _nic_element(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), nic.mac) is None:
+                flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            if flags:
+                _device_call(dom.attachDeviceFlags, xml, flags, f"plugging NIC {nic.mac} into {name}")
+        self._call(op, f"plugging NIC {nic.mac} into {name}")
+
+    def detach_nic(self, name: str, mac: str) -> None:
+        """See Driver.detach_nic: virDomainDetachDeviceFlags with the <interface> as the domain has it,
+        live and saved separately (the live one carries its target and alias)."""
+        mac = mac.lower()
+
+        def op(conn: libvirt.virConnect) -> None:
+            dom = find_domain(conn, name)
+            if dom is None:
+                return
+            if dom.isActive():
+                live = _nic_element(dom.XMLDesc(0), mac)
+                if live is not None:
+                    _device_call(dom.detachDeviceFlags, live, libvirt.VIR_DOMAIN_AFFECT_LIVE, f"unplugging NIC {mac} from {name}")
+            if dom.isPersistent():
+                saved = _nic_element(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), mac)
+                if saved is not None:
+                    _device_call(dom.detachDeviceFlags, saved, libvirt.VIR_DOMAIN_AFFECT_CONFIG,
+                                 f"unplugging NIC {mac} from {name}")
+        self._call(op, f"unplugging NIC {mac} from {name}")
 
     def close(self) -> None:
         self.connection.close()

@@ -18,6 +18,7 @@ from ec2gw.api.instance_views import state_change
 from ec2gw.api.security_groups import groups_of, resolve_groups, set_groups
 from ec2gw.aws.dispatch import operation
 from ec2gw.compute import placement, states
+from ec2gw.compute.group_changes import instance_groups_changed
 from ec2gw.db.models import Instance
 from ec2gw.errors import ServiceError, incorrect_state, invalid_value
 from ec2gw.quotas import launch_allowance
@@ -292,6 +293,7 @@ def modify_instance_attribute(
             inst.disable_api_termination = changes["disableApiTermination"]
         if group_ids:
             set_groups(s, [inst.id], group_ids)
+            instance_groups_changed(s, [inst.id])
     return {}
 
 

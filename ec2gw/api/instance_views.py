@@ -63,9 +63,11 @@ def instance_item(inst: Instance, tags: list[dict[str, str]], groups: list[dict[
     }
     if inst.state_reason_code:
         item["StateReason"] = {"Code": inst.state_reason_code, "Message": inst.state_reason_message or ""}
-    if nics:
-        ordered = ordered_nics(inst, nics)
-        item["NetworkInterfaces"] = [interface(inst, n, index, net, groups) for index, n in enumerate(ordered)]
+    plain, elastic = split_elastic(nics or [])
+    if plain:
+        ordered = ordered_nics(inst, plain)
+        item["NetworkInterfaces"] = [interface(inst, n, index, net, groups, elastic.get(n.id))
+                                     for index, n in enumerate(ordered)]
         if net is not None:
             item["VpcId"] = net.vpc_id
             item["SubnetId"] = vpc.subnet_id(ordered[0].pool)
@@ -74,12 +76,28 @@ def instance_item(inst: Instance, tags: list[dict[str, str]], groups: list[dict[
     return item
 
 
-def interface(inst: Instance, nic: Any, index: int, net: NetView | None, groups: list[dict[str, str]]) -> dict[str, Any]:
-    """One NIC (``nic`` None: the one the instance row remembers); the primary one (index 0)
-    carries the instance's public address, as on EC2."""
+def split_elastic(nics: list[Any]) -> tuple[list[Any], dict[int, Any]]:
+    """An instance's address rows as its network interfaces and, by interface (its row id), the
+    elastic address associated with it: an elastic address is an interface's association, not
+    an interface of its own."""
+    plain = [n for n in nics if getattr(n, "allocation_id", None) is None]
+    elastic = {n.nic_address_id: n for n in nics if getattr(n, "allocation_id", None) is not None}
+    return plain, elastic
+
+
+def interface(inst: Instance, nic: Any, index: int, net: NetView | None, groups: list[dict[str, str]],
+              eip: Any = None) -> dict[str, Any]:
+    """One NIC (``nic`` None: the one the instance row remembers). Its association is the elastic
+    address ``eip`` associated with it; else the primary one (index 0) carries the instance's
+    launch-time public address, as on EC2."""
     mac, ip, hostname = (nic.mac, nic.ip, nic.hostname) if nic is not None else (inst.mac, inst.private_ip, inst.private_dns)
     public = inst.public_ip if index == 0 else None
-    association = {"PublicIp": public, "PublicDnsName": "", "IpOwnerId": "amazon"} if public else None
+    association: dict[str, Any] | None = None
+    if eip is not None:
+        association = {"PublicIp": eip.ip, "PublicDnsName": "", "IpOwnerId": net.account_id if net else "",
+                       "AllocationId": eip.allocation_id, "AssociationId": eip.association_id}
+    elif public:
+        association = {"PublicIp": public, "PublicDnsName": "", "IpOwnerId": "amazon"}
     item: dict[str, Any] = {
         "MacAddress": mac,
         "PrivateIpAddress": ip,

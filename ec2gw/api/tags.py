@@ -22,6 +22,7 @@ from ec2gw.aws.pagination import check_max_results, scope_digest
 from ec2gw.compute import leases
 from ec2gw.db.models import Image, Instance, KeyPair, SecurityGroup, Tag
 from ec2gw.errors import ServiceError
+from ec2gw.network.models import Address
 from ec2gw.tagging import set_tags, validate_tags
 
 #: id prefix -> (model, resource type, NotFound error code, how EC2 names the id in messages)
@@ -32,6 +33,7 @@ TAGGABLE: dict[str, tuple[Any, str, str, str]] = {
     "ari": (Image, "image", "InvalidAMIID.NotFound", "image id"),
     "key": (KeyPair, "key-pair", "InvalidKeyPair.NotFound", "key pair"),
     "sg": (SecurityGroup, "security-group", "InvalidGroup.NotFound", "security group"),
+    "eipalloc": (Address, "elastic-ip", "InvalidAllocationID.NotFound", "allocation ID"),
 }
 
 FILTERS = {"key": Tag.key, "value": Tag.value, "resource-id": Tag.resource_id, "resource-type": Tag.resource_type}
@@ -48,7 +50,7 @@ def check_resource_ids(resource_ids: list[str] | None) -> list[str]:
             raise ServiceError(
                 "InvalidID",
                 f"The ID '{rid}' is not valid. Taggable resources here are instances (i-), images (ami-, aki-, ari-), "
-                "key pairs (key-) and security groups (sg-).",
+                "key pairs (key-), security groups (sg-) and elastic addresses (eipalloc-).",
             )
         ids.check_id(rid, prefix)
         if rid not in out:
@@ -73,6 +75,9 @@ def check_owned(s: Session, ctx: RequestContext, resource_ids: list[str]) -> dic
                     found.add(iid)
                 elif public:
                     foreign_images.add(iid)
+        elif model is Address:
+            found.update(s.scalars(select(Address.allocation_id).where(Address.owner_id == ctx.user_id,
+                                                                       Address.allocation_id.in_(wanted))))
         else:
             found.update(s.scalars(select(model.id).where(model.owner_id == ctx.user_id, model.id.in_(wanted))))
     for rid in resource_ids:

@@ -202,8 +202,9 @@ def interfaces_of(ctx: RequestContext, s: Any) -> list[dict[str, Any]]:
     net = views.NetView(vpc.vpc_id(ctx.settings), ctx.principal.account_id)
     out = []
     for inst in rows:
-        for index, nic in enumerate(ordered_nics(inst, nics.get(inst.id, []))):
-            shape = views.interface(inst, nic, index, net, groups[inst.id])
+        plain, elastic = views.split_elastic(nics.get(inst.id, []))
+        for index, nic in enumerate(ordered_nics(inst, plain)):
+            shape = views.interface(inst, nic, index, net, groups[inst.id], elastic.get(nic.id))
             shape["Attachment"].update({"InstanceId": inst.id, "InstanceOwnerId": ctx.principal.account_id})
             shape.update({"AvailabilityZone": inst.availability_zone, "RequesterManaged": False, "TagSet": []})
             out.append(shape)
@@ -229,6 +230,8 @@ _ENI_FILTERS: dict[str, Getter] = {
     "association.public-ip": lambda n: (n.get("Association") or {}).get("PublicIp"),
     "association.ip-owner-id": lambda n: (n.get("Association") or {}).get("IpOwnerId"),
     "association.public-dns-name": lambda n: (n.get("Association") or {}).get("PublicDnsName"),
+    "association.allocation-id": lambda n: (n.get("Association") or {}).get("AllocationId"),
+    "association.association-id": lambda n: (n.get("Association") or {}).get("AssociationId"),
     "attachment.attachment-id": lambda n: n["Attachment"]["AttachmentId"],
     "attachment.instance-id": lambda n: n["Attachment"]["InstanceId"],
     "attachment.instance-owner-id": lambda n: n["Attachment"]["InstanceOwnerId"],

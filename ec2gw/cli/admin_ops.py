@@ -31,7 +31,7 @@ ADMIN_REASON = "Server.AdministratorTerminated"
 
 @admin.group()
 def quota() -> None:
-    """Quotas per user or per group: instances, vCPUs, memory and Cumulus storage.
+    """Quotas per user or per group: instances, vCPUs, memory, Cumulus storage and elastic addresses.
 
     A user's limit for each resource is their own quota where set, otherwise their group's (which
     applies to each member), otherwise the service default from the settings.
@@ -48,18 +48,19 @@ def _limit_help(what: str) -> str:
 @click.option("--vcpus", default=None, metavar="N", help=_limit_help("vCPUs of those instances"))
 @click.option("--memory", default=None, metavar="MB", help=_limit_help("Memory of those instances, in MiB"))
 @click.option("--storage", default=None, metavar="GB", help=_limit_help("Cumulus storage in GB (2^30 bytes; 0.5 allowed)"))
+@click.option("--addresses", default=None, metavar="N", help=_limit_help("Elastic addresses (AllocateAddress) at a time"))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
 def quota_set(state: CliState, user_or_group: str, instances: str | None, vcpus: str | None, memory: str | None,
-              storage: str | None, as_json: bool) -> None:
+              storage: str | None, addresses: str | None, as_json: bool) -> None:
     """Set quotas of USER_OR_GROUP (a user name or a group name; user:NAME or group:NAME when both exist).
 
     Options not given keep their current value. Example: ec2gw admin quota set students --vcpus 8 --storage 20
     """
     from ec2gw import quotas
 
-    if all(v is None for v in (instances, vcpus, memory, storage)):
-        raise click.UsageError("give at least one of --instances, --vcpus, --memory, --storage")
+    if all(v is None for v in (instances, vcpus, memory, storage, addresses)):
+        raise click.UsageError("give at least one of --instances, --vcpus, --memory, --storage, --addresses")
     app = open_app(state)
     try:
         changes = {
@@ -67,6 +68,7 @@ def quota_set(state: CliState, user_or_group: str, instances: str | None, vcpus:
             "vcpus": quotas.parse_limit(vcpus, "vcpus"),
             "memory_mib": quotas.parse_limit(memory, "memory"),
             "storage_bytes": quotas.parse_limit(storage, "storage", scale=quotas.GIB),
+            "addresses": quotas.parse_limit(addresses, "addresses"),
         }
         with app.db.session(write=True) as s:
             row = quotas.set_quota(s, user_or_group, **changes)
@@ -77,7 +79,7 @@ def quota_set(state: CliState, user_or_group: str, instances: str | None, vcpus:
 
 def _quota_line(row: dict[str, Any]) -> str:
     return (f"{row['kind']:<6} {row['name']:<20} instances={row['instances']} vcpus={row['vcpus']} "
-            f"memory_mib={row['memory_mib']} storage_bytes={row['storage_bytes']}")
+            f"memory_mib={row['memory_mib']} storage_bytes={row['storage_bytes']} addresses={row['addresses']}")
 
 
 @quota.command("list")

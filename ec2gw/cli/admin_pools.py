@@ -22,7 +22,8 @@ def pool() -> None:
     A pool file's first line is the DNS server (or `none`); each further line is
     `hostname ip gateway broadcast netmask [MAC]`. On every node serving the pool it becomes a
     libvirt network (nat or isolated, with a static DHCP entry per instance) or NICs on an
-    existing host bridge (bridge:BRIDGE).
+    existing host bridge (bridge:BRIDGE). Elastic addresses (AllocateAddress) come from public
+    pools: those added with --public, and the one the setting network_public_pool names.
     """
 
 
@@ -52,7 +53,8 @@ def _on_nodes(app: Any, nodes: list[Any], action: Any) -> dict[str, str]:
 
 def _text(v: dict[str, Any]) -> str:
     return (f"{v['name']:<16} {v['network_mode']:<18} {v['role']:<8} {v['subnet'] or '-':<18} "
-            f"free {v['free']}/{v['addresses']}  in use {v['in_use']}  held {v['held']}  dns {v['dns']}")
+            f"free {v['free']}/{v['addresses']}  in use {v['in_use']} (elastic {v['elastic']})  held {v['held']}  "
+            f"dns {v['dns']}")
 
 
 @pool.command("add")
@@ -60,9 +62,12 @@ def _text(v: dict[str, Any]) -> str:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--network-mode", default="nat", show_default=True,
               help="nat, isolated (no forwarding) or bridge:BRIDGE (NICs on an existing host bridge).")
+@click.option("--public", is_flag=True,
+              help="A public pool: users allocate elastic addresses from it (AllocateAddress). The pool named by the "
+                   "setting network_public_pool is public without it.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
-def pool_add(state: CliState, name: str, file: str, network_mode: str, as_json: bool) -> None:
+def pool_add(state: CliState, name: str, file: str, network_mode: str, public: bool, as_json: bool) -> None:
     """Add pool NAME from the Nimbus pool FILE; nodes serving NAME get its network."""
     from ec2gw.network import layout, nodes, pools
 
@@ -71,7 +76,7 @@ def pool_add(state: CliState, name: str, file: str, network_mode: str, as_json: 
     try:
         dns, entries = pools.parse_pool_file(Path(file).read_text())
         mode = pools.check_network_mode(network_mode)
-        role = "public" if name == settings.network_public_pool else "private"
+        role = "public" if public or name == settings.network_public_pool else "private"
         with app.db.session(write=True) as s:
             row = pools.add_pool(s, name, dns, entries, network_mode=mode, role=role, mac_prefix=settings.mac_prefix)
             net = nodes.pool_network(s, name)  # checks that the entries form one subnet
@@ -108,8 +113,9 @@ def pool_list(state: CliState, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
 def pool_show(state: CliState, name: str, as_json: bool) -> None:
-    """Show pool NAME with every address, its MAC and the instance holding it."""
-    from ec2gw.network import pools
+    """Show pool NAME with every address, its MAC, the instance holding it and, for elastic
+    addresses, the user they are allocated to."""
+    from ec2gw.network import elastic, pools
     from ec2gw.network.models import Address, Pool
 
     app = open_app(state)
@@ -119,14 +125,18 @@ def pool_show(state: CliState, name: str, as_json: bool) -> None:
             raise click.ClickException(f"there is no pool {name!r}; `ec2gw admin pool list` shows the pools")
         data = pools.summary(s, row, app.settings.address_grace_seconds)
         data["nodes"] = [n.name for n in _nodes_serving(s, name)]
+        owners = elastic.holders(s, name)
         data["entries"] = [
             {"hostname": a.hostname, "ip": a.ip, "gateway": a.gateway, "broadcast": a.broadcast, "netmask": a.netmask,
-             "mac": a.mac, "instance_id": a.instance_id,
+             "mac": a.mac, "instance_id": a.instance_id, "user": owners.get(a.id, (None, None))[0],
+             "allocation_id": a.allocation_id,
              "released_at": a.released_at.isoformat() if a.released_at else None}
             for a in s.scalars(select(Address).where(Address.pool == name).order_by(Address.id))
         ]
     lines = [_text(data), f"nodes: {', '.join(data['nodes']) or '-'}"]
-    lines += [f"  {e['hostname']:<20} {e['ip']:<16} {e['mac']}  {e['instance_id'] or ''}" for e in data["entries"]]
+    lines += [f"  {e['hostname']:<20} {e['ip']:<16} {e['mac']}  {e['instance_id'] or '':<20} "
+              f"{('user ' + e['user'] + ' ' + (e['allocation_id'] or '')) if e['user'] else ''}".rstrip()
+              for e in data["entries"]]
     emit(data, as_json, "\n".join(lines))
 
 

@@ -89,6 +89,8 @@ def load(db: Database, instance_id: str) -> LaunchContext:
                 ctx.public_keys.append(key if len(key.split()) > 2 else f"{key} {inst.key_name}")
         addrs = selection.ordered_nics(inst, list(s.scalars(select(Address).where(Address.instance_id == inst.id))))
         for addr in addrs:
+            if addr.allocation_id is not None and addr.plugged_into != inst.id:
+                continue  # an elastic address the worker has yet to put on the domain (compute/elastic.py)
             pool = s.get(Pool, addr.pool)
             if pool is None:
                 raise LaunchError(f"network pool {addr.pool} of instance {inst.id} no longer exists")

@@ -6,7 +6,7 @@ state machine with compare-and-set updates, so a request that arrives meanwhile 
 during spawn) is never overwritten. It also reconciles the database with the nodes: the
 database is the source of truth, so domains the test driver forgot are created again. And it
 removes the cached volumes of deregistered images from the nodes once no instance needs them
-(compute/image_gc.py), and every cumulus_sweep_hours the Cumulus blobs no row references
+(compute/image_gc.py), plugs and unplugs the NICs of elastic addresses (compute/elastic_nics.py), and every cumulus_sweep_hours the Cumulus blobs no row references
 (storage/maintenance.py), on one of its threads.
 """
 
@@ -27,7 +27,17 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 
 from backends.base import DomainNotFound, DriverError, InvalidState, NodeUnavailable, PowerState
-from ec2gw.compute import image_gc, image_tasks, leases, locks, metrics, moves, provision, reconcile
+from ec2gw.compute import (
+    elastic_nics,
+    image_gc,
+    image_tasks,
+    leases,
+    locks,
+    metrics,
+    moves,
+    provision,
+    reconcile,
+)
 from ec2gw.compute.cumulus import Cumulus
 from ec2gw.compute.drivers import DriverPool
 from ec2gw.compute.jobs import Job
@@ -69,6 +79,8 @@ class ComputeWorker:
         #: monotonic time of the next sweep of orphaned Cumulus blobs, and the one running (if any)
         self._next_sweep = time.monotonic() + CUMULUS_SWEEP_DELAY
         self._sweep: Future[None] | None = None
+        #: the pass putting elastic addresses' NICs on the nodes (compute/elastic_nics.py), while one runs
+        self._nics: Future[int] | None = None
         #: set when the worker is asked to stop (run()'s event): a running sweep ends early
         self._stopping = threading.Event()
         #: removes the cached volumes of deregistered images from the nodes (compute/image_gc.py)
@@ -105,6 +117,8 @@ class ComputeWorker:
         for job in jobs:
             self._submit(job)
         image_tasks.run_pending(self)
+        if self._nics is None or self._nics.done():
+            self._nics = self.pool.submit(elastic_nics.sync, self)
         now = time.monotonic()
         if now - self._last_sync > 5.0:
             self._last_sync = now

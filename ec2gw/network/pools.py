@@ -220,6 +220,8 @@ def free_addresses(s: Session, pool: str, limit: int, grace_seconds: float = 0.0
     free = and_(
         Address.pool == pool,
         Address.instance_id.is_(None),
+        Address.allocation_id.is_(None),
+        Address.plugged_into.is_(None),  # a released elastic address still on a domain until the worker unplugs it
         or_(Address.released_at.is_(None), Address.released_at <= cutoff),
     )
     if ip is not None:
@@ -269,11 +271,21 @@ def claim(s: Session, pool: str, addresses: list[Address], instance_ids: list[st
 
 
 def release(s: Session, instance_id: str) -> None:
-    """Return the instance's addresses; they are reusable after the grace period."""
+    """Return the instance's addresses; they are reusable after the grace period. Elastic addresses
+    associated with it are disassociated and stay allocated to their owner (as on EC2)."""
     s.execute(
-        update(Address).where(Address.instance_id == instance_id)
+        update(Address).where(Address.instance_id == instance_id, Address.allocation_id.is_(None))
         .values(instance_id=None, device_index=None, released_at=datetime.now(UTC))
     )
+    s.execute(
+        update(Address).where(Address.instance_id == instance_id, Address.allocation_id.is_not(None))
+        .values(instance_id=None, device_index=None, association_id=None, nic_address_id=None)
+    )
+
+
+def is_public(pool: Pool, public_pool_name: str) -> bool:
+    """A public pool: marked so (`ec2gw admin pool add ... --public`) or named by network_public_pool."""
+    return pool.role == "public" or pool.name == public_pool_name
 
 
 def addresses_of(s: Session, instance_id: str) -> list[Address]:
@@ -283,12 +295,13 @@ def addresses_of(s: Session, instance_id: str) -> list[Address]:
 
 # built once: every DescribeInstances runs it
 _NICS_OF = select(Address.instance_id, Address.id, Address.pool, Address.mac, Address.ip, Address.hostname,
-                  Address.device_index).where(
+                  Address.device_index, Address.allocation_id, Address.association_id, Address.nic_address_id).where(
     Address.instance_id.in_(bindparam("ids", expanding=True)))
 
 
 def nics_of(s: Session, instance_ids: list[str]) -> dict[str, list[Any]]:
-    """Every NIC (address row: id, pool, mac, ip, hostname, device_index) of each instance, for listings."""
+    """Every NIC (address row: id, pool, mac, ip, hostname, device_index, and for an elastic address
+    allocation_id, association_id, nic_address_id) of each instance, for listings."""
     out: dict[str, list[Any]] = {}
     for start in range(0, len(instance_ids), 500):
         for row in s.execute(_NICS_OF, {"ids": instance_ids[start:start + 500]}):
@@ -297,15 +310,18 @@ def nics_of(s: Session, instance_ids: list[str]) -> dict[str, list[Any]]:
 
 
 def summary(s: Session, pool: Pool, grace_seconds: float = 0.0) -> dict[str, Any]:
-    """What `pool list/show` print: mode, DNS, subnet and how many addresses are free/used/held."""
+    """What `pool list/show` print: mode, role, DNS, subnet and how many addresses are free, in use
+    (held by an instance or allocated as elastic addresses), elastic, or held after release."""
     cutoff = datetime.now(UTC) - timedelta(seconds=grace_seconds)
     total = s.scalar(select(func.count()).where(Address.pool == pool.name)) or 0
-    used = s.scalar(select(func.count()).where(Address.pool == pool.name, Address.instance_id.is_not(None))) or 0
+    used = s.scalar(select(func.count()).where(
+        Address.pool == pool.name, or_(Address.instance_id.is_not(None), Address.allocation_id.is_not(None)))) or 0
+    allocated = s.scalar(select(func.count()).where(Address.pool == pool.name, Address.allocation_id.is_not(None))) or 0
     held = s.scalar(select(func.count()).where(Address.pool == pool.name, Address.instance_id.is_(None),
-                                               Address.released_at > cutoff)) or 0
+                                               Address.allocation_id.is_(None), Address.released_at > cutoff)) or 0
     first = s.scalar(select(Address).where(Address.pool == pool.name).order_by(Address.id).limit(1))
     return {"name": pool.name, "network_mode": pool.network_mode, "role": pool.role, "dns": pool.dns,
-            "subnet": subnet_text(first), "addresses": total, "in_use": used, "held": held,
+            "subnet": subnet_text(first), "addresses": total, "in_use": used, "elastic": allocated, "held": held,
             "free": total - used - held}
 
 

@@ -118,7 +118,8 @@ def list_subnets(s: Session, settings: Settings) -> list[Subnet]:
     cutoff = datetime.now(UTC) - timedelta(seconds=settings.address_grace_seconds)
     free = dict(s.execute(
         select(Address.pool, func.count()).where(
-            Address.instance_id.is_(None), or_(Address.released_at.is_(None), Address.released_at <= cutoff))
+            Address.instance_id.is_(None), Address.allocation_id.is_(None),
+            or_(Address.released_at.is_(None), Address.released_at <= cutoff))
         .group_by(Address.pool)).all())
     stored = names & set(s.scalars(select(Pool.name)))
     defaults: dict[str, str] = {}

@@ -220,6 +220,18 @@ def test_every_served_action_answers_members_in_model_order(server: LiveServer, 
     ec2.describe_vpcs()
     ec2.describe_subnets()
     ec2.describe_network_interfaces()
+    pool_file = server.data_dir / "order-public.pool"
+    pool_file.write_text("none\norder0 203.0.113.10 203.0.113.1 203.0.113.255 255.255.255.0\n")
+    server.cli("admin", "pool", "add", "order-public", str(pool_file), "--network-mode", "isolated", "--public")
+    eip = ec2.allocate_address(Domain="vpc")
+    assoc = ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=ids[0])["AssociationId"]
+    ec2.describe_addresses()
+    ec2.describe_instances(InstanceIds=ids[:1])
+    ec2.describe_network_interfaces()
+    ec2.disassociate_address(AssociationId=assoc)
+    ec2.release_address(AllocationId=eip["AllocationId"])
+    eni = ec2.describe_instances(InstanceIds=ids[:1])["Reservations"][0]["Instances"][0]["NetworkInterfaces"][0]
+    ec2.modify_network_interface_attribute(NetworkInterfaceId=eni["NetworkInterfaceId"], SourceDestCheck={"Value": True})
     group = ec2.create_security_group(GroupName="order-group", Description="member order")["GroupId"]
     rule = [{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "203.0.113.0/24"}]}]
     ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=rule)

@@ -50,6 +50,10 @@ class Loot:
     key_fingerprint: str
     group_id: str
     account_id: str
+    #: alice's elastic address, associated with her running instance
+    eip_alloc: str = ""
+    eip_ip: str = ""
+    eip_assoc: str = ""
 
     @property
     def alice(self) -> Any:
@@ -110,6 +114,14 @@ def loot(deployment: World, tmp_path_factory: pytest.TempPathFactory) -> Loot:
     loot = Loot(w, ids[0], ids[1], image, kernel, key["KeyName"], key["KeyPairId"], key["KeyFingerprint"], group["GroupId"],
                 group["OwnerId"])
     wait_for("alice's second instance stopped", lambda: loot.state(ids[1]) == "stopped", timeout=60)
+    pool_file = Path(tmp_path_factory.mktemp("public-pool")) / "pool"
+    pool_file.write_text("none\n" + "".join(f"xt{i} 198.51.100.{10 + i} 198.51.100.1 198.51.100.255 255.255.255.0\n"
+                                             for i in range(4)))
+    admin_cli(w.servers[0], "pool", "add", unique("xt-public"), str(pool_file), "--network-mode", "isolated", "--public")
+    eip = ec2.allocate_address(Domain="vpc", TagSpecifications=[
+        {"ResourceType": "elastic-ip", "Tags": [{"Key": "owner", "Value": "alice"}]}])
+    loot.eip_alloc, loot.eip_ip = eip["AllocationId"], eip["PublicIp"]
+    loot.eip_assoc = ec2.associate_address(AllocationId=loot.eip_alloc, InstanceId=ids[0])["AssociationId"]
     return loot
 
 
@@ -343,6 +355,84 @@ def describe_addresses(x: Loot) -> None:
     assert x.bob.describe_addresses()["Addresses"] == []
 
 
+def _alices_eip(x: Loot) -> dict[str, Any]:
+    return dict(x.alice.describe_addresses(AllocationIds=[x.eip_alloc])["Addresses"][0])
+
+
+def _eip_unchanged(x: Loot) -> None:
+    got = _alices_eip(x)
+    assert (got["PublicIp"], got.get("AssociationId"), got.get("InstanceId")) == (x.eip_ip, x.eip_assoc, x.running)
+    assert got["Tags"] == [{"Key": "owner", "Value": "alice"}]
+    assert x.instance(x.running)["PublicIpAddress"] == x.eip_ip
+
+
+def describe_alices_address(x: Loot) -> None:
+    refused(x.bob.describe_addresses, AllocationIds=[x.eip_alloc], codes={"InvalidAllocationID.NotFound"})
+    refused(x.bob.describe_addresses, PublicIps=[x.eip_ip], codes={"InvalidAddress.NotFound"})
+    for name, value in (("allocation-id", x.eip_alloc), ("public-ip", x.eip_ip), ("association-id", x.eip_assoc),
+                        ("instance-id", x.running), ("tag:owner", "alice")):
+        assert x.bob.describe_addresses(Filters=[{"Name": name, "Values": [value]}])["Addresses"] == []
+    refused(x.bob.create_tags, Resources=[x.eip_alloc], Tags=[{"Key": "owner", "Value": "bob"}],
+            codes={"InvalidAllocationID.NotFound"})
+    refused(x.bob.delete_tags, Resources=[x.eip_alloc], codes={"InvalidAllocationID.NotFound"})
+    _eip_unchanged(x)
+
+
+def allocate_address(x: Loot) -> None:
+    """Bob gets an address of his own, never alice's (asking for hers by address is InUse)."""
+    refused(x.bob.allocate_address, Domain="vpc", Address=x.eip_ip, codes={"InvalidIPAddress.InUse"})
+    mine = x.bob.allocate_address(Domain="vpc")
+    try:
+        assert mine["PublicIp"] != x.eip_ip
+        assert [a["AllocationId"] for a in x.bob.describe_addresses()["Addresses"]] == [mine["AllocationId"]]
+    finally:
+        x.bob.release_address(AllocationId=mine["AllocationId"])
+    _eip_unchanged(x)
+
+
+def associate_address(x: Loot) -> None:
+    """Bob can neither move alice's address nor put his own on alice's instance or interface."""
+    refused(x.bob.associate_address, AllocationId=x.eip_alloc, InstanceId=x.running, AllowReassociation=True,
+            codes={"InvalidAllocationID.NotFound"})
+    refused(x.bob.associate_address, PublicIp=x.eip_ip, InstanceId=x.stopped, AllowReassociation=True,
+            codes={"InvalidAddress.NotFound"})
+    mine = x.bob.allocate_address(Domain="vpc")
+    try:
+        for target in (x.running, x.stopped):
+            refused(x.bob.associate_address, AllocationId=mine["AllocationId"], InstanceId=target,
+                    AllowReassociation=True, codes=INSTANCE_NF)
+        eni = x.instance(x.running)["NetworkInterfaces"][0]["NetworkInterfaceId"]
+        refused(x.bob.associate_address, AllocationId=mine["AllocationId"], NetworkInterfaceId=eni,
+                AllowReassociation=True, codes={"InvalidNetworkInterfaceID.NotFound"})
+        assert "AssociationId" not in x.bob.describe_addresses(AllocationIds=[mine["AllocationId"]])["Addresses"][0]
+    finally:
+        x.bob.release_address(AllocationId=mine["AllocationId"])
+    _eip_unchanged(x)
+
+
+def disassociate_address(x: Loot) -> None:
+    refused(x.bob.disassociate_address, AssociationId=x.eip_assoc, codes={"InvalidAssociationID.NotFound"})
+    refused(x.bob.disassociate_address, PublicIp=x.eip_ip, codes={"InvalidAddress.NotFound"})
+    _eip_unchanged(x)
+
+
+def release_address(x: Loot) -> None:
+    refused(x.bob.release_address, AllocationId=x.eip_alloc, codes={"InvalidAllocationID.NotFound"})
+    refused(x.bob.release_address, PublicIp=x.eip_ip, codes={"InvalidAddress.NotFound"})
+    _eip_unchanged(x)
+
+
+def modify_network_interface_attribute(x: Loot) -> None:
+    bob_group = x.bob.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
+    eni = x.instance(x.running)["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    for groups in ([bob_group], [x.group_id]):
+        refused(x.bob.modify_network_interface_attribute, NetworkInterfaceId=eni, Groups=groups,
+                codes={"InvalidNetworkInterfaceID.NotFound"})
+    refused(x.bob.modify_network_interface_attribute, NetworkInterfaceId=eni, SourceDestCheck={"Value": True},
+            codes={"InvalidNetworkInterfaceID.NotFound"})
+    assert [g["GroupId"] for g in x.instance(x.running)["SecurityGroups"]] == [x.group_id]
+
+
 def monitor_instances(x: Loot) -> None:
     refused(x.bob.monitor_instances, InstanceIds=[x.running], codes=INSTANCE_NF)
     refused(x.bob.monitor_instances, InstanceIds=[x.stopped], codes=INSTANCE_NF)
@@ -511,7 +601,12 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "DeleteKeyPair": [delete_key_pair],
     "DescribeKeyPairs": [describe_key_pairs],
     "DescribeSecurityGroups": [describe_security_groups],
-    "DescribeAddresses": [describe_addresses],
+    "DescribeAddresses": [describe_addresses, describe_alices_address],
+    "AllocateAddress": [allocate_address],
+    "AssociateAddress": [associate_address],
+    "DisassociateAddress": [disassociate_address],
+    "ReleaseAddress": [release_address],
+    "ModifyNetworkInterfaceAttribute": [modify_network_interface_attribute],
     "MonitorInstances": [monitor_instances],
     "UnmonitorInstances": [unmonitor_instances],
     "DescribeVpcs": [describe_vpcs],

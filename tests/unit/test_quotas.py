@@ -42,18 +42,18 @@ def row_counts(w: World) -> tuple[int, int]:
 
 
 def test_user_quota_beats_group_quota_beats_defaults(w: World) -> None:
-    assert limits(w, "alice") == quotas.Limits(20000, None, None, None)  # settings' defaults
+    assert limits(w, "alice") == quotas.Limits(20000, None, None, None, 5)  # settings' defaults
     set_quota(w, "users", vcpus=8, memory_mib=4096, storage_bytes=quotas.GIB)  # alice and bob are in group users
     set_quota(w, "alice", vcpus=2, storage_bytes=quotas.UNLIMITED)
-    assert limits(w, "alice") == quotas.Limits(20000, 2, 4096, None)
-    assert limits(w, "bob") == quotas.Limits(20000, 8, 4096, quotas.GIB)
+    assert limits(w, "alice") == quotas.Limits(20000, 2, 4096, None, 5)
+    assert limits(w, "bob") == quotas.Limits(20000, 8, 4096, quotas.GIB, 5)
     set_quota(w, "alice", vcpus="default")  # falls back to the group again
     assert limits(w, "alice").vcpus == 8
 
 
 def test_settings_defaults_apply_without_quotas(tmp_path: Path) -> None:
     w = make_world(tmp_path, max_instances_per_user=5, quota_vcpus=3, quota_memory_mb=2048, quota_storage_gb=0.5)
-    assert limits(w, "alice") == quotas.Limits(5, 3, 2048, quotas.GIB // 2)
+    assert limits(w, "alice") == quotas.Limits(5, 3, 2048, quotas.GIB // 2, 5)
 
 
 def test_targets_resolve_to_users_or_groups(w: World) -> None:
@@ -298,11 +298,12 @@ def test_admin_quota_commands(tmp_path: Path) -> None:
     res = run("admin", "quota", "set", "lab", "--instances", "4", "--memory", "2048", "--storage", "1.5", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output) == {"kind": "group", "name": "lab", "instances": 4, "vcpus": "default",
-                                      "memory_mib": 2048, "storage_bytes": 3 * quotas.GIB // 2}
+                                      "memory_mib": 2048, "storage_bytes": 3 * quotas.GIB // 2, "addresses": "default"}
     assert run("admin", "quota", "set", "kim", "--vcpus", "unlimited").exit_code == 0
     shown = json.loads(run("admin", "quota", "show", "kim", "--json").output)
-    assert shown["limits"] == {"instances": 4, "vcpus": "unlimited", "memory_mib": 2048, "storage_bytes": 3 * quotas.GIB // 2}
-    assert shown["usage"] == {"instances": 0, "vcpus": 0, "memory_mib": 0, "storage_bytes": 0}
+    assert shown["limits"] == {"instances": 4, "vcpus": "unlimited", "memory_mib": 2048, "storage_bytes": 3 * quotas.GIB // 2,
+                               "addresses": 5}
+    assert shown["usage"] == {"instances": 0, "vcpus": 0, "memory_mib": 0, "storage_bytes": 0, "addresses": 0}
     assert [r["name"] for r in json.loads(run("admin", "quota", "list", "--json").output)] == ["lab", "kim"]
     res = run("admin", "quota", "set", "no-such-anything", "--instances", "1")
     assert res.exit_code == 1 and "no user or group named 'no-such-anything'" in res.output and "group:" in res.output
