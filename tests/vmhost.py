@@ -17,6 +17,7 @@ VmHost.http() reaches those from the node's network namespace, as the node's hos
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -141,6 +142,19 @@ class VmHost:
                              timeout=timeout)
         body, _, code = proc.stdout.rpartition("\n")
         return body if proc.returncode == 0 and code == "200" else None
+
+    def qemu_pid(self, name: str) -> int | None:
+        """The pid of the QEMU process running domain ``name`` on this node, or None."""
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/cmdline", "rb") as f:
+                        args = f.read().split(b"\0")
+                except OSError:
+                    continue
+                if f"guest={name},".encode() in b" ".join(args) and b"-name" in args:
+                    return int(entry)
+        return None
 
     def dhcp_hosts(self, network: str) -> list[str]:
         """The MACs with a static DHCP entry on ``network``."""
