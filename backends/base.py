@@ -79,6 +79,11 @@ class MigrationFailed(DriverError):
     runs on its source node; what the migration had started on the destination was removed."""
 
 
+class DetachTimeout(DriverError):
+    """The guest did not release a disk within the timeout; the unplug request stays pending on the
+    node (the device goes when the guest lets it go). Calling detach_disk() again is safe."""
+
+
 class PowerState(enum.Enum):
     """Power state of a domain as the hypervisor reports it."""
 
@@ -369,6 +374,44 @@ class Driver(ABC):
     @abstractmethod
     def node_info(self) -> NodeInfo:
         """Hostname, memory and logical CPUs of the node."""
+
+    # -- block devices of a defined domain (EBS volumes) -----------------------------------------
+    def attach_disk(self, name: str, disk: DiskSpec) -> bool:
+        """Add ``disk`` (its ``target`` set, e.g. vdb) to the domain: hot-plugged into the running
+        guest and written into its persistent definition; a domain that is not running gets it in
+        its definition only, so it is there from the next start.
+
+        Returns True when the running guest has the disk now. A driver that cannot hot-plug
+        (libvirt's test driver) changes the persistent definition only and returns False: the
+        disk is there from the next start. The same source already at that target: no-op (True
+        when it is live). Another disk at the target: InvalidSpec. Missing domain: DomainNotFound.
+        """
+        raise NotSupported(f"{type(self).__name__} cannot attach disks")
+
+    def detach_disk(self, name: str, target: str, timeout: float = 30.0, force: bool = False) -> None:
+        """Remove the disk at ``target`` from the running guest and from the persistent definition,
+        returning only once it is gone from both.
+
+        An unplug request can succeed while the guest keeps the device (a paused guest, one that
+        ignores the eject: ../shared/virt/PROBES-2026-12.md section 1), so the live definition is
+        read again until the target is absent; past ``timeout`` :class:`DetachTimeout`. With
+        ``force`` the persistent definition loses the disk even then (the running guest may keep
+        it until it stops). No disk at the target: success. Missing domain: DomainNotFound.
+        """
+        raise NotSupported(f"{type(self).__name__} cannot detach disks")
+
+    def resize_disk(self, name: str, target: str, capacity: int) -> None:
+        """Grow the disk at ``target`` of a running domain to ``capacity`` bytes, so that the guest
+        sees the new size at once (the image on the node grows with it). Not running:
+        :class:`InvalidState` (grow the volume through the storage API instead). Missing domain:
+        DomainNotFound; a driver without it: NotSupported.
+        """
+        raise NotSupported(f"{type(self).__name__} cannot resize disks")
+
+    def disk_targets(self, name: str, live: bool = True) -> dict[str, str]:
+        """target -> source (volume ``pool/name`` or file path) of the domain's disks, from its live
+        definition (``live``) or its persistent one. Missing domain: DomainNotFound."""
+        raise NotSupported(f"{type(self).__name__} does not list disks")
 
     def domain_stats(self) -> list[DomainStats]:
         """Counters of every running domain of the node, read in one request to the node (libvirt's

@@ -104,6 +104,13 @@ class VolumeDriver(ABC):
                         chunk_size: int = CHUNK_SIZE) -> int:
         """Write the volume's bytes to ``sink`` in bounded chunks; returns the number written."""
 
+    def resize_volume(self, pool: str, name: str, capacity: int) -> VolumeInfo:
+        """Grow the volume to ``capacity`` bytes (its content stays; the new space reads as zeros).
+        A smaller capacity is refused with InvalidSpec. The volume must not be in use by a running
+        guest (grow that one with Driver.resize_disk). NotSupported where the node cannot
+        (libvirt's test driver)."""
+        raise NotSupported(f"{type(self).__name__} cannot resize volumes")
+
     def copy_volume(self, pool: str, name: str, source_pool: str, source_name: str, format: str = "qcow2",
                     timeout: float = 3600.0) -> VolumeInfo:
         """Create volume ``name`` as a flattened copy of ``source_name``: the source's whole content

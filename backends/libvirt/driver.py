@@ -18,6 +18,7 @@ from lxml import etree
 
 from backends.base import (
     DOMAIN_TYPES,
+    DiskSpec,
     DomainExists,
     DomainInfo,
     DomainNotFound,
@@ -36,7 +37,7 @@ from backends.base import (
     PowerState,
     SpawnFailed,
 )
-from backends.libvirt import backup, console, designer, migration
+from backends.libvirt import backup, console, designer, hotplug, migration
 from backends.libvirt.connection import Connection, describe, is_connection_error
 from backends.libvirt.network import LibvirtNetworks
 from backends.libvirt.storage import LibvirtVolumes
@@ -438,6 +439,22 @@ class LibvirtDriver(Driver):
             _model, memory_mib, cpus, *_ = conn.getInfo()
             return NodeInfo(hostname=conn.getHostname(), memory_mib=memory_mib, vcpus=cpus)
         return self._call(op, "node info")
+
+    def attach_disk(self, name: str, disk: DiskSpec) -> bool:
+        """See Driver.attach_disk (backends/libvirt/hotplug.py: hot-plug, or the persistent
+        definition only on drivers without it)."""
+        return self._call(lambda conn: hotplug.attach(conn, get_domain(conn, name), disk, self.domain_type),
+                          f"attaching {disk.target} to {name}")
+
+    def detach_disk(self, name: str, target: str, timeout: float = 30.0, force: bool = False) -> None:
+        self._call(lambda conn: hotplug.detach(conn, get_domain(conn, name), target, timeout, force),
+                   f"detaching {target} from {name}", self.connection.timeout + timeout)
+
+    def resize_disk(self, name: str, target: str, capacity: int) -> None:
+        self._call(lambda conn: hotplug.resize(get_domain(conn, name), target, capacity), f"resizing {target} of {name}")
+
+    def disk_targets(self, name: str, live: bool = True) -> dict[str, str]:
+        return self._call(lambda conn: hotplug.targets(get_domain(conn, name), live), f"disks of {name}")
 
     def domain_stats(self) -> list[DomainStats]:
         def op(conn: libvirt.virConnect) -> list[tuple[str, dict[str, int]]]:

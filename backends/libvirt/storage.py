@@ -253,6 +253,19 @@ class LibvirtVolumes(VolumeDriver):
                 raise
         return self._call(op, f"downloading {pool}/{name}", stepwise=True)
 
+    def resize_volume(self, pool: str, name: str, capacity: int) -> VolumeInfo:
+        """As VolumeDriver.resize_volume: virStorageVolResize (qemu-img resize on the node for qcow2)."""
+        def op(conn: libvirt.virConnect) -> VolumeInfo:
+            p = get_pool(conn, pool)
+            vol = get_volume(p, name)
+            have = StorageVolume.from_xml(vol.XMLDesc(0)).capacity
+            if capacity < have:
+                raise InvalidSpec(f"volume {pool}/{name} has {have} bytes; it can grow, not shrink to {capacity}")
+            if capacity > have:
+                vol.resize(capacity, 0)
+            return volume_info(p, get_volume(p, name))
+        return self._call(op, f"resizing {pool}/{name}")
+
     def copy_volume(self, pool: str, name: str, source_pool: str, source_name: str, format: str = "qcow2",
                     timeout: float = 3600.0) -> VolumeInfo:
         """As VolumeDriver.copy_volume: virStorageVolCreateXMLFrom, which runs ``qemu-img convert``
