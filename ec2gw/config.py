@@ -83,6 +83,9 @@ class Settings:
     quota_storage_gb: float = -1.0
     #: elastic addresses (AllocateAddress) per user, as EC2's default of 5 per region (-1: no limit)
     quota_addresses: int = 5
+    #: EBS volumes per user (count) and their total size in GiB; -1: no limit
+    quota_volumes: int = -1
+    quota_volume_gb: int = -1
     #: how far placement may overcommit a node's vCPUs and memory (1.0 = not at all)
     cpu_overcommit: float = 1.0
     memory_overcommit: float = 1.0

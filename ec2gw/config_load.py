@@ -64,6 +64,8 @@ _RANGES: dict[str, tuple[float, bool, float | None, str]] = {
     "quota_memory_mb": (-1, True, None, _NO_LIMIT),
     "quota_storage_gb": (-1, True, None, _NO_LIMIT),
     "quota_addresses": (-1, True, None, _NO_LIMIT),
+    "quota_volumes": (-1, True, None, _NO_LIMIT),
+    "quota_volume_gb": (-1, True, None, _NO_LIMIT),
     "cpu_overcommit": (0, False, None, ""),
     "memory_overcommit": (0, False, None, ""),
     "address_grace_seconds": (0, True, None, ""),

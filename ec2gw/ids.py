@@ -20,6 +20,7 @@ MALFORMED_KIND = {
     "sg": "InvalidGroupId",
     "vol": "InvalidVolumeID",
     "eipalloc": "InvalidAllocationID",
+    "snap": "InvalidSnapshotID",
 }
 
 

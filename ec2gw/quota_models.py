@@ -28,4 +28,7 @@ class Quota(Base):
     storage_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     #: elastic addresses (AllocateAddress) held at a time
     addresses: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: EBS volumes: how many, and their total size in bytes
+    volumes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    volume_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ec2gw.db.models import Instance, User
+from ec2gw.db.volume_models import LIVE_STATES, Volume
 from ec2gw.errors import ServiceError
 from ec2gw.network.models import Address
 from ec2gw.quota_models import UNLIMITED, Quota
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 #: the bytes a user holds in Cumulus (storage.usage.total), for usage reports
 StoredBytes = Callable[[Session | Connection, int], int]
 
-FIELDS = ("instances", "vcpus", "memory_mib", "storage_bytes", "addresses")
+FIELDS = ("instances", "vcpus", "memory_mib", "storage_bytes", "addresses", "volumes", "volume_bytes")
 GIB = 1 << 30
 #: what DescribeAccountAttributes reports as max-instances when there is no limit
 NO_LIMIT_INSTANCES = 2**31 - 1
@@ -52,6 +53,8 @@ class Limits:
     memory_mib: int | None
     storage_bytes: int | None
     addresses: int | None
+    volumes: int | None = None
+    volume_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Usage:
     memory_mib: int
     storage_bytes: int
     addresses: int = 0
+    volumes: int = 0
+    volume_bytes: int = 0
 
 
 # --------------------------------------------------------------------------- limits
@@ -74,6 +79,8 @@ def defaults(settings: Settings) -> dict[str, int]:
         "memory_mib": settings.quota_memory_mb,
         "storage_bytes": UNLIMITED if gb < 0 else int(gb * GIB),
         "addresses": settings.quota_addresses,
+        "volumes": settings.quota_volumes,
+        "volume_bytes": UNLIMITED if settings.quota_volume_gb < 0 else settings.quota_volume_gb * GIB,
     }
 
 
@@ -108,7 +115,40 @@ def usage_of(s: Session, user_id: int, stored: StoredBytes | None = None) -> Usa
         .where(Instance.owner_id == user_id, Instance.state != "terminated")
     ).one()
     held = s.scalar(select(func.count(Address.id)).where(Address.owner_id == user_id, Address.allocation_id.is_not(None)))
-    return Usage(int(count), int(vcpus), int(memory), 0 if stored is None else stored(s, user_id), int(held or 0))
+    volumes, volume_gib = s.execute(
+        select(func.count(Volume.id), func.coalesce(func.sum(Volume.size_gib), 0))
+        .where(Volume.owner_id == user_id, Volume.state.in_(LIVE_STATES))
+    ).one()
+    return Usage(int(count), int(vcpus), int(memory), 0 if stored is None else stored(s, user_id), int(held or 0),
+                 int(volumes), int(volume_gib) * GIB)
+
+
+def volume_allowance(s: Session, settings: Settings, principal: Principal, add_volumes: int, add_gib: int) -> None:
+    """Raise VolumeLimitExceeded unless the caller may hold ``add_volumes`` more volumes and
+    ``add_gib`` more GiB of them (CreateVolume: 1 and its size; ModifyVolume: 0 and the growth).
+
+    Runs inside the request's write transaction (BEGIN IMMEDIATE on SQLite; the user's row locked on
+    PostgreSQL), so two concurrent requests by one user cannot both pass the same quota.
+    """
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(select(User.id).where(User.id == principal.user_id).with_for_update())
+    limits = limits_for(s, settings, principal.name, principal.group)
+    if limits.volumes is None and limits.volume_bytes is None:
+        return
+    used = usage_of(s, principal.user_id)
+    if limits.volumes is not None and add_volumes and used.volumes + add_volumes > limits.volumes:
+        raise ServiceError(
+            "VolumeLimitExceeded",
+            f"Your quota allows {limits.volumes} volumes and you have {used.volumes}. Delete volumes you no longer "
+            "need or ask the administrator for a larger quota (ec2gw admin quota set --volumes).",
+        )
+    if limits.volume_bytes is not None and add_gib and used.volume_bytes + add_gib * GIB > limits.volume_bytes:
+        raise ServiceError(
+            "VolumeLimitExceeded",
+            f"Your quota allows {limits.volume_bytes // GIB} GiB of volumes; you use {used.volume_bytes // GIB} GiB and "
+            f"asked for {add_gib} GiB more. Delete or shrink your use of volumes, or ask the administrator for a "
+            "larger quota (ec2gw admin quota set --volume-gb).",
+        )
 
 
 # one Core query (no ORM: it runs in every Cumulus PUT): the user's row, with their own and their

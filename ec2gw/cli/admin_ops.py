@@ -31,7 +31,7 @@ ADMIN_REASON = "Server.AdministratorTerminated"
 
 @admin.group()
 def quota() -> None:
-    """Quotas per user or per group: instances, vCPUs, memory, Cumulus storage and elastic addresses.
+    """Quotas per user or per group: instances, vCPUs, memory, Cumulus storage, elastic addresses and EBS volumes.
 
     A user's limit for each resource is their own quota where set, otherwise their group's (which
     applies to each member), otherwise the service default from the settings.
@@ -49,18 +49,21 @@ def _limit_help(what: str) -> str:
 @click.option("--memory", default=None, metavar="MB", help=_limit_help("Memory of those instances, in MiB"))
 @click.option("--storage", default=None, metavar="GB", help=_limit_help("Cumulus storage in GB (2^30 bytes; 0.5 allowed)"))
 @click.option("--addresses", default=None, metavar="N", help=_limit_help("Elastic addresses (AllocateAddress) at a time"))
+@click.option("--volumes", default=None, metavar="N", help=_limit_help("EBS volumes (not deleted) at a time"))
+@click.option("--volume-gb", default=None, metavar="G", help=_limit_help("Total size of those volumes, in GiB"))
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
 def quota_set(state: CliState, user_or_group: str, instances: str | None, vcpus: str | None, memory: str | None,
-              storage: str | None, addresses: str | None, as_json: bool) -> None:
+              storage: str | None, addresses: str | None, volumes: str | None, volume_gb: str | None, as_json: bool) -> None:
     """Set quotas of USER_OR_GROUP (a user name or a group name; user:NAME or group:NAME when both exist).
 
     Options not given keep their current value. Example: ec2gw admin quota set students --vcpus 8 --storage 20
     """
     from ec2gw import quotas
 
-    if all(v is None for v in (instances, vcpus, memory, storage, addresses)):
-        raise click.UsageError("give at least one of --instances, --vcpus, --memory, --storage, --addresses")
+    if all(v is None for v in (instances, vcpus, memory, storage, addresses, volumes, volume_gb)):
+        raise click.UsageError("give at least one of --instances, --vcpus, --memory, --storage, --addresses, "
+                               "--volumes, --volume-gb")
     app = open_app(state)
     try:
         changes = {
@@ -69,6 +72,8 @@ def quota_set(state: CliState, user_or_group: str, instances: str | None, vcpus:
             "memory_mib": quotas.parse_limit(memory, "memory"),
             "storage_bytes": quotas.parse_limit(storage, "storage", scale=quotas.GIB),
             "addresses": quotas.parse_limit(addresses, "addresses"),
+            "volumes": quotas.parse_limit(volumes, "volumes"),
+            "volume_bytes": quotas.parse_limit(volume_gb, "volume-gb", scale=quotas.GIB),
         }
         with app.db.session(write=True) as s:
             row = quotas.set_quota(s, user_or_group, **changes)
@@ -79,7 +84,8 @@ def quota_set(state: CliState, user_or_group: str, instances: str | None, vcpus:
 
 def _quota_line(row: dict[str, Any]) -> str:
     return (f"{row['kind']:<6} {row['name']:<20} instances={row['instances']} vcpus={row['vcpus']} "
-            f"memory_mib={row['memory_mib']} storage_bytes={row['storage_bytes']} addresses={row['addresses']}")
+            f"memory_mib={row['memory_mib']} storage_bytes={row['storage_bytes']} addresses={row['addresses']} "
+            f"volumes={row['volumes']} volume_bytes={row['volume_bytes']}")
 
 
 @quota.command("list")

@@ -37,6 +37,7 @@ from ec2gw.compute import (
     moves,
     provision,
     reconcile,
+    volume_tasks,
 )
 from ec2gw.compute.cumulus import Cumulus
 from ec2gw.compute.drivers import DriverPool
@@ -119,6 +120,7 @@ class ComputeWorker:
         image_tasks.run_pending(self)
         if self._nics is None or self._nics.done():
             self._nics = self.pool.submit(elastic_nics.sync, self)
+        volume_tasks.run_pending(self)
         now = time.monotonic()
         if now - self._last_sync > 5.0:
             self._last_sync = now
@@ -221,8 +223,11 @@ class ComputeWorker:
             return replace(job, node=node_ref(s, self.settings, name))
 
     def _spec(self, job: Job) -> Any:
-        """The domain to create: provisions disks, seed and network on the node first."""
-        return provision.prepare(self, job)
+        """The domain to create: provisions disks, seed and network on the node first; the
+        instance's attached volumes come after its own disks."""
+        spec = provision.prepare(self, job)
+        spec.disks.extend(volume_tasks.attached_disks(self, job.instance_id, job.node.domain_type == "test"))
+        return spec
 
     def _do_spawn(self, job: Job) -> None:
         drv = self.drivers.get(job.node)
@@ -277,6 +282,7 @@ class ComputeWorker:
     def _do_terminate(self, job: Job) -> None:
         self.drivers.get(job.node).destroy(job.instance_id)
         provision.cleanup(self, job)
+        volume_tasks.release_instance(self, job.instance_id)
         now = datetime.now(UTC)
         with self.db.session(write=True) as s:
             res = s.execute(
@@ -379,3 +385,4 @@ class ComputeWorker:
             if gone:
                 s.execute(delete(Tag).where(Tag.resource_id.in_(gone)))
                 s.execute(delete(Instance).where(Instance.id.in_(gone)))
+        volume_tasks.reap_deleted(self)

@@ -189,6 +189,8 @@ class Node(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     reachable: Mapped[bool] = mapped_column(Boolean, default=True)
     last_error: Mapped[str] = mapped_column(String(512), default="")
+    #: GiB of EBS volumes its storage may hold (None: no fixed limit)
+    volume_gb: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ServiceLock(Base):

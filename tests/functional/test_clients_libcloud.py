@@ -245,6 +245,21 @@ def test_every_served_action_answers_members_in_model_order(server: LiveServer, 
                                  (ec2.create_subnet, {"VpcId": ec2.describe_vpcs()["Vpcs"][0]["VpcId"]}),
                                  (ec2.delete_subnet, {"SubnetId": ec2.describe_subnets()["Subnets"][0]["SubnetId"]})):
         assert _code(refused_call, **kwargs) == "UnsupportedOperation"
+    zone = ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+    vol = ec2.create_volume(AvailabilityZone=zone, Size=1, TagSpecifications=[
+        {"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": "order"}]}])["VolumeId"]
+    ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig=fast)
+    ec2.attach_volume(VolumeId=vol, InstanceId=ids[1], Device="/dev/sdf")
+    ec2.get_waiter("volume_in_use").wait(VolumeIds=[vol], WaiterConfig=fast)
+    ec2.describe_volumes(VolumeIds=[vol])
+    ec2.describe_volume_status(VolumeIds=[vol])
+    ec2.modify_volume_attribute(VolumeId=vol, AutoEnableIO={"Value": True})
+    ec2.describe_volume_attribute(VolumeId=vol, Attribute="autoEnableIO")
+    ec2.modify_volume(VolumeId=vol, VolumeType="gp3")
+    ec2.describe_volumes_modifications(VolumeIds=[vol])
+    ec2.detach_volume(VolumeId=vol)
+    ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig=fast)
+    ec2.delete_volume(VolumeId=vol)
     ec2.describe_instance_attribute(InstanceId=ids[0], Attribute="instanceType")
     ec2.get_console_output(InstanceId=ids[0])
     ec2.create_tags(Resources=ids, Tags=[{"Key": "tier", "Value": "web"}])

@@ -34,6 +34,7 @@ INSTANCE_NF = {"InvalidInstanceID.NotFound"}
 IMAGE_NF = {"InvalidAMIID.NotFound"}
 KEY_NF = {"InvalidKeyPair.NotFound"}
 GROUP_NF = {"InvalidGroup.NotFound"}
+VOLUME_NF = {"InvalidVolume.NotFound"}
 
 
 @dataclass
@@ -54,6 +55,9 @@ class Loot:
     eip_alloc: str = ""
     eip_ip: str = ""
     eip_assoc: str = ""
+    #: alice's volumes: one available, one attached to her running instance at /dev/sdf
+    volume: str = ""
+    attached: str = ""
 
     @property
     def alice(self) -> Any:
@@ -83,7 +87,11 @@ class Loot:
         seen |= {k["KeyPairId"] for k in self.bob.describe_key_pairs()["KeyPairs"]}
         seen |= {g["GroupId"] for g in self.bob.describe_security_groups()["SecurityGroups"]}
         seen |= {t["ResourceId"] for t in self.bob.describe_tags()["Tags"]}
+        seen |= {v["VolumeId"] for v in self.bob.describe_volumes()["Volumes"]}
         return seen
+
+    def vol(self, vid: str) -> dict[str, Any]:
+        return dict(self.alice.describe_volumes(VolumeIds=[vid])["Volumes"][0])
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +130,15 @@ def loot(deployment: World, tmp_path_factory: pytest.TempPathFactory) -> Loot:
         {"ResourceType": "elastic-ip", "Tags": [{"Key": "owner", "Value": "alice"}]}])
     loot.eip_alloc, loot.eip_ip = eip["AllocationId"], eip["PublicIp"]
     loot.eip_assoc = ec2.associate_address(AllocationId=loot.eip_alloc, InstanceId=ids[0])["AssociationId"]
+    zone = ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+    tagged = [{"ResourceType": "volume", "Tags": [{"Key": "owner", "Value": "alice"}]}]
+    loot.volume = ec2.create_volume(AvailabilityZone=zone, Size=1, TagSpecifications=tagged)["VolumeId"]
+    loot.attached = ec2.create_volume(AvailabilityZone=zone, Size=2, TagSpecifications=tagged)["VolumeId"]
+    fast = {"Delay": 1, "MaxAttempts": 60}
+    ec2.get_waiter("volume_available").wait(VolumeIds=[loot.volume, loot.attached], WaiterConfig=fast)
+    ec2.attach_volume(VolumeId=loot.attached, InstanceId=ids[0], Device="/dev/sdf")
+    wait_for("alice's volume attached",
+             lambda: loot.vol(loot.attached)["Attachments"][0]["State"] == "attached", timeout=60)
     return loot
 
 
@@ -572,7 +589,102 @@ def modify_instance_groups(x: Loot) -> None:
 
 
 def nothing_of_alices_is_listed_for_bob(x: Loot) -> None:
-    assert not x.bob_sees() & {x.running, x.stopped, x.image, x.kernel, x.key_id, x.group_id}
+    assert not x.bob_sees() & {x.running, x.stopped, x.image, x.kernel, x.key_id, x.group_id, x.volume, x.attached}
+
+
+# --------------------------------------------------------------------------- volumes
+
+
+def _bobs_volume(x: Loot) -> str:
+    zone = x.bob.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+    vid = str(x.bob.create_volume(AvailabilityZone=zone, Size=1)["VolumeId"])
+    x.bob.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    return vid
+
+
+def _volumes_intact(x: Loot) -> None:
+    free, used = x.vol(x.volume), x.vol(x.attached)
+    assert (free["State"], free["Size"], free["Attachments"]) == ("available", 1, [])
+    assert (used["State"], used["Size"]) == ("in-use", 2)
+    assert [(a["InstanceId"], a["Device"], a["State"]) for a in used["Attachments"]] == [(x.running, "/dev/sdf", "attached")]
+    assert x.tags(x.volume) == {"owner": "alice"}
+
+
+def describe_volumes(x: Loot) -> None:
+    refused(x.bob.describe_volumes, VolumeIds=[x.volume], codes=VOLUME_NF)
+    refused(x.bob.describe_volumes, VolumeIds=[x.attached], codes=VOLUME_NF)
+    for flt in ({"Name": "volume-id", "Values": [x.volume, x.attached]}, {"Name": "tag:owner", "Values": ["alice"]},
+                {"Name": "attachment.instance-id", "Values": [x.running]}):
+        assert x.bob.describe_volumes(Filters=[flt])["Volumes"] == []
+
+
+def create_volume(x: Loot) -> None:
+    """Bob's ClientToken equal to one alice used gives bob a volume of his own, never hers."""
+    zone = x.alice.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+    mine = x.alice.create_volume(AvailabilityZone=zone, Size=1, ClientToken="shared-token")["VolumeId"]
+    his = x.bob.create_volume(AvailabilityZone=zone, Size=1, ClientToken="shared-token")["VolumeId"]
+    assert his != mine
+    refused(x.bob.describe_volumes, VolumeIds=[mine], codes=VOLUME_NF)
+    fast = {"Delay": 1, "MaxAttempts": 60}
+    x.alice.get_waiter("volume_available").wait(VolumeIds=[mine], WaiterConfig=fast)
+    x.bob.get_waiter("volume_available").wait(VolumeIds=[his], WaiterConfig=fast)
+    x.alice.delete_volume(VolumeId=mine)
+    x.bob.delete_volume(VolumeId=his)
+
+
+def delete_volume(x: Loot) -> None:
+    refused(x.bob.delete_volume, VolumeId=x.volume, codes=VOLUME_NF)
+    refused(x.bob.delete_volume, VolumeId=x.attached, codes=VOLUME_NF)
+    _volumes_intact(x)
+
+
+def attach_volume(x: Loot) -> None:
+    refused(x.bob.attach_volume, VolumeId=x.volume, InstanceId=x.running, Device="/dev/sdg",
+            codes=VOLUME_NF | INSTANCE_NF)
+    bobs = _bobs_volume(x)
+    # his volume into her instance, her volume into an instance of his: neither is found
+    refused(x.bob.attach_volume, VolumeId=bobs, InstanceId=x.running, Device="/dev/sdg", codes=INSTANCE_NF)
+    refused(x.bob.attach_volume, VolumeId=bobs, InstanceId=x.stopped, Device="/dev/sdg", codes=INSTANCE_NF)
+    refused(x.alice.attach_volume, VolumeId=bobs, InstanceId=x.running, Device="/dev/sdg", codes=VOLUME_NF)
+    x.bob.delete_volume(VolumeId=bobs)
+    _volumes_intact(x)
+
+
+def detach_volume(x: Loot) -> None:
+    refused(x.bob.detach_volume, VolumeId=x.attached, codes=VOLUME_NF)
+    refused(x.bob.detach_volume, VolumeId=x.attached, InstanceId=x.running, Force=True, codes=VOLUME_NF)
+    _volumes_intact(x)
+
+
+def modify_volume(x: Loot) -> None:
+    refused(x.bob.modify_volume, VolumeId=x.volume, Size=8, codes=VOLUME_NF)
+    refused(x.bob.modify_volume, VolumeId=x.attached, VolumeType="gp3", codes=VOLUME_NF)
+    _volumes_intact(x)
+    assert x.vol(x.attached)["VolumeType"] == "gp2"
+
+
+def describe_volumes_modifications(x: Loot) -> None:
+    refused(x.bob.describe_volumes_modifications, VolumeIds=[x.volume], codes=VOLUME_NF)
+    listed = x.bob.describe_volumes_modifications()["VolumesModifications"]
+    assert not {m["VolumeId"] for m in listed} & {x.volume, x.attached}
+
+
+def describe_volume_status(x: Loot) -> None:
+    refused(x.bob.describe_volume_status, VolumeIds=[x.volume], codes=VOLUME_NF)
+    listed = x.bob.describe_volume_status()["VolumeStatuses"]
+    assert not {s["VolumeId"] for s in listed} & {x.volume, x.attached}
+
+
+def volume_attributes(x: Loot) -> None:
+    refused(x.bob.describe_volume_attribute, VolumeId=x.volume, Attribute="autoEnableIO", codes=VOLUME_NF)
+    refused(x.bob.modify_volume_attribute, VolumeId=x.volume, AutoEnableIO={"Value": True}, codes=VOLUME_NF)
+    assert x.alice.describe_volume_attribute(VolumeId=x.volume, Attribute="autoEnableIO")["AutoEnableIO"]["Value"] is False
+
+
+def volume_tags(x: Loot) -> None:
+    refused(x.bob.create_tags, Resources=[x.volume], Tags=[{"Key": "owner", "Value": "bob"}], codes=VOLUME_NF)
+    refused(x.bob.delete_tags, Resources=[x.volume], Tags=[{"Key": "owner"}], codes=VOLUME_NF)
+    assert x.tags(x.volume) == {"owner": "alice"}
 
 
 #: operation -> the cases that attack alice's resources with it
@@ -587,8 +699,8 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "DescribeInstanceAttribute": [describe_instance_attribute],
     "ModifyInstanceAttribute": [modify_instance_attribute, modify_instance_groups],
     "CreateImage": [create_image],
-    "CreateTags": [create_tags],
-    "DeleteTags": [delete_tags],
+    "CreateTags": [create_tags, volume_tags],
+    "DeleteTags": [delete_tags, volume_tags],
     "DescribeTags": [describe_tags],
     "DescribeImages": [describe_images],
     "DeregisterImage": [deregister_image, public_image_stays_the_administrators],
@@ -623,6 +735,16 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "RevokeSecurityGroupIngress": [revoke_security_group_rules],
     "RevokeSecurityGroupEgress": [revoke_security_group_rules],
     "DescribeSecurityGroupRules": [describe_security_group_rules],
+    "CreateVolume": [create_volume],
+    "DescribeVolumes": [describe_volumes, nothing_of_alices_is_listed_for_bob],
+    "DeleteVolume": [delete_volume],
+    "AttachVolume": [attach_volume],
+    "DetachVolume": [detach_volume],
+    "ModifyVolume": [modify_volume],
+    "DescribeVolumesModifications": [describe_volumes_modifications],
+    "DescribeVolumeStatus": [describe_volume_status],
+    "DescribeVolumeAttribute": [volume_attributes],
+    "ModifyVolumeAttribute": [volume_attributes],
 }
 
 
@@ -718,3 +840,4 @@ def test_alices_resources_are_intact_and_hers(loot: Loot) -> None:
     assert loot.alice.get_console_output(InstanceId=loot.running)["InstanceId"] == loot.running
     keys = loot.alice.describe_key_pairs(KeyNames=[loot.key_name])["KeyPairs"]
     assert [(k["KeyPairId"], k["KeyFingerprint"]) for k in keys] == [(loot.key_id, loot.key_fingerprint)]
+    _volumes_intact(loot)

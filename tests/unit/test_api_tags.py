@@ -54,7 +54,8 @@ def test_terminated_instances_are_taggable_while_visible(w: World) -> None:
 @pytest.mark.parametrize(
     "resource, code",
     [
-        ("vol-12345678", "InvalidID"),
+        ("igw-12345678", "InvalidID"),
+        ("vol-12345678", "InvalidVolume.NotFound"),
         ("bogus", "InvalidID"),
         ("i-xyz", "InvalidInstanceID.Malformed"),
         ("ami-123", "InvalidAMIID.Malformed"),

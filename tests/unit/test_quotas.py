@@ -298,12 +298,21 @@ def test_admin_quota_commands(tmp_path: Path) -> None:
     res = run("admin", "quota", "set", "lab", "--instances", "4", "--memory", "2048", "--storage", "1.5", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output) == {"kind": "group", "name": "lab", "instances": 4, "vcpus": "default",
-                                      "memory_mib": 2048, "storage_bytes": 3 * quotas.GIB // 2, "addresses": "default"}
+                                      "memory_mib": 2048, "storage_bytes": 3 * quotas.GIB // 2, "addresses": "default",
+                                      "volumes": "default", "volume_bytes": "default"}
     assert run("admin", "quota", "set", "kim", "--vcpus", "unlimited").exit_code == 0
     shown = json.loads(run("admin", "quota", "show", "kim", "--json").output)
     assert shown["limits"] == {"instances": 4, "vcpus": "unlimited", "memory_mib": 2048, "storage_bytes": 3 * quotas.GIB // 2,
-                               "addresses": 5}
-    assert shown["usage"] == {"instances": 0, "vcpus": 0, "memory_mib": 0, "storage_bytes": 0, "addresses": 0}
+                               "addresses": 5, "volumes": "unlimited", "volume_bytes": "unlimited"}
+    assert shown["usage"] == {"instances": 0, "vcpus": 0, "memory_mib": 0, "storage_bytes": 0, "addresses": 0, "volumes": 0,
+                              "volume_bytes": 0}
+    res = run("admin", "quota", "set", "kim", "--volumes", "3", "--volume-gb", "10", "--json")
+    assert res.exit_code == 0, res.output
+    assert (json.loads(res.output)["volumes"], json.loads(res.output)["volume_bytes"]) == (3, 10 * quotas.GIB)
+    shown = json.loads(run("admin", "quota", "show", "kim", "--json").output)
+    assert (shown["limits"]["volumes"], shown["limits"]["volume_bytes"]) == (3, 10 * quotas.GIB)
+    res = run("admin", "quota", "set", "kim", "--volume-gb", "lots")
+    assert res.exit_code == 1 and "--volume-gb takes a number" in res.output
     assert [r["name"] for r in json.loads(run("admin", "quota", "list", "--json").output)] == ["lab", "kim"]
     res = run("admin", "quota", "set", "no-such-anything", "--instances", "1")
     assert res.exit_code == 1 and "no user or group named 'no-such-anything'" in res.output and "group:" in res.output

@@ -1,0 +1,121 @@
+"""Where EBS volumes' bytes live, behind the driver's storage interface (backends.volumes).
+
+Today a volume is one qcow2 volume, ``<vol-id>.qcow2``, in the ``ec2gw-volumes`` dir pool of one
+node of its zone (under settings.node_storage_dir, like the other pools of compute/node_layout.py),
+made, grown, moved and deleted only through libvirt's storage API, so a remote node needs no
+shell. Every function here takes a driver and a volume id; nothing else in the service names
+pools or files of volumes. A shared backend (Ceph RBD, which libvirt attaches natively as a
+network disk) would replace this module and ``disk_spec`` and drop ``move``; the API, the database
+model (ec2gw/db/volume_models.py) and the worker's tasks (compute/volume_tasks.py) stay.
+
+Seams for snapshots: ``create`` takes an optional ``fill`` (a readable of the snapshot's bytes
+with its size) to make the volume from a snapshot instead of empty; ``download`` streams a volume
+out (a detached volume's point-in-time copy needs nothing more).
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import tempfile
+from typing import TYPE_CHECKING
+
+from backends.base import AlreadyExists, DiskSpec
+from backends.volumes import Readable, VolumeInfo, Writable
+
+if TYPE_CHECKING:
+    from backends.base import Driver
+    from ec2gw.config import Settings
+
+log = logging.getLogger("ec2gw.compute")
+
+VOLUMES_POOL = "ec2gw-volumes"
+GIB = 1 << 30
+
+
+def volume_name(volume_id: str) -> str:
+    return f"{volume_id}.qcow2"
+
+
+def ensure_pool(drv: Driver, settings: Settings) -> None:
+    drv.volumes.ensure_pool(VOLUMES_POOL, posixpath.join(settings.node_storage_dir, "volumes"))
+
+
+def create(drv: Driver, settings: Settings, volume_id: str, size_gib: int,
+           fill: tuple[Readable, int] | None = None) -> VolumeInfo:
+    """Make the volume on the node: empty (qcow2, ``size_gib``), or from ``fill`` (bytes and their
+    count, e.g. a snapshot's), grown to ``size_gib`` when that is larger. An existing volume of
+    that name (a retried task) is kept."""
+    ensure_pool(drv, settings)
+    name = volume_name(volume_id)
+    have = drv.volumes.volume_info(VOLUMES_POOL, name)
+    if have is not None:
+        return have
+    try:
+        if fill is None:
+            return drv.volumes.create_volume(VOLUMES_POOL, name, size_gib * GIB, "qcow2")
+        source, size = fill
+        info = drv.volumes.upload_volume(VOLUMES_POOL, name, source, size)
+        if info.capacity < size_gib * GIB:
+            info = drv.volumes.resize_volume(VOLUMES_POOL, name, size_gib * GIB)
+        return info
+    except AlreadyExists:
+        again = drv.volumes.volume_info(VOLUMES_POOL, name)
+        if again is None:
+            raise
+        return again
+
+
+def delete(drv: Driver, volume_id: str) -> None:
+    """Remove the volume from the node; a missing one is fine."""
+    drv.volumes.delete_volume(VOLUMES_POOL, volume_name(volume_id))
+
+
+def grow(drv: Driver, volume_id: str, size_gib: int) -> None:
+    """Grow a volume that no running guest uses (the storage API resizes the image)."""
+    drv.volumes.resize_volume(VOLUMES_POOL, volume_name(volume_id), size_gib * GIB)
+
+
+def info(drv: Driver, volume_id: str) -> VolumeInfo | None:
+    return drv.volumes.volume_info(VOLUMES_POOL, volume_name(volume_id))
+
+
+def download(drv: Driver, volume_id: str, sink: Writable) -> int:
+    """Stream the volume's bytes (qcow2) into ``sink``; the volume must not be attached to a running guest."""
+    return drv.volumes.download_volume(VOLUMES_POOL, volume_name(volume_id), sink)
+
+
+def disk_spec(volume_id: str, target: str, test_node: bool) -> DiskSpec:
+    """The guest disk of an attached volume: virtio at ``target`` (vdb ...), the pool's volume.
+
+    On a test-driver node the disk is a path only, like the instance's own (that driver opens
+    no files and resolves no pools in domain definitions)."""
+    if test_node:
+        return DiskSpec(path=f"/var/lib/ec2gw/volumes/{volume_name(volume_id)}", format="qcow2", bus="virtio",
+                        target=target)
+    return DiskSpec(pool=VOLUMES_POOL, volume=volume_name(volume_id), format="qcow2", bus="virtio", target=target)
+
+
+def move(src: Driver, dst: Driver, settings: Settings, volume_id: str) -> VolumeInfo:
+    """Copy the volume from node ``src`` to node ``dst`` through libvirt's volume download and
+    upload streams (bounded chunks, staged in a temporary file of the data directory, whose
+    length the upload must announce), then delete it on ``src``.
+
+    A copy half-made on ``dst`` is removed by upload_volume itself; the source is deleted only
+    once the copy is complete, so a failure leaves the volume where it was.
+    """
+    ensure_pool(dst, settings)
+    name = volume_name(volume_id)
+    if src.volumes.volume_info(VOLUMES_POOL, name) is None:
+        have = dst.volumes.volume_info(VOLUMES_POOL, name)
+        if have is not None:  # moved before, the record did not follow: nothing to copy
+            return have
+        raise FileNotFoundError(f"volume {volume_id} is on neither node")
+    dst.volumes.delete_volume(VOLUMES_POOL, name)
+    with tempfile.TemporaryFile(dir=settings.data_dir, prefix=f"move-{volume_id}-") as staged:
+        size = src.volumes.download_volume(VOLUMES_POOL, name, staged)
+        staged.seek(0)
+        moved = dst.volumes.upload_volume(VOLUMES_POOL, name, staged, size, expect_format="qcow2")
+    src.volumes.delete_volume(VOLUMES_POOL, name)
+    log.info("volume %s moved between nodes (%d bytes)", volume_id, size)
+    return moved
