@@ -435,9 +435,9 @@ def modify_volume(
         if row.state not in ("available", "in-use"):
             raise ServiceError("IncorrectState", f"The volume '{row.id}' is {row.state}; it can be modified when it is "
                                                  "available or in use.")
-        if row.modification_state == "modifying" or row.task is not None:
+        if row.modification_state == "modifying":
             raise ServiceError("IncorrectModificationState",
-                               f"The volume '{row.id}' is being modified or attached; wait until that is done.")
+                               f"The volume '{row.id}' is being modified; wait until that modification is done.")
         new_size = row.size_gib if size is None else size
         new_type = volume_type or row.volume_type
         if new_size < row.size_gib:
@@ -451,6 +451,9 @@ def modify_volume(
             raise invalid_value("Size", new_size, "The new configuration equals the current one; change the size or the "
                                                   "type.")
         grow = new_size - row.size_gib
+        if grow and row.task is not None:
+            raise ServiceError("IncorrectModificationState",
+                               f"The volume '{row.id}' is being {row.task.rstrip('e')}ed; grow it once that is done.")
         if grow:
             volume_allowance(s, ctx.settings, ctx.principal, 0, grow)
             if not volume_placement.room_to_grow(s, row.node_name, grow):
