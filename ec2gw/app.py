@@ -34,7 +34,7 @@ from storage.service import CumulusService
 log = logging.getLogger("ec2gw")
 
 API_MODULES = ("regions", "instances", "instance_actions", "images", "keypairs", "tags", "security_groups", "addresses",
-               "create_image", "metrics", "vpcs", "interfaces", "volumes", "volume_attachments")
+               "create_image", "metrics", "vpcs", "interfaces", "volumes", "volume_attachments", "snapshots")
 
 
 def load_providers() -> dispatch.Registry:

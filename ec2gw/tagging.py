@@ -16,7 +16,7 @@ MAX_TAGS = 50
 #: id prefix -> EC2 resource type
 RESOURCE_TYPES = {
     "i": "instance", "ami": "image", "aki": "image", "ari": "image", "key": "key-pair",
-    "sg": "security-group", "r": "reservation", "eipalloc": "elastic-ip", "vol": "volume",
+    "sg": "security-group", "r": "reservation", "eipalloc": "elastic-ip", "vol": "volume", "snap": "snapshot",
 }
 
 

@@ -30,7 +30,15 @@ from storage import access
 from storage.blobstore import BlobStore, SegmentReader
 from storage.buckets import ensure_bucket
 from storage.models import Bucket
-from storage.records import NewVersion, ObjectInfo, commit_object, find_object, get_bucket
+from storage.records import (
+    NewVersion,
+    ObjectInfo,
+    commit_object,
+    delete_object_row,
+    find_object,
+    get_bucket,
+    write_session,
+)
 
 if TYPE_CHECKING:
     from storage.host import Host
@@ -137,3 +145,14 @@ def put_file(app: Host, owner_user_id: int, bucket: str, key: str, path_or_strea
     version = NewVersion(key, owner_user_id, [{"b": writer.blob_id, "n": size, "c": None}], size, writer.etag,
                          {"ContentType": "application/octet-stream"})
     return commit_object(app, store, bucket, version, may_write)
+
+
+def delete_object(app: Host, bucket: str, key: str) -> None:
+    """Remove the object (its bytes leave its owner's usage), as the service itself: the EC2 side
+    deletes only objects it wrote (a deleted snapshot's). No such object or bucket: nothing to do."""
+    try:
+        with write_session(app.db) as s:
+            blobs = delete_object_row(s, get_bucket(s, bucket), key)
+    except ServiceError:  # no such bucket
+        return
+    store_of(app).delete(blobs)

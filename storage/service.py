@@ -39,5 +39,8 @@ class CumulusService:
                  path_or_stream: str | os.PathLike[str] | IO[bytes], size: int) -> ObjectInfo:
         return images.put_file(self.host, owner_user_id, bucket, key, path_or_stream, size)
 
+    def delete_object(self, bucket: str, key: str) -> None:
+        images.delete_object(self.host, bucket, key)
+
     def sweep_orphans(self, stop: threading.Event | None = None) -> int:
         return maintenance.sweep_orphans(self.host.db, self.store, stop=stop)

@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 
 from ec2gw import images as svc
 from ec2gw.api.context import RequestContext
+from ec2gw.api.ebs_images import devices_of
+from ec2gw.api.image_views import image_item
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.serializer import format_timestamp
 from ec2gw.db.models import Image, Instance
@@ -41,7 +43,8 @@ def _attribute(s: Any, ctx: RequestContext, img: Image, attribute: str) -> dict[
     if attribute == "productCodes":
         return {"ProductCodes": []}
     if attribute == "blockDeviceMapping":
-        return {"BlockDeviceMappings": []}
+        return {"BlockDeviceMappings": image_item(img, "", [], devices_of(s, [img.id]).get(img.id, []))[
+            "BlockDeviceMappings"]}
     if attribute == "sriovNetSupport":
         return {"SriovNetSupport": {}}
     if attribute == "bootMode":

@@ -5,10 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from ec2gw.aws.serializer import format_timestamp
+from ec2gw.compute.snapshot_models import ImageBlockDevice
 from ec2gw.db.models import Image
 
 
-def image_item(img: Image, owner_account: str, tags: list[dict[str, str]]) -> dict[str, Any]:
+def _mapping(d: ImageBlockDevice) -> dict[str, Any]:
+    ebs: dict[str, Any] = {"DeleteOnTermination": d.delete_on_termination, "VolumeType": d.volume_type,
+                           "Encrypted": False}
+    if d.snapshot_id:
+        ebs["SnapshotId"] = d.snapshot_id
+    if d.volume_size is not None:
+        ebs["VolumeSize"] = d.volume_size
+    return {"DeviceName": d.device_name, "Ebs": ebs}
+
+
+def image_item(img: Image, owner_account: str, tags: list[dict[str, str]],
+               devices: list[ImageBlockDevice] | None = None) -> dict[str, Any]:
+    """``devices``: the image's block device mappings (an EBS-backed image maps its root device)."""
+    devices = devices or []
     item: dict[str, Any] = {
         "ImageId": img.id,
         "ImageLocation": img.location,
@@ -22,13 +36,13 @@ def image_item(img: Image, owner_account: str, tags: list[dict[str, str]]) -> di
         "RamdiskId": img.ramdisk_id,
         "Name": img.name,
         "Description": img.description or None,
-        "RootDeviceType": "instance-store",
+        "RootDeviceType": "ebs" if any(d.device_name == img.root_device_name for d in devices) else "instance-store",
         "RootDeviceName": img.root_device_name,
         "VirtualizationType": "hvm",
         "Hypervisor": "xen",
         "PlatformDetails": "Linux/UNIX",
         "UsageOperation": "RunInstances",
-        "BlockDeviceMappings": [],
+        "BlockDeviceMappings": [_mapping(d) for d in devices],
         "ProductCodes": [],
         "Tags": tags,
         "SourceInstanceId": img.source_instance_id,

@@ -9,15 +9,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select, true
+from sqlalchemy import and_, exists, false, or_, select, true
 
 from ec2gw import images as svc
+from ec2gw.api import ebs_images
 from ec2gw.api.context import RequestContext
 from ec2gw.api.image_views import image_item
 from ec2gw.api.instance_query import time_condition
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any, matches
 from ec2gw.aws.pagination import check_max_results, scope_digest
+from ec2gw.compute.snapshot_models import ImageBlockDevice
 from ec2gw.db.models import Image, Tag, User
 from ec2gw.errors import ServiceError, invalid_value
 from ec2gw.tagging import tags_for, tags_from_specifications
@@ -40,6 +42,13 @@ def _is_public(values: list[str]) -> Any:
     return Image.is_public.in_(sorted(wanted))
 
 
+def _root_device_type(values: list[str]) -> Any:
+    ebs = exists(select(ImageBlockDevice.image_id).where(ImageBlockDevice.image_id == Image.id,
+                                                         ImageBlockDevice.device_name == Image.root_device_name))
+    conds = ([ebs] if matches("ebs", values) else []) + ([~ebs] if matches("instance-store", values) else [])
+    return or_(*conds) if conds else false()
+
+
 FILTERS: dict[str, Any] = {
     "image-id": Image.id,
     "name": Image.name,
@@ -57,7 +66,11 @@ FILTERS: dict[str, Any] = {
     "owner-id": lambda values: Image.owner_id.in_(select(User.id).where(match_any(User.account_id, values))),
     "owner-alias": lambda values: false(),
     "creation-date": lambda values: time_condition(Image.created_at, values),
-    "root-device-type": _constant("instance-store"),
+    "root-device-type": lambda values: _root_device_type(values),
+    "block-device-mapping.snapshot-id": lambda values: exists(select(ImageBlockDevice.image_id).where(
+        ImageBlockDevice.image_id == Image.id, match_any(ImageBlockDevice.snapshot_id, values))),
+    "block-device-mapping.device-name": lambda values: exists(select(ImageBlockDevice.image_id).where(
+        ImageBlockDevice.image_id == Image.id, match_any(ImageBlockDevice.device_name, values))),
     "virtualization-type": _constant("hvm"),
     "hypervisor": _constant("xen"),
     "platform": lambda values: false(),
@@ -145,7 +158,8 @@ def describe_images(
             rows = rows[:max_results]
             out["NextToken"] = ctx.tokens.encode(rows[-1][0].id, scope)
         tags = tags_for(s, [img.id for img, _ in rows])
-    out["Images"] = [image_item(img, account, tags.get(img.id, [])) for img, account in rows]
+        devices = ebs_images.devices_of(s, [img.id for img, _ in rows])
+    out["Images"] = [image_item(img, account, tags.get(img.id, []), devices.get(img.id, [])) for img, account in rows]
     return out
 
 
@@ -158,12 +172,6 @@ def register_image(
     dry_run: bool | None = None,
 ) -> dict[str, Any]:
     """Register the Cumulus object `bucket/key` the caller can read as a machine image."""
-    for mapping in block_device_mappings or []:
-        if mapping.get("Ebs"):
-            raise invalid_value(
-                "BlockDeviceMapping", mapping.get("DeviceName", ""),
-                "This cloud has no EBS volumes or snapshots; register an image from a Cumulus object with ImageLocation.",
-            )
     if virtualization_type is not None and virtualization_type not in ("hvm", "paravirtual"):
         raise invalid_value("VirtualizationType", virtualization_type, "Valid values: hvm, paravirtual.")
     reg = svc.Registration(
@@ -172,6 +180,13 @@ def register_image(
         tags=tags_from_specifications(tag_specifications, "image"),
     )
     reg.check()
+    if block_device_mappings:
+        if image_location:
+            raise ServiceError("InvalidParameterCombination",
+                               "Give either ImageLocation (an image in Cumulus) or BlockDeviceMappings with "
+                               "RootDeviceName (an image booting from a snapshot), not both.")
+        ctx.check_dry_run(dry_run)
+        return {"ImageId": ebs_images.register_ebs(ctx, reg, block_device_mappings)}
     svc.parse_location(image_location)
     ctx.check_dry_run(dry_run)
     row = svc.register(ctx.app, ctx.user_id, reg)
@@ -187,7 +202,11 @@ def deregister_image(
     with ctx.db.session(write=True) as s:
         row = svc.find_visible_image(s, ctx.user_id, image_id)
         svc.require_owner(ctx.user_id, row)
+        gone = ebs_images.delete_associated_snapshots(s, ctx.user_id, row.id) if delete_associated_snapshots else []
         svc.deregister(s, row)
+    for location in gone:
+        bucket, _, key = location.partition("/")
+        ctx.app.cumulus.delete_object(bucket, key)
     return {"Return": True}
 
 

@@ -20,6 +20,7 @@ from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any, normalize
 from ec2gw.aws.pagination import check_max_results, scope_digest
 from ec2gw.compute import leases
+from ec2gw.compute.snapshot_models import Snapshot
 from ec2gw.db.models import Image, Instance, KeyPair, SecurityGroup, Tag
 from ec2gw.db.volume_models import Volume
 from ec2gw.errors import ServiceError
@@ -36,6 +37,7 @@ TAGGABLE: dict[str, tuple[Any, str, str, str]] = {
     "sg": (SecurityGroup, "security-group", "InvalidGroup.NotFound", "security group"),
     "eipalloc": (Address, "elastic-ip", "InvalidAllocationID.NotFound", "allocation ID"),
     "vol": (Volume, "volume", "InvalidVolume.NotFound", "volume"),
+    "snap": (Snapshot, "snapshot", "InvalidSnapshot.NotFound", "snapshot"),
 }
 
 FILTERS = {"key": Tag.key, "value": Tag.value, "resource-id": Tag.resource_id, "resource-type": Tag.resource_type}
@@ -52,7 +54,7 @@ def check_resource_ids(resource_ids: list[str] | None) -> list[str]:
             raise ServiceError(
                 "InvalidID",
                 f"The ID '{rid}' is not valid. Taggable resources here are instances (i-), images (ami-, aki-, ari-), "
-                "key pairs (key-), security groups (sg-), elastic addresses (eipalloc-) and volumes (vol-).",
+                "key pairs (key-), security groups (sg-), elastic addresses (eipalloc-), volumes (vol-) and snapshots (snap-).",
             )
         ids.check_id(rid, prefix)
         if rid not in out:

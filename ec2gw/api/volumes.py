@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from ec2gw import ids
 from ec2gw.api.context import RequestContext
+from ec2gw.api.snapshots import find_restorable_snapshot
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import Condition, build_conditions, filter_items
 from ec2gw.aws.pagination import check_max_results, scope_digest
@@ -164,14 +165,9 @@ def _page(ctx: RequestContext, rows: list[Any], key: Callable[[Any], str], max_r
 
 
 def snapshot_for_volume(s: Session, ctx: RequestContext, snapshot_id: str) -> int:
-    """The size in GiB of the caller's (or a shared) snapshot to make a volume from.
-
-    The seam for snapshots: until they exist, every snapshot id is InvalidSnapshot.NotFound. The
-    snapshot side replaces this with its lookup, and compute/volume_store.create's ``fill`` with
-    the snapshot's bytes.
-    """
-    ids.check_id(snapshot_id, "snap")
-    raise ServiceError("InvalidSnapshot.NotFound", f"The snapshot '{snapshot_id}' does not exist.")
+    """The size in GiB of the caller's (or a shared, or a public) completed snapshot to make a volume
+    from (ec2gw/api/snapshots.py); the compute worker fills the volume with the snapshot's bytes."""
+    return find_restorable_snapshot(s, ctx.user_id, snapshot_id).volume_size
 
 
 def _check_type(volume_type: str, size: int, iops: int | None, throughput: int | None) -> None:

@@ -62,6 +62,11 @@ class Cumulus(Protocol):
         owner would (the owner's rights and storage quota apply)."""
         ...
 
+    def delete_object(self, bucket: str, key: str) -> None:
+        """Remove `bucket/key` (written by the service, e.g. a snapshot's bytes); a missing object
+        is fine. No access check: the caller decided."""
+        ...
+
     def sweep_orphans(self, stop: threading.Event | None = None) -> int:
         """Remove blobs no object or part references (what a crash leaves); returns how many.
         Reads every row: the compute worker runs it now and then, never per request."""

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select, update
 
 from backends.base import DetachTimeout, DiskSpec, DomainNotFound, NodeUnavailable, NotSupported
-from ec2gw.compute import volume_store
+from ec2gw.compute import snapshot_tasks, volume_store
 from ec2gw.compute.placement import NodeRef, node_ref
 from ec2gw.db.models import Instance, Tag
 from ec2gw.db.volume_models import Volume
@@ -147,7 +147,13 @@ def _failed(worker: ComputeWorker, job: VolumeJob, why: str) -> None:
 
 def _do_create(worker: ComputeWorker, job: VolumeJob) -> None:
     drv = worker.drivers.get(job.node)
-    volume_store.create(drv, worker.settings, job.volume_id, job.size_gib)
+    with worker.db.session() as s:
+        snapshot_id = s.scalar(select(Volume.snapshot_id).where(Volume.id == job.volume_id))
+    if snapshot_id is None:
+        volume_store.create(drv, worker.settings, job.volume_id, job.size_gib)
+    else:
+        with snapshot_tasks.opened(worker, snapshot_id, drv) as fill:
+            volume_store.create(drv, worker.settings, job.volume_id, job.size_gib, fill)
     _update(worker, job.volume_id, "create", state="available", status_message="")
 
 

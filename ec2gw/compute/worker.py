@@ -37,6 +37,7 @@ from ec2gw.compute import (
     moves,
     provision,
     reconcile,
+    snapshot_tasks,
     volume_tasks,
 )
 from ec2gw.compute.cumulus import Cumulus
@@ -121,6 +122,7 @@ class ComputeWorker:
         if self._nics is None or self._nics.done():
             self._nics = self.pool.submit(elastic_nics.sync, self)
         volume_tasks.run_pending(self)
+        snapshot_tasks.run_pending(self)
         now = time.monotonic()
         if now - self._last_sync > 5.0:
             self._last_sync = now

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from ec2gw.app import load_providers
 from ec2gw.aws import dispatch
 from tests.functional.tools import wait_for
-from tests.security import refused
+from tests.security import refused, snapshot_cases
 from tests.security.conftest import World, admin_cli, unique
 
 #: operations that read or touch no per-user resource (answers are the same for every caller)
@@ -745,6 +745,7 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "DescribeVolumeStatus": [describe_volume_status],
     "DescribeVolumeAttribute": [volume_attributes],
     "ModifyVolumeAttribute": [volume_attributes],
+    **snapshot_cases.CASES,
 }
 
 

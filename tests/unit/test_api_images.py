@@ -294,7 +294,10 @@ def test_register_image_errors(w: World, store: Any, tmp_path: Path) -> None:
         ({"Name": "other", "ImageLocation": loc, "RootDeviceName": "vda"}, "InvalidParameterValue"),
         ({"Name": "other", "ImageLocation": loc, "DryRun": True}, "DryRunOperation"),
         ({"Name": "other", "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": "snap-12345678"}}]},
-         "InvalidParameterValue"),
+         "MissingParameter"),
+        ({"Name": "other", "RootDeviceName": "/dev/sda1",
+          "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": "snap-12345678"}}]},
+         "InvalidSnapshot.NotFound"),
     ]
     raw = w.ip.ec2(w.alice, validate=False)
     for kwargs, code in cases:
