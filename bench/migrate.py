@@ -118,9 +118,10 @@ def virsh_runs(sim: netns.SimulatedNodes, storage: str, runs: int) -> list[float
         ovl = f"{VIRSH_DOMAIN}.qcow2"
         vol_xml = (f"<volume><name>{ovl}</name><capacity>16777216</capacity><target><format type='qcow2'/></target>"
                    f"<backingStore><path>{base}</path><format type='raw'/></backingStore></volume>")
-        conns[0].storagePoolLookupByName(node_layout.INSTANCES_POOL).createXML(vol_xml, 0)
+        path = conns[0].storagePoolLookupByName(node_layout.INSTANCES_POOL).createXML(vol_xml, 0).path()
+        # by path, as libvirt 9.0 needs for incremental copies (ec2gw's destination XML does the same)
         spec = DomainSpec(name=VIRSH_DOMAIN, uuid=str(uuid.uuid4()), memory_mib=1024, vcpus=1,
-                          disks=[DiskSpec(pool=node_layout.INSTANCES_POOL, volume=ovl, format="qcow2")],
+                          disks=[DiskSpec(path=path, format="qcow2")],
                           nics=[NicSpec(mac=VIRSH_MAC, network="ec2gw-bmnet")], kernel=kernel, initrd=initrd,
                           cmdline="console=ttyS0")
         conns[0].defineXML(domain_config(spec, "qemu").to_xml()).create()

@@ -139,7 +139,8 @@ def test_a_running_guest_moves_live_and_keeps_its_boot_address_and_console(env: 
     assert (out["state"], out["kind"], out["source"], out["destination"]) == ("done", "live", "m1", "m2"), out
     assert iid not in env.domains("m1"), "the source no longer runs (nor defines) it"
     assert env.domains("m2")[iid] == libvirt.VIR_DOMAIN_RUNNING
-    assert node_layout.overlay_name(iid) not in env.volumes("m1", node_layout.INSTANCES_POOL)
+    wait_for("the source's overlay and seed removed (after the move is recorded)",
+             lambda: not [v for v in env.volumes("m1", node_layout.INSTANCES_POOL) if v.startswith(iid)], 30, 0.5)
     listed = next(r for r in env.cli_json("admin", "instance", "list") if r["instance_id"] == iid)
     assert listed["node"] == "m2" and listed["migrating_to"] is None and listed["state"] == "running"
     inst = env.instance(iid)
