@@ -5,7 +5,8 @@ The request only records: a new `ami-` in state pending (its object will be
 NoReboot is given, a running instance is stopped first (state stopping, as StopInstances does)
 and started again once its disk is copied, as EC2 reboots an instance for CreateImage. The worker
 (compute/image_tasks.py) copies the stopped instance's disk, flattened, into Cumulus and makes the
-image available (or failed, with the reason in its StateReason).
+image available (or failed, with the reason in its StateReason). Every volume attached to the
+instance gets a snapshot, named in the image's BlockDeviceMappings at the volume's device.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ec2gw import ids
 from ec2gw.api.context import RequestContext
@@ -21,10 +23,31 @@ from ec2gw.api.instance_query import check_instance_ids, load_instances
 from ec2gw.aws.dispatch import operation
 from ec2gw.compute.image_models import ImageTask
 from ec2gw.compute.placement import node_ref
+from ec2gw.compute.snapshot_models import ImageBlockDevice, Snapshot
 from ec2gw.db.models import Image, User
+from ec2gw.db.volume_models import Volume
 from ec2gw.errors import ServiceError, incorrect_state
 from ec2gw.images import check_image_name
 from ec2gw.tagging import set_tags, tags_from_specifications
+
+
+def _snapshot_volumes(s: Session, owner_id: int, instance_id: str, image_id: str,
+                      tags: list[tuple[str, str]]) -> None:
+    """A snapshot of every volume attached to the instance, recorded in the image's block device
+    mappings (the compute worker copies each volume, compute/snapshot_tasks.py)."""
+    vols = s.scalars(select(Volume).where(Volume.instance_id == instance_id, Volume.attach_state.in_(("attaching", "attached")),
+                                          Volume.owner_id == owner_id).order_by(Volume.device))
+    for vol in vols:
+        snap = Snapshot(id=ids.new_id("snap"), owner_id=owner_id, volume_id=vol.id, volume_size=vol.size_gib,
+                        description=f"Created by CreateImage({instance_id}) for {image_id}", state="pending",
+                        progress=0)
+        s.add(snap)
+        s.add(ImageBlockDevice(image_id=image_id, device_name=vol.device or vol.target or "/dev/sdf",
+                               snapshot_id=snap.id, volume_size=vol.size_gib, volume_type=vol.volume_type,
+                               delete_on_termination=vol.delete_on_termination))
+        s.flush()
+        if tags:
+            set_tags(s, owner_id, snap.id, tags)
 
 
 def _now() -> str:
@@ -49,6 +72,7 @@ def create_image(
         raise ServiceError("InvalidParameterCombination",
                            "BlockDeviceMappings are not supported: the image holds the instance's root disk only.")
     image_tags = tags_from_specifications(tag_specifications, "image", also=("snapshot",))
+    snapshot_tags = tags_from_specifications(tag_specifications, "snapshot", also=("image",))
     settings = ctx.settings
     with ctx.db.session(write=True) as s:
         inst = load_instances(s, ctx, [instance_id], for_update=True)[0]
@@ -95,4 +119,5 @@ def create_image(
             inst.state_transition_reason = f"User initiated ({_now()}) for CreateImage {image.id}"
         if image_tags:
             set_tags(s, ctx.user_id, image.id, image_tags)
+        _snapshot_volumes(s, ctx.user_id, inst.id, image.id, snapshot_tags)
         return {"ImageId": image.id}

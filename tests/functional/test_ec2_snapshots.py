@@ -283,3 +283,35 @@ def test_image_registered_from_a_snapshot(ec2o: Any, ec2x: Any, volume: str) -> 
     ec2o.deregister_image(ImageId=image, DeleteAssociatedSnapshots=True)
     _refused(ec2o.describe_snapshots, "InvalidSnapshot.NotFound", SnapshotIds=[sid])
     _refused(ec2o.describe_snapshots, "InvalidSnapshot.NotFound", SnapshotIds=[data])
+
+
+def test_create_image_snapshots_the_attached_volumes(server: LiveServer, ec2o: Any, zone: str,
+                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+    path = tmp_path_factory.mktemp("img") / "root.img"
+    path.write_bytes(b"\0" * (1 << 20))
+    ami = json.loads(server.cli("admin", "image", "import", "snap-test-root", str(path), "--public",
+                                "--json").stdout)["image_id"]
+    iid = ec2o.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    ec2o.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
+    vid = ec2o.create_volume(Size=3, AvailabilityZone=zone)["VolumeId"]
+    ec2o.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig=FAST)
+    ec2o.attach_volume(VolumeId=vid, InstanceId=iid, Device="/dev/sdf")
+    ec2o.get_waiter("volume_in_use").wait(VolumeIds=[vid], WaiterConfig=FAST)
+    image = ec2o.create_image(InstanceId=iid, Name="with-a-volume", NoReboot=True,
+                              TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "from", "Value": "ci"}]}])[
+        "ImageId"]
+    ec2o.get_waiter("image_available").wait(ImageIds=[image], WaiterConfig=FAST)
+    img = ec2o.describe_images(ImageIds=[image])["Images"][0]
+    assert img["RootDeviceType"] == "instance-store"
+    maps = {m["DeviceName"]: m["Ebs"] for m in img["BlockDeviceMappings"]}
+    assert list(maps) == ["/dev/sdf"] and maps["/dev/sdf"]["VolumeSize"] == 3
+    sid = maps["/dev/sdf"]["SnapshotId"]
+    ec2o.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig=FAST)
+    snap = ec2o.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]
+    assert (snap["VolumeId"], snap["VolumeSize"]) == (vid, 3) and iid in snap["Description"]
+    assert snap["Tags"] == [{"Key": "from", "Value": "ci"}]
+    _refused(ec2o.delete_snapshot, "InvalidSnapshot.InUse", SnapshotId=sid)
+    ec2o.deregister_image(ImageId=image, DeleteAssociatedSnapshots=True)
+    _refused(ec2o.describe_snapshots, "InvalidSnapshot.NotFound", SnapshotIds=[sid])
+    ec2o.terminate_instances(InstanceIds=[iid])
+    ec2o.get_waiter("instance_terminated").wait(InstanceIds=[iid], WaiterConfig=FAST)
