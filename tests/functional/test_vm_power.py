@@ -33,7 +33,7 @@ import pytest
 from tests.live import Creds, LiveServer
 from tests.vmhost import VmHost, build_guest, wait_for
 
-pytestmark = [pytest.mark.vm, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
 
 POOL_FILE = """# power test pool: isolated network
 none
@@ -157,37 +157,47 @@ def test_a_hibernation_ready_busy_guest_boots_and_counts(cloud: Cloud) -> None:
 
 
 def test_a_busy_guest_shows_cpu_utilization_above_half(cloud: Cloud) -> None:
-    """`aws cloudwatch get-metric-statistics` over the minute after the busy loop began: the
-    samples (every 2 s) of that minute average above 50 %."""
+    """`aws cloudwatch get-metric-statistics` over the minutes after the busy loop began: each
+    minute's average (samples every 2 s) agrees with the CPU time /proc gave the guest's QEMU, and
+    one of them is above 50 %. Up to three minutes are read: on this shared machine another
+    engineer's guests may hold both cores for a minute."""
     iid = cloud.ids["busy"]
-    start = datetime.fromisoformat(cloud.ids["busy_since"]) + timedelta(seconds=5)  # the boot is over
-    end = start + timedelta(seconds=60)
+    first = datetime.fromisoformat(cloud.ids["busy_since"]) + timedelta(seconds=5)  # the boot is over
 
-    def stats() -> list[dict[str, Any]]:
+    def stats(start: datetime, end: datetime) -> list[dict[str, Any]]:
         out = cloud.server.aws("cloudwatch", "get-metric-statistics", "--namespace", "AWS/EC2",
                                "--metric-name", "CPUUtilization", "--dimensions", f"Name=InstanceId,Value={iid}",
                                "--start-time", start.isoformat(), "--end-time", end.isoformat(), "--period", "60",
                                "--statistics", "Average", "Maximum", "Minimum", "SampleCount", creds=cloud.user)
         return list(json.loads(out.stdout)["Datapoints"])
 
-    # the minute fills up: wait until it is over (and its last sample stored), at most ~70 s
-    wait_for("the minute after the busy loop began", lambda: datetime.now(UTC) > end + timedelta(seconds=4), 75, 1)
-    t0, cpu0 = cloud.cpu_mark
     pid = cloud.host.qemu_pid(iid)
     assert pid is not None
-    host_share = 100.0 * (_cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)  # what the machine says it gave
-    points = stats()
-    assert len(points) == 1, points
-    point = points[0]
-    assert point["Unit"] == "Percent" and point["SampleCount"] >= 10, point
-    assert abs(point["Average"] - host_share) < 20.0, f"CPUUtilization {point} against {host_share:.1f} % in /proc"
-    assert point["Average"] > 50.0, (f"a guest kept busy used {point['Average']:.1f} % of its vCPU "
-                                     f"(/proc: its QEMU had {host_share:.1f} % of a core): {point}")
-    assert point["Maximum"] <= 100.0
+    mark, seen = cloud.cpu_mark, []
+    for minute in range(3):
+        start = first + timedelta(seconds=60 * minute)
+        end = start + timedelta(seconds=60)
+        # the minute fills up: wait until it is over (and its last sample stored)
+        over = end + timedelta(seconds=4)
+        wait_for(f"minute {minute} of the busy loop", lambda t=over: datetime.now(UTC) > t, 75, 1)
+        now = (time.monotonic(), _cpu_seconds(pid))
+        host_share = 100.0 * (now[1] - mark[1]) / (now[0] - mark[0])  # what the machine gave its QEMU
+        mark = now
+        points = stats(start, end)
+        assert len(points) == 1, points
+        point = points[0]
+        assert point["Unit"] == "Percent" and point["SampleCount"] >= 10 and point["Maximum"] <= 100.0, point
+        assert abs(point["Average"] - host_share) < 20.0, f"CPUUtilization {point} against {host_share:.1f} % in /proc"
+        seen.append(f"{point['Average']:.1f} % (/proc: {host_share:.1f} %)")
+        if point["Average"] > 50.0:
+            break
+    else:
+        raise AssertionError(f"a guest kept busy never averaged above 50 % in a minute: {', '.join(seen)}; "
+                             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     other = cloud.server.client("cloudwatch", cloud.server.make_user("power-other"))
-    seen = other.get_metric_statistics(Namespace="AWS/EC2", MetricName="CPUUtilization", StartTime=start, EndTime=end,
-                                       Period=60, Statistics=["Average"], Dimensions=[{"Name": "InstanceId", "Value": iid}])
-    assert seen["Datapoints"] == []  # another user reads nothing of it
+    got = other.get_metric_statistics(Namespace="AWS/EC2", MetricName="CPUUtilization", StartTime=first, EndTime=end,
+                                      Period=60, Statistics=["Average"], Dimensions=[{"Name": "InstanceId", "Value": iid}])
+    assert got["Datapoints"] == []  # another user reads nothing of it
 
 
 def test_pause_stops_the_counter_and_resume_continues_it(cloud: Cloud) -> None:
@@ -219,6 +229,8 @@ def test_hibernate_and_start_keep_the_boot_and_the_counter(cloud: Cloud) -> None
     inst = cloud.wait_state(iid, "stopped", 120)
     assert inst["StateReason"]["Code"] == "Client.UserInitiatedHibernate"
     assert cloud.domain_state(iid) == libvirt.VIR_DOMAIN_SHUTOFF and cloud.saved(iid)
+    node = cloud.cli_json("admin", "node", "show", "pw1")
+    assert node["saved_state_mib"] == 1024  # the saved memory counts on the node: a t2.micro's, at most
     saved_at = cloud.counters(iid)[-1]
     mark = len(cloud.console(iid))
     time.sleep(5.0)  # time spent saved does not count for the guest
