@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
+    from backends.filters import FilterDriver
     from backends.networks import NetworkDriver
     from backends.volumes import VolumeDriver, VolumeInfo
 
@@ -130,13 +131,17 @@ class NicSpec:
     """One network interface: a MAC on a libvirt network, or on a host bridge.
 
     With neither ``network`` nor ``bridge`` the interface uses user-mode networking (every guest
-    gets 10.0.2.15; only useful for tests).
+    gets 10.0.2.15; only useful for tests). ``filter`` names the network filter (backends.filters)
+    the NIC's traffic goes through, with ``filter_params`` (its ``IP``); the filter must exist on
+    the node before the domain starts.
     """
 
     mac: str
     network: str | None = None
     bridge: str | None = None
     model: str = "virtio"
+    filter: str | None = None
+    filter_params: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.mac = self.mac.lower()
@@ -463,6 +468,12 @@ class Driver(ABC):
     def volumes(self) -> VolumeDriver:
         """Storage pools and volumes on this node (see backends.volumes)."""
         raise NotSupported(f"{type(self).__name__} has no storage API")
+
+    @property
+    def filters(self) -> FilterDriver:
+        """Network filters on this node (see backends.filters); NotSupported where the node's
+        domains do not apply them (libvirt's test driver, Xen)."""
+        raise NotSupported(f"{type(self).__name__} has no network filters")
 
     @property
     def networks(self) -> NetworkDriver:

@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(
   python3 python3-venv python3-dev gcc pkg-config make
-  libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 qemu-utils dnsmasq-base
+  libvirt-daemon-system libvirt-clients libvirt-dev qemu-system-x86 qemu-utils dnsmasq-base iptables
   iproute2 busybox-static cpio openssl postgresql putty-tools strace
 )
 missing=()

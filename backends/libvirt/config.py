@@ -137,13 +137,16 @@ class GuestDisk(XmlObject):
 
 @dataclass
 class GuestInterface(XmlObject):
-    """<interface>: ``type`` 'network' or 'bridge' (``source`` names it) or 'user'."""
+    """<interface>: ``type`` 'network' or 'bridge' (``source`` names it) or 'user'; ``filterref``
+    names the network filter its traffic goes through, with ``filter_params`` (``IP``, ...)."""
 
     root_name: ClassVar[str] = "interface"
     type: str = "network"
     mac: str | None = None
     source: str | None = None
     model: str | None = "virtio"
+    filterref: str | None = None
+    filter_params: dict[str, str] = field(default_factory=dict)
 
     def to_element(self) -> etree._Element:
         el = etree.Element("interface", type=self.type)
@@ -153,15 +156,22 @@ class GuestInterface(XmlObject):
             sub(el, "source", **{self.type: self.source})
         if self.model:
             sub(el, "model", type=self.model)
+        if self.filterref:
+            ref = sub(el, "filterref", filter=self.filterref)
+            for name, value in sorted(self.filter_params.items()):
+                sub(ref, "parameter", name=name, value=value)
         return el
 
     @classmethod
     def from_element(cls, el: etree._Element) -> GuestInterface:
         kind = el.get("type", "network")
-        mac, src, model = el.find("mac"), el.find("source"), el.find("model")
+        mac, src, model, ref = el.find("mac"), el.find("source"), el.find("model"), el.find("filterref")
         return cls(type=kind, mac=mac.get("address") if mac is not None else None,
                    source=src.get(kind) if src is not None else None,
-                   model=model.get("type") if model is not None else None)
+                   model=model.get("type") if model is not None else None,
+                   filterref=ref.get("filter") if ref is not None else None,
+                   filter_params={p.get("name", ""): p.get("value", "") for p in ref.findall("parameter")}
+                   if ref is not None else {})
 
 
 @dataclass

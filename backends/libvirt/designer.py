@@ -17,6 +17,7 @@ only), so GetConsoleOutput reads the live console of a Xen guest.
 from __future__ import annotations
 
 from backends.base import DiskSpec, DomainSpec, InvalidSpec, NicSpec
+from backends.filters import FILTERING_DOMAIN_TYPES
 from backends.libvirt.config import (
     GuestConsole,
     GuestDevice,
@@ -74,14 +75,20 @@ def disk_config(disk: DiskSpec, domain_type: str, target: str, pv: bool = False)
 
 
 def nic_config(nic: NicSpec, domain_type: str = "kvm", pv: bool = False) -> GuestInterface:
-    """One NicSpec as an <interface>: on a libvirt network, a host bridge, or user-mode."""
+    """One NicSpec as an <interface>: on a libvirt network, a host bridge, or user-mode.
+
+    Its network filter is referenced on QEMU/KVM domains only (test and Xen domains apply none)."""
     model: str | None = nic.model
     if domain_type == "xen" and (pv or model not in _XEN_HVM_NIC_MODELS):
         model = None  # netfront (PV), or libxl's default emulated NIC with netfront beside it (HVM)
+    ref = nic.filter if domain_type in FILTERING_DOMAIN_TYPES else None
+    params = dict(nic.filter_params) if ref else {}
     if nic.network:
-        return GuestInterface(type="network", mac=nic.mac, source=nic.network, model=model)
+        return GuestInterface(type="network", mac=nic.mac, source=nic.network, model=model, filterref=ref,
+                              filter_params=params)
     if nic.bridge:
-        return GuestInterface(type="bridge", mac=nic.mac, source=nic.bridge, model=model)
+        return GuestInterface(type="bridge", mac=nic.mac, source=nic.bridge, model=model, filterref=ref,
+                              filter_params=params)
     return GuestInterface(type="user", mac=nic.mac, model=model)
 
 

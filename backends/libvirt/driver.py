@@ -37,8 +37,10 @@ from backends.base import (
     PowerState,
     SpawnFailed,
 )
+from backends.filters import FILTERING_DOMAIN_TYPES
 from backends.libvirt import backup, console, designer, hotplug, migration
 from backends.libvirt.connection import Connection, describe, is_connection_error
+from backends.libvirt.filters import LibvirtFilters
 from backends.libvirt.network import LibvirtNetworks
 from backends.libvirt.storage import LibvirtVolumes
 from backends.volumes import VolumeInfo
@@ -192,6 +194,7 @@ class LibvirtDriver(Driver):
         self.connection = Connection(uri, timeout=timeout, keepalive=keepalive)
         self._volumes = LibvirtVolumes(self.connection)
         self._networks = LibvirtNetworks(self.connection)
+        self._filters = LibvirtFilters(self.connection)
 
     def __repr__(self) -> str:
         return f"LibvirtDriver({self.uri!r}, domain_type={self.domain_type!r})"
@@ -514,6 +517,15 @@ class LibvirtDriver(Driver):
     def volumes(self) -> LibvirtVolumes:
         """Storage pools and volumes on this node."""
         return self._volumes
+
+    @property
+    def filters(self) -> LibvirtFilters:
+        """Network filters of this node: QEMU/KVM nodes only. libvirt's test driver has no nwfilter
+        (and its domains would ignore one), and libvirt's libxl driver applies none to Xen guests."""
+        if self.domain_type not in FILTERING_DOMAIN_TYPES:
+            raise NotSupported(f"{self.uri} runs {self.domain_type} domains, which libvirt's network filters do not "
+                               "apply to; security groups are enforced on qemu and kvm nodes only")
+        return self._filters
 
     @property
     def networks(self) -> LibvirtNetworks:

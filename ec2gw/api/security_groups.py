@@ -4,8 +4,8 @@ DescribeSecurityGroupRules.
 
 Every account has its 'default' group, made with the account, with EC2's default rules (all
 traffic from the group's members, all traffic out); new groups start with the egress rule only.
-Groups belong to the one VPC (ec2gw.network.vpc). Rules are recorded and shown here; nodes do not
-filter traffic by them yet.
+Groups belong to the one VPC (ec2gw.network.vpc). Rules are recorded and shown here; the compute
+worker makes them libvirt network filters on the QEMU/KVM nodes (ec2gw/compute/filter_sync.py).
 """
 
 from __future__ import annotations

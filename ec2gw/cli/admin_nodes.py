@@ -133,7 +133,8 @@ def node_list(state: CliState, as_json: bool) -> None:
     app = open_app(state)
     with app.db.session() as s:
         views = [v.as_dict() for v in nodes.list_nodes(s)]
-    text = "\n".join(_row(v) for v in views) or "(no nodes registered: the implicit node 'local' serves instances)"
+    text = "\n".join(_row(v) for v in views) or ("(no nodes registered: the implicit node 'local' on libvirt's test "
+                                                   "driver serves instances; it does not enforce security groups)")
     emit(views, as_json, text)
 
 
@@ -142,7 +143,9 @@ def node_list(state: CliState, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
 def node_show(state: CliState, name: str, as_json: bool) -> None:
-    """Show node NAME: registration, health, its instances and unknown domains (never destroyed)."""
+    """Show node NAME: registration, health, whether it enforces security groups (qemu and kvm nodes
+    do, with libvirt's network filters; test-driver and Xen nodes do not), its instances and unknown
+    domains (never destroyed)."""
     from ec2gw.compute import metrics, nodes
 
     app = open_app(state)
@@ -157,7 +160,7 @@ def node_show(state: CliState, name: str, as_json: bool) -> None:
     use["vcpus_committed"], use["memory_committed_mib"] = data["used_vcpus"], data["used_memory_mib"]
     if isinstance(use["as_of"], datetime):
         use["as_of"] = use["as_of"].strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines = [_row(data), _utilisation_line(use)]
+    lines = [_row(data), _utilisation_line(use), nodes.security_groups_line(data["domain_type"])]
     if data["last_error"]:
         lines.append(f"last error: {data['last_error']}")
     lines += [f"  instance {i['id']} {i['state']} {i['type']}" for i in data["instance_ids"]]

@@ -27,6 +27,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backends.base import NodeInfo
+from backends.filters import FILTERING_DOMAIN_TYPES
 from backends.registry import driver_for
 from ec2gw.compute.image_models import NodeImage
 from ec2gw.compute.node_models import UnknownDomain
@@ -67,6 +68,8 @@ class NodeView:
     saved_state_mib: int = 0
     unknown_domains: list[dict[str, Any]] = field(default_factory=list)
     last_error: str = ""
+    #: whether the node filters its guests' traffic by their security groups (libvirt nwfilter)
+    enforces_security_groups: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -230,11 +233,27 @@ def remove_node(s: Session, name: str, *, force: bool = False) -> list[str]:
     return ids
 
 
+def enforces_security_groups(domain_type: str) -> bool:
+    """QEMU/KVM nodes filter their guests' traffic by security group (libvirt's network filters);
+    libvirt's test driver has no network filters and its libxl driver applies none to Xen guests."""
+    return domain_type in FILTERING_DOMAIN_TYPES
+
+
+def security_groups_line(domain_type: str) -> str:
+    """What `admin node show` says about the node's enforcement of security groups."""
+    if enforces_security_groups(domain_type):
+        return ("security groups: enforced (libvirt network filters on each NIC: the instance's rules, "
+                "anti-spoofing, DHCP, then drop)")
+    why = ("libvirt's test driver has no network filters" if domain_type == "test"
+           else f"libvirt applies no network filters to {domain_type} domains")
+    return f"security groups: NOT enforced ({why}): rules are kept and shown, traffic is not filtered"
+
+
 def _view(n: Node, used: tuple[int, int], count: int, unknown: list[dict[str, Any]], saved: int = 0) -> NodeView:
     return NodeView(name=n.name, uri=n.uri, zone=n.zone, pools=list(split_pools(n.pools)), domain_type=n.domain_type,
                     active=n.active, reachable=n.reachable, vcpus=n.vcpus, memory_mib=n.memory_mib, used_vcpus=used[0],
                     used_memory_mib=used[1], instances=count, saved_state_mib=saved, unknown_domains=unknown,
-                    last_error=n.last_error)
+                    last_error=n.last_error, enforces_security_groups=enforces_security_groups(n.domain_type))
 
 
 def _unknown(s: Session, names: list[str]) -> dict[str, list[dict[str, Any]]]:

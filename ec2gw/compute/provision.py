@@ -11,7 +11,10 @@ nodes, through libvirt's APIs only (so remote nodes need no shell or shared file
 4. its NoCloud seed ISO is uploaded as a volume (rebuilt each time, it is a few KiB);
 5. an empty console log volume is created so the log is a volume of the console pool
    (readable from any node, and deleted with the instance);
-6. each NIC's pool network exists on the node and has the NIC's static DHCP entry.
+6. the instance's network filters (its security groups and anti-spoofing, compute/filter_sync.py)
+   are defined on the node;
+7. each NIC's pool network exists on the node and has the NIC's static DHCP entry, and the NIC
+   references the instance's filter with its own address.
 
 cleanup() removes the DHCP entries, overlay, seed and console log; missing pieces are fine, so
 it can run after a launch that failed half-way and can be repeated.
@@ -25,8 +28,9 @@ import time
 from typing import TYPE_CHECKING
 
 from backends.base import AlreadyExists, DomainSpec, NicSpec
+from backends.filters import nic_parameters
 from backends.seed import build_seed_iso
-from ec2gw.compute import image_cache, launch_context, node_layout
+from ec2gw.compute import filter_sync, image_cache, launch_context, node_layout
 from ec2gw.compute.specs import Volume, guest_domain_spec, test_domain_spec
 from ec2gw.network import nodes as net_nodes
 from ec2gw.network import pools
@@ -70,7 +74,7 @@ def _prepare(worker: ComputeWorker, job: Job, drv: Driver) -> DomainSpec:
     root = overlay(drv, job.instance_id, base)
     seed = upload_seed(drv, ctx)
     log_path = console_log(drv, settings, job.instance_id)
-    nics = attach_nics(drv, ctx)
+    nics = attach_nics(drv, ctx, filter_sync.ensure_instance_filters(worker, job.node, job.instance_id))
     copied = sum(i.uploaded_bytes for i in (base, kernel, ramdisk) if i is not None)
     log.info("%s: provisioned on node %s in %.2f s (%d image bytes uploaded)", job.instance_id, job.node.name,
              time.monotonic() - started, copied)
@@ -117,8 +121,11 @@ def console_log(drv: Driver, settings: Settings, instance_id: str) -> str:
     return node_layout.console_path(settings, instance_id)
 
 
-def attach_nics(drv: Driver, ctx: launch_context.LaunchContext) -> list[NicSpec]:
-    """Ensure each NIC's network on the node, add its DHCP entry, and return the NIC specs."""
+def attach_nics(drv: Driver, ctx: launch_context.LaunchContext, filter_name: str | None = None) -> list[NicSpec]:
+    """Ensure each NIC's network on the node, add its DHCP entry, and return the NIC specs.
+
+    ``filter_name``: the instance's network filter (security groups and anti-spoofing), which
+    each NIC references with its own address; None where the node applies no filters."""
     specs: list[NicSpec] = []
     for pool, addr in ctx.nics:
         network = ctx.networks[pool.name]
@@ -126,8 +133,10 @@ def attach_nics(drv: Driver, ctx: launch_context.LaunchContext) -> list[NicSpec]
             continue
         net_nodes.ensure(drv, network)
         net_nodes.add_host(drv, pool, addr)
-        specs.append(NicSpec(mac=addr.mac, network=network.spec.name) if network.spec.mode != "bridge"
-                     else NicSpec(mac=addr.mac, bridge=network.spec.bridge))
+        params = nic_parameters(addr.ip) if filter_name else {}
+        specs.append(NicSpec(mac=addr.mac, network=network.spec.name, filter=filter_name, filter_params=params)
+                     if network.spec.mode != "bridge"
+                     else NicSpec(mac=addr.mac, bridge=network.spec.bridge, filter=filter_name, filter_params=params))
     return specs
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import delete, or_, select, update
 from backends.base import DomainNotFound, DriverError, InvalidState, NodeUnavailable, PowerState
 from ec2gw.compute import (
     elastic_nics,
+    filter_sync,
     image_gc,
     image_tasks,
     leases,
@@ -89,6 +90,8 @@ class ComputeWorker:
         self.images = image_gc.Collector(self)
         #: samples every node's domain statistics into instance metrics (compute/metrics.py)
         self.metrics = metrics.Sampler(self)
+        #: keeps the nodes' network filters equal to the security groups (compute/filter_sync.py)
+        self.filters = filter_sync.FilterSync(self)
 
     # -- the loop -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -136,6 +139,7 @@ class ComputeWorker:
             self.reap_terminated()
         self._maybe_sweep(now)
         self.metrics.maybe_run(now)
+        self.filters.maybe_run(now)
         return len(jobs)
 
     def _maybe_sweep(self, now: float) -> None:
@@ -177,6 +181,10 @@ class ComputeWorker:
     def _done(self, instance_id: str, _future: object = None) -> None:
         with self._lock:
             self.in_flight.discard(instance_id)
+
+    def node_waits(self, name: str) -> bool:
+        """True while a node that stopped answering a moment ago is left alone (NODE_RETRY_SECONDS)."""
+        return self._node_retry_at.get(name, 0.0) > time.monotonic()
 
     def _pending_jobs(self) -> list[Job]:
         with self.db.session() as s:

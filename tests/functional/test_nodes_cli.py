@@ -268,3 +268,17 @@ def test_show_adds_live_utilisation(adm: Admin, tmp_path: Path) -> None:
     assert (use["sampled"], use["vcpus_used"], use["memory_used_mib"]) == (2, 1.25, 500)
     text = adm.run("show", "n1").stdout
     assert "utilisation: vcpus used 1.25 of 2 committed, memory used 500 MiB of 2048 MiB committed" in text
+
+
+def test_show_says_whether_the_node_enforces_security_groups(adm: Admin, tmp_path: Path) -> None:
+    """Test-driver nodes keep rules without filtering traffic, and say so; QEMU/KVM nodes enforce them."""
+    assert "does not enforce security groups" in adm.run("list").stdout  # only the implicit test-driver node
+    adm.json("add", "t1", "--uri", node_uri(tmp_path, "t1"))
+    assert adm.json("show", "t1")["enforces_security_groups"] is False
+    assert "security groups: NOT enforced (libvirt's test driver has no network filters)" in adm.run("show", "t1").stdout
+    # a QEMU node that does not answer (nothing listens on port 1): registered with its capacity given
+    adm.json("add", "q1", "--uri", "qemu+tcp://127.0.0.1:1/system", "--domain-type", "qemu", "--memory", "1024",
+             "--vcpus", "1")
+    assert adm.json("show", "q1")["enforces_security_groups"] is True
+    assert "security groups: enforced (libvirt network filters" in adm.run("show", "q1").stdout
+    assert [n["enforces_security_groups"] for n in adm.json("list")] == [True, False]

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from backends.base import AlreadyExists, NotFound
+from backends.filters import FilterDriver, FilterSpec
 from backends.networks import DhcpHost, DhcpLease, NetworkDriver, NetworkSpec
 from backends.volumes import VolumeDriver, VolumeInfo
 from ec2gw.compute.image_cache import virtual_size
@@ -115,11 +116,41 @@ class FakeNetworks(NetworkDriver):
         return []
 
 
+class FakeFilters(FilterDriver):
+    """Filters by name; ``used`` names those a guest uses (undefine refuses them); ``writes`` counts defines."""
+
+    def __init__(self) -> None:
+        self.filters: dict[str, FilterSpec] = {}
+        self.used: set[str] = set()
+        self.writes = 0
+
+    def define(self, spec: FilterSpec) -> bool:
+        have = self.filters.get(spec.name)
+        if have is not None and have.same_as(spec):
+            return False
+        self.filters[spec.name] = spec
+        self.writes += 1
+        return True
+
+    def get(self, name: str) -> FilterSpec | None:
+        return self.filters.get(name)
+
+    def names(self, prefix: str = "") -> list[str]:
+        return sorted(n for n in self.filters if n.startswith(prefix))
+
+    def undefine(self, name: str) -> bool:
+        if name in self.used:
+            return False
+        self.filters.pop(name, None)
+        return True
+
+
 class FakeNode:
-    """Enough of backends.base.Driver for provisioning: a domain type, volumes and networks."""
+    """Enough of backends.base.Driver for provisioning: a domain type, volumes, networks and filters."""
 
     domain_type = "qemu"
 
     def __init__(self) -> None:
         self.volumes = FakeVolumes()
         self.networks = FakeNetworks()
+        self.filters = FakeFilters()

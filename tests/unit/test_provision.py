@@ -12,6 +12,7 @@ import pytest
 
 from backends.seed import read_seed_iso
 from ec2gw.compute import node_layout, provision
+from ec2gw.compute.filter_sync import FilterSync
 from ec2gw.compute.placement import NodeRef
 from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Reservation
@@ -49,6 +50,9 @@ class Worker:
     db: Any
     drivers: Drivers
     cumulus: Any = None
+
+    def __post_init__(self) -> None:
+        self.filters = FilterSync(self)  # type: ignore[arg-type]
 
 
 @pytest.fixture()
@@ -101,6 +105,11 @@ def test_prepare_then_cleanup(world: World) -> None:
     net = node.networks.nets["ec2gw-private"]
     assert (net.mode, net.address, nic.network) == ("isolated", "10.70.0.1", "ec2gw-private")
     assert node.networks.hosts["ec2gw-private"][nic.mac].ip == "10.70.0.10"
+    # the NIC goes through the instance's filter (anti-spoofing for its address, its groups), defined first
+    assert (nic.filter, nic.filter_params) == (f"ec2gw-i-{iid}", {"IP": "10.70.0.10"})
+    mine = node.filters.filters[f"ec2gw-i-{iid}"]
+    (group,) = [r for r in mine.refs if r.startswith("ec2gw-sg-")]
+    assert mine.refs[0] == "clean-traffic" and group in node.filters.filters
     uploaded = vols.uploaded
 
     vols.data[("ec2gw-instances", f"{iid}.qcow2")] = b"the guest wrote here"
