@@ -1,0 +1,190 @@
+"""Security groups enforced on a real QEMU node, on a running guest, driven through boto3.
+
+Set-up as in test_vm_lifecycle.py: the tiny guest, a private libvirtd (tests/vmhost.py) registered
+as node `sg1` (qemu), an isolated pool, the guest's kernel, ramdisk and disk imported. One guest
+boots for the whole module, in a group `web` that starts with no ingress rule. The client is the
+node's own network namespace, the pool network's host side (its gateway address), as a person on
+the node would try it: a TCP connection to the guest with a timeout, run with nsenter.
+
+A connection either succeeds, or is refused by the guest (both: the packet reached it), or gets
+no answer within the timeout (the node dropped it). Port 80 is unreachable until
+AuthorizeSecurityGroupIngress opens tcp/80 for the gateway's /32, reachable then (while port 22
+stays closed), and unreachable again after RevokeSecurityGroupIngress, all on the running guest,
+without a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from tests.live import LiveServer
+from tests.vmhost import VmHost, build_guest, wait_for
+
+pytestmark = [pytest.mark.vm, pytest.mark.timeout(400)]
+
+POOL_FILE = """# security group tests: isolated network, two addresses
+none
+sg-a 10.99.9.10 10.99.9.1 10.99.9.255 255.255.255.0
+sg-b 10.99.9.11 10.99.9.1 10.99.9.255 255.255.255.0
+"""
+GATEWAY = "10.99.9.1"
+BOOT = 120.0  # seconds a TCG guest may take to its lease on a loaded 2-core machine
+#: seconds a rule change may take to reach the guest: the worker's next pass plus libvirt's
+#: re-instantiation (about 2 s each on a busy node)
+APPLY = 45.0
+PROBE_TIMEOUT = 3.0
+
+_PROBE = """
+import socket, sys
+s = socket.socket()
+s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("open")
+except ConnectionRefusedError:
+    print("refused")
+except (socket.timeout, TimeoutError):
+    print("timeout")
+except OSError as exc:
+    print(f"error {exc.errno}")
+"""
+
+
+class Cloud:
+    def __init__(self, server: LiveServer, host: VmHost) -> None:
+        self.server, self.host = server, host
+        self.ec2 = server.client("ec2")
+        self.ids: dict[str, str] = {}
+
+    def cli_json(self, *args: str) -> Any:
+        out = self.server.cli(*args, "--json", check=False, timeout=120)
+        assert out.returncode == 0, f"ec2gw {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
+        return json.loads(out.stdout)
+
+    def instance(self, iid: str) -> dict[str, Any]:
+        return self.ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+
+    def wait_running(self, iid: str) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            inst = self.instance(iid)
+            assert inst["State"]["Name"] in ("pending", "running"), \
+                f"{iid}: {inst['State']} {inst.get('StateReason')}\nserver log:\n{self.server.log()[-4000:]}"
+            return inst if inst["State"]["Name"] == "running" else None
+        return wait_for(f"{iid} running", check, BOOT)
+
+    def console(self, iid: str) -> str:
+        return self.ec2.get_console_output(InstanceId=iid, Latest=True).get("Output") or ""
+
+    def wait_console(self, iid: str, text: str, timeout: float = BOOT) -> None:
+        try:
+            wait_for(f"console of {iid} shows {text!r}", lambda: text in self.console(iid), timeout, 0.5)
+        except TimeoutError:
+            raise AssertionError(f"{text!r} not on the console of {iid}:\n{self.console(iid)[-3000:]}\n"
+                                 f"server log:\n{self.server.log()[-3000:]}") from None
+
+    def in_node(self, *argv: str, timeout: float = 30.0) -> str:
+        """Run a command in the node's network namespace (where the pool's bridge is)."""
+        assert self.host.daemon.process is not None
+        out = subprocess.run(["nsenter", f"--net=/proc/{self.host.daemon.process.pid}/ns/net", *argv],
+                             capture_output=True, text=True, timeout=timeout, check=False)
+        assert out.returncode == 0, f"{argv}: {out.stderr}"
+        return out.stdout.strip()
+
+    def probe(self, ip: str, port: int) -> str:
+        """'open' or 'refused' (the guest answered), 'timeout' or 'error N' (it did not)."""
+        return self.in_node(sys.executable, "-c", _PROBE, ip, str(port), str(PROBE_TIMEOUT))
+
+    def reachable(self, ip: str, port: int) -> bool:
+        return self.probe(ip, port) in ("open", "refused")
+
+    def wait_reachable(self, ip: str, port: int, wanted: bool, what: str) -> float:
+        """Seconds until the port's reachability is ``wanted``."""
+        started = time.monotonic()
+        try:
+            wait_for(what, lambda: self.reachable(ip, port) == wanted, APPLY, 0.5)
+        except TimeoutError:
+            raise AssertionError(f"{what}: port {port} of {ip} still {'un' if wanted else ''}reachable after {APPLY} s "
+                                 f"({self.probe(ip, port)})\nserver log:\n{self.server.log()[-3000:]}") from None
+        return time.monotonic() - started
+
+    def libvirt(self) -> Any:
+        return libvirt.open(self.host.uri)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    guest = build_guest()
+    root = Path(tmp_path_factory.mktemp("vmsg"))
+    host = VmHost(root / "node")
+    server = LiveServer(root / "data", env={"EC2GW_NODE_STORAGE_DIR": str(root / "node-storage"),
+                                             "EC2GW_STOP_TIMEOUT": "30", "EC2GW_WORKER_INTERVAL": "0.1"})
+    try:
+        host.start()
+        server.start()
+        c = Cloud(server, host)
+        (root / "pool.txt").write_text(POOL_FILE)
+        c.cli_json("admin", "pool", "add", "sgnet", str(root / "pool.txt"), "--network-mode", "isolated")
+        c.cli_json("admin", "node", "add", "sg1", "--uri", host.uri, "--domain-type", "qemu", "--pools", "sgnet",
+                   "--memory", "8192", "--vcpus", "4")
+        aki = c.cli_json("admin", "image", "import", "sg-kernel", str(guest.kernel), "--kind", "kernel")["image_id"]
+        ari = c.cli_json("admin", "image", "import", "sg-initrd", str(guest.initrd), "--kind", "ramdisk")["image_id"]
+        c.ids["ami"] = c.cli_json("admin", "image", "import", "sg-disk", str(guest.disk), "--kernel", aki,
+                                  "--ramdisk", ari)["image_id"]
+        c.ids["web"] = c.ec2.create_security_group(GroupName="vm-web", Description="web servers")["GroupId"]
+        res = c.ec2.run_instances(ImageId=c.ids["ami"], MinCount=1, MaxCount=1, InstanceType="t2.micro",
+                                  SecurityGroupIds=[c.ids["web"]])
+        iid = c.ids["guest"] = res["Instances"][0]["InstanceId"]
+        c.ids["ip"] = c.wait_running(iid)["PrivateIpAddress"]
+        c.wait_console(iid, "EC2GW-READY")
+        yield c
+    finally:
+        server.stop()
+        host.stop()
+
+
+def _port80(ip: str) -> list[dict[str, Any]]:
+    return [{"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": f"{ip}/32"}]}]
+
+
+def test_the_node_enforces_and_the_guest_got_its_lease_through_the_filter(cloud: Cloud) -> None:
+    iid, ip = cloud.ids["guest"], cloud.ids["ip"]
+    assert cloud.cli_json("admin", "node", "show", "sg1")["enforces_security_groups"] is True
+    cloud.wait_console(iid, f"EC2GW-LEASE ip={ip} ")  # DHCP passes the filter
+    conn = cloud.libvirt()
+    try:
+        names = sorted(f.name() for f in conn.listAllNWFilters(0) if f.name().startswith("ec2gw-"))
+        assert names == [f"ec2gw-i-{iid}", f"ec2gw-sg-{cloud.ids['web']}"]
+        xml = conn.lookupByName(iid).XMLDesc(0)
+    finally:
+        conn.close()
+    assert f"<filterref filter='ec2gw-i-{iid}'>" in xml and f"<parameter name='IP' value='{ip}'/>" in xml
+
+
+def test_port_80_opens_with_authorize_and_closes_with_revoke_on_the_running_guest(cloud: Cloud) -> None:
+    iid, ip, web = cloud.ids["guest"], cloud.ids["ip"], cloud.ids["web"]
+    assert cloud.probe(ip, 80) == "timeout", "no ingress rule yet: the node drops the connection"
+    cloud.ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=_port80(GATEWAY))
+    opened = cloud.wait_reachable(ip, 80, True, "port 80 after AuthorizeSecurityGroupIngress")
+    assert cloud.probe(ip, 22) == "timeout", "only tcp/80 was opened"
+    cloud.ec2.revoke_security_group_ingress(GroupId=web, IpPermissions=_port80(GATEWAY))
+    closed = cloud.wait_reachable(ip, 80, False, "port 80 after RevokeSecurityGroupIngress")
+    assert cloud.instance(iid)["State"]["Name"] == "running"
+    print(f"\nrule change reached the guest: authorize {opened:.1f} s, revoke {closed:.1f} s")
+
+
+def test_a_rule_for_another_source_does_not_open_the_port(cloud: Cloud) -> None:
+    ip, web = cloud.ids["ip"], cloud.ids["web"]
+    cloud.ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=_port80("10.99.9.200"))
+    cloud.ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 81, "ToPort": 81, "IpRanges": [{"CidrIp": f"{GATEWAY}/32"}]}])
+    cloud.wait_reachable(ip, 81, True, "port 81, opened for the gateway")  # the change has arrived ...
+    assert cloud.probe(ip, 80) == "timeout"  # ... and port 80 is still closed to the gateway
