@@ -46,7 +46,17 @@ class LibvirtFilters(FilterDriver):
             raise DriverError(f"{what} failed on {self.connection.uri}: {describe(exc)}") from exc
 
     def define(self, spec: FilterSpec) -> bool:
+        """See FilterDriver.define. A filter that another client defined meanwhile (libvirt then
+        refuses the define without its uuid) is compared and redefined with its uuid."""
         def op(conn: libvirt.virConnect) -> bool:
+            try:
+                return attempt(conn)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_FAILED or "already exists" not in describe(exc):
+                    raise
+            return attempt(conn)
+
+        def attempt(conn: libvirt.virConnect) -> bool:
             current = find_filter(conn, spec.name)
             uuid = None
             if current is not None:

@@ -58,6 +58,7 @@ class FilterSync:
         #: (node name, filter name) -> the spec last written to (or found on) that node
         self._applied: dict[tuple[str, str], FilterSpec] = {}
         self._lock = threading.Lock()
+        self._node_locks: dict[str, threading.Lock] = {}
         self._next = 0.0
         self._recheck = time.monotonic() + RECHECK_SECONDS
         self._running: Future[None] | None = None
@@ -117,6 +118,14 @@ class FilterSync:
 
     def apply(self, node_name: str, drv: Driver, specs: list[FilterSpec]) -> int:
         """Define the specs the node does not have as they are (in order); returns how many were written."""
+        with self._node_lock(node_name):  # the pass and a launch define the same filters
+            return self._apply(node_name, drv, specs)
+
+    def _node_lock(self, node_name: str) -> threading.Lock:
+        with self._lock:
+            return self._node_locks.setdefault(node_name, threading.Lock())
+
+    def _apply(self, node_name: str, drv: Driver, specs: list[FilterSpec]) -> int:
         written = 0
         for spec in specs:
             key = (node_name, spec.name)

@@ -121,6 +121,10 @@ def _boot_id(text: str) -> str:
 
 def test_a_running_guest_moves_live_and_keeps_its_boot_address_and_console(env: Env) -> None:
     env.cli_json("admin", "node", "update", "m2", "--inactive")  # launch on m1
+    # the nodes enforce security groups: the pool network's host side may reach the guest's HTTP
+    # port, on either node (the instance's filters are defined on the destination before it moves)
+    env.ec2.authorize_security_group_ingress(GroupName="default", IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "10.99.12.1/32"}]}])
     iid = env.ec2.run_instances(ImageId=env.ids["ami"], MinCount=1, MaxCount=1,
                                 InstanceType="t2.micro")["Instances"][0]["InstanceId"]
     env.ids["inst"] = iid

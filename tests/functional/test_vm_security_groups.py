@@ -7,10 +7,12 @@ node's own network namespace, the pool network's host side (its gateway address)
 the node would try it: a TCP connection to the guest with a timeout, run with nsenter.
 
 A connection either succeeds, or is refused by the guest (both: the packet reached it), or gets
-no answer within the timeout (the node dropped it). Port 80 is unreachable until
-AuthorizeSecurityGroupIngress opens tcp/80 for the gateway's /32, reachable then (while port 22
-stays closed), and unreachable again after RevokeSecurityGroupIngress, all on the running guest,
-without a restart.
+no answer within the timeout (the node dropped it). Port 80 (the guest's HTTP server) is
+unreachable until AuthorizeSecurityGroupIngress opens tcp/80 for the gateway's /32, answers then
+(while port 22 stays closed), and is unreachable again after RevokeSecurityGroupIngress, all on
+the running guest, without a restart. Anti-spoofing: the guest adds an address of its own choosing
+(the guest's setip CGI): it cannot send from it (its ping from it fails) and is not reachable at
+it, while its own address answers.
 """
 
 from __future__ import annotations
@@ -43,6 +45,13 @@ BOOT = 120.0  # seconds a TCG guest may take to its lease on a loaded 2-core mac
 APPLY = 45.0
 PROBE_TIMEOUT = 3.0
 
+_HTTP = """
+import sys, urllib.request
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).read().decode().strip())
+except Exception as exc:
+    print(f"failed: {exc}")
+"""
 _PROBE = """
 import socket, sys
 s = socket.socket()
@@ -102,6 +111,10 @@ class Cloud:
     def probe(self, ip: str, port: int) -> str:
         """'open' or 'refused' (the guest answered), 'timeout' or 'error N' (it did not)."""
         return self.in_node(sys.executable, "-c", _PROBE, ip, str(port), str(PROBE_TIMEOUT))
+
+    def http(self, url: str, timeout: float = 10.0) -> str:
+        """GET ``url`` from the node's namespace: the body, or "failed: ..."."""
+        return self.in_node(sys.executable, "-c", _HTTP, url, str(timeout), timeout=timeout + 20)
 
     def reachable(self, ip: str, port: int) -> bool:
         return self.probe(ip, port) in ("open", "refused")
@@ -174,6 +187,7 @@ def test_port_80_opens_with_authorize_and_closes_with_revoke_on_the_running_gues
     assert cloud.probe(ip, 80) == "timeout", "no ingress rule yet: the node drops the connection"
     cloud.ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=_port80(GATEWAY))
     opened = cloud.wait_reachable(ip, 80, True, "port 80 after AuthorizeSecurityGroupIngress")
+    assert cloud.http(f"http://{ip}/").startswith("EC2GW-WEB"), "the guest's HTTP server answers"
     assert cloud.probe(ip, 22) == "timeout", "only tcp/80 was opened"
     cloud.ec2.revoke_security_group_ingress(GroupId=web, IpPermissions=_port80(GATEWAY))
     closed = cloud.wait_reachable(ip, 80, False, "port 80 after RevokeSecurityGroupIngress")
@@ -188,3 +202,17 @@ def test_a_rule_for_another_source_does_not_open_the_port(cloud: Cloud) -> None:
         {"IpProtocol": "tcp", "FromPort": 81, "ToPort": 81, "IpRanges": [{"CidrIp": f"{GATEWAY}/32"}]}])
     cloud.wait_reachable(ip, 81, True, "port 81, opened for the gateway")  # the change has arrived ...
     assert cloud.probe(ip, 80) == "timeout"  # ... and port 80 is still closed to the gateway
+
+
+def test_a_guest_cannot_send_from_an_address_it_gives_itself(cloud: Cloud) -> None:
+    ip, web = cloud.ids["ip"], cloud.ids["web"]
+    cloud.ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=_port80(GATEWAY))
+    cloud.wait_reachable(ip, 80, True, "port 80, opened for the gateway")
+    spoofed = "10.99.9.50"
+    answer = cloud.http(f"http://{ip}/cgi-bin/setip?ip={spoofed}", timeout=30)
+    assert answer.startswith(f"setip ip={spoofed} dev=eth0 to={GATEWAY}"), answer
+    # its ping to the gateway from the new address never leaves the node (egress allows all traffic)
+    assert answer.endswith("ping=fail"), answer
+    assert not cloud.reachable(spoofed, 80), "the guest answers for an address that is not its own"
+    assert cloud.http(f"http://{ip}/").startswith("EC2GW-WEB"), "its own address still answers"
+    assert cloud.http(f"http://{ip}/cgi-bin/setip?ip={spoofed}&del=1", timeout=30).startswith("delip")
