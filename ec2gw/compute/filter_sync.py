@@ -6,7 +6,8 @@ instance's groups, or a launch or termination that changes who is in a group ref
 rule only change rows. Each pass (every FILTER_SYNC_SECONDS, on the worker's thread pool) works
 out the filters each node needs and redefines those that differ (libvirt re-instantiates them on
 the running guests: about 2 s per filter on a busy node, no restart); filters of ec2gw's that a
-node no longer needs are removed. A node that fails is logged and tried again on the next pass.
+node no longer needs are removed (an instance moving to a node counts there from the start of the move:
+compute/migration.py). A node that fails is logged and tried again on the next pass.
 
 :func:`ensure_instance_filters` defines what one instance needs on a given node at once: the
 launch calls it before the domain starts (a NIC referencing a missing filter cannot start), and
@@ -29,6 +30,8 @@ from sqlalchemy import select
 
 from backends.base import Driver, DriverError, NodeUnavailable
 from backends.filters import FILTERING_DOMAIN_TYPES, GROUP_PREFIX, INSTANCE_PREFIX, FilterSpec
+from ec2gw.compute.migration_models import ACTIVE as MIGRATION_ACTIVE
+from ec2gw.compute.migration_models import InstanceMigration
 from ec2gw.compute.placement import NodeRef, ref_of
 from ec2gw.db.models import Node
 from ec2gw.network import group_filters
@@ -108,7 +111,9 @@ class FilterSync:
     def sync_node(self, node: NodeRef) -> int:
         """Bring one node's filters to what the database says; returns how many were written."""
         with self.worker.db.session() as s:
-            wanted = group_filters.node_filters(s, node.name)
+            arriving = s.scalars(select(InstanceMigration.instance_id).where(
+                InstanceMigration.destination == node.name, InstanceMigration.state.in_(MIGRATION_ACTIVE)))
+            wanted = group_filters.node_filters(s, node.name, list(arriving))
         for line in wanted.skipped:
             log.debug("%s", line)
         drv = self.worker.drivers.get(node)

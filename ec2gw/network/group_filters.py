@@ -107,10 +107,12 @@ def wanted_filters(s: Session, instances: list[tuple[str, int]]) -> WantedFilter
     return out
 
 
-def node_filters(s: Session, node_name: str) -> WantedFilters:
-    """What node ``node_name`` needs: the filters of its instances (terminated ones aside)."""
-    rows = s.execute(select(Instance.id, Instance.owner_id).where(Instance.node_name == node_name,
-                                                                 Instance.state != "terminated").order_by(Instance.id))
+def node_filters(s: Session, node_name: str, arriving: Iterable[str] = ()) -> WantedFilters:
+    """What node ``node_name`` needs: the filters of its instances (terminated ones aside) and of
+    the instances ``arriving`` there (moves under way to it)."""
+    on_node = (Instance.node_name == node_name) | Instance.id.in_(sorted(set(arriving)))
+    rows = s.execute(select(Instance.id, Instance.owner_id).where(on_node, Instance.state != "terminated")
+                     .order_by(Instance.id))
     return wanted_filters(s, [(i, o) for i, o in rows])
 
 

@@ -23,6 +23,7 @@ from backends.filters import (
 from backends.libvirt.config_filter import filter_xml, parse_filter
 from backends.libvirt.designer import nic_config
 from ec2gw.compute.filter_sync import FilterSync
+from ec2gw.compute.migration_models import InstanceMigration
 from ec2gw.compute.placement import NodeRef
 from ec2gw.db.models import Image, Instance
 from ec2gw.network import group_filters
@@ -233,6 +234,18 @@ def test_the_pass_writes_changes_only_and_removes_what_is_unused(w: World) -> No
         {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}])
     assert sync.sync_node(ref) == 1  # the group's filter, redefined
     assert any(dict(r.attrs).get("dstportstart") == "80" for r in node.filters.filters[f"ec2gw-sg-{default}"].rules)
+    # a move to another node under way: that node keeps the instance's filters (libvirt needs them there)
+    other, ref2 = FakeNode(), NodeRef("n2", "qemu+tcp://10.0.0.8/system", "qemu", "z", ())
+    with w.app.db.session(write=True) as s:
+        s.add(InstanceMigration(instance_id=iid, source="n1", destination="n2", kind="live", state="running"))
+    worker.drivers.node = other
+    sync.sync_node(ref2)
+    assert f"ec2gw-i-{iid}" in other.filters.filters
+    with w.app.db.session(write=True) as s:
+        s.execute(update(InstanceMigration).values(state="failed"))
+    sync.sync_node(ref2)
+    assert other.filters.filters == {}  # the move failed: nothing of it left there
+    worker.drivers.node = node
     node.filters.used.add(f"ec2gw-i-{iid}")  # the domain still runs with it: terminate, not yet destroyed
     with w.app.db.session(write=True) as s:
         s.execute(update(Instance).where(Instance.id == iid).values(state="terminated"))
