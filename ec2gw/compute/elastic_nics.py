@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import or_, select, update
 
 from backends.base import DriverError, NicSpec, NodeUnavailable
+from backends.filters import nic_parameters
+from ec2gw.compute import filter_sync
 from ec2gw.compute.placement import node_ref
 from ec2gw.db.models import Instance
 from ec2gw.network import layout
@@ -98,8 +100,12 @@ def _step(worker: ComputeWorker, row: Any, unreachable: set[str]) -> bool:
             net_nodes.ensure(drv, net)
             address = Address(mac=row.mac, ip=row.ip, hostname=row.hostname)
             net_nodes.add_host(drv, pool, address)
-            nic = (NicSpec(mac=row.mac, network=layout.network_name(pool.name)) if net.spec.mode != "bridge"
-                   else NicSpec(mac=row.mac, bridge=net.spec.bridge))
+            # the instance's network filter (its groups, anti-spoofing for this NIC's own address)
+            filt = filter_sync.ensure_instance_filters(worker, new_node, inst.id)
+            params = nic_parameters(row.ip) if filt else {}
+            nic = (NicSpec(mac=row.mac, network=layout.network_name(pool.name), filter=filt, filter_params=params)
+                   if net.spec.mode != "bridge"
+                   else NicSpec(mac=row.mac, bridge=net.spec.bridge, filter=filt, filter_params=params))
             drv.attach_nic(inst.id, nic)
         except NodeUnavailable:
             unreachable.add(new_node.name)
