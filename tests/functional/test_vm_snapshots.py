@@ -80,6 +80,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         ari = c.cli_json("admin", "image", "import", "tiny-initrd", str(guest.initrd), "--kind", "ramdisk")["image_id"]
         c.ids["ami"] = c.cli_json("admin", "image", "import", "tiny-disk", str(guest.disk), "--kernel", aki,
                                   "--ramdisk", ari)["image_id"]
+        # the node enforces security groups: let its side of the pool network reach the guest's HTTP
+        c.ec2.authorize_security_group_ingress(GroupName="default", IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "10.99.8.1/32"}]}])
         yield c
     finally:
         server.stop()
