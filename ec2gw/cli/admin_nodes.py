@@ -44,6 +44,7 @@ def _row(v: dict[str, Any]) -> str:
 @click.option("--vcpus", type=int, default=None, help="vCPUs for instances [default: the node's logical CPUs].")
 @click.option("--zone", default=None, help="Availability zone [default: the region's first zone, e.g. us-east-1a].")
 @click.option("--pools", default="", help="Comma-separated network pools the node serves [default: the built-in default pool].")
+@click.option("--volume-gb", type=int, default=None, help="GiB of EBS volumes the node's storage may hold [default: no fixed limit].")
 @click.option("--domain-type", type=click.Choice(["qemu", "kvm", "xen"]), default=None,
               help="Domain type: kvm where hardware virtualization works, qemu (TCG) elsewhere, xen for Xen hosts "
                    "(xen+ssh://HOST/system; guests with a kernel run paravirtualized, the others HVM) [default: qemu; "
@@ -52,10 +53,10 @@ def _row(v: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
 def node_add(state: CliState, name: str, uri: str, memory_mib: int | None, vcpus: int | None, zone: str | None,
-             pools: str, domain_type: str | None, as_json: bool) -> None:
+             pools: str, domain_type: str | None, volume_gb: int | None, as_json: bool) -> None:
     """Register node NAME at URI; capacity not given is read from the node."""
     from backends.base import NodeUnavailable
-    from ec2gw.compute import nodes
+    from ec2gw.compute import nodes, volume_placement
     from ec2gw.compute.placement import split_pools
     from ec2gw.network.nodes import pool_networks
 
@@ -73,11 +74,13 @@ def node_add(state: CliState, name: str, uri: str, memory_mib: int | None, vcpus
             nodes.add_node(s, name=name, uri=uri, zone=zone or app.settings.default_zone, memory_mib=memory_mib,
                            vcpus=vcpus, pools=pool_list, domain_type=domain_type,
                            probe=(lambda _u, _t: info) if info is not None else None)
+            if volume_gb is not None:
+                volume_placement.set_capacity(s, name, volume_gb)
             nets, errors = pool_networks(s, pool_list) if dtype != "test" else ([], {})
     except NodeUnavailable as exc:
         raise click.ClickException(f"node {name} at {uri} does not answer ({exc}); make it reachable, or give --memory "
                                    "and --vcpus to register it anyway") from None
-    except nodes.NodeError as exc:
+    except (nodes.NodeError, ValueError) as exc:
         raise _fail(exc) from None
     errors.update(_ensure_networks(app, name, uri, dtype, nets))  # after the commit: the node is registered
     with app.db.session() as s:
@@ -146,7 +149,7 @@ def node_show(state: CliState, name: str, as_json: bool) -> None:
     """Show node NAME: registration, health, whether it enforces security groups (qemu and kvm nodes
     do, with libvirt's network filters; test-driver and Xen nodes do not), its instances and unknown
     domains (never destroyed)."""
-    from ec2gw.compute import metrics, nodes
+    from ec2gw.compute import metrics, nodes, volume_placement
 
     app = open_app(state)
     # the latest samples count as live while they are at most three sampling intervals old
@@ -155,12 +158,15 @@ def node_show(state: CliState, name: str, as_json: bool) -> None:
         with app.db.session() as s:
             data = nodes.show_node(s, name)
             data["utilisation"] = use = metrics.node_utilisation(s, name, since)
+            data["volume_storage"] = vs = volume_placement.storage_report(s, name)
     except nodes.NodeError as exc:
         raise _fail(exc) from None
     use["vcpus_committed"], use["memory_committed_mib"] = data["used_vcpus"], data["used_memory_mib"]
     if isinstance(use["as_of"], datetime):
         use["as_of"] = use["as_of"].strftime("%Y-%m-%dT%H:%M:%SZ")
-    lines = [_row(data), _utilisation_line(use), nodes.security_groups_line(data["domain_type"])]
+    lines = [_row(data), _utilisation_line(use), nodes.security_groups_line(data["domain_type"]),
+             f"volume storage: {vs['used_gib']} GiB used by {vs['volumes']} volume(s), "
+             + ("no fixed limit" if vs["capacity_gib"] is None else f"{vs['free_gib']} GiB free of {vs['capacity_gib']} GiB")]
     if data["last_error"]:
         lines.append(f"last error: {data['last_error']}")
     lines += [f"  instance {i['id']} {i['state']} {i['type']}" for i in data["instance_ids"]]
@@ -184,19 +190,22 @@ def _utilisation_line(use: dict[str, Any]) -> str:
 @click.option("--active/--inactive", default=None, help="Inactive nodes get no new instances; their instances keep running.")
 @click.option("--memory", "memory_mib", type=int, default=None, help="Memory for instances, in MiB.")
 @click.option("--vcpus", type=int, default=None, help="vCPUs for instances.")
+@click.option("--volume-gb", type=int, default=None, help="GiB of EBS volumes the node's storage may hold.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_obj
 def node_update(state: CliState, name: str, active: bool | None, memory_mib: int | None, vcpus: int | None,
-                as_json: bool) -> None:
+                volume_gb: int | None, as_json: bool) -> None:
     """Change node NAME: activate, deactivate or change its capacity."""
-    from ec2gw.compute import nodes
+    from ec2gw.compute import nodes, volume_placement
 
     app = open_app(state)
     try:
         with app.db.session(write=True) as s:
             nodes.update_node(s, name, active=active, memory_mib=memory_mib, vcpus=vcpus)
+            if volume_gb is not None:
+                volume_placement.set_capacity(s, name, volume_gb)
             view = next(v for v in nodes.list_nodes(s) if v.name == name)
-    except nodes.NodeError as exc:
+    except (nodes.NodeError, ValueError) as exc:
         raise _fail(exc) from None
     data = view.as_dict()
     emit(data, as_json, _row(data))

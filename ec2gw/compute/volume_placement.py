@@ -81,3 +81,25 @@ def room_to_grow(s: Session, node_name: str, grow_gib: int) -> bool:
     if node is None or node.volume_gb is None:
         return True
     return used_gib(s, [node_name]).get(node_name, 0) + grow_gib <= node.volume_gb
+
+
+def set_capacity(s: Session, node_name: str, volume_gb: int | None) -> None:
+    """Set the GiB of volumes node ``node_name`` may hold (None: no fixed limit). Lowering it below
+    what the node holds is allowed: it only stops new volumes there."""
+    if volume_gb is not None and volume_gb < 0:
+        raise ValueError(f"--volume-gb must be 0 or more, got {volume_gb}")
+    node = s.get(Node, node_name)
+    if node is None:
+        raise ValueError(f"no node named {node_name!r}; `ec2gw admin node list` shows the nodes")
+    node.volume_gb = volume_gb
+
+
+def storage_report(s: Session, node_name: str) -> dict[str, int | None]:
+    """Volume storage of a node for `admin node show`: capacity (None: no fixed limit), used and free GiB."""
+    node = s.get(Node, node_name)
+    capacity = node.volume_gb if node is not None else None
+    used = used_gib(s, [node_name]).get(node_name, 0)
+    volumes = s.scalar(select(func.count(Volume.id)).where(Volume.node_name == node_name,
+                                                           Volume.state.in_(LIVE_STATES))) or 0
+    return {"capacity_gib": capacity, "used_gib": used, "free_gib": None if capacity is None else capacity - used,
+            "volumes": int(volumes)}

@@ -292,3 +292,68 @@ def test_volume_quotas_count_and_size(server: LiveServer, zone: str) -> None:
     ec2.get_waiter("volume_available").wait(VolumeIds=[c], WaiterConfig=FAST)
     for vid in (b, c):
         ec2.delete_volume(VolumeId=vid)
+
+
+def test_the_aws_cli_walk(server: LiveServer, dora: Creds, zone: str, image: str) -> None:
+    """create-volume, attach-volume, wait volume-in-use, detach-volume, wait volume-available,
+    delete-volume, wait volume-deleted."""
+    iid = run_instance(server.client("ec2", dora), image)
+
+    def aws(*args: str) -> Any:
+        out = server.aws("ec2", *args, creds=dora).stdout
+        return json.loads(out) if out.strip() else None
+
+    vid = aws("create-volume", "--availability-zone", zone, "--size", "1", "--volume-type", "gp2",
+              "--tag-specifications", "ResourceType=volume,Tags=[{Key=Name,Value=cli}]")["VolumeId"]
+    aws("wait", "volume-available", "--volume-ids", vid)
+    att = aws("attach-volume", "--volume-id", vid, "--instance-id", iid, "--device", "/dev/sdf")
+    assert att["Device"] == "/dev/sdf" and att["State"] == "attaching"
+    aws("wait", "volume-in-use", "--volume-ids", vid)
+    assert aws("describe-volumes", "--volume-ids", vid)["Volumes"][0]["Attachments"][0]["InstanceId"] == iid
+    aws("detach-volume", "--volume-id", vid)
+    aws("wait", "volume-available", "--volume-ids", vid)
+    aws("delete-volume", "--volume-id", vid)
+    aws("wait", "volume-deleted", "--volume-ids", vid)
+    gone = server.aws("ec2", "delete-volume", "--volume-id", vid, creds=dora, check=False)
+    assert gone.returncode != 0 and "InvalidVolume.NotFound" in gone.stderr
+    server.client("ec2", dora).terminate_instances(InstanceIds=[iid])
+
+
+def test_node_volume_storage_and_zones(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A node's --volume-gb bounds the volumes it holds (InsufficientVolumeCapacity), `admin node show`
+    reports used and free, and a volume never attaches across zones (InvalidVolume.ZoneMismatch)."""
+    from backends.libvirt.testing import make_test_node_uri
+
+    root = tmp_path_factory.mktemp("vol-nodes")
+    srv = LiveServer(root / "data").start()
+    try:
+        for name, zone_name in (("va", "vz-a"), ("vb", "vz-b")):
+            (root / name).mkdir()
+            srv.cli("admin", "node", "add", name, "--uri", make_test_node_uri(root / name, 65536, 64), "--zone",
+                    zone_name, "--volume-gb", "3")
+        shown = json.loads(srv.cli("admin", "node", "show", "va", "--json").stdout)["volume_storage"]
+        assert shown == {"capacity_gib": 3, "used_gib": 0, "free_gib": 3, "volumes": 0}
+        path = root / "disk.img"
+        path.write_bytes(b"\0" * 65536)
+        image_id = json.loads(srv.cli("admin", "image", "import", "vol-nodes", str(path), "--json", "--public").stdout)[
+            "image_id"]
+        ec2 = srv.client("ec2", srv.make_user("vol-nodes"))
+        a = ec2.create_volume(AvailabilityZone="vz-a", Size=2)["VolumeId"]
+        assert code_of(ec2.create_volume, AvailabilityZone="vz-a", Size=2) == "InsufficientVolumeCapacity"
+        ec2.get_waiter("volume_available").wait(VolumeIds=[a], WaiterConfig=FAST)
+        assert code_of(ec2.modify_volume, VolumeId=a, Size=4) == "InsufficientVolumeCapacity"
+        text = srv.cli("admin", "node", "show", "va").stdout
+        assert "volume storage: 2 GiB used by 1 volume(s), 1 GiB free of 3 GiB" in text
+        srv.cli("admin", "node", "update", "va", "--volume-gb", "10")
+        b = ec2.create_volume(AvailabilityZone="vz-a", Size=2)["VolumeId"]
+        assert json.loads(srv.cli("admin", "node", "show", "va", "--json").stdout)["volume_storage"]["free_gib"] == 6
+        iid = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t2.micro",
+                                Placement={"AvailabilityZone": "vz-b"})["Instances"][0]["InstanceId"]
+        ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
+        assert code_of(ec2.attach_volume, VolumeId=a, InstanceId=iid, Device="/dev/sdf") == "InvalidVolume.ZoneMismatch"
+        assert code_of(ec2.create_volume, AvailabilityZone="us-east-1a", Size=1) == "InvalidParameterValue"
+        ec2.get_waiter("volume_available").wait(VolumeIds=[b], WaiterConfig=FAST)
+        bad = srv.cli("admin", "node", "update", "va", "--volume-gb", "-1", check=False)
+        assert bad.returncode != 0 and "--volume-gb" in bad.stderr
+    finally:
+        srv.stop()
