@@ -117,7 +117,7 @@ class LiveServer:
         creds = creds or self.admin
         return boto3.client(
             service,
-            endpoint_url=self.ec2_url if service in ("ec2", "cloudwatch") else self.s3_url,
+            endpoint_url=self.ec2_url if service in ("ec2", "cloudwatch", "sts") else self.s3_url,
             region_name="us-east-1",
             aws_access_key_id=creds.access_key,
             aws_secret_access_key=creds.secret_key,

@@ -73,7 +73,8 @@ def authenticate(
 ) -> AuthResult:
     """Verify the request's signature for ``service`` ("ec2", "monitoring" or "s3") and return who made it.
 
-    "monitoring" (CloudWatch, served by the EC2 gateway) is verified as EC2 is, with its own error codes.
+    "monitoring" (CloudWatch) and "sts" (GetCallerIdentity), served by the EC2 gateway, are verified as
+    EC2 is, with their own error codes.
 
     ``lookup_secret(access_key)`` returns the secret key, or None when the key is unknown or disabled.
     For EC2, ``form_body`` is the complete urlencoded POST body (its SHA-256 is the SigV4 payload hash;
@@ -83,7 +84,7 @@ def authenticate(
     ``sigv2_max_expires`` bounds how far past the server time an EC2 SigV2 ``Expires`` may lie (seconds).
     Raises ServiceError with the service's error code; S3 requests without credentials are "anonymous".
     """
-    if service not in ("ec2", "monitoring", "s3"):
+    if service not in ("ec2", "monitoring", "sts", "s3"):
         raise ValueError(f"unknown service {service!r}")
     now = now or datetime.now(UTC)
     if now.tzinfo is None:

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, quote
 
 from werkzeug.datastructures import EnvironHeaders
 
-from ec2gw.aws import cloudwatch
+from ec2gw.aws import cloudwatch, sts
 from ec2gw.aws.auth import RequestView, authenticate
 from ec2gw.aws.body_input import (
     CLIENT_BODY_ERRORS,
@@ -293,13 +293,17 @@ class Ec2Gateway:
             principal_box[:] = [p]
             return p.secret
 
-        auth = authenticate(view, service="ec2" if protocol is None else cloudwatch.SIGNING_NAME,
+        identity = protocol is None and sts.is_sts(params)
+        service = (sts.SIGNING_NAME if identity else "ec2") if protocol is None else cloudwatch.SIGNING_NAME
+        auth = authenticate(view, service=service,
                             lookup_secret=lookup_secret, form_body=body, sigv2_max_expires=self.sigv2_max_expires)
         if not principal_box or principal_box[0] is None or auth.access_key is None:
             raise ServiceError("AuthFailure", "AWS was not able to validate the provided access credentials.", status=401)
         principal = principal_box[0]
         if protocol is not None:
             return self._cloudwatch(protocol, principal, headers, params, body, request_id)
+        if identity:
+            return sts.ACTION, 200, sts.caller_identity(principal.account_id, principal.name, auth.access_key, request_id)
         values = dict(params)
         action = values.get("Action", "")
         if not action:

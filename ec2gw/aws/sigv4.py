@@ -93,6 +93,18 @@ _CODES: dict[str, dict[str, tuple[str, int]]] = {
         "missing": ("MissingAuthenticationToken", 403),
         "unsigned": ("AccessDenied", 403),
     },
+    # STS GetCallerIdentity (served on the EC2 port, signed for service "sts")
+    "sts": {
+        "signature": ("SignatureDoesNotMatch", 403),
+        "unknown_key": ("InvalidClientTokenId", 403),
+        "skew": ("RequestExpired", 400),
+        "expired": ("RequestExpired", 400),
+        "malformed": ("IncompleteSignature", 400),
+        "malformed_query": ("IncompleteSignature", 400),
+        "unsupported": ("IncompleteSignature", 400),
+        "missing": ("MissingAuthenticationToken", 403),
+        "unsigned": ("AccessDenied", 403),
+    },
     "s3": {
         "signature": ("SignatureDoesNotMatch", 403),
         "unknown_key": ("InvalidAccessKeyId", 403),

@@ -342,3 +342,15 @@ def test_interface_and_instance_groups(cloud: Cloud) -> None:
         ec2.modify_network_interface_attribute(NetworkInterfaceId="eni-0123456789abcdef0", Groups=[web])
     assert _code(err) == "InvalidNetworkInterfaceID.NotFound"
     ec2.terminate_instances(InstanceIds=[iid])
+
+
+def test_sts_caller_identity_on_the_ec2_endpoint(cloud: Cloud) -> None:
+    """Tools learn their account id so (Ansible's ec2_security_group does before anything else)."""
+    ec2, creds = cloud.user()
+    sts = cloud.srv.client("sts", creds)
+    me = sts.get_caller_identity()
+    owner = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["OwnerId"]
+    assert me["Account"] == owner and me["Arn"] == f"arn:aws:iam::{owner}:user/{creds.name}"
+    assert me["UserId"] == creds.access_key
+    other, other_creds = cloud.user()
+    assert cloud.srv.client("sts", other_creds).get_caller_identity()["Account"] != owner
