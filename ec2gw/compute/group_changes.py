@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 def instance_groups_changed(s: Session, instance_ids: list[str]) -> list[str]:
     """Announce that ``instance_ids`` have new groups (already written in ``s``); returns the ids of
-    those that live on a node (not terminated), whose filters must follow. Nodes do not filter
-    by groups yet, so nothing further is done here."""
+    those that live on a node (not terminated), whose filters must follow. The compute worker's
+    filter pass (compute/filter_sync.py) keeps every node's filters equal to the database, so it
+    carries the change to the nodes on its next pass; nothing more is needed here today."""
     return list(s.scalars(select(Instance.id).where(Instance.id.in_(instance_ids), Instance.state != "terminated")))
