@@ -259,6 +259,15 @@ def test_every_served_action_answers_members_in_model_order(server: LiveServer, 
     ec2.describe_volumes_modifications(VolumeIds=[vol])
     ec2.detach_volume(VolumeId=vol)
     ec2.get_waiter("volume_available").wait(VolumeIds=[vol], WaiterConfig=fast)
+    snap = ec2.create_snapshot(VolumeId=vol, Description="order",
+                               TagSpecifications=[{"ResourceType": "snapshot", "Tags": [{"Key": "Name", "Value": "order"}]}])
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[snap["SnapshotId"]], WaiterConfig=fast)
+    ec2.describe_snapshots(SnapshotIds=[snap["SnapshotId"]])
+    ec2.modify_snapshot_attribute(SnapshotId=snap["SnapshotId"], Attribute="createVolumePermission",
+                                  OperationType="add", GroupNames=["all"])
+    ec2.describe_snapshot_attribute(SnapshotId=snap["SnapshotId"], Attribute="createVolumePermission")
+    ec2.reset_snapshot_attribute(SnapshotId=snap["SnapshotId"], Attribute="createVolumePermission")
+    ec2.delete_snapshot(SnapshotId=snap["SnapshotId"])
     ec2.delete_volume(VolumeId=vol)
     ec2.describe_instance_attribute(InstanceId=ids[0], Attribute="instanceType")
     ec2.get_console_output(InstanceId=ids[0])

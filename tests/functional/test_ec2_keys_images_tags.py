@@ -180,7 +180,8 @@ def test_tags_and_describe_tags_paginator(server: LiveServer, carol: Creds, ec2c
         Filters=[{"Name": "resource-id", "Values": [sg, key]}], PaginationConfig={"PageSize": 5}) for t in p["Tags"]]
     assert len(tags) == 12
     assert code_of(ec2d.create_tags, Resources=[sg], Tags=[{"Key": "x", "Value": "y"}]) == "InvalidGroup.NotFound"
-    assert code_of(ec2c.create_tags, Resources=["vol-12345678"], Tags=[{"Key": "x", "Value": "y"}]) == "InvalidID"
+    assert code_of(ec2c.create_tags, Resources=["vol-12345678"], Tags=[{"Key": "x", "Value": "y"}]) == "InvalidVolume.NotFound"
+    assert code_of(ec2c.create_tags, Resources=["vpc-12345678"], Tags=[{"Key": "x", "Value": "y"}]) == "InvalidID"
     assert code_of(ec2c.describe_tags, Filters=[{"Name": "bogus", "Values": ["1"]}]) == "InvalidParameterValue"
     server.aws("ec2", "delete-tags", "--resources", sg, "--tags", "Key=t0", "Key=t1,Value=wrong", creds=carol)
     left = {t["Key"] for t in ec2c.describe_tags(Filters=[{"Name": "resource-id", "Values": [sg]}])["Tags"]}
