@@ -12,12 +12,21 @@ unreachable until AuthorizeSecurityGroupIngress opens tcp/80 for the gateway's /
 (while port 22 stays closed), and is unreachable again after RevokeSecurityGroupIngress, all on
 the running guest, without a restart. Anti-spoofing: the guest adds an address of its own choosing
 (the guest's setip CGI): it cannot send from it (its ping from it fails) and is not reachable at
-it, while its own address answers.
+it, while its own address answers. Membership: ModifyInstanceAttribute and
+ModifyNetworkInterfaceAttribute `Groups` open and close a port through another group's rule.
+
+Elastic addresses: the node also has a public pool (`sgpub`, isolated, served by no node until an
+address of it is associated). AssociateAddress makes the running guest lease the elastic address
+on a new NIC on that pool's network (its console shows the NIC and the lease on it), whose filter
+is the instance's: the guest's HTTP on the elastic address answers the node (the public network's
+gateway) once a rule admits that source, not before. DisassociateAddress unplugs the NIC (the
+console shows it go), removes its DHCP entry, and the address answers no more.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -27,6 +36,7 @@ from typing import Any
 
 import libvirt
 import pytest
+from lxml import etree
 
 from tests.live import LiveServer
 from tests.vmhost import VmHost, build_guest, wait_for
@@ -39,6 +49,12 @@ sg-a 10.99.9.10 10.99.9.1 10.99.9.255 255.255.255.0
 sg-b 10.99.9.11 10.99.9.1 10.99.9.255 255.255.255.0
 """
 GATEWAY = "10.99.9.1"
+PUBLIC_POOL_FILE = """# elastic addresses for the security group tests: isolated network
+none
+sg-pub-a 10.99.19.20 10.99.19.1 10.99.19.255 255.255.255.0
+sg-pub-b 10.99.19.21 10.99.19.1 10.99.19.255 255.255.255.0
+"""
+PUBLIC_GATEWAY = "10.99.19.1"
 BOOT = 120.0  # seconds a TCG guest may take to its lease on a loaded 2-core machine
 #: seconds a rule change may take to reach the guest: the worker's next pass plus libvirt's
 #: re-instantiation (about 2 s each on a busy node)
@@ -93,9 +109,10 @@ class Cloud:
     def console(self, iid: str) -> str:
         return self.ec2.get_console_output(InstanceId=iid, Latest=True).get("Output") or ""
 
-    def wait_console(self, iid: str, text: str, timeout: float = BOOT) -> None:
+    def wait_console(self, iid: str, text: str, timeout: float = BOOT, after: int = 0) -> None:
+        """Wait for ``text`` on the console, past its first ``after`` characters."""
         try:
-            wait_for(f"console of {iid} shows {text!r}", lambda: text in self.console(iid), timeout, 0.5)
+            wait_for(f"console of {iid} shows {text!r}", lambda: text in self.console(iid)[after:], timeout, 0.5)
         except TimeoutError:
             raise AssertionError(f"{text!r} not on the console of {iid}:\n{self.console(iid)[-3000:]}\n"
                                  f"server log:\n{self.server.log()[-3000:]}") from None
@@ -146,6 +163,8 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         c = Cloud(server, host)
         (root / "pool.txt").write_text(POOL_FILE)
         c.cli_json("admin", "pool", "add", "sgnet", str(root / "pool.txt"), "--network-mode", "isolated")
+        (root / "public.txt").write_text(PUBLIC_POOL_FILE)
+        c.cli_json("admin", "pool", "add", "sgpub", str(root / "public.txt"), "--network-mode", "isolated", "--public")
         c.cli_json("admin", "node", "add", "sg1", "--uri", host.uri, "--domain-type", "qemu", "--pools", "sgnet",
                    "--memory", "8192", "--vcpus", "4")
         aki = c.cli_json("admin", "image", "import", "sg-kernel", str(guest.kernel), "--kind", "kernel")["image_id"]
@@ -216,3 +235,81 @@ def test_a_guest_cannot_send_from_an_address_it_gives_itself(cloud: Cloud) -> No
     assert not cloud.reachable(spoofed, 80), "the guest answers for an address that is not its own"
     assert cloud.http(f"http://{ip}/").startswith("EC2GW-WEB"), "its own address still answers"
     assert cloud.http(f"http://{ip}/cgi-bin/setip?ip={spoofed}&del=1", timeout=30).startswith("delip")
+
+
+def test_group_membership_changes_reach_the_running_guest(cloud: Cloud) -> None:
+    """ModifyInstanceAttribute Groups and ModifyNetworkInterfaceAttribute Groups change what the
+    node lets in: port 82 (nothing listens: the guest refuses it once packets reach it) is open in
+    another group only."""
+    iid, ip, web = cloud.ids["guest"], cloud.ids["ip"], cloud.ids["web"]
+    extra = cloud.ec2.create_security_group(GroupName="vm-extra", Description="port 82")["GroupId"]
+    cloud.ec2.authorize_security_group_ingress(GroupId=extra, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 82, "ToPort": 82, "IpRanges": [{"CidrIp": f"{GATEWAY}/32"}]}])
+    assert cloud.probe(ip, 82) == "timeout", "port 82 is in no group of the instance yet"
+    cloud.ec2.modify_instance_attribute(InstanceId=iid, Groups=[web, extra])
+    joined = cloud.wait_reachable(ip, 82, True, "port 82 after ModifyInstanceAttribute Groups")
+    assert cloud.probe(ip, 82) == "refused", "the packet reaches the guest, where nothing listens on 82"
+    eni = cloud.instance(iid)["NetworkInterfaces"][0]["NetworkInterfaceId"]
+    cloud.ec2.modify_network_interface_attribute(NetworkInterfaceId=eni, Groups=[web])
+    left = cloud.wait_reachable(ip, 82, False, "port 82 after ModifyNetworkInterfaceAttribute Groups")
+    assert [g["GroupId"] for g in cloud.instance(iid)["SecurityGroups"]] == [web]
+    cloud.ec2.delete_security_group(GroupId=extra)
+    print(f"\nmembership change reached the guest: join {joined:.1f} s, leave {left:.1f} s")
+
+
+def _public_nics(cloud: Cloud, iid: str, saved: bool = False) -> list[tuple[str, str]]:
+    """(MAC, filter IP parameter) of the domain's NICs on the public pool's network, in the running
+    domain or (``saved``) its saved definition."""
+    conn = cloud.libvirt()
+    try:
+        root = etree.fromstring(conn.lookupByName(iid).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if saved else 0))
+    finally:
+        conn.close()
+    out = []
+    for nic in root.iterfind("devices/interface"):
+        if nic.find("source").get("network") == "ec2gw-sgpub":
+            param = nic.find("filterref/parameter[@name='IP']")
+            assert nic.find("filterref").get("filter") == f"ec2gw-i-{iid}", etree.tostring(nic)
+            out.append((nic.find("mac").get("address"), param.get("value") if param is not None else ""))
+    return out
+
+
+def test_an_elastic_address_is_leased_on_a_new_nic_and_goes_with_disassociate(cloud: Cloud) -> None:
+    iid, web = cloud.ids["guest"], cloud.ids["web"]
+    started = time.monotonic()
+    eip = cloud.ec2.allocate_address(Domain="vpc")
+    ip, alloc = eip["PublicIp"], eip["AllocationId"]
+    assert eip["PublicIpv4Pool"] == "sgpub" and ip.startswith("10.99.19.")
+    assert "PublicIpAddress" not in cloud.instance(iid)
+    mark = len(cloud.console(iid))
+    assoc = cloud.ec2.associate_address(AllocationId=alloc, InstanceId=iid)["AssociationId"]
+    assert cloud.instance(iid)["PublicIpAddress"] == ip
+    cloud.wait_console(iid, "EC2GW-NIC-ADD eth1 mac=", 60, after=mark)
+    cloud.wait_console(iid, f"EC2GW-LEASE ip={ip} ", 60, after=mark)
+    assert re.search(rf"EC2GW-LEASE ip={re.escape(ip)} mask=255\.255\.255\.0 router=\S* if=eth1\r?\n",
+                     cloud.console(iid)[mark:]), "the lease is on the new NIC"
+    leased = time.monotonic() - started
+    ((mac, filter_ip),) = _public_nics(cloud, iid)
+    assert filter_ip == ip, "the elastic NIC's filter knows its own address (anti-spoofing)"
+    assert _public_nics(cloud, iid, saved=True) == [(mac, ip)], "the saved definition has the NIC too"
+    assert f"EC2GW-NIC-ADD eth1 mac={mac}" in cloud.console(iid)[mark:]
+    assert mac in cloud.host.dhcp_hosts("ec2gw-sgpub")
+    assert cloud.instance(iid)["State"]["Name"] == "running"
+
+    # the instance's groups guard the elastic NIC too: tcp/80 is open for the private gateway only
+    assert cloud.probe(ip, 80) == "timeout", "no rule admits the public network's gateway yet"
+    cloud.ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=_port80(PUBLIC_GATEWAY))
+    cloud.wait_reachable(ip, 80, True, "port 80 of the elastic address after AuthorizeSecurityGroupIngress")
+    assert cloud.http(f"http://{ip}/").startswith("EC2GW-WEB"), "the guest's HTTP answers on the elastic address"
+
+    mark = len(cloud.console(iid))
+    cloud.ec2.disassociate_address(AssociationId=assoc)
+    assert "PublicIpAddress" not in cloud.instance(iid)
+    cloud.wait_console(iid, "EC2GW-NIC-DEL eth1", 60, after=mark)
+    assert _public_nics(cloud, iid) == [] and _public_nics(cloud, iid, saved=True) == [], \
+        "the NIC left the domain (live and saved definition)"
+    assert mac not in cloud.host.dhcp_hosts("ec2gw-sgpub")
+    assert cloud.probe(ip, 80) == "timeout", "nothing answers on the elastic address any more"
+    assert cloud.http(f"http://{cloud.ids['ip']}/").startswith("EC2GW-WEB"), "eth0 still answers"
+    cloud.ec2.release_address(AllocationId=alloc)
+    print(f"\nelastic address leased on eth1 {leased:.1f} s after AllocateAddress")
