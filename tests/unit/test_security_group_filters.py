@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from lxml import etree
 from sqlalchemy import select, update
 
@@ -254,6 +255,50 @@ def test_the_pass_writes_changes_only_and_removes_what_is_unused(w: World) -> No
     node.filters.used.clear()
     sync.sync_node(ref)
     assert node.filters.filters == {}
+
+
+def test_membership_changes_reach_the_node_through_both_operations(w: World) -> None:
+    """ModifyInstanceAttribute Groups and ModifyNetworkInterfaceAttribute Groups (boto3) change the
+    instance's filter on the node's next pass, and the peers' filters that name the groups."""
+    node, ref = FakeNode(), NodeRef("n1", "qemu+tcp://10.0.0.9/system", "qemu", "z", ())
+    sync = _Worker(w, node).filters
+    web = w.a.create_security_group(GroupName="web", Description="web")["GroupId"]
+    db = w.a.create_security_group(GroupName="db", Description="db")["GroupId"]
+    w.a.authorize_security_group_ingress(GroupId=db, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432, "UserIdGroupPairs": [{"GroupId": web}]}])
+    dbi, _ = _launch(w, w.a, "n1", SecurityGroupIds=[db])
+    app, app_ip = _launch(w, w.a, "n1")  # the default group first
+    default = _groups(w, app)[0]
+    sync.sync_node(ref)
+
+    def sources(group: str) -> list[str]:
+        return [dict(r.attrs)["srcipaddr"] for r in node.filters.filters[f"ec2gw-sg-{group}"].rules
+                if r.direction == "in"]
+
+    assert node.filters.filters[f"ec2gw-i-{app}"].refs == ["clean-traffic", f"ec2gw-sg-{default}"]
+    assert sources(db) == [] and f"ec2gw-sg-{web}" not in node.filters.filters
+    w.a.modify_instance_attribute(InstanceId=app, Groups=[web])
+    assert sync.sync_node(ref) >= 2  # app's filter, db's (web has a member now), web's new filter
+    assert node.filters.filters[f"ec2gw-i-{app}"].refs == ["clean-traffic", f"ec2gw-sg-{web}"]
+    assert sources(db) == [app_ip], "db admits web's new member"
+    assert f"ec2gw-sg-{web}" in node.filters.filters
+    eni = w.a.describe_instances(InstanceIds=[app])["Reservations"][0]["Instances"][0]["NetworkInterfaces"][0]
+    w.a.modify_network_interface_attribute(NetworkInterfaceId=eni["NetworkInterfaceId"], Groups=[default])
+    assert sync.sync_node(ref) >= 2
+    assert node.filters.filters[f"ec2gw-i-{app}"].refs == ["clean-traffic", f"ec2gw-sg-{default}"]
+    assert sources(db) == [], "app left web: db admits nobody"
+    assert f"ec2gw-sg-{web}" not in node.filters.filters, "no member of web on the node: its filter left"
+    assert sources(default) == [app_ip], "the default group admits its own members"
+    # another user cannot move alice's instance into groups, nor see her interface
+    for call, kw, code in ((w.b.modify_instance_attribute, {"InstanceId": app, "Groups": [web]},
+                            "InvalidInstanceID.NotFound"),
+                           (w.b.modify_network_interface_attribute,
+                            {"NetworkInterfaceId": eni["NetworkInterfaceId"], "Groups": [web]},
+                            "InvalidNetworkInterfaceID.NotFound")):
+        with pytest.raises(ClientError) as err:
+            call(**kw)
+        assert err.value.response["Error"]["Code"] == code
+    assert sync.sync_node(ref) == 0, "nothing changed"
 
 
 def _groups(w: World, iid: str) -> list[str]:
