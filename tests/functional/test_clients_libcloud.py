@@ -320,6 +320,44 @@ def test_describe_addresses_answers_the_empty_list(server: LiveServer, carol: Cr
     assert _code(ec2.describe_addresses, DryRun=True) == "DryRunOperation"
 
 
+@pytest.fixture(scope="module")
+def libcloud_public_pool(server: LiveServer) -> str:
+    """A public pool of this module's own on the shared server, for elastic addresses."""
+    pool_file = server.data_dir / "libcloud-public.pool"
+    pool_file.write_text("none\nlc-pub0 198.51.100.20 198.51.100.1 198.51.100.255 255.255.255.0\n"
+                         "lc-pub1 198.51.100.21 198.51.100.1 198.51.100.255 255.255.255.0\n")
+    server.cli("admin", "pool", "add", "libcloud-public", str(pool_file), "--network-mode", "isolated", "--public")
+    return "libcloud-public"
+
+
+@pytest.mark.parametrize("kind", ["eucalyptus", "ec2-sigv4"])
+def test_list_nodes_shows_an_elastic_address_while_it_is_associated(
+    server: LiveServer, kind: str, image_id: str, libcloud_public_pool: str,
+) -> None:
+    """libcloud's list_nodes adds each node's elastic addresses (DescribeAddresses) to its
+    public_ips; the address is allocated, associated, disassociated and released through
+    libcloud's own calls."""
+    driver = compute_driver(kind, server, server.make_user(f"lc-eip-{kind}"))
+    location = None if kind == "eucalyptus" else driver.list_locations()[0]
+    size = {s.id: s for s in driver.list_sizes()}["m1.small"]
+    node = driver.create_node(name=f"eip-{kind}", image=driver.get_image(image_id), size=size, location=location)
+    running = _wait_state(driver, node.id, NodeState.RUNNING)
+    eip = driver.ex_allocate_address(domain="vpc")
+    assert eip.extra["allocation_id"].startswith("eipalloc-") and eip.ip not in running.public_ips
+    assert driver.ex_associate_address_with_node(running, eip, domain="vpc").startswith("eipassoc-")
+    listed = {n.id: n for n in driver.list_nodes()}[node.id]
+    assert eip.ip in listed.public_ips
+    assert driver.ex_describe_addresses([listed]) == {node.id: [eip.ip]}  # DescribeAddresses by instance-id
+    (held,) = driver.ex_describe_all_addresses(only_associated=True)
+    assert (held.ip, held.instance_id, held.domain) == (eip.ip, node.id, "vpc")
+    assert driver.ex_disassociate_address(held, domain="vpc") is True
+    assert eip.ip not in {n.id: n for n in driver.list_nodes()}[node.id].public_ips
+    assert driver.ex_describe_addresses([listed]) == {node.id: []}
+    assert driver.ex_release_address(eip, domain="vpc") is True
+    assert driver.ex_describe_all_addresses() == []
+    assert driver.destroy_node(listed) is True
+
+
 def test_a_client_naming_its_own_region_finds_the_zones(server: LiveServer, carol: Creds) -> None:
     """The one region also answers to the names in region_aliases (default: nimbus, the fixed region of
     libcloud's Nimbus driver), and is shown under the alias a client asked for."""
