@@ -8,7 +8,13 @@ serve an isolated pool network. The guest is launched with boto3 on m1, then mov
 runs: it keeps its boot id (no reboot), its address (its HTTP server answers on it from m2's
 network, with the same boot id), its console (GetConsoleOutput still shows its first boot lines
 and the counter going on), and m1 no longer runs it. Draining m2 brings it back to m1.
-One guest; every wait has a timeout.
+
+Then an EBS volume on the same two nodes (issue 16): the guest sees it hot-plugged, writes a marker
+on it, sees it grow; detached, it is attached to a second guest on m2, so its bytes move from m1's
+volume pool to m2's through libvirt's download and upload streams, and the second guest reads the
+marker; a snapshot of it (taken while attached) makes a new volume that the first guest reads the
+marker from. At most two guests; every wait has a timeout; the guests are terminated at the end
+(and by the fixture, should a test fail before).
 """
 
 from __future__ import annotations
@@ -24,16 +30,22 @@ import libvirt
 import pytest
 
 from backends.libvirt.testing import qemu_unavailable_reason
-from ec2gw.compute import node_layout
+from ec2gw.compute import node_layout, volume_store
 from tests import netns
 from tests.live import LiveServer
 from tests.vmhost import build_guest, wait_for
 
 pytestmark = [pytest.mark.vm, pytest.mark.timeout(600)]
 
-POOL_FILE = "none\nmg-a 10.99.12.10 10.99.12.1 10.99.12.255 255.255.255.0\n"
+POOL_FILE = """none
+mg-a 10.99.12.10 10.99.12.1 10.99.12.255 255.255.255.0
+mg-b 10.99.12.11 10.99.12.1 10.99.12.255 255.255.255.0
+mg-c 10.99.12.12 10.99.12.1 10.99.12.255 255.255.255.0
+"""
 BOOT = 120.0  # seconds a TCG guest may take to its lease on a loaded 2-core machine
 MOVE = 300.0
+FAST = {"Delay": 1, "MaxAttempts": 120}  # boto3 waiters: at most two minutes
+GIB_SECTORS = 1 << 21
 
 
 class Env:
@@ -58,9 +70,13 @@ class Env:
             conn.close()
 
     def volumes(self, name: str, pool: str) -> list[str]:
+        """Names of the volumes in ``pool`` of node ``name`` ([] when the node has no such pool yet)."""
         conn = libvirt.open(self.node(name).qemu_uri)
         try:
-            p = conn.storagePoolLookupByName(pool)
+            try:
+                p = conn.storagePoolLookupByName(pool)
+            except libvirt.libvirtError:
+                return []
             p.refresh(0)
             return sorted(v.name() for v in p.listAllVolumes(0))
         finally:
@@ -72,11 +88,16 @@ class Env:
     def console(self, iid: str) -> str:
         return str(self.ec2.get_console_output(InstanceId=iid, Latest=True).get("Output") or "")
 
+    def http(self, name: str, ip: str, path: str) -> str:
+        """GET http://ip/path from node ``name``'s own network, as its host side reaches the guest
+        ('' when no answer)."""
+        res = subprocess.run(["ip", "netns", "exec", self.node(name).netns, "curl", "-s", "-f", "-m", "3",
+                              f"http://{ip}{path}"], capture_output=True, text=True, timeout=10, check=False)
+        return res.stdout if res.returncode == 0 else ""
+
     def http_status(self, name: str, ip: str) -> str:
         """The guest's /cgi-bin/status as the node's own network reaches it ('' when no answer)."""
-        res = subprocess.run(["ip", "netns", "exec", self.node(name).netns, "curl", "-s", "-m", "3",
-                              f"http://{ip}/cgi-bin/status"], capture_output=True, text=True, timeout=10, check=False)
-        return res.stdout if res.returncode == 0 else ""
+        return self.http(name, ip, "/cgi-bin/status")
 
     def counter(self, iid: str) -> int:
         found = re.findall(r"EC2GW-COUNTER (\d+)", self.console(iid))
@@ -107,7 +128,18 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         ari = e.cli_json("admin", "image", "import", "mg-initrd", str(guest.initrd), "--kind", "ramdisk")["image_id"]
         e.ids["ami"] = e.cli_json("admin", "image", "import", "mg-disk", str(guest.disk), "--kernel", aki,
                                   "--ramdisk", ari)["image_id"]
+        # the nodes enforce security groups: the pool network's host side may reach the guests' HTTP
+        # port, on either node (an instance's filters are defined on the destination before it moves)
+        e.ec2.authorize_security_group_ingress(GroupName="default", IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "10.99.12.1/32"}]}])
         yield e
+        left = [i["InstanceId"] for r in e.ec2.describe_instances()["Reservations"] for i in r["Instances"]
+                if i["State"]["Name"] != "terminated"]
+        if left:  # a test failed before its own clean-up: end its guests through the service
+            e.ec2.terminate_instances(InstanceIds=left)
+            wait_for("every guest terminated", lambda: not any(
+                i["State"]["Name"] != "terminated" for r in e.ec2.describe_instances(InstanceIds=left)["Reservations"]
+                for i in r["Instances"]), 120)
     finally:
         server.stop()
         sim.stop()
@@ -121,10 +153,6 @@ def _boot_id(text: str) -> str:
 
 def test_a_running_guest_moves_live_and_keeps_its_boot_address_and_console(env: Env) -> None:
     env.cli_json("admin", "node", "update", "m2", "--inactive")  # launch on m1
-    # the nodes enforce security groups: the pool network's host side may reach the guest's HTTP
-    # port, on either node (the instance's filters are defined on the destination before it moves)
-    env.ec2.authorize_security_group_ingress(GroupName="default", IpPermissions=[
-        {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "10.99.12.1/32"}]}])
     iid = env.ec2.run_instances(ImageId=env.ids["ami"], MinCount=1, MaxCount=1,
                                 InstanceType="t2.micro")["Instances"][0]["InstanceId"]
     env.ids["inst"] = iid
@@ -169,6 +197,132 @@ def test_drain_moves_it_back(env: Env) -> None:
     status = wait_for("the guest's HTTP status on m1 again", lambda: env.http_status("m1", ip), 60, 0.5)
     assert f"boot={boot}" in status
     assert _boot_id(env.console(iid)) == boot
-    env.ec2.terminate_instances(InstanceIds=[iid])
-    wait_for(f"{iid} terminated", lambda: env.instance(iid)["State"]["Name"] == "terminated", 60)
-    assert iid not in env.domains("m1")
+    env.ids["on_m1"] = iid  # running on m1: the volume test's first guest
+
+
+def _launch_on(env: Env, node: str) -> tuple[str, str]:
+    """A guest launched on ``node`` (the other node inactive meanwhile), running with its HTTP server up."""
+    other = "m2" if node == "m1" else "m1"
+    env.cli_json("admin", "node", "update", other, "--inactive")
+    try:
+        iid = env.ec2.run_instances(ImageId=env.ids["ami"], MinCount=1, MaxCount=1,
+                                    InstanceType="t2.micro")["Instances"][0]["InstanceId"]
+    finally:
+        env.cli_json("admin", "node", "update", other, "--active")
+    wait_for(f"{iid} running", lambda: env.instance(iid)["State"]["Name"] == "running", BOOT)
+    _console(env, iid, r"EC2GW-HTTPD port=80", BOOT)
+    assert iid in env.domains(node)
+    return iid, env.instance(iid)["PrivateIpAddress"]
+
+
+def _console(env: Env, iid: str, pattern: str, timeout: float, after: int = 0) -> re.Match[str]:
+    rx = re.compile(pattern)
+    try:
+        return wait_for(f"console of {iid} shows {pattern!r}", lambda: rx.search(env.console(iid), after), timeout, 0.5)
+    except TimeoutError:
+        raise AssertionError(f"{pattern!r} not on the console of {iid}:\n{env.console(iid)[-2000:]}\n"
+                             f"server log:\n{env.server.log()[-4000:]}") from None
+
+
+def _waiter(env: Env, name: str, **kw: Any) -> None:
+    """A boto3 waiter; when it gives up, the volumes' state and the server log say why."""
+    try:
+        env.ec2.get_waiter(name).wait(WaiterConfig=FAST, **kw)
+    except Exception as exc:
+        vols = env.ec2.describe_volumes()["Volumes"]
+        status = env.ec2.describe_volume_status()["VolumeStatuses"]
+        raise AssertionError(f"{name} {kw}: {exc}\nvolumes: {vols}\nstatus: {status}\n"
+                             f"server log:\n{env.server.log()[-4000:]}") from None
+
+
+def _sectors(env: Env, node: str, ip: str, dev: str) -> int | None:
+    found = re.search(rf"\b{dev}:(\d+)", env.http(node, ip, "/cgi-bin/status"))
+    return int(found.group(1)) if found else None
+
+
+def test_a_volume_moves_between_nodes_with_its_marker_grows_and_snapshots(env: Env) -> None:
+    ec2: Any = env.ec2
+    pool = volume_store.VOLUMES_POOL
+    env.cli_json("admin", "node", "update", "m2", "--active")  # the drain left it inactive
+    one = env.ids.get("on_m1")
+    if one is None or env.instance(one)["State"]["Name"] != "running" or one not in env.domains("m1"):
+        one, ip1 = _launch_on(env, "m1")
+    else:
+        ip1 = env.instance(one)["PrivateIpAddress"]
+    two, ip2 = _launch_on(env, "m2")
+    zone = ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+    assert {n["zone"] for n in env.cli_json("admin", "node", "list")} == {zone}, "both nodes in one zone"
+
+    env.cli_json("admin", "node", "update", "m2", "--inactive")  # the volume is made on m1
+    try:
+        vid = ec2.create_volume(Size=1, AvailabilityZone=zone)["VolumeId"]
+    finally:
+        env.cli_json("admin", "node", "update", "m2", "--active")
+    _waiter(env, "volume_available", VolumeIds=[vid])
+    name = volume_store.volume_name(vid)
+    assert name in env.volumes("m1", pool) and name not in env.volumes("m2", pool)
+
+    # hot-plugged into the guest on m1, which writes a marker straight to the block device
+    mark = len(env.console(one))
+    ec2.attach_volume(VolumeId=vid, InstanceId=one, Device="/dev/sdf")
+    _waiter(env, "volume_in_use", VolumeIds=[vid])
+    assert _console(env, one, r"EC2GW-BLK-ADD vdb size=(\d+)", 60, mark).group(1) == str(GIB_SECTORS)
+    assert env.http("m1", ip1, "/cgi-bin/write?dev=vdb&text=VOL%2DMARKER") == "wrote 10 bytes to vdb\n"
+
+    # grown while attached: the running guest sees 2 GiB at once (blockResize), no restart
+    mark = len(env.console(one))
+    assert ec2.modify_volume(VolumeId=vid, Size=2)["VolumeModification"]["ModificationState"] == "modifying"
+    wait_for("the modification completed", lambda: ec2.describe_volumes_modifications(VolumeIds=[vid])[
+        "VolumesModifications"][0]["ModificationState"] in ("completed", "failed"), 60)
+    modification = ec2.describe_volumes_modifications(VolumeIds=[vid])["VolumesModifications"][0]
+    assert modification["ModificationState"] == "completed", modification
+    assert ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]["Size"] == 2
+    _console(env, one, rf"EC2GW-BLK-RESIZE vdb size={2 * GIB_SECTORS}\b", 30, mark)
+    assert _sectors(env, "m1", ip1, "vdb") == 2 * GIB_SECTORS
+
+    mark = len(env.console(one))
+    ec2.detach_volume(VolumeId=vid)
+    _waiter(env, "volume_available", VolumeIds=[vid])
+    _console(env, one, r"EC2GW-BLK-DEL vdb", 60, mark)
+    assert _sectors(env, "m1", ip1, "vdb") is None
+
+    # attached to the guest on m2: the volume moves there (download and upload streams), marker and all
+    mark = len(env.console(two))
+    ec2.attach_volume(VolumeId=vid, InstanceId=two, Device="/dev/xvdg")
+    _waiter(env, "volume_in_use", VolumeIds=[vid])
+    added = _console(env, two, r"EC2GW-BLK-ADD vdb size=(\d+) head=(\S*)", 60, mark)
+    assert added.groups() == (str(2 * GIB_SECTORS), "VOL-MARKER")
+    assert env.http("m2", ip2, "/cgi-bin/read?dev=vdb") == "VOL-MARKER"
+    assert name in env.volumes("m2", pool) and name not in env.volumes("m1", pool), "moved, not copied"
+    att = ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]["Attachments"][0]
+    assert (att["InstanceId"], att["Device"], att["State"]) == (two, "/dev/xvdg", "attached")
+
+    # a snapshot of it (attached to the running guest on m2) makes a volume with the marker, which
+    # the guest on m1 reads
+    sid = ec2.create_snapshot(VolumeId=vid, Description="moved")["SnapshotId"]
+    _waiter(env, "snapshot_completed", SnapshotIds=[sid])
+    env.cli_json("admin", "node", "update", "m2", "--inactive")
+    try:
+        copy = ec2.create_volume(SnapshotId=sid, AvailabilityZone=zone)["VolumeId"]
+    finally:
+        env.cli_json("admin", "node", "update", "m2", "--active")
+    _waiter(env, "volume_available", VolumeIds=[copy])
+    restored = ec2.describe_volumes(VolumeIds=[copy])["Volumes"][0]
+    assert (restored["SnapshotId"], restored["Size"]) == (sid, 2)
+    mark = len(env.console(one))
+    ec2.attach_volume(VolumeId=copy, InstanceId=one, Device="/dev/sdg")
+    _waiter(env, "volume_in_use", VolumeIds=[copy])
+    added = _console(env, one, r"EC2GW-BLK-ADD vdb size=(\d+) head=(\S*)", 60, mark)
+    assert added.groups() == (str(2 * GIB_SECTORS), "VOL-MARKER")
+    assert env.http("m1", ip1, "/cgi-bin/read?dev=vdb") == "VOL-MARKER"
+
+    # the guests end; their volumes are detached (available) and deleted from the nodes
+    ec2.terminate_instances(InstanceIds=[one, two])
+    _waiter(env, "instance_terminated", InstanceIds=[one, two])
+    assert one not in env.domains("m1") and two not in env.domains("m2")
+    _waiter(env, "volume_available", VolumeIds=[vid, copy])
+    for v in (vid, copy):
+        ec2.delete_volume(VolumeId=v)
+    ec2.delete_snapshot(SnapshotId=sid)
+    _waiter(env, "volume_deleted", VolumeIds=[vid, copy])
+    assert not env.volumes("m1", pool) and not env.volumes("m2", pool)
