@@ -81,8 +81,9 @@ class MigrationFailed(DriverError):
 
 
 class DetachTimeout(DriverError):
-    """The guest did not release a disk within the timeout; the unplug request stays pending on the
-    node (the device goes when the guest lets it go). Calling detach_disk() again is safe."""
+    """The guest did not release a disk or NIC within the timeout; the unplug request stays pending on
+    the node (the device goes when the guest lets it go). Calling detach_disk() or detach_nic()
+    again is safe."""
 
 
 class PowerState(enum.Enum):
@@ -456,7 +457,9 @@ class Driver(ABC):
     def detach_nic(self, name: str, mac: str) -> None:
         """Unplug the NIC with ``mac`` from the running guest and from the domain's saved definition.
 
-        No such NIC, or no such domain: success. NotSupported as for attach_nic.
+        Returns once the running guest has released it; DetachTimeout when it has not within the
+        driver's wait (the request stays pending; call again). No such NIC, or no such domain:
+        success. NotSupported as for attach_nic.
         """
         raise NotSupported(f"{type(self).__name__} cannot unplug network interfaces")
 

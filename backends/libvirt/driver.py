@@ -18,6 +18,7 @@ from lxml import etree
 
 from backends.base import (
     DOMAIN_TYPES,
+    DetachTimeout,
     DiskSpec,
     DomainExists,
     DomainInfo,
@@ -490,25 +491,35 @@ class LibvirtDriver(Driver):
                 _device_call(dom.attachDeviceFlags, xml, flags, f"plugging NIC {nic.mac} into {name}")
         self._call(op, f"plugging NIC {nic.mac} into {name}")
 
-    def detach_nic(self, name: str, mac: str) -> None:
+    def detach_nic(self, name: str, mac: str, timeout: float = 10.0, poll: float = 0.1) -> None:
         """See Driver.detach_nic: virDomainDetachDeviceFlags with the <interface> as the domain has it,
-        live and saved separately (the live one carries its target and alias)."""
+        live and saved separately (the live one carries its target and alias); then waits up to
+        ``timeout`` seconds for the running guest to release it (libvirt's call may return while the
+        unplug is still pending: a paused guest, say), DetachTimeout otherwise."""
         mac = mac.lower()
 
         def op(conn: libvirt.virConnect) -> None:
             dom = find_domain(conn, name)
             if dom is None:
                 return
+            pending = False
             if dom.isActive():
                 live = _nic_element(dom.XMLDesc(0), mac)
                 if live is not None:
                     _device_call(dom.detachDeviceFlags, live, libvirt.VIR_DOMAIN_AFFECT_LIVE, f"unplugging NIC {mac} from {name}")
+                    pending = True
             if dom.isPersistent():
                 saved = _nic_element(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), mac)
                 if saved is not None:
                     _device_call(dom.detachDeviceFlags, saved, libvirt.VIR_DOMAIN_AFFECT_CONFIG,
                                  f"unplugging NIC {mac} from {name}")
-        self._call(op, f"unplugging NIC {mac} from {name}")
+            deadline = time.monotonic() + timeout
+            while pending and dom.isActive() and _nic_element(dom.XMLDesc(0), mac) is not None:
+                if time.monotonic() >= deadline:
+                    raise DetachTimeout(f"the guest of {name!r} did not release NIC {mac} within {timeout:.0f} s; "
+                                        "the unplug request is pending (a paused guest releases it when resumed)")
+                time.sleep(poll)
+        self._call(op, f"unplugging NIC {mac} from {name}", self.connection.timeout + timeout)
 
     def close(self) -> None:
         self.connection.close()

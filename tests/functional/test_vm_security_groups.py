@@ -306,10 +306,46 @@ def test_an_elastic_address_is_leased_on_a_new_nic_and_goes_with_disassociate(cl
     cloud.ec2.disassociate_address(AssociationId=assoc)
     assert "PublicIpAddress" not in cloud.instance(iid)
     cloud.wait_console(iid, "EC2GW-NIC-DEL eth1", 60, after=mark)
-    assert _public_nics(cloud, iid) == [] and _public_nics(cloud, iid, saved=True) == [], \
-        "the NIC left the domain (live and saved definition)"
-    assert mac not in cloud.host.dhcp_hosts("ec2gw-sgpub")
+    # the guest saw it go; libvirt drops it from the live XML when QEMU confirms, the worker then
+    # removes the DHCP entry
+    wait_for("the NIC out of the domain (live and saved) and its DHCP entry gone",
+             lambda: (_public_nics(cloud, iid), _public_nics(cloud, iid, saved=True),
+                      mac in cloud.host.dhcp_hosts("ec2gw-sgpub")) == ([], [], False), APPLY, 0.5)
     assert cloud.probe(ip, 80) == "timeout", "nothing answers on the elastic address any more"
     assert cloud.http(f"http://{cloud.ids['ip']}/").startswith("EC2GW-WEB"), "eth0 still answers"
     cloud.ec2.release_address(AllocationId=alloc)
     print(f"\nelastic address leased on eth1 {leased:.1f} s after AllocateAddress")
+
+
+def test_a_stopped_instance_gets_its_elastic_address_at_start(cloud: Cloud) -> None:
+    """Associated while stopped: the NIC goes into the saved definition only, and the guest leases
+    the address on it at its next boot (the private NIC stays eth0)."""
+    iid = cloud.ids["guest"]
+    boot = re.findall(r"EC2GW-BOOT-ID (\S+)", cloud.console(iid))[-1]
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    wait_for(f"{iid} stopped", lambda: cloud.instance(iid)["State"]["Name"] == "stopped", BOOT, 0.5)
+    eip = cloud.ec2.allocate_address(Domain="vpc")
+    ip = eip["PublicIp"]
+    assoc = cloud.ec2.associate_address(AllocationId=eip["AllocationId"], InstanceId=iid)["AssociationId"]
+    assert cloud.instance(iid)["PublicIpAddress"] == ip
+    saved = wait_for("the NIC in the stopped domain's saved definition",
+                     lambda: _public_nics(cloud, iid, saved=True), APPLY, 0.5)
+    assert [nic_ip for _, nic_ip in saved] == [ip]
+    cloud.ec2.start_instances(InstanceIds=[iid])
+    assert cloud.wait_running(iid).get("PublicIpAddress") == ip
+
+    def after_boot() -> str:
+        text = cloud.console(iid)
+        ids = list(re.finditer(r"EC2GW-BOOT-ID (\S+)", text))
+        return text[ids[-1].start():] if ids and ids[-1].group(1) != boot else ""
+    wait_for("a new boot on the console", after_boot, BOOT, 0.5)
+    try:
+        wait_for(f"the lease of {ip} at boot", lambda: f"EC2GW-LEASE ip={ip} " in after_boot(), BOOT, 0.5)
+    except TimeoutError:
+        raise AssertionError(f"no lease of {ip} after the start:\n{after_boot()[-3000:]}") from None
+    text = after_boot()
+    assert re.search(rf"EC2GW-LEASE ip={re.escape(cloud.ids['ip'])} mask=\S+ router=\S* if=eth0\r?\n", text), text
+    assert re.search(rf"EC2GW-LEASE ip={re.escape(ip)} mask=\S+ router=\S* if=eth1\r?\n", text), text
+    assert _public_nics(cloud, iid) == saved, "the running domain has the NIC"
+    cloud.ec2.disassociate_address(AssociationId=assoc)
+    cloud.ec2.release_address(AllocationId=eip["AllocationId"])
