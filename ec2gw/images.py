@@ -143,11 +143,8 @@ def require_readable(app: ImageServices, row: Image) -> None:
     """Every use of an image's bytes (a launch, as machine, kernel or ramdisk image): the image's
     owner must still be allowed to read its Cumulus object, now. An image never exposes bytes its
     owner could not download themselves (the object's ACL may have changed since registration)."""
-    if not row.location:
-        raise ServiceError("UnsupportedOperation",
-                           f"The image {row.id} is EBS-backed (registered from a snapshot): launching from it, which "
-                           "needs a root volume made from its snapshot, is not supported here yet. Make a volume from "
-                           "the snapshot with CreateVolume, or register an image from a Cumulus object.")
+    if not row.location:  # EBS-backed: its instances boot from volumes made from its snapshots
+        return
     bucket, _, key = (row.location or "").partition("/")
     if not bucket or not key or not app.cumulus.can_read(row.owner_id, bucket, key):
         raise ServiceError(

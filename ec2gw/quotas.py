@@ -117,7 +117,7 @@ def usage_of(s: Session, user_id: int, stored: StoredBytes | None = None) -> Usa
     held = s.scalar(select(func.count(Address.id)).where(Address.owner_id == user_id, Address.allocation_id.is_not(None)))
     volumes, volume_gib = s.execute(
         select(func.count(Volume.id), func.coalesce(func.sum(Volume.size_gib), 0))
-        .where(Volume.owner_id == user_id, Volume.state.in_(LIVE_STATES))
+        .where(Volume.owner_id == user_id, Volume.state.in_(LIVE_STATES), Volume.storage == "pool")
     ).one()
     return Usage(int(count), int(vcpus), int(memory), 0 if stored is None else stored(s, user_id), int(held or 0),
                  int(volumes), int(volume_gib) * GIB)

@@ -36,6 +36,7 @@ def _snapshot_volumes(s: Session, owner_id: int, instance_id: str, image_id: str
     """A snapshot of every volume attached to the instance, recorded in the image's block device
     mappings (the compute worker copies each volume, compute/snapshot_tasks.py)."""
     vols = s.scalars(select(Volume).where(Volume.instance_id == instance_id, Volume.attach_state.in_(("attaching", "attached")),
+                                          Volume.is_root.is_(False),
                                           Volume.owner_id == owner_id).order_by(Volume.device))
     for vol in vols:
         snap = Snapshot(id=ids.new_id("snap"), owner_id=owner_id, volume_id=vol.id, volume_size=vol.size_gib,

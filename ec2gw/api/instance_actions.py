@@ -14,8 +14,10 @@ from typing import Any
 
 from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import check_instance_ids, load_instances, set_rows
-from ec2gw.api.instance_views import state_change
+from ec2gw.api.instance_views import block_device_mappings, root_device, state_change
+from ec2gw.api.launch_volumes import delete_on_termination_changes, set_delete_on_termination
 from ec2gw.api.security_groups import groups_of, resolve_groups, set_groups
+from ec2gw.api.volumes import attached_to
 from ec2gw.aws.dispatch import operation
 from ec2gw.compute import placement, states
 from ec2gw.compute.group_changes import instance_groups_changed
@@ -158,7 +160,7 @@ _ATTRIBUTES = {
 }
 
 
-def _attribute_value(inst: Instance, attribute: str, groups: list[dict[str, str]]) -> Any:
+def _attribute_value(inst: Instance, attribute: str, groups: list[dict[str, str]], volumes: list[Any]) -> Any:
     value: Any = {
         "instanceType": {"Value": inst.instance_type},
         "kernel": {"Value": inst.kernel_id} if inst.kernel_id else {},
@@ -166,8 +168,8 @@ def _attribute_value(inst: Instance, attribute: str, groups: list[dict[str, str]
         "userData": {"Value": inst.user_data} if inst.user_data else {},
         "disableApiTermination": {"Value": inst.disable_api_termination},
         "instanceInitiatedShutdownBehavior": {"Value": inst.shutdown_behavior},
-        "rootDeviceName": {"Value": "/dev/vda"},
-        "blockDeviceMapping": [],
+        "rootDeviceName": {"Value": root_device(volumes)},
+        "blockDeviceMapping": block_device_mappings(volumes),
         "productCodes": [],
         "sourceDestCheck": {"Value": True},
         "groupSet": groups,
@@ -190,7 +192,8 @@ def describe_instance_attribute(
     with ctx.db.session() as s:
         inst = load_instances(s, ctx, wanted)[0]
         ctx.check_dry_run(dry_run)
-        value = _attribute_value(inst, attribute, groups_of(s, ctx.user_id, [inst.id])[inst.id])
+        value = _attribute_value(inst, attribute, groups_of(s, ctx.user_id, [inst.id])[inst.id],
+                                 attached_to(s, [inst.id]).get(inst.id, []))
     return {"InstanceId": instance_id, _ATTRIBUTES[attribute]: value}
 
 
@@ -207,10 +210,12 @@ def modify_instance_attribute(
     instance_type: dict[str, Any] | None = None, user_data: dict[str, Any] | None = None,
     instance_initiated_shutdown_behavior: dict[str, Any] | None = None,
     disable_api_termination: dict[str, Any] | None = None, groups: list[str] | None = None,
-    dry_run: bool | None = None,
+    block_device_mappings: list[dict[str, Any]] | None = None, dry_run: bool | None = None,
 ) -> dict[str, Any]:
     wanted = check_instance_ids([instance_id])
     changes: dict[str, Any] = {}
+    if block_device_mappings:
+        changes["blockDeviceMapping"] = delete_on_termination_changes(block_device_mappings)
     if groups is not None:
         if not groups:
             raise ServiceError("MissingParameter", "Groups needs at least one security group id (GroupId.1=sg-...).")
@@ -294,6 +299,8 @@ def modify_instance_attribute(
         if group_ids:
             set_groups(s, [inst.id], group_ids)
             instance_groups_changed(s, [inst.id])
+        if "blockDeviceMapping" in changes:
+            set_delete_on_termination(s, inst.id, changes["blockDeviceMapping"])
     return {}
 
 

@@ -21,10 +21,26 @@ class NetView:
     account_id: str
 
 
+def block_device_mappings(volumes: list[Any]) -> list[dict[str, Any]]:
+    """InstanceBlockDeviceMapping per attached volume (rows of ec2gw/db/volume_models.py), the root first."""
+    ordered = sorted(volumes, key=lambda v: (not v.is_root, v.target or "", v.device or ""))
+    return [{"DeviceName": v.device, "Ebs": {"AttachTime": v.attach_time, "DeleteOnTermination": v.delete_on_termination,
+                                             "Status": v.attach_state, "VolumeId": v.id}}
+            for v in ordered if v.device and v.attach_state]
+
+
+def root_device(volumes: list[Any]) -> str:
+    """The instance's root device name: its root volume's (the image's RootDeviceName); /dev/vda
+    for instances launched before root devices were volumes."""
+    return next((v.device for v in volumes if v.is_root and v.device), "/dev/vda")
+
+
 def instance_item(inst: Instance, tags: list[dict[str, str]], groups: list[dict[str, str]], nics: list[Any] | None = None,
-                  net: NetView | None = None, monitored: bool = False) -> dict[str, Any]:
+                  net: NetView | None = None, monitored: bool = False, volumes: list[Any] | None = None) -> dict[str, Any]:
     """The Instance shape; ``nics`` are the instance's address rows (id, pool, mac, ip, hostname,
-    device_index); ``monitored``: detailed monitoring is on (MonitorInstances)."""
+    device_index); ``monitored``: detailed monitoring is on (MonitorInstances); ``volumes``: the
+    volumes attached to it (its root device first)."""
+    volumes = volumes or []
     item: dict[str, Any] = {
         "InstanceId": inst.id,
         "ImageId": inst.image_id,
@@ -44,9 +60,9 @@ def instance_item(inst: Instance, tags: list[dict[str, str]], groups: list[dict[
         "PrivateIpAddress": inst.private_ip,
         "PublicIpAddress": inst.public_ip,
         "Architecture": "x86_64",
-        "RootDeviceType": "instance-store",
-        "RootDeviceName": "/dev/vda",
-        "BlockDeviceMappings": [],
+        "RootDeviceType": "ebs" if any(v.is_root and v.storage == "pool" for v in volumes) else "instance-store",
+        "RootDeviceName": root_device(volumes),
+        "BlockDeviceMappings": block_device_mappings(volumes),
         "VirtualizationType": "hvm",
         "Hypervisor": "xen",
         "EbsOptimized": False,
@@ -128,7 +144,7 @@ def interface(inst: Instance, nic: Any, index: int, net: NetView | None, groups:
 def reservations(
     rows: Iterable[Instance], owner_account: str, tags: dict[str, list[dict[str, str]]],
     groups: dict[str, list[dict[str, str]]], nics: dict[str, list[Any]] | None = None, vpc_id: str | None = None,
-    monitored: set[str] | None = None,
+    monitored: set[str] | None = None, volumes: dict[str, list[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Group instances into reservations in the order their first instance appears."""
     net = NetView(vpc_id, owner_account) if vpc_id else None
@@ -143,7 +159,7 @@ def reservations(
                 "Instances": [],
             }
         res["Instances"].append(instance_item(inst, tags.get(inst.id, []), groups.get(inst.id, []), (nics or {}).get(inst.id),
-                                              net, inst.id in (monitored or ())))
+                                              net, inst.id in (monitored or ()), (volumes or {}).get(inst.id)))
     return list(out.values())
 
 

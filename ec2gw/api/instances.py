@@ -19,10 +19,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ec2gw import ids
 from ec2gw.api import instance_views as views
-from ec2gw.api import launch_nics, metrics
+from ec2gw.api import launch_nics, launch_volumes, metrics
 from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import FILTERS, check_instance_ids, page_of_instances
 from ec2gw.api.security_groups import groups_of, resolve_groups, set_groups
+from ec2gw.api.volumes import attached_to
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any, matches
 from ec2gw.aws.pagination import check_max_results, scope_digest
@@ -36,7 +37,7 @@ from ec2gw.images import find_launchable_image, require_readable
 from ec2gw.network import vpc
 from ec2gw.network.models import Address, Pool
 from ec2gw.network.pools import DEFAULT_POOL, nics_of
-from ec2gw.quotas import launch_allowance
+from ec2gw.quotas import launch_allowance, volume_allowance
 from ec2gw.tagging import set_tags, tags_for, tags_from_specifications
 
 
@@ -64,7 +65,8 @@ def _reservations(ctx: RequestContext, s: Any, rows: list[Instance]) -> list[dic
     """The Reservation shapes of ``rows``, with their tags, NICs and the caller's default group."""
     ids_ = [r.id for r in rows]
     return views.reservations(rows, ctx.principal.account_id, tags_for(s, ids_), groups_of(s, ctx.user_id, ids_),
-                              nics_of(s, ids_), vpc.vpc_id(ctx.settings), metrics.monitored(s, ids_))
+                              nics_of(s, ids_), vpc.vpc_id(ctx.settings), metrics.monitored(s, ids_),
+                              attached_to(s, ids_))
 
 
 def _describe_reservation(ctx: RequestContext, s: Any, reservation_id: str) -> dict[str, Any]:
@@ -82,7 +84,8 @@ def run_instances(
     security_group_ids: list[str] | None = None, instance_initiated_shutdown_behavior: str | None = None,
     subnet_id: str | None = None, network_interfaces: list[dict[str, Any]] | None = None,
     private_ip_address: str | None = None, monitoring: dict[str, Any] | None = None,
-    hibernation_options: dict[str, Any] | None = None, dry_run: bool | None = None,
+    hibernation_options: dict[str, Any] | None = None, block_device_mappings: list[dict[str, Any]] | None = None,
+    dry_run: bool | None = None,
 ) -> dict[str, Any]:
     settings = ctx.settings
     if image_id is None:
@@ -114,6 +117,8 @@ def run_instances(
     udata = _user_data(user_data, settings.max_user_data_bytes)
     tags = tags_from_specifications(tag_specifications, "instance",
                                     also=("volume", "network-interface", "spot-instances-request", "elastic-gpu"))
+    volume_tags = tags_from_specifications(tag_specifications, "volume",
+                                           also=("instance", "network-interface", "spot-instances-request", "elastic-gpu"))
     lease_hours = leases.launch_hours(settings, tags)
     zone = (placement or {}).get("AvailabilityZone") or None
     if client_token is not None and (len(client_token) > 64 or not client_token.isascii()):
@@ -123,6 +128,8 @@ def run_instances(
                                 if subnet_id or network_interfaces or private_ip_address else {})}
     if hibernation:
         request["hibernation"] = True
+    if block_device_mappings:
+        request["bdm"] = block_device_mappings
     fingerprint = _request_hash(request)
     with ctx.db.session(write=True) as s:
         if client_token:
@@ -136,6 +143,7 @@ def run_instances(
                 return _describe_reservation(ctx, s, prior.id)
         image = find_launchable_image(s, ctx.user_id, image_id)
         require_readable(ctx.app, image)
+        planned = launch_volumes.plan(s, ctx.user_id, image, block_device_mappings)
         kernel = kernel_id or image.kernel_id
         ramdisk = ramdisk_id or image.ramdisk_id
         if kernel:
@@ -190,8 +198,17 @@ def run_instances(
                                              nic_plan.map_public if nic_plan else True)
         for index, inst in enumerate(instances):
             inst.launch_index = index
+        count, gib = launch_volumes.pool_gib(planned)
+        if count:
+            volume_allowance(s, settings, ctx.principal, count * len(instances), gib * len(instances))
+        launch_volumes.check_room(s, instances, planned)
         s.add_all(instances)
         s.flush()
+        volumes = [v for inst in instances for v in launch_volumes.rows(ctx.user_id, inst, planned, now)]
+        s.add_all(volumes)
+        s.flush()
+        for vol in volumes if volume_tags else []:
+            set_tags(s, ctx.user_id, vol.id, volume_tags)
         set_groups(s, [inst.id for inst in instances],
                    group_ids or resolve_groups(s, ctx.user_id, ["default"], None), replace=False)
         for inst in instances:

@@ -100,6 +100,11 @@ def detach_volume(ctx: RequestContext, volume_id: str, device: str | None = None
             raise ServiceError("InvalidAttachment.NotFound",
                                f"The volume {vol.id} is not attached to {instance_id or vol.instance_id}"
                                f"{' at ' + device if device else ''}.")
+        if vol.is_root:
+            raise ServiceError("IncorrectState", f"Unable to detach root volume '{vol.id}' from instance "
+                                                 f"'{vol.instance_id}': an instance keeps its root device here. "
+                                                 "Terminate the instance (with DeleteOnTermination false the volume "
+                                                 "stays, available).")
         ctx.check_dry_run(dry_run)
         if vol.attach_state != "detaching" or force:
             vol.attach_state, vol.task = "detaching", "detach"

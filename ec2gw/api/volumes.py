@@ -86,6 +86,16 @@ def default_iops(volume_type: str, size_gib: int, iops: int | None) -> int | Non
     return None
 
 
+def attached_to(s: Session, instance_ids: list[str]) -> dict[str, list[Volume]]:
+    """instance id -> the volumes attached to it (attaching, attached or detaching), its root included."""
+    out: dict[str, list[Volume]] = {}
+    for i in range(0, len(instance_ids), 500):
+        for v in s.scalars(select(Volume).where(Volume.instance_id.in_(instance_ids[i:i + 500]),
+                                                Volume.attach_state.is_not(None))):
+            out.setdefault(str(v.instance_id), []).append(v)
+    return out
+
+
 def attachment_view(v: Volume) -> dict[str, Any]:
     return {"AttachTime": v.attach_time, "Device": v.device, "InstanceId": v.instance_id, "State": v.attach_state,
             "VolumeId": v.id, "DeleteOnTermination": v.delete_on_termination}
@@ -447,6 +457,11 @@ def modify_volume(
             raise invalid_value("Size", new_size, "The new configuration equals the current one; change the size or the "
                                                   "type.")
         grow = new_size - row.size_gib
+        if grow and row.storage != "pool":
+            raise ServiceError("UnsupportedOperation",
+                               f"The volume '{row.id}' is the root device of an instance of an image in Cumulus (its "
+                               "overlay) and cannot grow here; give the root a larger size at launch "
+                               "(BlockDeviceMappings with the image's RootDeviceName and Ebs.VolumeSize).")
         if grow and row.task is not None:
             raise ServiceError("IncorrectModificationState",
                                f"The volume '{row.id}' is being {row.task.rstrip('e')}ed; grow it once that is done.")

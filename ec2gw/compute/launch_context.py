@@ -34,7 +34,8 @@ class LaunchError(Exception):
 class LaunchContext:
     instance_id: str
     hostname: str
-    image: ImageRef
+    #: None for an EBS-backed image (its instances boot from a root volume, compute/launch_volumes.py)
+    image: ImageRef | None
     kernel: ImageRef | None = None
     ramdisk: ImageRef | None = None
     public_keys: list[str] = field(default_factory=list)
@@ -75,8 +76,8 @@ def load(db: Database, instance_id: str) -> LaunchContext:
         inst = s.get(Instance, instance_id)
         if inst is None:
             raise LaunchError(f"instance {instance_id} is not in the database")
-        image = _image_ref(s, inst.image_id, "machine")
-        assert image is not None
+        row = s.get(Image, inst.image_id)
+        image = _image_ref(s, inst.image_id, "machine") if row is None or row.location else None
         ctx = LaunchContext(instance_id=inst.id, hostname=(inst.private_dns or inst.id).split(".")[0], image=image,
                             kernel=_image_ref(s, inst.kernel_id, "kernel"),
                             ramdisk=_image_ref(s, inst.ramdisk_id, "ramdisk"),

@@ -157,6 +157,9 @@ def _base_on(worker: ComputeWorker, dest: NodeRef, dst: Driver, instance_id: str
     ctx = launch_context.load(worker.db, instance_id)
     env = image_cache.CacheEnv(worker.settings, worker.db, worker.cumulus)
     node_layout.ensure_pools(dst, worker.settings)
+    if ctx.image is None:
+        raise launch_context.LaunchError(f"{instance_id} boots from an EBS root volume, which cannot move between "
+                                         "nodes yet; stop and start it elsewhere by launching from a snapshot of it")
     return image_cache.ensure(env, dest, dst, ctx.image)
 
 

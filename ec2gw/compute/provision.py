@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING
 from backends.base import AlreadyExists, DomainSpec, NicSpec
 from backends.filters import nic_parameters
 from backends.seed import build_seed_iso
-from ec2gw.compute import filter_sync, image_cache, launch_context, node_layout
+from ec2gw.compute import (
+    filter_sync,
+    image_cache,
+    launch_context,
+    launch_volumes,
+    node_layout,
+    snapshot_tasks,
+    volume_store,
+)
 from ec2gw.compute.specs import Volume, guest_domain_spec, test_domain_spec
 from ec2gw.network import nodes as net_nodes
 from ec2gw.network import pools
@@ -45,6 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ec2gw.compute")
 
+GIB = 1 << 30
+
 
 class ProvisionFailed(Exception):
     """The instance cannot be provisioned for a reason its StateReason should show (bad image,
@@ -54,11 +64,13 @@ class ProvisionFailed(Exception):
 def prepare(worker: ComputeWorker, job: Job) -> DomainSpec:
     """The domain for ``job``'s instance, with its disks, seed and network in place on the node."""
     drv = worker.drivers.get(job.node)
-    if drv.domain_type == "test":
-        return test_domain_spec(job.node, job.instance_id, job.vcpus, job.memory_mib, job.mac)
     try:
+        launch_volumes.make(worker, drv, job.node.name, job.instance_id)
+        if drv.domain_type == "test":
+            return test_domain_spec(job.node, job.instance_id, job.vcpus, job.memory_mib, job.mac)
         return _prepare(worker, job, drv)
-    except (image_cache.ImageUnavailable, launch_context.LaunchError, NetworkLayoutError) as exc:
+    except (image_cache.ImageUnavailable, launch_context.LaunchError, NetworkLayoutError,
+            snapshot_tasks.SnapshotUnavailable) as exc:
         raise ProvisionFailed(str(exc)) from exc
 
 
@@ -68,10 +80,22 @@ def _prepare(worker: ComputeWorker, job: Job, drv: Driver) -> DomainSpec:
     ctx = launch_context.load(worker.db, job.instance_id)
     app = image_cache.CacheEnv(settings, worker.db, worker.cumulus)
     node_layout.ensure_pools(drv, settings)
-    base = image_cache.ensure(app, job.node, drv, ctx.image)
+    root_volume = launch_volumes.root_of(worker, job.instance_id)
+    base = None
+    if root_volume is not None and root_volume.storage == "pool":  # an EBS-backed image: boot from the volume
+        info = volume_store.info(drv, root_volume.volume_id)
+        if info is None:
+            raise launch_context.LaunchError(f"the root volume {root_volume.volume_id} is not on node {job.node.name}")
+        root = Volume(volume_store.VOLUMES_POOL, info.name, info.path, "qcow2")
+    else:
+        if ctx.image is None:
+            raise launch_context.LaunchError(f"the image of {job.instance_id} is EBS-backed but it has no root volume")
+        base = image_cache.ensure(app, job.node, drv, ctx.image)
+        root = overlay(drv, job.instance_id, base, root_volume.size_gib * volume_store.GIB if root_volume else None)
+        if root_volume is not None:
+            launch_volumes.record_size(worker, root_volume, drv.volumes.volume_info(root.pool, root.name))
     kernel = image_cache.ensure(app, job.node, drv, ctx.kernel) if ctx.kernel else None
     ramdisk = image_cache.ensure(app, job.node, drv, ctx.ramdisk) if ctx.ramdisk and ctx.kernel else None
-    root = overlay(drv, job.instance_id, base)
     seed = upload_seed(drv, ctx)
     log_path = console_log(drv, settings, job.instance_id)
     nics = attach_nics(drv, ctx, filter_sync.ensure_instance_filters(worker, job.node, job.instance_id))
@@ -88,14 +112,17 @@ def _vol(img: image_cache.CachedImage | None) -> Volume | None:
     return None if img is None else Volume(img.pool, img.volume, img.path, img.format)
 
 
-def overlay(drv: Driver, instance_id: str, base: image_cache.CachedImage) -> Volume:
-    """The instance's qcow2 overlay on the image volume; an existing one (a stopped instance's
-    disk, or a retried spawn) is kept, never recreated."""
+def overlay(drv: Driver, instance_id: str, base: image_cache.CachedImage, capacity: int | None = None) -> Volume:
+    """The instance's qcow2 overlay on the image volume, of ``capacity`` bytes when that is more
+    than the image's (a larger root device asked for at launch); an existing one (a stopped
+    instance's disk, or a retried spawn) is kept, never recreated."""
     pool, name = node_layout.INSTANCES_POOL, node_layout.overlay_name(instance_id)
     info = drv.volumes.volume_info(pool, name)
     if info is None:
+        # the root volume's size is whole GiB: the overlay grows only past the image's size rounded up
+        grown = capacity if capacity is not None and capacity > -(-base.capacity // GIB) * GIB else None
         try:
-            info = drv.volumes.create_overlay(pool, name, base.pool, base.volume)
+            info = drv.volumes.create_overlay(pool, name, base.pool, base.volume, grown)
         except AlreadyExists:
             info = drv.volumes.volume_info(pool, name)
     if info is None:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from backends.base import InvalidState, NodeUnavailable, PowerState
-from ec2gw.compute import volume_store
+from ec2gw.compute import node_layout, volume_store
 from ec2gw.compute.placement import NodeRef, node_ref
 from ec2gw.compute.snapshot_models import Snapshot
 from ec2gw.db.models import Instance, User
@@ -64,6 +64,9 @@ class SnapshotJob:
     node: NodeRef
     #: the instance the volume is attached to (its domain may be running), else None
     instance_id: str | None
+    #: where the volume's bytes are on the node: the volume pool, or an instance's overlay (a root volume)
+    pool: str = volume_store.VOLUMES_POOL
+    source: str = ""
 
 
 def object_location(bucket: str, prefix: str, owner_name: str, snapshot_id: str) -> str:
@@ -95,8 +98,13 @@ def run_pending(worker: ComputeWorker) -> None:
                     continue  # starting, stopping, ...: wait until the domain's state is settled
             location = snap.location or object_location(worker.settings.image_bucket, worker.settings.image_prefix,
                                                          owner_name, snap.id)
-            jobs.append(SnapshotJob(snap.id, snap.owner_id, location, vol.id, node_ref(s, worker.settings, vol.node_name),
-                                    attached))
+            node_name, pool, source = vol.node_name, volume_store.VOLUMES_POOL, volume_store.volume_name(vol.id)
+            if vol.storage == "overlay" and vol.instance_id:  # a root volume: the instance's overlay, on its node
+                inst = s.get(Instance, vol.instance_id)
+                node_name = inst.node_name if inst is not None and inst.node_name else node_name
+                pool, source = node_layout.INSTANCES_POOL, node_layout.overlay_name(vol.instance_id)
+            jobs.append(SnapshotJob(snap.id, snap.owner_id, location, vol.id, node_ref(s, worker.settings, node_name),
+                                    attached, pool, source))
     for job in jobs:
         held = [job.snapshot_id, job.volume_id] + ([job.instance_id] if job.instance_id else [])
         with worker._lock:
@@ -158,7 +166,7 @@ def save(worker: ComputeWorker, job: SnapshotJob) -> tuple[int, str, str]:
         with tempfile.TemporaryFile() as empty:
             info = store.put_file(job.owner_id, bucket, key, empty, 0)
         return 0, info.etag, "empty"
-    pool, source = volume_store.VOLUMES_POOL, volume_store.volume_name(job.volume_id)
+    pool, source = job.pool, job.source or volume_store.volume_name(job.volume_id)
     if drv.volumes.volume_info(pool, source) is None:
         raise FileNotFoundError(f"node {job.node.name} has no volume {pool}/{source}")
     copy = f"{job.snapshot_id}.qcow2"

@@ -22,7 +22,8 @@ from ec2gw.errors import ServiceError
 
 def used_gib(s: Session, names: list[str] | None = None) -> dict[str, int]:
     """node name -> GiB of the volumes it holds."""
-    q = select(Volume.node_name, func.coalesce(func.sum(Volume.size_gib), 0)).where(Volume.state.in_(LIVE_STATES))
+    q = select(Volume.node_name, func.coalesce(func.sum(Volume.size_gib), 0)).where(Volume.state.in_(LIVE_STATES),
+                                                                                   Volume.storage == "pool")
     if names is not None:
         q = q.where(Volume.node_name.in_(names))
     return {name: int(total) for name, total in s.execute(q.group_by(Volume.node_name))}
@@ -100,6 +101,7 @@ def storage_report(s: Session, node_name: str) -> dict[str, int | None]:
     capacity = node.volume_gb if node is not None else None
     used = used_gib(s, [node_name]).get(node_name, 0)
     volumes = s.scalar(select(func.count(Volume.id)).where(Volume.node_name == node_name,
-                                                           Volume.state.in_(LIVE_STATES))) or 0
+                                                           Volume.state.in_(LIVE_STATES),
+                                                           Volume.storage == "pool")) or 0
     return {"capacity_gib": capacity, "used_gib": used, "free_gib": None if capacity is None else capacity - used,
             "volumes": int(volumes)}

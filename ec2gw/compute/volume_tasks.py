@@ -218,21 +218,24 @@ def attached_disks(worker: ComputeWorker, instance_id: str, test_node: bool) -> 
     """The disks of the volumes attached to an instance, for its domain when it is (re)defined."""
     with worker.db.session() as s:
         rows = list(s.execute(select(Volume.id, Volume.target).where(
-            Volume.instance_id == instance_id, Volume.attach_state.in_(("attached", "detaching")))
+            Volume.instance_id == instance_id, Volume.attach_state.in_(("attached", "detaching")),
+            Volume.is_root.is_(False))
             .order_by(Volume.target)))
     return [volume_store.disk_spec(vid, target, test_node) for vid, target in rows if target]
 
 
 def release_instance(worker: ComputeWorker, instance_id: str) -> None:
     """After the instance's domain is gone: volumes marked DeleteOnTermination are deleted, the
-    others detached (available)."""
+    others detached (available); volumes its launch asked for and it never made are deleted."""
     with worker.db.session(write=True) as s:
+        s.execute(update(Volume).where(Volume.instance_id == instance_id, Volume.state == "creating")
+                  .values(delete_on_termination=True))
         s.execute(update(Volume).where(Volume.instance_id == instance_id, Volume.delete_on_termination.is_(True))
                   .values(state="deleting", task="delete", instance_id=None, device=None, target=None,
                           attach_state=None, attach_time=None))
         s.execute(update(Volume).where(Volume.instance_id == instance_id)
                   .values(state="available", task=None, instance_id=None, device=None, target=None, attach_state=None,
-                          attach_time=None, force_detach=False))
+                          attach_time=None, force_detach=False, is_root=False))
 
 
 def reap_deleted(worker: ComputeWorker) -> None:

@@ -32,6 +32,7 @@ from ec2gw.compute import (
     filter_sync,
     image_gc,
     image_tasks,
+    launch_volumes,
     leases,
     locks,
     metrics,
@@ -290,7 +291,9 @@ class ComputeWorker:
         self._finish(job, "hibernate", state="stopped", paused_at=None, hibernated=True)
 
     def _do_terminate(self, job: Job) -> None:
-        self.drivers.get(job.node).destroy(job.instance_id)
+        drv = self.drivers.get(job.node)
+        drv.destroy(job.instance_id)
+        launch_volumes.keep_root(self, drv, job.instance_id)
         provision.cleanup(self, job)
         volume_tasks.release_instance(self, job.instance_id)
         now = datetime.now(UTC)
@@ -357,6 +360,7 @@ class ComputeWorker:
             provision.cleanup(self, job)  # overlay, seed, DHCP entries of a half-made launch
         except DriverError:
             pass
+        volume_tasks.release_instance(self, job.instance_id)
         now = datetime.now(UTC)
         with self.db.session(write=True) as s:
             res = s.execute(

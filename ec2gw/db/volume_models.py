@@ -14,6 +14,11 @@ with compare-and-set updates, as it does for instances:
 * ``detach``: attach_state detaching -> the attachment is cleared, state available;
 * ``resize``: modification_state modifying -> completed (size_gib grows) or failed.
 
+Volumes made by RunInstances (its BlockDeviceMappings, an EBS-backed image's mappings, and every
+instance's root device, ``is_root``) are rows in state creating, attach_state attaching, with no
+task: the instance's spawn makes them on its node and puts them in the domain from its first start
+(compute/launch_volumes.py), then marks them in-use and attached.
+
 A deleted volume stays listed (state deleted) for ``terminated_visible_seconds``, then its row goes.
 """
 
@@ -67,6 +72,13 @@ class Volume(Base):
     attach_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     delete_on_termination: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     force_detach: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: the instance's root device (its boot disk): never detached from a running instance
+    is_root: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: where the bytes are: ``pool`` (``<vol-id>.qcow2`` of the volume pool, every volume made by
+    #: CreateVolume, a launch's block device mappings and roots made from snapshots) or ``overlay``
+    #: (the root of an instance of a Cumulus image: its qcow2 overlay in the instances pool, on the
+    #: instance's node; copied into the volume pool when the instance ends and the volume stays)
+    storage: Mapped[str] = mapped_column(String(16), default="pool", server_default="pool")
 
     # -- the latest modification (ModifyVolume) ------------------------------------------------
     #: modifying | optimizing | completed | failed (None: never modified)

@@ -185,7 +185,8 @@ def test_volumes_attach_and_detach_with_device_names_kept(ec2: Any, zone: str, i
     assert got["State"] == "in-use" and got["Attachments"][0]["Device"] == "/dev/sdf"
     assert got["Attachments"][0]["DeleteOnTermination"] is False
     flt = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [iid]}])["Volumes"]
-    assert {v["VolumeId"] for v in flt} == {a, b}
+    root = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]["BlockDeviceMappings"][0]
+    assert {v["VolumeId"] for v in flt} == {a, b, root["Ebs"]["VolumeId"]}  # the root device is a volume too
     flt = ec2.describe_volumes(Filters=[{"Name": "attachment.device", "Values": ["/dev/xvdg"]}])["Volumes"]
     assert [v["VolumeId"] for v in flt] == [b]
     flt = ec2.describe_volumes(Filters=[{"Name": "attachment.delete-on-termination", "Values": ["false"]},

@@ -93,6 +93,11 @@ class Loot:
     def vol(self, vid: str) -> dict[str, Any]:
         return dict(self.alice.describe_volumes(VolumeIds=[vid])["Volumes"][0])
 
+    def root(self, iid: str) -> dict[str, Any]:
+        """The Ebs of the instance's root device mapping (its root volume), as alice sees it."""
+        inst = self.instance(iid)
+        return dict(next(m["Ebs"] for m in inst["BlockDeviceMappings"] if m["DeviceName"] == inst["RootDeviceName"]))
+
 
 @pytest.fixture(scope="module")
 def loot(deployment: World, tmp_path_factory: pytest.TempPathFactory) -> Loot:
@@ -202,6 +207,10 @@ def modify_instance_attribute(x: Loot) -> None:
             codes=INSTANCE_NF)
     refused(x.bob.modify_instance_attribute, InstanceId=x.running,
             InstanceInitiatedShutdownBehavior={"Value": "terminate"}, codes=INSTANCE_NF)
+    refused(x.bob.modify_instance_attribute, InstanceId=x.running, BlockDeviceMappings=[
+        {"DeviceName": x.instance(x.running)["RootDeviceName"], "Ebs": {"DeleteOnTermination": False}}],
+            codes=INSTANCE_NF)
+    assert x.root(x.running)["DeleteOnTermination"] is True
     assert x.instance(x.stopped)["InstanceType"] == before
     assert "Value" not in x.alice.describe_instance_attribute(InstanceId=x.stopped, Attribute="userData")["UserData"]
     assert x.alice.describe_instance_attribute(InstanceId=x.running, Attribute="disableApiTermination")[
@@ -613,6 +622,7 @@ def _volumes_intact(x: Loot) -> None:
 def describe_volumes(x: Loot) -> None:
     refused(x.bob.describe_volumes, VolumeIds=[x.volume], codes=VOLUME_NF)
     refused(x.bob.describe_volumes, VolumeIds=[x.attached], codes=VOLUME_NF)
+    refused(x.bob.describe_volumes, VolumeIds=[x.root(x.running)["VolumeId"]], codes=VOLUME_NF)
     for flt in ({"Name": "volume-id", "Values": [x.volume, x.attached]}, {"Name": "tag:owner", "Values": ["alice"]},
                 {"Name": "attachment.instance-id", "Values": [x.running]}):
         assert x.bob.describe_volumes(Filters=[flt])["Volumes"] == []
@@ -635,6 +645,7 @@ def create_volume(x: Loot) -> None:
 def delete_volume(x: Loot) -> None:
     refused(x.bob.delete_volume, VolumeId=x.volume, codes=VOLUME_NF)
     refused(x.bob.delete_volume, VolumeId=x.attached, codes=VOLUME_NF)
+    refused(x.bob.delete_volume, VolumeId=x.root(x.stopped)["VolumeId"], codes=VOLUME_NF)
     _volumes_intact(x)
 
 
@@ -653,6 +664,9 @@ def attach_volume(x: Loot) -> None:
 def detach_volume(x: Loot) -> None:
     refused(x.bob.detach_volume, VolumeId=x.attached, codes=VOLUME_NF)
     refused(x.bob.detach_volume, VolumeId=x.attached, InstanceId=x.running, Force=True, codes=VOLUME_NF)
+    root = x.root(x.running)
+    refused(x.bob.detach_volume, VolumeId=root["VolumeId"], InstanceId=x.running, Force=True, codes=VOLUME_NF)
+    assert x.root(x.running) == root and root["Status"] == "attached"
     _volumes_intact(x)
 
 
