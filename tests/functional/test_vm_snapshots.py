@@ -1,4 +1,4 @@
-"""A snapshot of a volume attached to a running QEMU guest, through boto3 against `ec2gw serve`.
+"""Snapshots of a running QEMU guest's volumes (an attached one, its root), through boto3 against `ec2gw serve`.
 
 Set-up as tests/functional/test_vm_lifecycle.py: the tiny guest (scripts/build-test-guest.sh),
 one libvirtd node in a namespace of its own (tests/vmhost.py), an isolated pool, the guest's
@@ -8,6 +8,8 @@ The guest writes a marker on its attached volume (its CGI script, straight to th
 CreateSnapshot of the in-use volume is taken while the guest runs (libvirt's push-mode backup);
 the guest then overwrites the marker; a volume made from the snapshot, attached in place of the
 first, holds the first marker: the snapshot is the disk as it was, its bytes went through Cumulus.
+A snapshot of the running guest's root volume, registered as an image, boots a guest from a root
+volume made from it (the marker the first guest wrote on its root disk is read by the second).
 """
 
 from __future__ import annotations
@@ -153,4 +155,44 @@ def test_snapshot_of_an_attached_volume_is_the_disk_as_it_was(cloud: Cloud) -> N
             ec2.delete_volume(VolumeId=v)
     for s in (sid, second):
         ec2.delete_snapshot(SnapshotId=s)
+    assert "Contents" not in cloud.s3.list_objects_v2(Bucket="Repo", Prefix="VMS/admin/snapshots/")
+
+
+def test_an_image_registered_from_a_root_volume_snapshot_boots_from_it(cloud: Cloud) -> None:
+    """The running guest's root volume (its overlay) is snapshotted live; an image registered from
+    that snapshot launches a guest whose root disk is a volume made from it: the new guest reads
+    the marker the first one wrote on its root disk at boot, and serves HTTP."""
+    ec2 = cloud.ec2
+    ami = ec2.describe_images(ImageIds=[cloud.ids["ami"]])["Images"][0]
+    first = ec2.run_instances(ImageId=ami["ImageId"], MinCount=1, MaxCount=1, InstanceType="t2.micro")[
+        "Instances"][0]["InstanceId"]
+    ec2.get_waiter("instance_running").wait(InstanceIds=[first], WaiterConfig=FAST)
+    cloud.wait_console(first, r"EC2GW-HTTPD port=80")
+    inst = ec2.describe_instances(InstanceIds=[first])["Reservations"][0]["Instances"][0]
+    [root] = [m["Ebs"]["VolumeId"] for m in inst["BlockDeviceMappings"] if m["DeviceName"] == inst["RootDeviceName"]]
+    assert cloud.volume(root)["State"] == "in-use"
+    sid = ec2.create_snapshot(VolumeId=root, Description="root of a running guest")["SnapshotId"]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=[sid], WaiterConfig=FAST)
+    # the pool has one address: the first guest makes room for the second
+    ec2.terminate_instances(InstanceIds=[first])
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[first], WaiterConfig=FAST)
+    ec2.get_waiter("volume_deleted").wait(VolumeIds=[root], WaiterConfig=FAST)
+    image = ec2.register_image(Name="from-root-snapshot", RootDeviceName="/dev/vda", KernelId=ami["KernelId"],
+                               RamdiskId=ami["RamdiskId"],
+                               BlockDeviceMappings=[{"DeviceName": "/dev/vda", "Ebs": {"SnapshotId": sid}}])["ImageId"]
+    second = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t2.micro")[
+        "Instances"][0]["InstanceId"]
+    ec2.get_waiter("instance_running").wait(InstanceIds=[second], WaiterConfig=FAST)
+    inst = ec2.describe_instances(InstanceIds=[second])["Reservations"][0]["Instances"][0]
+    assert (inst["RootDeviceType"], inst["RootDeviceName"]) == ("ebs", "/dev/vda")
+    new_root = inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+    assert cloud.volume(new_root)["SnapshotId"] == sid
+    cloud.wait_console(second, rf"EC2GW-DISK-READ: EC2GW-DISK written-by {first}")
+    cloud.wait_console(second, r"EC2GW-HTTPD port=80")
+    status = cloud.host.http(inst["PrivateIpAddress"], "/cgi-bin/status")
+    assert status is not None and status.startswith("boot="), status
+    ec2.terminate_instances(InstanceIds=[second])
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[second], WaiterConfig=FAST)
+    ec2.get_waiter("volume_deleted").wait(VolumeIds=[new_root], WaiterConfig=FAST)
+    ec2.deregister_image(ImageId=image, DeleteAssociatedSnapshots=True)
     assert "Contents" not in cloud.s3.list_objects_v2(Bucket="Repo", Prefix="VMS/admin/snapshots/")
