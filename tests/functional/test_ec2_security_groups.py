@@ -232,6 +232,34 @@ def test_the_aws_cli_manages_groups_and_rules(cloud: Cloud) -> None:
     assert gone.returncode != 0 and "InvalidGroup.NotFound" in gone.stderr
 
 
+def test_the_aws_cli_moves_an_instance_between_groups(cloud: Cloud) -> None:
+    """modify-instance-attribute --groups and modify-network-interface-attribute --groups as the
+    aws CLI sends them; the instance and its interface show the new groups."""
+    srv, creds, ec2 = cloud.srv, cloud.alice_creds, cloud.alice
+    web = ec2.create_security_group(GroupName="cli-web", Description="web")["GroupId"]
+    db = ec2.create_security_group(GroupName="cli-db", Description="db")["GroupId"]
+    inst = ec2.run_instances(ImageId=cloud.image, MinCount=1, MaxCount=1)["Instances"][0]
+    iid, eni = inst["InstanceId"], inst["NetworkInterfaces"][0]["NetworkInterfaceId"]
+
+    def groups() -> tuple[list[str], list[str]]:
+        attr = ec2.describe_instance_attribute(InstanceId=iid, Attribute="groupSet")["Groups"]
+        nic = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni])["NetworkInterfaces"][0]
+        return sorted(g["GroupId"] for g in attr), sorted(g["GroupId"] for g in nic["Groups"])
+
+    srv.aws("ec2", "modify-instance-attribute", "--instance-id", iid, "--groups", web, db, creds=creds)
+    assert groups() == (sorted([web, db]), sorted([web, db]))
+    srv.aws("ec2", "modify-network-interface-attribute", "--network-interface-id", eni, "--groups", db, creds=creds)
+    attr = json.loads(srv.aws("ec2", "describe-instance-attribute", "--instance-id", iid, "--attribute", "groupSet",
+                              creds=creds).stdout)
+    assert [g["GroupId"] for g in attr["Groups"]] == [db] and groups() == ([db], [db])
+    bad = srv.aws("ec2", "modify-instance-attribute", "--instance-id", iid, "--groups", "sg-0123456789abcdef0",
+                  creds=creds, check=False)
+    assert bad.returncode != 0 and "InvalidGroup.NotFound" in bad.stderr
+    assert groups() == ([db], [db]), "a refused change changes nothing"
+    assert iid in _fails("DependencyViolation", ec2.delete_security_group, GroupId=db)
+    ec2.terminate_instances(InstanceIds=[iid])
+
+
 def test_another_user_reaches_none_of_alices_groups(cloud: Cloud) -> None:
     ec2, bob = cloud.alice, cloud.bob
     gid = ec2.create_security_group(GroupName="private-app", Description="alice's")["GroupId"]
