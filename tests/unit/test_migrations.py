@@ -157,3 +157,33 @@ def test_baseline_revision_is_plain() -> None:
     for path in (ROOT / "ec2gw" / "db" / "migrations" / "versions").glob("*.py"):
         body = path.read_text()
         assert "ec2gw" not in body, f"{path.name} imports the service's code"
+
+
+def test_0015b_gives_every_live_instance_a_root_volume(sqlite_db: Database) -> None:
+    """Instances launched before root devices were volumes get theirs (their overlay) on upgrade."""
+    from ec2gw.db.models import Image, Instance, Reservation, User
+    from ec2gw.db.volume_models import Volume
+
+    sqlite_db.create_schema()
+    with sqlite_db.session(write=True) as s:
+        s.add(User(id=7, name="old", account_id="000000000007", access_key="AKOLD", secret_key="x"))
+        s.flush()
+        s.add(Image(id="ami-0000000000000000a", owner_id=7, name="old", location="Repo/VMS/old/disk",
+                    root_device_name="/dev/sda1", size_bytes=(3 << 30) + 1))
+        s.add(Reservation(id="r-0000000000000000a", owner_id=7))
+        s.flush()
+        for iid, state in (("i-0000000000000000a", "running"), ("i-0000000000000000b", "terminated")):
+            s.add(Instance(id=iid, owner_id=7, reservation_id="r-0000000000000000a", image_id="ami-0000000000000000a",
+                           instance_type="t2.micro", vcpus=1, memory_mib=512, state=state, node_name="n1",
+                           availability_zone="z1"))
+    with sqlite_db.engine.connect() as conn:
+        command.downgrade(migrate.alembic_config(connection=conn), "0013s")
+        conn.commit()
+    sqlite_db.create_schema()
+    assert _revision(sqlite_db) == migrate.head_revision()
+    with sqlite_db.session() as s:
+        vols = list(s.query(Volume))
+    assert [(v.instance_id, v.device, v.target, v.size_gib, v.state, v.attach_state, v.is_root, v.storage,
+             v.delete_on_termination, v.node_name, v.availability_zone) for v in vols] == \
+        [("i-0000000000000000a", "/dev/sda1", "vda", 4, "in-use", "attached", True, "overlay", True, "n1", "z1")]
+    assert vols[0].id.startswith("vol-") and len(vols[0].id) == 21
