@@ -32,12 +32,13 @@ from ec2gw.tagging import set_tags, tags_from_specifications
 
 
 def _snapshot_volumes(s: Session, owner_id: int, instance_id: str, image_id: str,
-                      tags: list[tuple[str, str]]) -> None:
-    """A snapshot of every volume attached to the instance, recorded in the image's block device
-    mappings (the compute worker copies each volume, compute/snapshot_tasks.py)."""
-    vols = s.scalars(select(Volume).where(Volume.instance_id == instance_id, Volume.attach_state.in_(("attaching", "attached")),
-                                          Volume.is_root.is_(False),
-                                          Volume.owner_id == owner_id).order_by(Volume.device))
+                      tags: list[tuple[str, str]], with_root: bool = False) -> None:
+    """A snapshot of every volume attached to the instance (its root volume too when ``with_root``),
+    recorded in the image's block device mappings (the compute worker copies each volume,
+    compute/snapshot_tasks.py)."""
+    q = select(Volume).where(Volume.instance_id == instance_id, Volume.attach_state.in_(("attaching", "attached")),
+                             Volume.owner_id == owner_id)
+    vols = s.scalars((q if with_root else q.where(Volume.is_root.is_(False))).order_by(Volume.device))
     for vol in vols:
         snap = Snapshot(id=ids.new_id("snap"), owner_id=owner_id, volume_id=vol.id, volume_size=vol.size_gib,
                         description=f"Created by CreateImage({instance_id}) for {image_id}", state="pending",
@@ -57,6 +58,24 @@ def _now() -> str:
 
 def _object_exists(ctx: RequestContext, bucket: str, key: str) -> bool:
     return ctx.app.cumulus.object_info(bucket, key) is not None
+
+
+def _ebs_image(s: Session, owner_id: int, inst: Any, root: Volume, name: str, description: str | None,
+               image_tags: list[tuple[str, str]], snapshot_tags: list[tuple[str, str]]) -> str:
+    """CreateImage of an instance that boots from a volume: an EBS-backed image (no Cumulus object)
+    whose mappings are snapshots of the root and every attached volume, taken while the guest runs
+    (point in time, no reboot); pending until they are completed (compute/snapshot_tasks.py)."""
+    source = s.get(Image, inst.image_id)
+    image = Image(id=ids.new_id("ami"), owner_id=owner_id, name=name, description=description or "", location="",
+                  kind="machine", state="pending", architecture=source.architecture if source else "x86_64",
+                  disk_format="qcow2", size_bytes=0, kernel_id=inst.kernel_id, ramdisk_id=inst.ramdisk_id,
+                  source_instance_id=inst.id, root_device_name=root.device or "/dev/vda")
+    s.add(image)
+    s.flush()
+    if image_tags:
+        set_tags(s, owner_id, image.id, image_tags)
+    _snapshot_volumes(s, owner_id, inst.id, image.id, snapshot_tags, with_root=True)
+    return image.id
 
 
 @operation("CreateImage")
@@ -85,6 +104,12 @@ def create_image(
         if s.scalar(select(ImageTask.image_id).where(ImageTask.instance_id == inst.id)) is not None:
             raise ServiceError("IncorrectInstanceState",
                                f"An image of instance {inst.id} is already being created; wait until it is available.")
+        ebs_root = s.scalar(select(Volume).where(Volume.instance_id == inst.id, Volume.is_root.is_(True),
+                                                 Volume.storage == "pool"))
+        if ebs_root is not None:  # booted from a volume: the image is EBS-backed, snapshots of its volumes
+            ctx.check_dry_run(dry_run)
+            return {"ImageId": _ebs_image(s, ctx.user_id, inst, ebs_root, name, description, image_tags,
+                                          snapshot_tags)}
         node = node_ref(s, settings, inst.node_name)
         if no_reboot and inst.state != "stopped" and node.domain_type != "test":
             raise ServiceError(

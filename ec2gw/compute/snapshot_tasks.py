@@ -37,8 +37,8 @@ from sqlalchemy import select, update
 from backends.base import InvalidState, NodeUnavailable, PowerState
 from ec2gw.compute import node_layout, volume_store
 from ec2gw.compute.placement import NodeRef, node_ref
-from ec2gw.compute.snapshot_models import Snapshot
-from ec2gw.db.models import Instance, User
+from ec2gw.compute.snapshot_models import ImageBlockDevice, Snapshot
+from ec2gw.db.models import Image, Instance, User
 from ec2gw.db.volume_models import Volume
 
 if TYPE_CHECKING:
@@ -137,6 +137,7 @@ def _run(worker: ComputeWorker, job: SnapshotJob) -> None:
                          .values(state="completed", progress=100, location=job.location, size_bytes=size, etag=etag,
                                  data_format=fmt, state_message=""))
         completed = bool(done.rowcount)  # type: ignore[attr-defined]
+    settle_images(worker, job.snapshot_id)
     if not completed and worker.cumulus is not None:  # deleted meanwhile: its object goes too
         bucket, _, key = job.location.partition("/")
         worker.cumulus.delete_object(bucket, key)
@@ -147,6 +148,24 @@ def fail(worker: ComputeWorker, snapshot_id: str, reason: str) -> None:
     with worker.db.session(write=True) as s:
         s.execute(update(Snapshot).where(Snapshot.id == snapshot_id, Snapshot.state == "pending")
                   .values(state="error", state_message=reason[:255]))
+    settle_images(worker, snapshot_id)
+
+
+def settle_images(worker: ComputeWorker, snapshot_id: str) -> None:
+    """The pending EBS-backed images (CreateImage of an instance booting from a volume) naming the
+    snapshot: available once all their snapshots are completed, failed when one of them failed."""
+    with worker.db.session(write=True) as s:
+        images = list(s.scalars(select(Image).join(ImageBlockDevice, ImageBlockDevice.image_id == Image.id).where(
+            ImageBlockDevice.snapshot_id == snapshot_id, Image.state == "pending", Image.location == "")))
+        for image in images:
+            states = {sid: state for sid, state in s.execute(
+                select(Snapshot.id, Snapshot.state).join(ImageBlockDevice, ImageBlockDevice.snapshot_id == Snapshot.id)
+                .where(ImageBlockDevice.image_id == image.id))}
+            failed = [sid for sid, state in states.items() if state == "error"]
+            if failed:
+                image.state, image.state_reason = "failed", f"the snapshot {failed[0]} of its volume failed"
+            elif all(state == "completed" for state in states.values()):
+                image.state = "available"
 
 
 def _progress(worker: ComputeWorker, snapshot_id: str, percent: int) -> None:

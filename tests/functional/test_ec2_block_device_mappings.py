@@ -220,6 +220,22 @@ def test_an_ebs_backed_image_boots_from_a_volume_made_from_its_snapshot(ec2: Any
     assert mappings(ec2, iid) == maps
     # the image is private: another user cannot launch it
     assert code_of(other.run_instances, ImageId=image, MinCount=1, MaxCount=1) == "InvalidAMIID.NotFound"
+    # CreateImage of an instance booting from a volume: an EBS-backed image of snapshots of its volumes
+    copy = ec2.create_image(InstanceId=iid, Name="bdm-ebs-copy")["ImageId"]
+    ec2.get_waiter("image_available").wait(ImageIds=[copy], WaiterConfig=FAST)
+    img = ec2.describe_images(ImageIds=[copy])["Images"][0]
+    assert (img["RootDeviceType"], img["RootDeviceName"]) == ("ebs", "/dev/sda1")
+    copied = {m["DeviceName"]: m["Ebs"] for m in img["BlockDeviceMappings"]}
+    assert [(d, e["VolumeSize"]) for d, e in copied.items()] == [("/dev/sda1", 4), ("/dev/sdf", 1), ("/dev/sdg", 1)]
+    assert instance(ec2, iid)["State"]["Name"] == "running"  # snapshots are taken while it runs
+    again = launch(ec2, copy)
+    again_root = mappings(ec2, again)["/dev/sda1"]["VolumeId"]
+    assert (volume(ec2, again_root)["SnapshotId"], volume(ec2, again_root)["Size"]) == \
+        (copied["/dev/sda1"]["SnapshotId"], 4)
+    terminate(ec2, again)
+    ec2.deregister_image(ImageId=copy, DeleteAssociatedSnapshots=True)
+    assert code_of(ec2.describe_snapshots, SnapshotIds=[copied["/dev/sda1"]["SnapshotId"]]) == \
+        "InvalidSnapshot.NotFound"
     terminate(ec2, iid)
     ec2.get_waiter("volume_deleted").wait(VolumeIds=[m["VolumeId"] for m in maps.values()], WaiterConfig=FAST)
 
