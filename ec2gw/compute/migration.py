@@ -10,10 +10,11 @@ Why recorded rather than done here: the worker is the one process that acts on n
 driver's domains live in its process), and the instance's other tasks wait while its move runs.
 
 Refused, with what to do instead: unknown instances; instances that are neither running nor
-stopped, or busy with another task; hibernated ones (their memory is saved on their node);
-instances of the implicit node `local`; a destination that is the instance's own node, of
-another zone, inactive, unreachable, not serving its pools, without room, or of another domain
-type; and live moves from or to libvirt's test driver, which cannot migrate.
+stopped, or busy with another task; those booting from an EBS root volume (it does not move);
+hibernated ones (their memory is saved on their node); instances of the implicit node `local`;
+a destination that is the instance's own node, of another zone, inactive, unreachable, not
+serving its pools, without room, or of another domain type; and live moves from or to libvirt's
+test driver, which cannot migrate.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ec2gw.compute.migration_models import ACTIVE, InstanceMigration
 from ec2gw.compute.placement import LOCAL_NODE, Room, candidates, move_rooms, split_pools, spread
 from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node
+from ec2gw.db.volume_models import Volume
 from ec2gw.network import pools as address_pools
 from ec2gw.network.pools import DEFAULT_POOL
 
@@ -127,6 +129,10 @@ def request(s: Session, settings: Settings, instance_id: str, to: str | None = N
         raise MigrationError(f"{instance_id} runs on the implicit node '{LOCAL_NODE}', which has no other node to move "
                              "to; instances of registered nodes move (`ec2gw admin node add`)")
     kind = kind_of(inst)
+    if s.scalar(select(Volume.id).where(Volume.instance_id == inst.id, Volume.is_root.is_(True),
+                                        Volume.storage == "pool")) is not None:
+        raise MigrationError(f"{instance_id} boots from an EBS root volume, which does not move between nodes yet; "
+                             "snapshot it and launch its image on the other node instead")
     pools = instance_pools(s, instance_id)
     rooms = move_rooms(s, settings, inst.availability_zone, pools, source_name)
     if to is not None:

@@ -48,6 +48,7 @@ from ec2gw.compute.jobs import Job
 from ec2gw.compute.migration_models import ACTIVE, InstanceMigration
 from ec2gw.compute.placement import NodeRef, ref_of
 from ec2gw.db.models import Instance, Node
+from ec2gw.db.volume_models import Volume
 
 if TYPE_CHECKING:
     from backends.base import Driver
@@ -120,6 +121,9 @@ def _record(worker: ComputeWorker, mig_id: int, job: Job, state: str, error: str
         _end(mig, state, error, seconds)
         values: dict[str, object] = {"node_name": mig.destination} if state == "done" else {}
         s.execute(update(Instance).where(Instance.id == job.instance_id).values(**values))
+        if values:  # its root volume (its overlay) moved with it
+            s.execute(update(Volume).where(Volume.instance_id == job.instance_id, Volume.is_root.is_(True),
+                                           Volume.storage == "overlay").values(node_name=mig.destination))
         s.execute(update(Instance).where(Instance.id == job.instance_id, Instance.task == "migrate").values(task=None))
 
 

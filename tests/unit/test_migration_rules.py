@@ -82,3 +82,20 @@ def test_refusals(db: Database) -> None:
     with db.session(write=True) as s:
         s.execute(update(Instance).values(state="running", node_name=None))
     assert "implicit node 'local'" in refused()
+
+
+def test_an_instance_booting_from_an_ebs_root_volume_stays(db: Database) -> None:
+    from ec2gw.db.volume_models import Volume
+
+    iid = _iid(db)
+    with db.session(write=True) as s:
+        s.add(Volume(id="vol-0000000000000000a", owner_id=s.get(Instance, iid).owner_id, availability_zone="us-east-1a",
+                     node_name="a", size_gib=1, state="in-use", instance_id=iid, device="/dev/sda1", target="vda",
+                     attach_state="attached", is_root=True, storage="pool"))
+    with db.session(write=True) as s:
+        with pytest.raises(migration.MigrationError) as exc:
+            migration.request(s, Settings(), iid, "b")
+    assert "boots from an EBS root volume" in str(exc.value)
+    with db.session(write=True) as s:  # a root volume that is the instance's overlay moves with it
+        s.execute(update(Volume).values(storage="overlay"))
+        assert migration.request(s, Settings(), iid, "b").destination == "b"
