@@ -10,9 +10,11 @@ instance gets it at its next start). The guest leases the address on its new NIC
 Why apart from the API: AssociateAddress answers at once (the association is what EC2 shows);
 nodes may be slow or away, so the worker retries until the node has it, as it does for launches.
 
-An instance with a task in flight (spawn, start, stop, ...) is left for a later pass. On libvirt's
-test driver, whose domains have no NICs (compute/specs.py), there is nothing to plug: the address
-is recorded as in place without a node call, as launches there record their addresses only.
+An instance with a task in flight (spawn, start, stop, ...) is left for a later pass, and so is an
+unplug from an instance on the move (its NICs follow its domain: compute/moves.py records them on
+the destination when the move is done). On libvirt's test driver, whose domains have no NICs
+(compute/specs.py), there is nothing to plug: the address is recorded as in place without a node
+call, as launches there record their addresses only.
 """
 
 from __future__ import annotations
@@ -72,11 +74,13 @@ def _step(worker: ComputeWorker, row: Any, unreachable: set[str]) -> bool:
         net = net_nodes.pool_network(s, row.pool) if pool is not None else None
         inst = s.get(Instance, row.instance_id) if row.instance_id else None
         old_node = node_ref(s, worker.settings, row.plugged_node) if row.plugged_into else None
+        holder = s.get(Instance, row.plugged_into) if row.plugged_into else None
+        moving = holder is not None and holder.task == "migrate"  # the NIC is unplugged where the move ends
         new_node = node_ref(s, worker.settings, inst.node_name) if inst is not None and inst.node_name else None
         ready = inst is not None and inst.task is None and inst.state in _ON_NODE and new_node is not None
         mode = pool.network_mode if pool is not None else "none"
     if row.plugged_into and old_node is not None:
-        if old_node.name in unreachable:
+        if old_node.name in unreachable or moving:
             return False
         drv = worker.drivers.get(old_node)
         if drv.domain_type != "test":

@@ -10,8 +10,8 @@ Live (a running guest), on QEMU/KVM nodes, through libvirt's APIs only:
 4. the source node migrates the guest peer to peer (backends Driver.migrate: memory and the
    overlay's own blocks copied while it runs; defined on the destination, undefined on the
    source), the streams going to the destination's address (the host of its URI);
-5. the instance's row names the destination (the move is done); then the source's overlay, seed,
-   log and DHCP entries go.
+5. the instance's row names the destination (the move is done), and so do its elastic addresses'
+   records of where their NICs are; then the source's overlay, seed, log and DHCP entries go.
 If the migration fails, the guest runs on where it was, and what step 1-3 made on the destination
 is removed. Instances' NICs get any node-level filters through provision's preparation, which the
 destination runs as for a launch; so do future per-instance pieces added there.
@@ -49,6 +49,7 @@ from ec2gw.compute.migration_models import ACTIVE, InstanceMigration
 from ec2gw.compute.placement import NodeRef, ref_of
 from ec2gw.db.models import Instance, Node
 from ec2gw.db.volume_models import Volume
+from ec2gw.network.models import Address
 
 if TYPE_CHECKING:
     from backends.base import Driver
@@ -113,7 +114,8 @@ def _end(mig: InstanceMigration, state: str, error: str | None, seconds: float |
 
 
 def _record(worker: ComputeWorker, mig_id: int, job: Job, state: str, error: str | None, seconds: float) -> None:
-    """End the move; when done, the instance names its new node (in the same transaction)."""
+    """End the move; when done, the instance names its new node, and its elastic addresses' NICs
+    are recorded there (they moved with the domain), in the same transaction."""
     with worker.db.session(write=True) as s:
         mig = s.get(InstanceMigration, mig_id)
         if mig is None:
@@ -121,9 +123,11 @@ def _record(worker: ComputeWorker, mig_id: int, job: Job, state: str, error: str
         _end(mig, state, error, seconds)
         values: dict[str, object] = {"node_name": mig.destination} if state == "done" else {}
         s.execute(update(Instance).where(Instance.id == job.instance_id).values(**values))
-        if values:  # its root volume (its overlay) moved with it
+        if values:  # its root volume (its overlay) and its elastic addresses' NICs moved with it
             s.execute(update(Volume).where(Volume.instance_id == job.instance_id, Volume.is_root.is_(True),
                                            Volume.storage == "overlay").values(node_name=mig.destination))
+            s.execute(update(Address).where(Address.plugged_into == job.instance_id)
+                      .values(plugged_node=mig.destination))
         s.execute(update(Instance).where(Instance.id == job.instance_id, Instance.task == "migrate").values(task=None))
 
 
