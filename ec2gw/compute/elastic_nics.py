@@ -65,6 +65,8 @@ def sync(worker: ComputeWorker) -> int:
             log.warning("elastic address %s: node does not answer (%s); will retry", row.ip, exc)
         except DriverError as exc:
             log.warning("elastic address %s: the node refused (%s); will retry", row.ip, exc)
+        except Exception:  # one address's trouble (a pool gone wrong, say) must not hold up the others
+            log.exception("elastic address %s: not brought in line; will retry", row.ip)
     return moved
 
 

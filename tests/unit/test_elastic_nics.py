@@ -1,7 +1,10 @@
-"""Elastic addresses' NICs and moves: the NIC travels with the domain, so the record of where it is
-follows a finished move (compute/moves.py), and an unplug waits while the move runs
-(compute/elastic_nics.py); otherwise a disassociation after a move would unplug the NIC from the
-source, where the domain no longer is, and leave the guest holding the address on its new node."""
+"""The compute worker's elastic-address pass (compute/elastic_nics.py) on test-driver nodes.
+
+Moves: the NIC travels with the domain, so the record of where it is follows a finished move
+(compute/moves.py), and an unplug waits while the move runs; otherwise a disassociation after a
+move would unplug the NIC from the source, where the domain no longer is, and leave the guest
+holding the address on its new node. One address that cannot be brought in line does not hold up
+the others."""
 
 from __future__ import annotations
 
@@ -83,3 +86,21 @@ def test_a_disassociation_during_a_move_is_carried_out_after_it(plugged: tuple[D
     assert elastic_nics.sync(worker) == 0 and _where(db) == (iid, "a"), "no unplug while the domain moves"
     _end_move(db, iid, mig_id, "done")
     assert elastic_nics.sync(worker) == 1 and _where(db) == (None, None)
+
+
+def test_one_address_in_trouble_does_not_hold_up_the_others(plugged: tuple[Database, str, int]) -> None:
+    db, iid, mig_id = plugged
+    _end_move(db, iid, mig_id, "done")
+    with db.session(write=True) as s:  # a pool whose entries share no gateway: its network cannot be made
+        s.add(Pool(name="broken", network_mode="isolated", role="public"))
+        s.flush()
+        s.add(Address(id=0, pool="broken", hostname="br0", ip="192.0.2.7", mac="52:54:00:00:00:07",
+                      allocation_id="eipalloc-0123456789abcdef1", owner_id=1, instance_id=iid,
+                      association_id="eipassoc-0123456789abcdef1"))
+        s.execute(update(Address).where(Address.pool == "pub").values(instance_id=None, association_id=None))
+    worker = _worker(db)
+    assert [r.pool for r in elastic_nics.out_of_line(worker)] == ["broken", "pub"]  # the broken one first
+    assert elastic_nics.sync(worker) == 1  # the broken one fails, the other is unplugged
+    with db.session() as s:
+        rows = {r.pool: (r.plugged_into, r.plugged_node) for r in s.query(Address)}
+    assert rows == {"pub": (None, None), "broken": (None, None)}
