@@ -9,8 +9,8 @@ marked attached here. A root volume of ``storage`` pool (an EBS-backed image) is
 disk. Made volumes are kept across retried spawns and restarts (volume_store.create keeps them).
 
 When an instance ends, ``keep_root`` copies an overlay root whose DeleteOnTermination is false
-into the volume pool (storage API, flattened on the node) before the overlay is removed, so the
-volume stays, available, with the disk's content.
+into the volume pool (storage API, flattened on the node, grown to the volume's size) before the
+overlay is removed, so the volume stays, available, with the disk's content.
 """
 
 from __future__ import annotations
@@ -95,7 +95,10 @@ def keep_root(worker: ComputeWorker, drv: Driver, instance_id: str) -> None:
     if volume_store.info(drv, volume_id) is None:
         if drv.domain_type != "test" and drv.volumes.volume_info(node_layout.INSTANCES_POOL, overlay) is not None:
             try:
-                drv.volumes.copy_volume(volume_store.VOLUMES_POOL, name, node_layout.INSTANCES_POOL, overlay, "qcow2")
+                copied = drv.volumes.copy_volume(volume_store.VOLUMES_POOL, name, node_layout.INSTANCES_POOL, overlay,
+                                                 "qcow2")
+                if copied.capacity < size_gib * volume_store.GIB:  # the image's size, below the volume's whole GiB
+                    volume_store.grow(drv, volume_id, size_gib)
             except NotSupported:
                 volume_store.create(drv, worker.settings, volume_id, size_gib)
         else:  # the test driver keeps no bytes; a domain never made has none either

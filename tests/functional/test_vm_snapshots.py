@@ -161,10 +161,13 @@ def test_snapshot_of_an_attached_volume_is_the_disk_as_it_was(cloud: Cloud) -> N
 def test_an_image_registered_from_a_root_volume_snapshot_boots_from_it(cloud: Cloud) -> None:
     """The running guest's root volume (its overlay) is snapshotted live; an image registered from
     that snapshot launches a guest whose root disk is a volume made from it: the new guest reads
-    the marker the first one wrote on its root disk at boot, and serves HTTP."""
+    the marker the first one wrote on its root disk at boot, and serves HTTP. The first guest's
+    root volume, marked to stay, outlives it as a flattened copy of its disk, which the second
+    guest reads as a data disk."""
     ec2 = cloud.ec2
     ami = ec2.describe_images(ImageIds=[cloud.ids["ami"]])["Images"][0]
-    first = ec2.run_instances(ImageId=ami["ImageId"], MinCount=1, MaxCount=1, InstanceType="t2.micro")[
+    first = ec2.run_instances(ImageId=ami["ImageId"], MinCount=1, MaxCount=1, InstanceType="t2.micro",
+                              BlockDeviceMappings=[{"DeviceName": "/dev/vda", "Ebs": {"DeleteOnTermination": False}}])[
         "Instances"][0]["InstanceId"]
     ec2.get_waiter("instance_running").wait(InstanceIds=[first], WaiterConfig=FAST)
     cloud.wait_console(first, r"EC2GW-HTTPD port=80")
@@ -176,7 +179,7 @@ def test_an_image_registered_from_a_root_volume_snapshot_boots_from_it(cloud: Cl
     # the pool has one address: the first guest makes room for the second
     ec2.terminate_instances(InstanceIds=[first])
     ec2.get_waiter("instance_terminated").wait(InstanceIds=[first], WaiterConfig=FAST)
-    ec2.get_waiter("volume_deleted").wait(VolumeIds=[root], WaiterConfig=FAST)
+    ec2.get_waiter("volume_available").wait(VolumeIds=[root], WaiterConfig=FAST)  # kept: copied from the overlay
     image = ec2.register_image(Name="from-root-snapshot", RootDeviceName="/dev/vda", KernelId=ami["KernelId"],
                                RamdiskId=ami["RamdiskId"],
                                BlockDeviceMappings=[{"DeviceName": "/dev/vda", "Ebs": {"SnapshotId": sid}}])["ImageId"]
@@ -189,10 +192,20 @@ def test_an_image_registered_from_a_root_volume_snapshot_boots_from_it(cloud: Cl
     assert cloud.volume(new_root)["SnapshotId"] == sid
     cloud.wait_console(second, rf"EC2GW-DISK-READ: EC2GW-DISK written-by {first}")
     cloud.wait_console(second, r"EC2GW-HTTPD port=80")
-    status = cloud.host.http(inst["PrivateIpAddress"], "/cgi-bin/status")
+    ip = inst["PrivateIpAddress"]
+    status = cloud.host.http(ip, "/cgi-bin/status")
     assert status is not None and status.startswith("boot="), status
+    # the first guest's kept root volume, a data disk of the second now: the same disk (the boot
+    # sector's first bytes, as the guest prints them), grown to the volume's 1 GiB
+    booted = cloud.wait_console(second, r"EC2GW-BLK-ADD vda size=\d+ head=(.+)")
+    mark = len(cloud.console(second))
+    _attach(cloud, root, second, mark)
+    added = cloud.wait_console(second, r"EC2GW-BLK-ADD vdb size=(\d+) head=(.+)", 60, after=mark)
+    assert added.group(1) == str(1 << 21) and added.group(2) == booted.group(1) != "", added.group(0)
     ec2.terminate_instances(InstanceIds=[second])
     ec2.get_waiter("instance_terminated").wait(InstanceIds=[second], WaiterConfig=FAST)
     ec2.get_waiter("volume_deleted").wait(VolumeIds=[new_root], WaiterConfig=FAST)
+    ec2.get_waiter("volume_available").wait(VolumeIds=[root], WaiterConfig=FAST)
+    ec2.delete_volume(VolumeId=root)
     ec2.deregister_image(ImageId=image, DeleteAssociatedSnapshots=True)
     assert "Contents" not in cloud.s3.list_objects_v2(Bucket="Repo", Prefix="VMS/admin/snapshots/")
