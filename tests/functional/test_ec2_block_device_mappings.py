@@ -288,7 +288,20 @@ def test_aws_cli_block_device_mappings(server: LiveServer, erin: Creds, image: s
     vols = aws("describe-volumes", "--filters", f"Name=attachment.instance-id,Values={iid}",
                "Name=attachment.device,Values=/dev/sdf")["Volumes"]
     assert [v["Size"] for v in vols] == [2]
+    root = aws("describe-volumes", "--filters", f"Name=attachment.instance-id,Values={iid}",
+               "Name=attachment.device,Values=/dev/vda")["Volumes"][0]["VolumeId"]
+    detach = server.aws("ec2", "detach-volume", "--volume-id", root, creds=erin, check=False)
+    assert detach.returncode != 0 and "IncorrectState" in detach.stderr
+    # the data volume goes with the instance after all; the root stays this time
+    aws("modify-instance-attribute", "--instance-id", iid, "--block-device-mappings",
+        json.dumps([{"DeviceName": "/dev/sdf", "Ebs": {"DeleteOnTermination": True}}]))
+    aws("modify-instance-attribute", "--instance-id", iid, "--block-device-mappings",
+        json.dumps([{"DeviceName": "/dev/vda", "Ebs": {"DeleteOnTermination": False}}]))
+    got = aws("describe-instance-attribute", "--instance-id", iid, "--attribute", "blockDeviceMapping",
+              "--query", "BlockDeviceMappings[].[DeviceName,Ebs.DeleteOnTermination]")
+    assert got == [["/dev/vda", False], ["/dev/sdf", True]]
     aws("terminate-instances", "--instance-ids", iid)
     aws("wait", "instance-terminated", "--instance-ids", iid)
-    aws("wait", "volume-available", "--volume-ids", vols[0]["VolumeId"])
-    aws("delete-volume", "--volume-id", vols[0]["VolumeId"])
+    aws("wait", "volume-deleted", "--volume-ids", vols[0]["VolumeId"])
+    aws("wait", "volume-available", "--volume-ids", root)
+    aws("delete-volume", "--volume-id", root)
