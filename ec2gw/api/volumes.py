@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -331,11 +332,29 @@ def delete_volume(ctx: RequestContext, volume_id: str, dry_run: bool | None = No
 # --------------------------------------------------------------------------- status and attributes
 
 
+_FAILED = re.compile(r"^(\w+)(?: to (i-[0-9a-f]+))?[^:]* failed: ")
+
+
+def _events(v: Volume) -> list[dict[str, Any]]:
+    """The last task the node refused (a create, attach, detach, resize or delete that failed), as an
+    event whose Description is the reason: how a failed attach (the volume is available again)
+    says why."""
+    found = _FAILED.match(v.status_message or "")
+    if v.task is not None or not found:
+        return []
+    event = {"Description": v.status_message, "EventId": "evol-" + hashlib.sha256(
+        f"{v.id}/{v.updated_at.isoformat()}".encode()).hexdigest()[:17], "EventType": f"{found.group(1)}-failed",
+        "NotBefore": v.updated_at}
+    if found.group(2):
+        event["InstanceId"] = found.group(2)
+    return [event]
+
+
 def _status(v: Volume) -> dict[str, Any]:
     status = {"error": "impaired", "creating": "insufficient-data"}.get(v.state, "ok")
     io = "failed" if status == "impaired" else "passed"
     return {
-        "Actions": [], "AvailabilityZone": v.availability_zone, "Events": [], "VolumeId": v.id,
+        "Actions": [], "AvailabilityZone": v.availability_zone, "Events": _events(v), "VolumeId": v.id,
         "VolumeStatus": {"Details": [{"Name": "io-enabled", "Status": io},
                                      {"Name": "io-performance", "Status": "not-applicable"}], "Status": status},
         "AttachmentStatuses": [{"IoPerformance": "not-applicable", "InstanceId": v.instance_id}] if v.instance_id else [],
@@ -349,8 +368,10 @@ _STATUS_FILTERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "availability-zone": lambda it: it["AvailabilityZone"],
     "volume-id": lambda it: it["VolumeId"],
     "action.code": lambda it: [], "action.description": lambda it: [], "action.event-id": lambda it: [],
-    "event.description": lambda it: [], "event.event-id": lambda it: [], "event.event-type": lambda it: [],
-    "event.not-after": lambda it: [], "event.not-before": lambda it: [],
+    "event.description": lambda it: [e["Description"] for e in it["Events"]],
+    "event.event-id": lambda it: [e["EventId"] for e in it["Events"]],
+    "event.event-type": lambda it: [e["EventType"] for e in it["Events"]],
+    "event.not-after": lambda it: [], "event.not-before": lambda it: [e["NotBefore"].strftime("%Y-%m-%dT%H:%M:%S.000Z") for e in it["Events"]],
 }
 
 

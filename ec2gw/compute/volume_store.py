@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import tempfile
+import time
 from typing import TYPE_CHECKING
 
 from backends.base import AlreadyExists, DiskSpec
@@ -112,10 +113,11 @@ def move(src: Driver, dst: Driver, settings: Settings, volume_id: str) -> Volume
             return have
         raise FileNotFoundError(f"volume {volume_id} is on neither node")
     dst.volumes.delete_volume(VOLUMES_POOL, name)
+    started = time.monotonic()
     with tempfile.TemporaryFile(dir=settings.data_dir, prefix=f"move-{volume_id}-") as staged:
         size = src.volumes.download_volume(VOLUMES_POOL, name, staged)
         staged.seek(0)
         moved = dst.volumes.upload_volume(VOLUMES_POOL, name, staged, size, expect_format="qcow2")
     src.volumes.delete_volume(VOLUMES_POOL, name)
-    log.info("volume %s moved between nodes (%d bytes)", volume_id, size)
+    log.info("volume %s moved between nodes (%d bytes in %.1f s)", volume_id, size, time.monotonic() - started)
     return moved

@@ -131,6 +131,8 @@ def _update(worker: ComputeWorker, volume_id: str, task: str, **values: Any) -> 
 def _failed(worker: ComputeWorker, job: VolumeJob, why: str) -> None:
     """A task the node refused: the volume shows it, and is left as it was otherwise."""
     message = f"{job.task} failed: {why}"[:255]
+    if job.task == "attach":  # DescribeVolumeStatus shows it as an attach-failed event of that instance
+        message = f"attach to {job.instance_id} failed: {why}; the volume is available again"[:255]
     if job.task == "create":
         _update(worker, job.volume_id, "create", state="error", status_message=message)
     elif job.task == "resize":

@@ -352,6 +352,29 @@ def test_node_volume_storage_and_zones(tmp_path_factory: pytest.TempPathFactory)
                                 Placement={"AvailabilityZone": "vz-b"})["Instances"][0]["InstanceId"]
         ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
         assert code_of(ec2.attach_volume, VolumeId=a, InstanceId=iid, Device="/dev/sdf") == "InvalidVolume.ZoneMismatch"
+        # a volume on va attached to an instance on vc, in the same zone, must move there: test nodes
+        # have no volume streams, so the attach fails, the volume is available again, and
+        # DescribeVolumeStatus says why (an attach-failed event of that instance)
+        (root / "vc").mkdir()
+        srv.cli("admin", "node", "add", "vc", "--uri", make_test_node_uri(root / "vc", 65536, 64), "--zone", "vz-a")
+        srv.cli("admin", "node", "update", "va", "--inactive")
+        try:
+            there = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t2.micro",
+                                      Placement={"AvailabilityZone": "vz-a"})["Instances"][0]["InstanceId"]
+        finally:
+            srv.cli("admin", "node", "update", "va", "--active")
+        ec2.get_waiter("instance_running").wait(InstanceIds=[there], WaiterConfig=FAST)
+        assert ec2.describe_volume_status(VolumeIds=[a])["VolumeStatuses"][0]["Events"] == []
+        ec2.attach_volume(VolumeId=a, InstanceId=there, Device="/dev/sdf")
+        wait_for("the attach failed", lambda: volume(ec2, a)["State"] == "available", 30)
+        assert volume(ec2, a).get("Attachments", []) == []
+        [event] = ec2.describe_volume_status(VolumeIds=[a])["VolumeStatuses"][0]["Events"]
+        assert (event["EventType"], event["InstanceId"]) == ("attach-failed", there), event
+        assert event["Description"].startswith(f"attach to {there} failed: ") and "not supported" in event[
+            "Description"].lower(), event
+        assert re.fullmatch(r"evol-[0-9a-f]{17}", event["EventId"]) and event["NotBefore"]
+        found = ec2.describe_volume_status(Filters=[{"Name": "event.event-type", "Values": ["attach-failed"]}])
+        assert [v["VolumeId"] for v in found["VolumeStatuses"]] == [a]
         assert code_of(ec2.create_volume, AvailabilityZone="us-east-1a", Size=1) == "InvalidParameterValue"
         ec2.get_waiter("volume_available").wait(VolumeIds=[b], WaiterConfig=FAST)
         bad = srv.cli("admin", "node", "update", "va", "--volume-gb", "-1", check=False)
