@@ -235,6 +235,18 @@ def _waiter(env: Env, name: str, **kw: Any) -> None:
                              f"server log:\n{env.server.log()[-4000:]}") from None
 
 
+def _attached(env: Env, vid: str, iid: str) -> None:
+    """AttachVolume's work done (the volume is in-use from the call on; its attachment says when the
+    node did it); a failed attach leaves the volume available, and DescribeVolumeStatus says why."""
+    def done() -> bool:
+        vol = env.ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]
+        if vol["State"] == "available":
+            events = env.ec2.describe_volume_status(VolumeIds=[vid])["VolumeStatuses"][0]["Events"]
+            raise AssertionError(f"attaching {vid} to {iid} failed: {events}\n{env.server.log()[-3000:]}")
+        return any(a["State"] == "attached" and a["InstanceId"] == iid for a in vol.get("Attachments", []))
+    wait_for(f"{vid} attached to {iid}", done, 120, 0.5)
+
+
 def _sectors(env: Env, node: str, ip: str, dev: str) -> int | None:
     found = re.search(rf"\b{dev}:(\d+)", env.http(node, ip, "/cgi-bin/status"))
     return int(found.group(1)) if found else None
@@ -266,6 +278,7 @@ def test_a_volume_moves_between_nodes_with_its_marker_grows_and_snapshots(env: E
     mark = len(env.console(one))
     ec2.attach_volume(VolumeId=vid, InstanceId=one, Device="/dev/sdf")
     _waiter(env, "volume_in_use", VolumeIds=[vid])
+    _attached(env, vid, one)
     assert _console(env, one, r"EC2GW-BLK-ADD vdb size=(\d+)", 60, mark).group(1) == str(GIB_SECTORS)
     assert env.http("m1", ip1, "/cgi-bin/write?dev=vdb&text=VOL%2DMARKER") == "wrote 10 bytes to vdb\n"
 
@@ -290,6 +303,7 @@ def test_a_volume_moves_between_nodes_with_its_marker_grows_and_snapshots(env: E
     mark = len(env.console(two))
     ec2.attach_volume(VolumeId=vid, InstanceId=two, Device="/dev/xvdg")
     _waiter(env, "volume_in_use", VolumeIds=[vid])
+    _attached(env, vid, two)
     added = _console(env, two, r"EC2GW-BLK-ADD vdb size=(\d+) head=(\S*)", 60, mark)
     assert added.groups() == (str(2 * GIB_SECTORS), "VOL-MARKER")
     assert env.http("m2", ip2, "/cgi-bin/read?dev=vdb") == "VOL-MARKER"
@@ -312,6 +326,7 @@ def test_a_volume_moves_between_nodes_with_its_marker_grows_and_snapshots(env: E
     mark = len(env.console(one))
     ec2.attach_volume(VolumeId=copy, InstanceId=one, Device="/dev/sdg")
     _waiter(env, "volume_in_use", VolumeIds=[copy])
+    _attached(env, copy, one)
     added = _console(env, one, r"EC2GW-BLK-ADD vdb size=(\d+) head=(\S*)", 60, mark)
     assert added.groups() == (str(2 * GIB_SECTORS), "VOL-MARKER")
     assert env.http("m1", ip1, "/cgi-bin/read?dev=vdb") == "VOL-MARKER"
