@@ -39,6 +39,8 @@ class VolumeInfo:
     capacity: int
     allocation: int
     backing_path: str | None = None
+    #: the bytes a download of the volume streams (its file's length), when the node reports it
+    physical: int | None = None
 
 
 class VolumeDriver(ABC):

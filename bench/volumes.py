@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -258,7 +259,7 @@ def run(runs: int) -> dict[str, Any]:
     finally:
         server.stop()
         sim.stop()
-        image.unlink(missing_ok=True)
+        shutil.rmtree(root, ignore_errors=True)  # the image, the nodes' volumes, the server's data
     mib = out["bytes"] / (1 << 20)
     for key in ("attach_ec2gw", "attach_virsh", "move_ec2gw", "move_virsh"):
         out[f"{key}_median"] = statistics.median(out[key])

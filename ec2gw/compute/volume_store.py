@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import posixpath
 import tempfile
+import threading
 import time
 from typing import TYPE_CHECKING
 
-from backends.base import AlreadyExists, DiskSpec
+from backends.base import AlreadyExists, DiskSpec, DriverError
 from backends.volumes import Readable, VolumeInfo, Writable
+from ec2gw.compute.byte_pipe import BytePipe
 
 if TYPE_CHECKING:
     from backends.base import Driver
@@ -32,6 +34,8 @@ log = logging.getLogger("ec2gw.compute")
 
 VOLUMES_POOL = "ec2gw-volumes"
 GIB = 1 << 30
+#: seconds the move waits for its download thread after the upload ended (its calls are bounded too)
+PUMP_JOIN = 60.0
 
 
 def volume_name(volume_id: str) -> str:
@@ -99,25 +103,70 @@ def disk_spec(volume_id: str, target: str, test_node: bool) -> DiskSpec:
 
 def move(src: Driver, dst: Driver, settings: Settings, volume_id: str) -> VolumeInfo:
     """Copy the volume from node ``src`` to node ``dst`` through libvirt's volume download and
-    upload streams (bounded chunks, staged in a temporary file of the data directory, whose
-    length the upload must announce), then delete it on ``src``.
+    upload streams in bounded chunks, then delete it on ``src``. The upload must announce its
+    length: when the source node reports the file's length, the download streams straight into
+    the upload (one pass, a few MiB in memory); otherwise it is staged in a temporary file of the
+    data directory first.
 
     A copy half-made on ``dst`` is removed by upload_volume itself; the source is deleted only
     once the copy is complete, so a failure leaves the volume where it was.
     """
     ensure_pool(dst, settings)
     name = volume_name(volume_id)
-    if src.volumes.volume_info(VOLUMES_POOL, name) is None:
+    source = src.volumes.volume_info(VOLUMES_POOL, name)
+    if source is None:
         have = dst.volumes.volume_info(VOLUMES_POOL, name)
         if have is not None:  # moved before, the record did not follow: nothing to copy
             return have
         raise FileNotFoundError(f"volume {volume_id} is on neither node")
     dst.volumes.delete_volume(VOLUMES_POOL, name)
     started = time.monotonic()
-    with tempfile.TemporaryFile(dir=settings.data_dir, prefix=f"move-{volume_id}-") as staged:
-        size = src.volumes.download_volume(VOLUMES_POOL, name, staged)
-        staged.seek(0)
-        moved = dst.volumes.upload_volume(VOLUMES_POOL, name, staged, size, expect_format="qcow2")
+    length = source.physical
+    if length:  # the download's length is known: stream it straight into the upload
+        moved, size = _piped(src, dst, name, length), length
+    else:
+        with tempfile.TemporaryFile(dir=settings.data_dir, prefix=f"move-{volume_id}-") as staged:
+            size = src.volumes.download_volume(VOLUMES_POOL, name, staged)
+            staged.seek(0)
+            moved = dst.volumes.upload_volume(VOLUMES_POOL, name, staged, size, expect_format="qcow2")
     src.volumes.delete_volume(VOLUMES_POOL, name)
-    log.info("volume %s moved between nodes (%d bytes in %.1f s)", volume_id, size, time.monotonic() - started)
+    log.info("volume %s moved between nodes (%d bytes in %.1f s, %s)", volume_id, size, time.monotonic() - started,
+             "streamed" if length else "staged")
+    return moved
+
+
+def _piped(src: Driver, dst: Driver, name: str, length: int) -> VolumeInfo:
+    """Download from ``src`` (a thread) into the upload to ``dst`` through a bounded pipe; the
+    upload announces ``length``. A download that fails or streams another length fails the move and
+    removes the copy on ``dst``."""
+    pipe = BytePipe()
+    got: list[int] = []
+    failed: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            got.append(src.volumes.download_volume(VOLUMES_POOL, name, pipe))
+        except BaseException as exc:  # noqa: BLE001 - handed to the uploading thread
+            failed.append(exc)
+        finally:
+            pipe.end()
+
+    thread = threading.Thread(target=pump, name=f"download-{name}", daemon=True)
+    thread.start()
+    try:
+        moved = dst.volumes.upload_volume(VOLUMES_POOL, name, pipe, length, expect_format="qcow2")
+    except BaseException:
+        pipe.close()
+        thread.join(PUMP_JOIN)
+        if failed and not isinstance(failed[0], BrokenPipeError):  # the download failed first
+            raise failed[0] from None
+        raise
+    pipe.close()
+    thread.join(PUMP_JOIN)
+    if (failed and not isinstance(failed[0], BrokenPipeError)) or got != [length]:
+        dst.volumes.delete_volume(VOLUMES_POOL, name)
+        if failed and not isinstance(failed[0], BrokenPipeError):
+            raise failed[0]
+        raise DriverError(f"the download of {name} streamed {got[0] if got else 'more'} bytes where its node "
+                          f"announced {length}; the volume stays on its node")
     return moved
