@@ -9,7 +9,8 @@ CreateSnapshot of the in-use volume is taken while the guest runs (libvirt's pus
 the guest then overwrites the marker; a volume made from the snapshot, attached in place of the
 first, holds the first marker: the snapshot is the disk as it was, its bytes went through Cumulus.
 A snapshot of the running guest's root volume, registered as an image, boots a guest from a root
-volume made from it (the marker the first guest wrote on its root disk is read by the second).
+volume made from it (the marker the first guest wrote on its root disk is read by the second,
+and its own after a stop and start).
 """
 
 from __future__ import annotations
@@ -202,6 +203,14 @@ def test_an_image_registered_from_a_root_volume_snapshot_boots_from_it(cloud: Cl
     _attach(cloud, root, second, mark)
     added = cloud.wait_console(second, r"EC2GW-BLK-ADD vdb size=(\d+) head=(.+)", 60, after=mark)
     assert added.group(1) == str(1 << 21) and added.group(2) == booted.group(1) != "", added.group(0)
+    # stopped and started, the guest boots from the same root volume again: it reads its own marker
+    ec2.stop_instances(InstanceIds=[second], Force=True)
+    ec2.get_waiter("instance_stopped").wait(InstanceIds=[second], WaiterConfig=FAST)
+    ec2.start_instances(InstanceIds=[second])
+    ec2.get_waiter("instance_running").wait(InstanceIds=[second], WaiterConfig=FAST)
+    cloud.wait_console(second, rf"EC2GW-DISK-READ: EC2GW-DISK written-by {second}")
+    assert ec2.describe_instances(InstanceIds=[second])["Reservations"][0]["Instances"][0][
+        "BlockDeviceMappings"][0]["Ebs"]["VolumeId"] == new_root
     ec2.terminate_instances(InstanceIds=[second])
     ec2.get_waiter("instance_terminated").wait(InstanceIds=[second], WaiterConfig=FAST)
     ec2.get_waiter("volume_deleted").wait(VolumeIds=[new_root], WaiterConfig=FAST)
