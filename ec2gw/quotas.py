@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ec2gw.db.models import Instance, User
-from ec2gw.db.volume_models import LIVE_STATES, Volume
+from ec2gw.db.volume_models import LIVE_STATES, Volume, holds_volume_storage
 from ec2gw.errors import ServiceError
 from ec2gw.network.models import Address
 from ec2gw.quota_models import UNLIMITED, Quota
@@ -117,7 +117,7 @@ def usage_of(s: Session, user_id: int, stored: StoredBytes | None = None) -> Usa
     held = s.scalar(select(func.count(Address.id)).where(Address.owner_id == user_id, Address.allocation_id.is_not(None)))
     volumes, volume_gib = s.execute(
         select(func.count(Volume.id), func.coalesce(func.sum(Volume.size_gib), 0))
-        .where(Volume.owner_id == user_id, Volume.state.in_(LIVE_STATES), Volume.storage == "pool")
+        .where(Volume.owner_id == user_id, Volume.state.in_(LIVE_STATES), holds_volume_storage())
     ).one()
     return Usage(int(count), int(vcpus), int(memory), 0 if stored is None else stored(s, user_id), int(held or 0),
                  int(volumes), int(volume_gib) * GIB)

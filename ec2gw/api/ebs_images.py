@@ -79,6 +79,12 @@ def check_mappings(s: Session, user_id: int, mappings: list[dict[str, Any]]) -> 
         snap_id = ebs.get("SnapshotId")
         if snap_id:
             snap = find_restorable_snapshot(s, user_id, snap_id)
+            if snap.owner_id != user_id:
+                # an image of another account's snapshot would keep using it after its owner stops
+                # sharing it, and would keep its owner from deleting it
+                raise ServiceError("OperationNotPermitted", f"{device}: snapshot {snap.id} belongs to another account; "
+                                   "an image is registered only from your own snapshots. Make a volume from it "
+                                   "(CreateVolume), snapshot that volume (CreateSnapshot) and register from your copy.")
             if size is not None and int(size) < snap.volume_size:
                 raise invalid_value("VolumeSize", size, f"{device}: the volume must be at least as large as snapshot "
                                                         f"{snap.id} ({snap.volume_size} GiB).")

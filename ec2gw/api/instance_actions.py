@@ -19,11 +19,12 @@ from ec2gw.api.launch_volumes import delete_on_termination_changes, set_delete_o
 from ec2gw.api.security_groups import groups_of, resolve_groups, set_groups
 from ec2gw.api.volumes import attached_to
 from ec2gw.aws.dispatch import operation
-from ec2gw.compute import placement, states
+from ec2gw.compute import placement, states, volume_placement
 from ec2gw.compute.group_changes import instance_groups_changed
+from ec2gw.compute.placement import LOCAL_NODE
 from ec2gw.db.models import Instance
 from ec2gw.errors import ServiceError, incorrect_state, invalid_value
-from ec2gw.quotas import launch_allowance
+from ec2gw.quotas import launch_allowance, volume_allowance
 
 
 @operation("TerminateInstances")
@@ -300,7 +301,15 @@ def modify_instance_attribute(
             set_groups(s, [inst.id], group_ids)
             instance_groups_changed(s, [inst.id])
         if "blockDeviceMapping" in changes:
-            set_delete_on_termination(s, inst.id, changes["blockDeviceMapping"])
+            def keeping_root(vol: Any) -> None:
+                volume_allowance(s, settings, ctx.principal, 1, vol.size_gib)
+                node = vol.node_name or LOCAL_NODE
+                if not volume_placement.room_to_grow(s, node, vol.size_gib):
+                    raise ServiceError("InsufficientVolumeCapacity", f"Node {node} has no room to keep the "
+                                       f"{vol.size_gib} GiB root volume {vol.id} after the instance; leave "
+                                       "DeleteOnTermination true or ask the administrator for more volume storage.")
+
+            set_delete_on_termination(s, inst.id, changes["blockDeviceMapping"], keeping_root)
     return {}
 
 

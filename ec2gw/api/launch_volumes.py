@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -170,8 +171,9 @@ def plan(s: Session, user_id: int, image: Image, mappings: list[dict[str, Any]] 
 
 
 def pool_gib(planned: list[Planned]) -> tuple[int, int]:
-    """(count, GiB) of the volumes a launch adds to the volume storage of each instance's node."""
-    pool = [p for p in planned if p.storage == "pool"]
+    """(count, GiB) of the volumes a launch adds to the volume storage of each instance's node: those
+    of the volume pool, and a root that stays after the instance (it becomes one of the pool then)."""
+    pool = [p for p in planned if p.storage == "pool" or (p.root and not p.delete_on_termination)]
     return len(pool), sum(p.size_gib for p in pool)
 
 
@@ -220,9 +222,12 @@ def delete_on_termination_changes(mappings: list[dict[str, Any]]) -> dict[str, b
     return out
 
 
-def set_delete_on_termination(s: Session, instance_id: str, changes: dict[str, bool]) -> None:
+def set_delete_on_termination(s: Session, instance_id: str, changes: dict[str, bool],
+                              keeping_root: Callable[[Volume], None] | None = None) -> None:
     """Apply ``changes`` (device -> DeleteOnTermination) to the volumes attached to the instance;
-    a device with no volume attached is InvalidInstanceAttributeValue, as on EC2."""
+    a device with no volume attached is InvalidInstanceAttributeValue, as on EC2. ``keeping_root``
+    is called, before anything changes, with a root volume that is to stay after the instance (it
+    then counts as a volume: quota and node storage)."""
     attached = {v.device: v for v in s.scalars(select(Volume).where(Volume.instance_id == instance_id,
                                                                      Volume.attach_state.is_not(None)))}
     for device, value in changes.items():
@@ -230,4 +235,7 @@ def set_delete_on_termination(s: Session, instance_id: str, changes: dict[str, b
         if vol is None:
             raise ServiceError("InvalidInstanceAttributeValue", f"No device is currently mapped at {device} on "
                                                                 f"{instance_id}; DescribeInstances lists its devices.")
-        vol.delete_on_termination = value
+        if keeping_root is not None and vol.is_root and vol.storage == "overlay" and vol.delete_on_termination and not value:
+            keeping_root(vol)
+    for device, value in changes.items():
+        attached[device].delete_on_termination = value

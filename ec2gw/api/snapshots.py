@@ -198,9 +198,11 @@ def restorable_condition(ctx: RequestContext, users: list[str]) -> ColumnElement
             conds.append(visible(ctx.user_id))
         elif _ACCOUNT_RE.match(u):
             other = select(User.id).where(User.account_id == u).scalar_subquery()
+            # whom a snapshot is shared with is its owner's to know: others learn only what is
+            # plain (the other account's own snapshots, public ones)
             conds.append(or_(Snapshot.owner_id == other, Snapshot.is_public.is_(True),
-                             exists(select(SnapshotPermission.snapshot_id).where(
-                                 SnapshotPermission.snapshot_id == Snapshot.id, SnapshotPermission.user_id == other))))
+                             and_(Snapshot.owner_id == ctx.user_id, exists(select(SnapshotPermission.snapshot_id).where(
+                                 SnapshotPermission.snapshot_id == Snapshot.id, SnapshotPermission.user_id == other)))))
         else:
             raise ServiceError("InvalidUserID.Malformed",
                                f'Invalid user id: "{u}". RestorableBy takes 12-digit account ids, self or all.')
@@ -248,7 +250,7 @@ def describe_snapshots(
         if max_results and len(rows) > max_results:
             rows = rows[:max_results]
             out["NextToken"] = ctx.tokens.encode(rows[-1][0].id, scope)
-        tags = tags_for(s, [row.id for row, _ in rows])
+        tags = tags_for(s, [row.id for row, _ in rows if row.owner_id == ctx.user_id])  # tags are the owner's
     out["Snapshots"] = [snapshot_item(row, account, tags.get(row.id, [])) for row, account in rows]
     return out
 

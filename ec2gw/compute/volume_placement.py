@@ -16,14 +16,14 @@ from sqlalchemy.orm import Session
 from ec2gw.compute.placement import LOCAL_NODE
 from ec2gw.config import Settings
 from ec2gw.db.models import Node
-from ec2gw.db.volume_models import LIVE_STATES, Volume
+from ec2gw.db.volume_models import LIVE_STATES, Volume, holds_volume_storage
 from ec2gw.errors import ServiceError
 
 
 def used_gib(s: Session, names: list[str] | None = None) -> dict[str, int]:
     """node name -> GiB of the volumes it holds."""
     q = select(Volume.node_name, func.coalesce(func.sum(Volume.size_gib), 0)).where(Volume.state.in_(LIVE_STATES),
-                                                                                   Volume.storage == "pool")
+                                                                                   holds_volume_storage())
     if names is not None:
         q = q.where(Volume.node_name.in_(names))
     return {name: int(total) for name, total in s.execute(q.group_by(Volume.node_name))}
@@ -102,6 +102,6 @@ def storage_report(s: Session, node_name: str) -> dict[str, int | None]:
     used = used_gib(s, [node_name]).get(node_name, 0)
     volumes = s.scalar(select(func.count(Volume.id)).where(Volume.node_name == node_name,
                                                            Volume.state.in_(LIVE_STATES),
-                                                           Volume.storage == "pool")) or 0
+                                                           holds_volume_storage())) or 0
     return {"capacity_gib": capacity, "used_gib": used, "free_gib": None if capacity is None else capacity - used,
             "volumes": int(volumes)}

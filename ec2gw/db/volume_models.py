@@ -26,13 +26,31 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    and_,
+    false,
+    or_,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ec2gw.db.models import Base, UTCDateTime, utcnow
 
 #: states in which a volume holds storage and counts against quotas
 LIVE_STATES = ("creating", "available", "in-use", "deleting", "error")
+
+
+def holds_volume_storage() -> ColumnElement[bool]:
+    """The volumes that count against volume quotas and a node's volume storage: those of the
+    volume pool, and root volumes that stay after their instance (DeleteOnTermination false),
+    which become volumes of the pool when it ends."""
+    return or_(Volume.storage == "pool", and_(Volume.is_root.is_(True), Volume.delete_on_termination.is_(False)))
 
 
 class Volume(Base):

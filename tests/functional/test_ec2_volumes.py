@@ -295,6 +295,42 @@ def test_volume_quotas_count_and_size(server: LiveServer, zone: str) -> None:
         ec2.delete_volume(VolumeId=vid)
 
 
+def test_a_root_volume_kept_after_its_instance_counts_as_a_volume(server: LiveServer, zone: str, image: str) -> None:
+    """A root with DeleteOnTermination false stays as a volume when its instance ends: it counts
+    against the volume quota from the launch (or from ModifyInstanceAttribute) on."""
+    creds = server.make_user("vol-keep")
+    ec2 = server.client("ec2", creds)
+    server.cli("admin", "quota", "set", "vol-keep", "--volumes", "1", "--volume-gb", "2")
+    root = ec2.describe_images(ImageIds=[image])["Images"][0]["RootDeviceName"]
+
+    def launch(count: int, size: int | None, keep: bool) -> Any:
+        ebs: dict[str, Any] = {"DeleteOnTermination": not keep}
+        if size is not None:
+            ebs["VolumeSize"] = size
+        return lambda: ec2.run_instances(ImageId=image, MinCount=count, MaxCount=count, InstanceType="t2.micro",
+                                         BlockDeviceMappings=[{"DeviceName": root, "Ebs": ebs}])
+
+    assert code_of(launch(1, 500, True)) == "VolumeLimitExceeded"
+    assert code_of(launch(2, 1, True)) == "VolumeLimitExceeded"
+    kept = launch(1, 2, True)()["Instances"][0]["InstanceId"]
+    assert code_of(ec2.create_volume, AvailabilityZone=zone, Size=1) == "VolumeLimitExceeded"
+    plain = launch(1, None, False)()["Instances"][0]["InstanceId"]  # a root that goes with its instance counts nothing
+    ec2.get_waiter("instance_running").wait(InstanceIds=[kept, plain], WaiterConfig=FAST)
+    assert code_of(ec2.modify_instance_attribute, InstanceId=plain, BlockDeviceMappings=[
+        {"DeviceName": root, "Ebs": {"DeleteOnTermination": False}}]) == "VolumeLimitExceeded"
+    shown = json.loads(server.cli("admin", "quota", "show", "vol-keep", "--json").stdout)
+    assert shown["usage"]["volumes"] == 1 and shown["usage"]["volume_bytes"] == 2 << 30
+    kept_root = [m["Ebs"]["VolumeId"] for m in ec2.describe_instances(InstanceIds=[kept])["Reservations"][0][
+        "Instances"][0]["BlockDeviceMappings"] if m["DeviceName"] == root]
+    ec2.terminate_instances(InstanceIds=[kept, plain])
+    ec2.get_waiter("instance_terminated").wait(InstanceIds=[kept, plain], WaiterConfig=FAST)
+    ec2.get_waiter("volume_available").wait(VolumeIds=kept_root, WaiterConfig=FAST)
+    assert code_of(ec2.create_volume, AvailabilityZone=zone, Size=1) == "VolumeLimitExceeded"
+    ec2.delete_volume(VolumeId=kept_root[0])
+    ec2.get_waiter("volume_deleted").wait(VolumeIds=kept_root, WaiterConfig=FAST)
+    server.cli("admin", "quota", "set", "vol-keep", "--volumes", "default", "--volume-gb", "default")
+
+
 def test_the_aws_cli_walk(server: LiveServer, dora: Creds, zone: str, image: str) -> None:
     """create-volume, attach-volume, wait volume-in-use, detach-volume, wait volume-available,
     delete-volume, wait volume-deleted."""
@@ -348,6 +384,12 @@ def test_node_volume_storage_and_zones(tmp_path_factory: pytest.TempPathFactory)
         srv.cli("admin", "node", "update", "va", "--volume-gb", "10")
         b = ec2.create_volume(AvailabilityZone="vz-a", Size=2)["VolumeId"]
         assert json.loads(srv.cli("admin", "node", "show", "va", "--json").stdout)["volume_storage"]["free_gib"] == 6
+        # a root that stays after its instance needs room there too
+        root = ec2.describe_images(ImageIds=[image_id])["Images"][0]["RootDeviceName"]
+        assert code_of(ec2.run_instances, ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t2.micro",
+                       Placement={"AvailabilityZone": "vz-a"}, BlockDeviceMappings=[
+                           {"DeviceName": root, "Ebs": {"VolumeSize": 7, "DeleteOnTermination": False}}]
+                       ) == "InsufficientVolumeCapacity"
         iid = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t2.micro",
                                 Placement={"AvailabilityZone": "vz-b"})["Instances"][0]["InstanceId"]
         ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)

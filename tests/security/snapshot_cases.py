@@ -90,6 +90,26 @@ def create_volume_from_snapshot(x: Any) -> None:
     refused(x.bob.create_volume, SnapshotId=snap, AvailabilityZone=zone, codes=SNAP_NF)
 
 
+def register_image_from_snapshot(x: Any) -> None:
+    _, snap, _ = alices(x)
+    refused(x.bob.register_image, Name="bobs-of-alices", RootDeviceName="/dev/sda1", BlockDeviceMappings=[
+        {"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": snap}}], codes=SNAP_NF)
+    x.alice.modify_snapshot_attribute(SnapshotId=snap, CreateVolumePermission={"Add": [{"Group": "all"}]})
+    try:  # public: anyone may make volumes of it, but an image only of their own copy
+        refused(x.bob.register_image, Name="bobs-of-alices", RootDeviceName="/dev/sda1", BlockDeviceMappings=[
+            {"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": snap}}], codes={"OperationNotPermitted"})
+    finally:
+        x.alice.reset_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission")
+    _intact(x, snap)
+
+
+def run_instances_with_snapshot(x: Any) -> None:
+    _, snap, _ = alices(x)
+    refused(x.bob.run_instances, ImageId=x.w.public_image, MinCount=1, MaxCount=1, InstanceType="t2.micro",
+            BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"SnapshotId": snap}}], codes=SNAP_NF)
+    _intact(x, snap)
+
+
 def sharing_then_works(x: Any) -> None:
     """Shared with bob, he sees and restores it, and still cannot change or delete it; then unshared."""
     vol, snap, zone = alices(x)
@@ -109,6 +129,17 @@ def sharing_then_works(x: Any) -> None:
         refused(x.bob.describe_snapshot_attribute, SnapshotId=snap, Attribute="createVolumePermission",
                 codes={"AuthFailure"})
         refused(x.bob.create_tags, Resources=[snap], Tags=[{"Key": "owner", "Value": "bob"}], codes=SNAP_NF)
+        # alice's tags are hers: the shared view shows none
+        assert x.bob.describe_snapshots(SnapshotIds=[snap])["Snapshots"][0].get("Tags", []) == []
+        # whom else alice shares with is not bob's to learn
+        admin_account = x.w.admin.ec2.describe_security_groups()["SecurityGroups"][0]["OwnerId"]
+        x.alice.modify_snapshot_attribute(SnapshotId=snap, CreateVolumePermission={"Add": [{"UserId": admin_account}]})
+        assert x.bob.describe_snapshots(RestorableByUserIds=[admin_account])["Snapshots"] == []
+        assert snap in {s["SnapshotId"] for s in x.alice.describe_snapshots(RestorableByUserIds=[admin_account])[
+            "Snapshots"]}
+        # an image of bob's would keep alice's snapshot in use after she stops sharing it
+        refused(x.bob.register_image, Name="bobs-of-alices", RootDeviceName="/dev/sda1", BlockDeviceMappings=[
+            {"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": snap}}], codes={"OperationNotPermitted"})
     finally:
         x.alice.reset_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission")
     _bob_sees_none(x, snap, vol)
@@ -116,6 +147,9 @@ def sharing_then_works(x: Any) -> None:
 
 
 CASES = {
+    "CreateVolume": [create_volume_from_snapshot],
+    "RegisterImage": [register_image_from_snapshot],
+    "RunInstances": [run_instances_with_snapshot],
     "CreateSnapshot": [create_snapshot],
     "DescribeSnapshots": [describe_snapshots, sharing_then_works],
     "DeleteSnapshot": [delete_snapshot],

@@ -759,8 +759,9 @@ CASES: dict[str, list[Callable[[Loot], None]]] = {
     "DescribeVolumeStatus": [describe_volume_status],
     "DescribeVolumeAttribute": [volume_attributes],
     "ModifyVolumeAttribute": [volume_attributes],
-    **snapshot_cases.CASES,
 }
+for _op, _cases in snapshot_cases.CASES.items():
+    CASES[_op] = CASES.get(_op, []) + _cases
 
 
 # --------------------------------------------------------------------------- CloudWatch (metrics)
