@@ -95,9 +95,18 @@ class LibvirtNetworks(NetworkDriver):
         def op(conn: libvirt.virConnect) -> None:
             net = find_network(conn, spec.name)
             if net is None:
-                net = conn.networkDefineXML(xml)
+                try:
+                    net = conn.networkDefineXML(xml)
+                except libvirt.libvirtError:
+                    net = find_network(conn, spec.name)  # defined by another caller at the same moment
+                    if net is None:
+                        raise
             if not net.isActive():
-                net.create()
+                try:
+                    net.create()
+                except libvirt.libvirtError:
+                    if not net.isActive():  # else started by another caller meanwhile
+                        raise
             if net.isPersistent() and not net.autostart():
                 net.setAutostart(1)
         self._call(op, f"ensuring network {spec.name}")

@@ -130,14 +130,23 @@ class LibvirtVolumes(VolumeDriver):
         def op(conn: libvirt.virConnect) -> None:
             pool = find_pool(conn, name)
             if pool is None:
-                pool = conn.storagePoolDefineXML(StoragePool(name=name, path=path).to_xml(), 0)
-                pool.build(0)
-            else:
-                have = StoragePool.from_xml(pool.XMLDesc(0)).path
-                if os.path.normpath(have) != os.path.normpath(path):
-                    raise AlreadyExists(f"pool {name!r} exists at {have}, not at {path}")
+                try:
+                    pool = conn.storagePoolDefineXML(StoragePool(name=name, path=path).to_xml(), 0)
+                    pool.build(0)
+                except libvirt.libvirtError:
+                    # another caller (a second volume made at the same moment) defined it first
+                    pool = find_pool(conn, name)
+                    if pool is None:
+                        raise
+            have = StoragePool.from_xml(pool.XMLDesc(0)).path
+            if os.path.normpath(have) != os.path.normpath(path):
+                raise AlreadyExists(f"pool {name!r} exists at {have}, not at {path}")
             if not pool.isActive():
-                pool.create(0)
+                try:
+                    pool.create(0)
+                except libvirt.libvirtError:
+                    if not pool.isActive():  # else started by another caller meanwhile
+                        raise
             if pool.isPersistent() and not pool.autostart():
                 pool.setAutostart(1)
         self._call(op, f"ensuring pool {name}")

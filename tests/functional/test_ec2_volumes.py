@@ -385,10 +385,10 @@ def test_node_volume_storage_and_zones(tmp_path_factory: pytest.TempPathFactory)
         b = ec2.create_volume(AvailabilityZone="vz-a", Size=2)["VolumeId"]
         assert json.loads(srv.cli("admin", "node", "show", "va", "--json").stdout)["volume_storage"]["free_gib"] == 6
         # a root that stays after its instance needs room there too
-        root = ec2.describe_images(ImageIds=[image_id])["Images"][0]["RootDeviceName"]
+        root_device = ec2.describe_images(ImageIds=[image_id])["Images"][0]["RootDeviceName"]
         assert code_of(ec2.run_instances, ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t2.micro",
                        Placement={"AvailabilityZone": "vz-a"}, BlockDeviceMappings=[
-                           {"DeviceName": root, "Ebs": {"VolumeSize": 7, "DeleteOnTermination": False}}]
+                           {"DeviceName": root_device, "Ebs": {"VolumeSize": 7, "DeleteOnTermination": False}}]
                        ) == "InsufficientVolumeCapacity"
         iid = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, InstanceType="t2.micro",
                                 Placement={"AvailabilityZone": "vz-b"})["Instances"][0]["InstanceId"]

@@ -7,7 +7,9 @@ network namespace runs the real network driver with dnsmasq (skipped where it ca
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,25 @@ def test_ensure_and_delete_network(test_driver: LibvirtDriver) -> None:
     nets.delete_network("iso")
     nets.delete_network("iso")
     assert nets.list_networks() == ["ec2-private"]
+
+
+def test_ensure_network_called_at_once_by_many_threads(test_driver: LibvirtDriver) -> None:
+    """Instances spawned at the same moment each ensure their pool's network: the define or start
+    that comes second finds what the first made."""
+    nets = test_driver.networks
+    for round_ in range(15):
+        spec = NetworkSpec(f"raced{round_}", "isolated", bridge=f"racebr{round_}", address=f"10.97.{round_}.1")
+        start = threading.Barrier(8)
+
+        def ensure(spec: NetworkSpec = spec, start: threading.Barrier = start) -> None:
+            start.wait(10)
+            nets.ensure_network(spec)
+
+        with ThreadPoolExecutor(8) as pool:
+            for fut in [pool.submit(ensure) for _ in range(8)]:
+                fut.result(30)
+        assert spec.name in nets.list_networks()
+        nets.delete_network(spec.name)
 
 
 def test_dhcp_hosts_on_the_test_driver(test_driver: LibvirtDriver) -> None:

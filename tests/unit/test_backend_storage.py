@@ -10,8 +10,10 @@ import io
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import libvirt
@@ -92,6 +94,25 @@ def test_ensure_pool_is_idempotent(test_driver: LibvirtDriver) -> None:
     vols.delete_pool("images")
     with pytest.raises(NotFound):
         vols.list_volumes("images")
+
+
+def test_ensure_pool_called_at_once_by_many_threads(test_driver: LibvirtDriver) -> None:
+    """Volumes made at the same moment each ensure the volume pool: the one whose define comes
+    second finds the pool the other made (it failed with "already exists" and lost the volume)."""
+    vols = test_driver.volumes
+    for round_ in range(15):
+        name = f"raced{round_}"
+        start = threading.Barrier(8)
+
+        def ensure(name: str = name, start: threading.Barrier = start) -> None:
+            start.wait(10)
+            vols.ensure_pool(name, f"/var/lib/ec2gw/{name}")
+
+        with ThreadPoolExecutor(8) as pool:
+            for fut in [pool.submit(ensure) for _ in range(8)]:
+                fut.result(30)
+        assert vols.list_volumes(name) == []
+        vols.delete_pool(name)
 
 
 def test_overlay_and_delete_on_the_test_driver(test_driver: LibvirtDriver) -> None:
