@@ -478,15 +478,11 @@ def modify_volume(
             raise invalid_value("Size", new_size, "The new configuration equals the current one; change the size or the "
                                                   "type.")
         grow = new_size - row.size_gib
-        if grow and row.storage != "pool":
-            raise ServiceError("UnsupportedOperation",
-                               f"The volume '{row.id}' is the root device of an instance of an image in Cumulus (its "
-                               "overlay) and cannot grow here; give the root a larger size at launch "
-                               "(BlockDeviceMappings with the image's RootDeviceName and Ebs.VolumeSize).")
         if grow and row.task is not None:
             raise ServiceError("IncorrectModificationState",
                                f"The volume '{row.id}' is being {row.task.rstrip('e')}ed; grow it once that is done.")
-        if grow:
+        # a root deleted with its instance (its overlay) is the instance's disk, not volume storage
+        if grow and (row.storage == "pool" or not row.delete_on_termination):
             volume_allowance(s, ctx.settings, ctx.principal, 0, grow)
             if not volume_placement.room_to_grow(s, row.node_name, grow):
                 raise ServiceError("InsufficientVolumeCapacity",

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select, update
 
 from backends.base import DetachTimeout, DiskSpec, DomainNotFound, NodeUnavailable, NotSupported
-from ec2gw.compute import snapshot_tasks, volume_store
+from ec2gw.compute import node_layout, snapshot_tasks, volume_store
 from ec2gw.compute.placement import NodeRef, node_ref
 from ec2gw.db.models import Instance, Tag
 from ec2gw.db.volume_models import Volume
@@ -63,6 +63,8 @@ class VolumeJob:
     instance_state: str | None = None
     target: str | None = None
     force: bool = False
+    #: "pool" (the volume pool) or "overlay" (the root of an instance of an image in Cumulus)
+    storage: str = "pool"
 
 
 def run_pending(worker: ComputeWorker) -> None:
@@ -89,9 +91,12 @@ def run_pending(worker: ComputeWorker) -> None:
                     continue
                 if inst.task is not None:
                     continue  # the instance is spawning, stopping, ...: attach when it is done
+            if vol.task == "resize" and vol.storage == "overlay" and inst is not None and inst.task is not None:
+                continue  # its disk is being made, started or stopped: grow it once that is done
             jobs.append(VolumeJob(vol.id, str(vol.task), ref(vol.node_name), vol.size_gib, vol.target_size_gib,
                                   vol.instance_id, ref(inst.node_name) if inst is not None else None,
-                                  inst.state if inst is not None else None, vol.target, vol.force_detach))
+                                  inst.state if inst is not None else None, vol.target, vol.force_detach,
+                                  str(vol.storage)))
     for job in jobs:
         held = [job.volume_id] + ([job.instance_id] if job.instance_id and job.task in ("attach", "detach") else [])
         with worker._lock:
@@ -204,7 +209,14 @@ def _do_resize(worker: ComputeWorker, job: VolumeJob) -> None:
         except (DomainNotFound, NotSupported) as exc:
             if isinstance(exc, NotSupported):
                 raise NotSupported(f"the node cannot grow the disk of a running guest: {exc}") from exc
-    if not done:
+    if not done and job.storage == "overlay":
+        # the root of an instance of an image in Cumulus: its overlay on the instance's node; one
+        # not made yet (the instance has not started) is made at the volume's size
+        drv = worker.drivers.get(job.instance_node or job.node)
+        overlay = node_layout.overlay_name(str(job.instance_id))
+        if drv.volumes.volume_info(node_layout.INSTANCES_POOL, overlay) is not None:
+            drv.volumes.resize_volume(node_layout.INSTANCES_POOL, overlay, size * volume_store.GIB)
+    elif not done:
         volume_store.grow(worker.drivers.get(job.node), job.volume_id, size)
     _update(worker, job.volume_id, "resize", size_gib=size, modification_state="completed", target_size_gib=None,
             modification_end=datetime.now(UTC), status_message="")

@@ -215,6 +215,30 @@ def test_the_guest_sees_disk_and_nic_hotplug(cloud: Cloud) -> None:
         conn.close()
 
 
+def test_growing_the_root_volume_grows_the_running_guests_disk(cloud: Cloud) -> None:
+    """ModifyVolume of the root volume (the overlay on an image in Cumulus) grows the running
+    guest's disk at once (blockResize); the larger disk stays through the stop and start below."""
+    iid = cloud.ids["first"]
+    inst = cloud.instance(iid)
+    root = [m["Ebs"]["VolumeId"] for m in inst["BlockDeviceMappings"] if m["DeviceName"] == inst["RootDeviceName"]][0]
+    assert cloud.ec2.describe_volumes(VolumeIds=[root])["Volumes"][0]["Size"] == 1
+    mark = len(cloud.console(iid))
+    mod = cloud.ec2.modify_volume(VolumeId=root, Size=2)["VolumeModification"]
+    assert (mod["ModificationState"], mod["OriginalSize"], mod["TargetSize"]) == ("modifying", 1, 2)
+
+    def ended() -> dict[str, Any] | None:
+        got = cloud.ec2.describe_volumes_modifications(VolumeIds=[root])["VolumesModifications"][0]
+        return got if got["ModificationState"] != "modifying" else None
+
+    done = wait_for("the root's modification ended", ended, 60)
+    assert done["ModificationState"] == "completed", done
+    cloud.wait_console(iid, r"EC2GW-BLK-RESIZE vda size=4194304\b", 60, after=mark)
+    ip = inst["PrivateIpAddress"]
+    status = dict(line.split("=", 1) for line in (cloud.host.http(ip, "/cgi-bin/status") or "").splitlines())
+    assert "vda:4194304" in status["blk"].split(","), status
+    assert cloud.ec2.describe_volumes(VolumeIds=[root])["Volumes"][0]["Size"] == 2
+
+
 def test_stop_start_keeps_the_disk(cloud: Cloud) -> None:
     iid = cloud.ids["first"]
     cloud.ec2.stop_instances(InstanceIds=[iid])
@@ -224,6 +248,9 @@ def test_stop_start_keeps_the_disk(cloud: Cloud) -> None:
     inst = cloud.wait_state(iid, "running")
     cloud.wait_console(iid, rf"EC2GW-DISK-READ: EC2GW-DISK written-by {iid}")
     assert cloud.wait_console(iid, r"EC2GW-LEASE ip=(\S+)").group(1) == inst["PrivateIpAddress"]
+    status = wait_for("the guest's status page", lambda: cloud.host.http(inst["PrivateIpAddress"], "/cgi-bin/status"),
+                      60, 0.5)
+    assert "blk=vda:4194304" in status, status  # the grown root
 
 
 def test_reboot_restarts_the_guest(cloud: Cloud) -> None:
