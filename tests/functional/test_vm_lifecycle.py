@@ -217,7 +217,7 @@ def test_the_guest_sees_disk_and_nic_hotplug(cloud: Cloud) -> None:
 
 def test_growing_the_root_volume_grows_the_running_guests_disk(cloud: Cloud) -> None:
     """ModifyVolume of the root volume (the overlay on an image in Cumulus) grows the running
-    guest's disk at once (blockResize); the larger disk stays through the stop and start below."""
+    guest's disk at once (blockResize); the next test grows it again while stopped."""
     iid = cloud.ids["first"]
     inst = cloud.instance(iid)
     root = [m["Ebs"]["VolumeId"] for m in inst["BlockDeviceMappings"] if m["DeviceName"] == inst["RootDeviceName"]][0]
@@ -244,13 +244,20 @@ def test_stop_start_keeps_the_disk(cloud: Cloud) -> None:
     cloud.ec2.stop_instances(InstanceIds=[iid])
     cloud.wait_state(iid, "stopped", 60)
     assert cloud.host.domains()[iid] == 5  # VIR_DOMAIN_SHUTOFF: still defined, disk kept
+    # the root grows while stopped too (its overlay through the storage API)
+    inst = cloud.instance(iid)
+    root = [m["Ebs"]["VolumeId"] for m in inst["BlockDeviceMappings"] if m["DeviceName"] == inst["RootDeviceName"]][0]
+    cloud.ec2.modify_volume(VolumeId=root, Size=3)
+    done = wait_for("the stopped root's modification ended", lambda: (lambda m: m if m["ModificationState"] != "modifying"
+                    else None)(cloud.ec2.describe_volumes_modifications(VolumeIds=[root])["VolumesModifications"][0]), 60)
+    assert done["ModificationState"] == "completed", done
     cloud.ec2.start_instances(InstanceIds=[iid])
     inst = cloud.wait_state(iid, "running")
     cloud.wait_console(iid, rf"EC2GW-DISK-READ: EC2GW-DISK written-by {iid}")
     assert cloud.wait_console(iid, r"EC2GW-LEASE ip=(\S+)").group(1) == inst["PrivateIpAddress"]
     status = wait_for("the guest's status page", lambda: cloud.host.http(inst["PrivateIpAddress"], "/cgi-bin/status"),
                       60, 0.5)
-    assert "blk=vda:4194304" in status, status  # the grown root
+    assert "blk=vda:6291456" in status, status  # the root grown to 2 GiB while running, then to 3 while stopped
 
 
 def test_reboot_restarts_the_guest(cloud: Cloud) -> None:
