@@ -333,7 +333,8 @@ def test_a_root_volume_kept_after_its_instance_counts_as_a_volume(server: LiveSe
 
 def test_the_aws_cli_walk(server: LiveServer, dora: Creds, zone: str, image: str) -> None:
     """create-volume, attach-volume, wait volume-in-use, detach-volume, wait volume-available,
-    delete-volume, wait volume-deleted."""
+    create-snapshot, wait snapshot-completed, create-volume from it, delete-volume both,
+    delete-snapshot, wait volume-deleted."""
     iid = run_instance(server.client("ec2", dora), image)
 
     def aws(*args: str) -> Any:
@@ -349,8 +350,15 @@ def test_the_aws_cli_walk(server: LiveServer, dora: Creds, zone: str, image: str
     assert aws("describe-volumes", "--volume-ids", vid)["Volumes"][0]["Attachments"][0]["InstanceId"] == iid
     aws("detach-volume", "--volume-id", vid)
     aws("wait", "volume-available", "--volume-ids", vid)
-    aws("delete-volume", "--volume-id", vid)
-    aws("wait", "volume-deleted", "--volume-ids", vid)
+    sid = aws("create-snapshot", "--volume-id", vid, "--description", "cli walk")["SnapshotId"]
+    aws("wait", "snapshot-completed", "--snapshot-ids", sid)
+    restored = aws("create-volume", "--snapshot-id", sid, "--availability-zone", zone)["VolumeId"]
+    aws("wait", "volume-available", "--volume-ids", restored)
+    assert aws("describe-volumes", "--volume-ids", restored)["Volumes"][0]["SnapshotId"] == sid
+    for made in (restored, vid):
+        aws("delete-volume", "--volume-id", made)
+    aws("delete-snapshot", "--snapshot-id", sid)
+    aws("wait", "volume-deleted", "--volume-ids", vid, restored)
     gone = server.aws("ec2", "delete-volume", "--volume-id", vid, creds=dora, check=False)
     assert gone.returncode != 0 and "InvalidVolume.NotFound" in gone.stderr
     server.client("ec2", dora).terminate_instances(InstanceIds=[iid])
