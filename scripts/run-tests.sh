@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # The whole suite, or (with arguments) one pytest run of what they select.
 #
-# The whole suite is four pytest runs. Three run side by side: the real-QEMU tests (-m vm),
-# tests/functional without them, and tests/security with tests/unit; most of their time is spent
-# waiting on servers, guests and clients, so CI's two cores keep up with all three. Then
-# tests/functional/test_vm_power.py runs alone, because it checks that a busy guest gets more
+# The whole suite is three pytest runs. The real-QEMU tests (-m vm) and everything else run side
+# by side: on CI's two cores one mostly runs guests while the other runs the servers under test.
+# Then tests/functional/test_vm_power.py runs alone, because it checks that a busy guest gets more
 # than half of a CPU. Each run has a time limit, so a hang ends the suite with a failure. A run
 # that collects no tests (pytest's exit code 5) is a failure: the suite must never pass by
 # running nothing.
@@ -38,36 +37,25 @@ if [ $# -gt 0 ]; then
   exit $?
 fi
 
-# tests/functional without guests runs in the foreground; the others write to logs shown after it
-side_log() { mktemp /tmp/ec2gw-tests.XXXXXX.log; }
-vm_log=$(side_log)
-rest_log=$(side_log)
+vm_log=$(mktemp /tmp/ec2gw-vm-tests.XXXXXX.log)
 pytest_run "$SIDE_BY_SIDE_SECONDS" tests -m vm --ignore="$ALONE" >"$vm_log" 2>&1 &
 vm_pid=$!
-pytest_run "$SIDE_BY_SIDE_SECONDS" tests/security tests/unit -m "not vm" >"$rest_log" 2>&1 &
-rest_pid=$!
-echo "== tests/functional without real guests (tests/security, tests/unit and the real-QEMU tests run beside; their output follows)"
-pytest_run "$SIDE_BY_SIDE_SECONDS" tests/functional -m "not vm"
-functional_rc=$?
-wait $rest_pid
+echo "== tests without real guests (the real-QEMU tests run beside them; their output follows)"
+pytest_run "$SIDE_BY_SIDE_SECONDS" tests -m "not vm"
 rest_rc=$?
 wait $vm_pid
 vm_rc=$?
 echo
-echo "== tests/security and tests/unit without real guests, run beside"
-cat "$rest_log"
-echo
-echo "== real-QEMU tests (-m vm), run beside"
+echo "== real-QEMU tests (-m vm), run beside the others"
 cat "$vm_log"
-rm -f "$vm_log" "$rest_log"
+rm -f "$vm_log"
 echo
 echo "== $ALONE, alone"
 pytest_run 1200 "$ALONE"
 alone_rc=$?
 
 failed=0
-verdict "tests/functional without real guests" $functional_rc || failed=1
-verdict "tests/security and tests/unit without real guests" $rest_rc || failed=1
+verdict "tests without real guests" $rest_rc || failed=1
 verdict "real-QEMU tests" $vm_rc || failed=1
 verdict "$ALONE" $alone_rc || failed=1
 exit $failed

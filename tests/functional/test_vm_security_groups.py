@@ -339,10 +339,12 @@ def test_a_stopped_instance_gets_its_elastic_address_at_start(cloud: Cloud) -> N
         ids = list(re.finditer(r"EC2GW-BOOT-ID (\S+)", text))
         return text[ids[-1].start():] if ids and ids[-1].group(1) != boot else ""
     wait_for("a new boot on the console", after_boot, BOOT, 0.5)
-    try:
-        wait_for(f"the lease of {ip} at boot", lambda: f"EC2GW-LEASE ip={ip} " in after_boot(), BOOT, 0.5)
+    own = cloud.ids["ip"]
+    try:  # eth0's and eth1's leases come in either order
+        wait_for(f"the leases of {own} and {ip} at boot",
+                 lambda: f"EC2GW-LEASE ip={ip} " in after_boot() and f"EC2GW-LEASE ip={own} " in after_boot(), BOOT, 0.5)
     except TimeoutError:
-        raise AssertionError(f"no lease of {ip} after the start:\n{after_boot()[-3000:]}") from None
+        raise AssertionError(f"no lease of {own} and {ip} after the start:\n{after_boot()[-3000:]}") from None
     text = after_boot()
     assert re.search(rf"EC2GW-LEASE ip={re.escape(cloud.ids['ip'])} mask=\S+ router=\S* if=eth0\r?\n", text), text
     assert re.search(rf"EC2GW-LEASE ip={re.escape(ip)} mask=\S+ router=\S* if=eth1\r?\n", text), text
