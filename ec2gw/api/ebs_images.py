@@ -42,7 +42,8 @@ def is_ebs_backed(root_device_name: str, devices: list[ImageBlockDevice]) -> boo
     return any(d.device_name == root_device_name for d in devices)
 
 
-def _bool(value: Any, default: bool) -> bool:
+def ebs_flag(value: Any, default: bool) -> bool:
+    """A boolean member of an Ebs mapping (DeleteOnTermination, Encrypted): ``default`` when absent."""
     if value is None:
         return default
     if isinstance(value, bool):
@@ -68,7 +69,7 @@ def check_mappings(s: Session, user_id: int, mappings: list[dict[str, Any]]) -> 
         ebs = m.get("Ebs")
         if not ebs:
             raise ServiceError("InvalidBlockDeviceMapping", f"{device}: give Ebs with a SnapshotId or a VolumeSize.")
-        if _bool(ebs.get("Encrypted"), False) or ebs.get("KmsKeyId"):
+        if ebs_flag(ebs.get("Encrypted"), False) or ebs.get("KmsKeyId"):
             raise ServiceError("InvalidParameterValue", f"{device}: encrypted volumes are not supported here.")
         vtype = ebs.get("VolumeType") or "gp2"
         if vtype not in VOLUME_TYPES:
@@ -92,7 +93,7 @@ def check_mappings(s: Session, user_id: int, mappings: list[dict[str, Any]]) -> 
         elif size is None:
             raise ServiceError("InvalidBlockDeviceMapping", f"{device}: give Ebs.SnapshotId or Ebs.VolumeSize.")
         rows.append(ImageBlockDevice(device_name=device, snapshot_id=snap_id, volume_size=int(size), volume_type=vtype,
-                                     delete_on_termination=_bool(ebs.get("DeleteOnTermination"), True)))
+                                     delete_on_termination=ebs_flag(ebs.get("DeleteOnTermination"), True)))
     return rows
 
 

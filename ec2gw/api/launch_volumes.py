@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ec2gw import ids
-from ec2gw.api.ebs_images import devices_of
+from ec2gw.api.ebs_images import devices_of, ebs_flag
 from ec2gw.api.snapshots import find_restorable_snapshot
 from ec2gw.api.volume_attachments import TARGETS
 from ec2gw.api.volumes import SIZES, TYPES
@@ -55,14 +55,6 @@ class Planned:
     storage: str = "pool"
 
 
-def _bool(value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    return str(value).lower() == "true"
-
-
 def _image_plan(s: Session, image: Image) -> dict[str, Planned]:
     """The volumes the image itself brings, by device: its root, and its other EBS mappings."""
     out: dict[str, Planned] = {}
@@ -88,7 +80,7 @@ def _size(device: str, vtype: str, value: Any) -> int:
 
 
 def _ebs(s: Session, user_id: int, device: str, ebs: dict[str, Any], have: Planned | None) -> Planned:
-    if _bool(ebs.get("Encrypted"), False) or ebs.get("KmsKeyId"):
+    if ebs_flag(ebs.get("Encrypted"), False) or ebs.get("KmsKeyId"):
         raise ServiceError("InvalidParameterValue", f"{device}: encrypted volumes are not supported here; leave "
                                                     "Encrypted out.")
     vtype = ebs.get("VolumeType") or (have.volume_type if have else "gp2")
@@ -98,7 +90,7 @@ def _ebs(s: Session, user_id: int, device: str, ebs: dict[str, Any], have: Plann
     if vtype == "io1" and iops is None:
         raise ServiceError("MissingParameter", f"{device}: an io1 volume needs Ebs.Iops.")
     snap_id = ebs.get("SnapshotId")
-    dot = _bool(ebs.get("DeleteOnTermination"), have.delete_on_termination if have else True)
+    dot = ebs_flag(ebs.get("DeleteOnTermination"), have.delete_on_termination if have else True)
     if have is not None and have.root:
         if snap_id and snap_id != have.snapshot_id:
             raise ServiceError("InvalidBlockDeviceMapping", f"{device} is the image's root device; its snapshot "
@@ -218,7 +210,7 @@ def delete_on_termination_changes(mappings: list[dict[str, Any]]) -> dict[str, b
         if m.get("NoDevice") is not None or m.get("VirtualName") or ebs.get("DeleteOnTermination") is None:
             raise ServiceError("InvalidParameterCombination", f"{device}: only Ebs.DeleteOnTermination of an attached "
                                                               "volume can be changed.")
-        out[device] = _bool(ebs["DeleteOnTermination"], True)
+        out[device] = ebs_flag(ebs["DeleteOnTermination"], True)
     return out
 
 

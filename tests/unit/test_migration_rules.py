@@ -17,6 +17,7 @@ from ec2gw.compute.migration_models import InstanceMigration
 from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node
 from ec2gw.db.session import Database
+from ec2gw.db.volume_models import Volume
 from tests.unit.test_placement import _db, add_instances, add_node
 
 
@@ -85,8 +86,6 @@ def test_refusals(db: Database) -> None:
 
 
 def test_an_instance_booting_from_an_ebs_root_volume_stays(db: Database) -> None:
-    from ec2gw.db.volume_models import Volume
-
     iid = _iid(db)
     with db.session(write=True) as s:
         s.add(Volume(id="vol-0000000000000000a", owner_id=s.get(Instance, iid).owner_id, availability_zone="us-east-1a",
