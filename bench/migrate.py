@@ -27,23 +27,16 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
-from common import LiveServer
+from two_nodes import cli, two_nodes
 
 from backends.base import DiskSpec, DomainSpec, NicSpec
 from backends.libvirt.designer import domain_config
 from ec2gw.compute import node_layout
 from tests import netns
-from tests.vmhost import build_guest, wait_for
+from tests.vmhost import wait_for
 
 POOL = "none\nbm-a 10.99.14.10 10.99.14.1 10.99.14.255 255.255.255.0\n"
 VIRSH_DOMAIN, VIRSH_MAC = "bench-virsh", "52:54:00:99:0e:c8"
-
-
-def cli(server: LiveServer, *args: str, timeout: float = 600) -> Any:
-    out = server.cli(*args, "--json", check=False, timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"ec2gw {' '.join(args)}: {out.stderr}\n{server.log()[-3000:]}")
-    return json.loads(out.stdout)
 
 
 def virsh(uri: str, *args: str, timeout: float = 600) -> float:
@@ -61,27 +54,12 @@ def image_path(conn: Any, prefix: str) -> str:
 
 
 def run(runs: int) -> dict[str, Any]:
-    guest = build_guest()
     root = Path(tempfile.mkdtemp(prefix="ec2gw-bench-migrate-"))
-    sim = netns.SimulatedNodes(2, root / "nodes", qemu=True)
-    storage = f"/var/lib/libvirt/ec2gw-{sim.token}"
-    server = LiveServer(root / "data", env={"EC2GW_NODE_STORAGE_DIR": storage, "EC2GW_WORKER_INTERVAL": "0.1",
-                                            "EC2GW_STOP_TIMEOUT": "5"})
     out: dict[str, Any] = {"runs": runs}
-    try:
-        sim.start()
-        server.start()
-        (root / "pool.txt").write_text(POOL)
-        cli(server, "admin", "pool", "add", "bmnet", str(root / "pool.txt"), "--network-mode", "isolated")
-        for n in sim.nodes:
-            cli(server, "admin", "node", "add", f"m{n.index}", "--uri", n.qemu_uri, "--domain-type", "qemu", "--pools",
-                "bmnet", "--memory", "4096", "--vcpus", "2")
-        aki = cli(server, "admin", "image", "import", "b-kernel", str(guest.kernel), "--kind", "kernel")["image_id"]
-        ari = cli(server, "admin", "image", "import", "b-initrd", str(guest.initrd), "--kind", "ramdisk")["image_id"]
-        ami = cli(server, "admin", "image", "import", "b-disk", str(guest.disk), "--kernel", aki, "--ramdisk", ari)["image_id"]
-        ec2 = server.client("ec2")
+    with two_nodes(root, "bmnet", POOL) as nodes:
+        server, ec2 = nodes.server, nodes.server.client("ec2")
         cli(server, "admin", "node", "update", "m2", "--inactive")
-        iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")["Instances"][0]["InstanceId"]
+        iid = ec2.run_instances(ImageId=nodes.ami, MinCount=1, MaxCount=1, InstanceType="t2.micro")["Instances"][0]["InstanceId"]
         cli(server, "admin", "node", "update", "m2", "--active")
         wait_for("the guest ready", lambda: "EC2GW-READY" in str(ec2.get_console_output(InstanceId=iid).get("Output")), 180, 1)
         # the image reaches m2 with the first move; a warm-up move each way, not counted
@@ -97,11 +75,8 @@ def run(runs: int) -> dict[str, Any]:
         ec2.terminate_instances(InstanceIds=[iid])
         wait_for("terminated", lambda: ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
                  ["State"]["Name"] == "terminated", 60)
-        out["virsh"] = virsh_runs(sim, storage, runs)
+        out["virsh"] = virsh_runs(nodes.sim, runs)
         out["ec2gw_cli"], out["ec2gw_worker"] = walls, recorded
-    finally:
-        server.stop()
-        sim.stop()
     for key in ("ec2gw_cli", "ec2gw_worker", "virsh"):
         out[f"{key}_median"] = statistics.median(out[key])
     out["ratio_cli"] = out["ec2gw_cli_median"] / out["virsh_median"]
@@ -109,7 +84,7 @@ def run(runs: int) -> dict[str, Any]:
     return out
 
 
-def virsh_runs(sim: netns.SimulatedNodes, storage: str, runs: int) -> list[float]:
+def virsh_runs(sim: netns.SimulatedNodes, runs: int) -> list[float]:
     """The same kind of guest moved with plain virsh, same flags, alternating nodes."""
     uris = [n.qemu_uri for n in sim.nodes]
     conns = [libvirt.open(u) for u in uris]

@@ -32,23 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from common import LiveServer
+from two_nodes import cli, two_nodes
 
 from ec2gw.compute import volume_store
 from tests import netns
-from tests.vmhost import build_guest, wait_for
+from tests.vmhost import wait_for
 
 POOL = ("none\nbv-a 10.99.16.10 10.99.16.1 10.99.16.255 255.255.255.0\n"
         "bv-b 10.99.16.11 10.99.16.1 10.99.16.255 255.255.255.0\n")
 VPOOL = volume_store.VOLUMES_POOL
 GIB = 1 << 30
 FAST = {"Delay": 0.2, "MaxAttempts": 1500}  # waiters: at most five minutes
-
-
-def cli(server: LiveServer, *args: str, timeout: float = 600) -> Any:
-    out = server.cli(*args, "--json", check=False, timeout=timeout)
-    if out.returncode != 0:
-        raise RuntimeError(f"ec2gw {' '.join(args)}: {out.stderr}\n{server.log()[-3000:]}")
-    return json.loads(out.stdout)
 
 
 def virsh(uri: str, *args: str, timeout: float = 600) -> str:
@@ -211,54 +205,38 @@ def make_image(root: Path) -> Path:
 
 
 def run(runs: int) -> dict[str, Any]:
-    guest = build_guest()
     root = Path(tempfile.mkdtemp(prefix="ec2gw-bench-volumes-"))
     image = make_image(root)
-    sim = netns.SimulatedNodes(2, root / "nodes", qemu=True)
-    storage = f"/var/lib/libvirt/ec2gw-{sim.token}"
-    server = LiveServer(root / "data", env={"EC2GW_NODE_STORAGE_DIR": storage, "EC2GW_WORKER_INTERVAL": "0.1",
-                                            "EC2GW_STOP_TIMEOUT": "5"})
     out: dict[str, Any] = {"runs": runs, "bytes": image.stat().st_size}
     try:
-        sim.start()
-        server.start()
-        (root / "pool.txt").write_text(POOL)
-        cli(server, "admin", "pool", "add", "bvnet", str(root / "pool.txt"), "--network-mode", "isolated")
-        for n in sim.nodes:
-            cli(server, "admin", "node", "add", f"m{n.index}", "--uri", n.qemu_uri, "--domain-type", "qemu", "--pools",
-                "bvnet", "--memory", "4096", "--vcpus", "2")
-        aki = cli(server, "admin", "image", "import", "b-kernel", str(guest.kernel), "--kind", "kernel")["image_id"]
-        ari = cli(server, "admin", "image", "import", "b-initrd", str(guest.initrd), "--kind", "ramdisk")["image_id"]
-        ami = cli(server, "admin", "image", "import", "b-disk", str(guest.disk), "--kernel", aki, "--ramdisk", ari)["image_id"]
-        b = Bench(server, sim)
-        guests = {node: b.launch_on(node, ami) for node in ("m1", "m2")}
-        for iid in guests.values():
-            wait_for(f"{iid} ready", lambda iid=iid: "EC2GW-READY" in b.console(iid), 300, 1)
-        zone = b.ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
+        with two_nodes(root, "bvnet", POOL) as nodes:
+            b = Bench(nodes.server, nodes.sim)
+            guests = {node: b.launch_on(node, nodes.ami) for node in ("m1", "m2")}
+            for iid in guests.values():
+                wait_for(f"{iid} ready", lambda iid=iid: "EC2GW-READY" in b.console(iid), 300, 1)
+            zone = b.ec2.describe_availability_zones()["AvailabilityZones"][0]["ZoneName"]
 
-        small = b.volume_on("m1", zone)
-        out["attach_ec2gw"], out["attach_virsh"] = attach_runs(b, guests["m1"], small, "m1", runs)
-        b.ec2.delete_volume(VolumeId=small)
+            small = b.volume_on("m1", zone)
+            out["attach_ec2gw"], out["attach_virsh"] = attach_runs(b, guests["m1"], small, "m1", runs)
+            b.ec2.delete_volume(VolumeId=small)
 
-        big = b.volume_on("m1", zone)
-        fill(b.uri["m1"], volume_store.volume_name(big), image)
-        # the first attach is on m1 itself (no move): the guest there then sees the filled volume
-        mark = len(b.console(guests["m1"]))
-        b.ec2.attach_volume(VolumeId=big, InstanceId=guests["m1"], Device="/dev/sdf")
-        b.waiter("volume_in_use", VolumeIds=[big])
-        b.until_console(guests["m1"], r"EC2GW-BLK-ADD vd", mark)
-        b.detach(big, guests["m1"])
-        out["move_ec2gw"] = move_runs(b, guests, big, runs)
-        out["move_virsh"] = virsh_move_runs(b, image, runs)
+            big = b.volume_on("m1", zone)
+            fill(b.uri["m1"], volume_store.volume_name(big), image)
+            # the first attach is on m1 itself (no move): the guest there then sees the filled volume
+            mark = len(b.console(guests["m1"]))
+            b.ec2.attach_volume(VolumeId=big, InstanceId=guests["m1"], Device="/dev/sdf")
+            b.waiter("volume_in_use", VolumeIds=[big])
+            b.until_console(guests["m1"], r"EC2GW-BLK-ADD vd", mark)
+            b.detach(big, guests["m1"])
+            out["move_ec2gw"] = move_runs(b, guests, big, runs)
+            out["move_virsh"] = virsh_move_runs(b, image, runs)
 
-        b.ec2.terminate_instances(InstanceIds=list(guests.values()))
-        b.waiter("instance_terminated", InstanceIds=list(guests.values()))
-        b.waiter("volume_available", VolumeIds=[big])
-        b.ec2.delete_volume(VolumeId=big)
-        b.waiter("volume_deleted", VolumeIds=[big])
+            b.ec2.terminate_instances(InstanceIds=list(guests.values()))
+            b.waiter("instance_terminated", InstanceIds=list(guests.values()))
+            b.waiter("volume_available", VolumeIds=[big])
+            b.ec2.delete_volume(VolumeId=big)
+            b.waiter("volume_deleted", VolumeIds=[big])
     finally:
-        server.stop()
-        sim.stop()
         shutil.rmtree(root, ignore_errors=True)  # the image, the nodes' volumes, the server's data
     mib = out["bytes"] / (1 << 20)
     for key in ("attach_ec2gw", "attach_virsh", "move_ec2gw", "move_virsh"):
