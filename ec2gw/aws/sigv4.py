@@ -69,6 +69,19 @@ class AuthResult:
 
 # --------------------------------------------------------------------------- errors per service
 
+#: what the query-protocol services beside EC2 (CloudWatch, STS) answer: the same codes for both
+_QUERY_SERVICE_CODES: dict[str, tuple[str, int]] = {
+    "signature": ("SignatureDoesNotMatch", 403),
+    "unknown_key": ("InvalidClientTokenId", 403),
+    "skew": ("RequestExpired", 400),
+    "expired": ("RequestExpired", 400),
+    "malformed": ("IncompleteSignature", 400),
+    "malformed_query": ("IncompleteSignature", 400),
+    "unsupported": ("IncompleteSignature", 400),
+    "missing": ("MissingAuthenticationToken", 403),
+    "unsigned": ("AccessDenied", 403),
+}
+
 _CODES: dict[str, dict[str, tuple[str, int]]] = {
     "ec2": {
         "signature": ("SignatureDoesNotMatch", 403),
@@ -82,29 +95,9 @@ _CODES: dict[str, dict[str, tuple[str, int]]] = {
         "unsigned": ("AccessDenied", 403),
     },
     # CloudWatch (served on the EC2 port, signed for service "monitoring")
-    "monitoring": {
-        "signature": ("SignatureDoesNotMatch", 403),
-        "unknown_key": ("InvalidClientTokenId", 403),
-        "skew": ("RequestExpired", 400),
-        "expired": ("RequestExpired", 400),
-        "malformed": ("IncompleteSignature", 400),
-        "malformed_query": ("IncompleteSignature", 400),
-        "unsupported": ("IncompleteSignature", 400),
-        "missing": ("MissingAuthenticationToken", 403),
-        "unsigned": ("AccessDenied", 403),
-    },
+    "monitoring": _QUERY_SERVICE_CODES,
     # STS GetCallerIdentity (served on the EC2 port, signed for service "sts")
-    "sts": {
-        "signature": ("SignatureDoesNotMatch", 403),
-        "unknown_key": ("InvalidClientTokenId", 403),
-        "skew": ("RequestExpired", 400),
-        "expired": ("RequestExpired", 400),
-        "malformed": ("IncompleteSignature", 400),
-        "malformed_query": ("IncompleteSignature", 400),
-        "unsupported": ("IncompleteSignature", 400),
-        "missing": ("MissingAuthenticationToken", 403),
-        "unsigned": ("AccessDenied", 403),
-    },
+    "sts": _QUERY_SERVICE_CODES,
     "s3": {
         "signature": ("SignatureDoesNotMatch", 403),
         "unknown_key": ("InvalidAccessKeyId", 403),
