@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.functional.tools import first_zone
 from tests.live import LiveServer
 
 
@@ -27,3 +28,9 @@ def ec2(server: LiveServer):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def s3(server: LiveServer):  # type: ignore[no-untyped-def]
     return server.client("s3")
+
+
+@pytest.fixture(scope="module")
+def zone(server: LiveServer) -> str:
+    """The first availability zone of the module's server."""
+    return first_zone(server)

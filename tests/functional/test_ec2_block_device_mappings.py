@@ -11,39 +11,17 @@ EC2's error codes; another user neither sees nor detaches the root volume. Users
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
-from tests.functional.tools import wait_for
+from tests.functional.tools import FAST, code_of, import_blank_image, instance, launch, volume, wait_for
 from tests.live import Creds, LiveServer
-
-FAST = {"Delay": 1, "MaxAttempts": 60}
-
-
-def code_of(call: Callable[..., Any], **kwargs: Any) -> str:
-    with pytest.raises(ClientError) as err:
-        call(**kwargs)
-    status = err.value.response["ResponseMetadata"]["HTTPStatusCode"]
-    assert 400 <= status < 500, err.value.response
-    assert err.value.response["Error"]["Message"], err.value.response
-    return str(err.value.response["Error"]["Code"])
-
-
-@pytest.fixture(scope="module")
-def zone(server: LiveServer) -> str:
-    return str(server.client("ec2").describe_availability_zones()["AvailabilityZones"][0]["ZoneName"])
 
 
 @pytest.fixture(scope="module")
 def image(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = Path(tmp_path_factory.mktemp("bdm-image")) / "disk.img"
-    path.write_bytes(b"\0" * 65536)
-    out = server.cli("admin", "image", "import", "bdm-image", str(path), "--json", "--public")
-    return str(json.loads(out.stdout)["image_id"])
+    return import_blank_image(server, tmp_path_factory.mktemp("bdm-image"), "bdm-image")
 
 
 @pytest.fixture(scope="module")
@@ -61,23 +39,8 @@ def other(server: LiveServer) -> Any:
     return server.client("ec2", server.make_user("bdm-felix"))
 
 
-def launch(ec2: Any, image: str, **kwargs: Any) -> str:
-    iid = str(ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t2.micro", **kwargs)
-              ["Instances"][0]["InstanceId"])
-    ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
-    return iid
-
-
-def instance(ec2: Any, iid: str) -> dict[str, Any]:
-    return dict(ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0])
-
-
 def mappings(ec2: Any, iid: str) -> dict[str, dict[str, Any]]:
     return {m["DeviceName"]: m["Ebs"] for m in instance(ec2, iid)["BlockDeviceMappings"]}
-
-
-def volume(ec2: Any, vid: str) -> dict[str, Any]:
-    return dict(ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0])
 
 
 def terminate(ec2: Any, iid: str) -> None:

@@ -11,40 +11,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
-from tests.functional.tools import wait_for
+from tests.functional.tools import FAST, code_of, import_blank_image, launch, volume, wait_for
 from tests.live import Creds, LiveServer
 
 VOL = re.compile(r"^vol-[0-9a-f]{17}$")
-FAST = {"Delay": 1, "MaxAttempts": 60}
-
-
-def code_of(call: Callable[..., Any], **kwargs: Any) -> str:
-    with pytest.raises(ClientError) as err:
-        call(**kwargs)
-    status = err.value.response["ResponseMetadata"]["HTTPStatusCode"]
-    assert 400 <= status < 500, err.value.response
-    assert err.value.response["Error"]["Message"], err.value.response
-    return str(err.value.response["Error"]["Code"])
-
-
-@pytest.fixture(scope="module")
-def zone(server: LiveServer) -> str:
-    return str(server.client("ec2").describe_availability_zones()["AvailabilityZones"][0]["ZoneName"])
 
 
 @pytest.fixture(scope="module")
 def image(server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = Path(tmp_path_factory.mktemp("vol-image")) / "disk.img"
-    path.write_bytes(b"\0" * 65536)
-    out = server.cli("admin", "image", "import", "vol-image", str(path), "--json", "--public")
-    return str(json.loads(out.stdout)["image_id"])
+    return import_blank_image(server, tmp_path_factory.mktemp("vol-image"), "vol-image")
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +35,6 @@ def dora(server: LiveServer) -> Creds:
 @pytest.fixture(scope="module")
 def ec2(server: LiveServer, dora: Creds) -> Any:
     return server.client("ec2", dora)
-
-
-def volume(ec2: Any, vid: str) -> dict[str, Any]:
-    return dict(ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0])
-
-
-def run_instance(ec2: Any, image: str) -> str:
-    iid = str(ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t2.micro")["Instances"][0]["InstanceId"])
-    ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
-    return iid
 
 
 def test_a_volume_is_created_described_and_deleted_with_the_waiters(ec2: Any, zone: str) -> None:
@@ -172,7 +142,7 @@ def test_describe_volumes_filters_and_pages(ec2: Any, zone: str) -> None:
 
 
 def test_volumes_attach_and_detach_with_device_names_kept(ec2: Any, zone: str, image: str) -> None:
-    iid = run_instance(ec2, image)
+    iid = launch(ec2, image)
     a = ec2.create_volume(AvailabilityZone=zone, Size=1)["VolumeId"]
     b = ec2.create_volume(AvailabilityZone=zone, Size=1)["VolumeId"]
     ec2.get_waiter("volume_available").wait(VolumeIds=[a, b], WaiterConfig=FAST)
@@ -335,7 +305,7 @@ def test_the_aws_cli_walk(server: LiveServer, dora: Creds, zone: str, image: str
     """create-volume, attach-volume, wait volume-in-use, detach-volume, wait volume-available,
     create-snapshot, wait snapshot-completed, create-volume from it, delete-volume both,
     delete-snapshot, wait volume-deleted."""
-    iid = run_instance(server.client("ec2", dora), image)
+    iid = launch(server.client("ec2", dora), image)
 
     def aws(*args: str) -> Any:
         out = server.aws("ec2", *args, creds=dora).stdout

@@ -1,4 +1,5 @@
-"""Helpers for the operator and user tool tests: users with bundles, cloud-client runs, waiting."""
+"""Helpers for the operator and user tool tests (users with bundles, cloud-client runs, waiting) and
+for the EC2 tests over boto3 (refused calls, images, instances, volumes)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+
 from tests.live import VENV_BIN, Creds, LiveServer
 
 CLOUD_CLIENT = str(VENV_BIN / "cloud-client")
+#: boto3 waiters on libvirt's test driver: polled every second, for a minute at the most
+FAST = {"Delay": 1, "MaxAttempts": 60}
 
 
 def add_user(server: LiveServer, name: str, *extra: str) -> tuple[Creds, Path]:
@@ -88,3 +94,37 @@ def instance(ec2: Any, iid: str) -> dict[str, Any]:
 
 def tags(inst: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in inst.get("Tags") or []}
+
+
+def code_of(call: Callable[..., Any], **kwargs: Any) -> str:
+    """The error code of a boto3 call that must be refused with a 4xx status and a message."""
+    with pytest.raises(ClientError) as err:
+        call(**kwargs)
+    status = err.value.response["ResponseMetadata"]["HTTPStatusCode"]
+    assert 400 <= status < 500, err.value.response
+    assert err.value.response["Error"]["Message"], err.value.response
+    return str(err.value.response["Error"]["Code"])
+
+
+def first_zone(server: LiveServer) -> str:
+    return str(server.client("ec2").describe_availability_zones()["AvailabilityZones"][0]["ZoneName"])
+
+
+def import_blank_image(server: LiveServer, directory: Path, name: str) -> str:
+    """`ec2gw admin image import NAME --public` of a 64 KiB disk of zeros in `directory`: its ami- id."""
+    path = directory / "disk.img"
+    path.write_bytes(b"\0" * 65536)
+    out = server.cli("admin", "image", "import", name, str(path), "--json", "--public")
+    return str(json.loads(out.stdout)["image_id"])
+
+
+def launch(ec2: Any, image: str, **kwargs: Any) -> str:
+    """One t2.micro of `image` (RunInstances with `kwargs`), once it is running: its id."""
+    iid = str(ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="t2.micro", **kwargs)
+              ["Instances"][0]["InstanceId"])
+    ec2.get_waiter("instance_running").wait(InstanceIds=[iid], WaiterConfig=FAST)
+    return iid
+
+
+def volume(ec2: Any, vid: str) -> dict[str, Any]:
+    return dict(ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0])
