@@ -6,16 +6,17 @@ or in x-amz-grant-* headers, are stored, shown by Get*Acl and checked on every a
 email address is 400 UnresolvableGrantByEmailAddress, to an unknown ID 400 InvalidArgument.
 """
 
+# ruff: noqa: F811 - pytest fixtures are imported by name and taken as parameters
+
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.functional.s3_fixtures import empty_and_delete, new_bucket_name
 from tests.security.conftest import World
+from tests.security.s3_deployments import bucket, s3_alice, s3_anon, s3_bob  # noqa: F401 - fixtures
 from tests.security.s3_tenants import denied
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
@@ -42,31 +43,7 @@ def shown(acl: dict[str, Any]) -> set[tuple[str, str]]:
     return {(g["Grantee"].get("ID") or g["Grantee"].get("URI"), g["Permission"]) for g in acl["Grants"]}
 
 
-# every test runs on both deployments: one SQLite server, and two processes over one PostgreSQL
-# database (alice talks to one, bob and the anonymous caller to the other)
-
-
-@pytest.fixture
-def s3_alice(deployment: World) -> Any:
-    return deployment.alice.s3
-
-
-@pytest.fixture
-def s3_bob(deployment: World) -> Any:
-    return deployment.bob.s3
-
-
-@pytest.fixture
-def s3_anon(deployment: World) -> Any:
-    return deployment.anon.s3
-
-
-@pytest.fixture
-def bucket(deployment: World) -> Iterator[str]:
-    name = new_bucket_name("grants")
-    deployment.alice.s3.create_bucket(Bucket=name)
-    yield name
-    empty_and_delete(deployment.alice.s3, name)
+# every test runs on both deployments (s3_deployments.py's fixtures)
 
 
 @pytest.fixture

@@ -6,45 +6,21 @@ object, GetObjectAcl READ_ACP (the object's owner, the bucket's owner, or a gran
 the multipart uploads of another user in that bucket.
 """
 
+# ruff: noqa: F811 - pytest fixtures are imported by name and taken as parameters
+
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.functional.s3_fixtures import empty_and_delete, new_bucket_name
-from tests.security.conftest import World
+from tests.security.s3_deployments import bucket, s3_alice, s3_anon, s3_bob  # noqa: F401 - fixtures
 from tests.security.s3_tenants import denied
 
 SECRET = b"alice's private bytes"
 
 
-# every test runs on both deployments: one SQLite server, and two processes over one PostgreSQL
-# database (alice talks to one, bob and the anonymous caller to the other)
-
-
-@pytest.fixture
-def s3_alice(deployment: World) -> Any:
-    return deployment.alice.s3
-
-
-@pytest.fixture
-def s3_bob(deployment: World) -> Any:
-    return deployment.bob.s3
-
-
-@pytest.fixture
-def s3_anon(deployment: World) -> Any:
-    return deployment.anon.s3
-
-
-@pytest.fixture
-def bucket(deployment: World) -> Iterator[str]:
-    name = new_bucket_name("objacl")
-    deployment.alice.s3.create_bucket(Bucket=name)
-    yield name
-    empty_and_delete(deployment.alice.s3, name)
+# every test runs on both deployments (s3_deployments.py's fixtures)
 
 
 @pytest.fixture
