@@ -16,7 +16,6 @@ poller hands the request to a thread, see ec2gw/cli/http_worker.py) and the rest
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from botocore.config import Config
 
 from tests.live import Creds, LiveServer
 from tests.security.conftest import make_user
+from tests.security.dripping import Dripping, connect
 
 FAST = b"x" * 70_000  # more than the poller's PREREAD: the request goes to a thread at once
 
@@ -41,35 +41,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         srv.stop()
 
 
-class Trickle:
+def trickle(port: int, heads: list[bytes], every: float) -> Dripping:
     """Connections that sent a request's headers and the first 70 KB of its body, then one byte
     every `every` seconds."""
-
-    def __init__(self, port: int, heads: list[bytes], every: float) -> None:
-        self.socks: list[socket.socket] = []
-        self.stop = threading.Event()
-        self.every = every
-        for head in heads:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-            sock.sendall(head + FAST)
-            sock.setblocking(False)
-            self.socks.append(sock)
-        self.thread = threading.Thread(target=self.drip, daemon=True)
-        self.thread.start()
-
-    def drip(self) -> None:
-        while not self.stop.wait(self.every):
-            for sock in self.socks:
-                try:
-                    sock.send(b"x")
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(10)
-        for sock in self.socks:
-            sock.close()
+    return Dripping([connect(port, head + FAST) for head in heads], every)
 
 
 def slowest_answer(server: LiveServer, creds: Creds, rounds: int = 4) -> float:
@@ -109,7 +84,7 @@ def answered(sock: socket.socket) -> bool:
 def test_refused_bodies_trickling_hold_no_thread(server: LiveServer) -> None:
     heads = [b"PUT /no-such-bucket-%d/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n" % i
              for i in range(200)]
-    slow = Trickle(server.s3_port, heads, every=0.5)
+    slow = trickle(server.s3_port, heads, every=0.5)
     try:
         time.sleep(2.0)
         worst = slowest_answer(server, server.admin)
@@ -130,7 +105,7 @@ def test_accepted_uploads_trickling_leave_threads_for_others(server: LiveServer)
                                                  ExpiresIn=600))
         heads.append(f"PUT {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
                      "Content-Length: 2000000\r\n\r\n".encode())
-    slow = Trickle(server.s3_port, heads, every=1.0)
+    slow = trickle(server.s3_port, heads, every=1.0)
     try:
         time.sleep(1.0)
         worst = slowest_answer(server, server.admin, rounds=2)

@@ -7,7 +7,6 @@ request's headers blocking), 20 to 40 such connections stopped both endpoints fo
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from botocore.config import Config
 
 from tests.live import LiveServer
+from tests.security.dripping import Dripping, connect
 
 SLOW = 150  # per kind and endpoint: 600 connections in all
 
@@ -30,38 +30,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         srv.stop()
 
 
-class SlowClients:
+def slow_clients(ports: list[int], count: int) -> Dripping:
     """Connections that started a request and then send one more byte a second: half of them in
     the headers (never ending them), half in a body that announced 1 MB."""
-
-    def __init__(self, ports: list[int], count: int) -> None:
-        self.socks: list[socket.socket] = []
-        self.stop = threading.Event()
-        for port in ports:
-            for i in range(count * 2):
-                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-                if i % 2:
-                    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
-                else:
-                    sock.sendall(b"PUT /slow/body HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nx")
-                sock.setblocking(False)
-                self.socks.append(sock)
-        self.thread = threading.Thread(target=self.drip, daemon=True)
-        self.thread.start()
-
-    def drip(self) -> None:
-        while not self.stop.wait(1.0):
-            for sock in self.socks:
-                try:
-                    sock.send(b"x")
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        for sock in self.socks:
-            sock.close()
+    return Dripping([connect(port, b"GET / HTTP/1.1\r\nHost: x\r\n" if i % 2 else
+                             b"PUT /slow/body HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nx")
+                     for port in ports for i in range(count * 2)], 1.0)
 
 
 def _timed(call: Any) -> float:
@@ -81,7 +55,7 @@ def test_boto3_is_answered_beside_hundreds_of_slow_connections(server: LiveServe
                 client.describe_instances()
             else:
                 client.get_object(Bucket="beside", Key="small")["Body"].read()
-    slow = SlowClients([server.ec2_port, server.s3_port], SLOW)
+    slow = slow_clients([server.ec2_port, server.s3_port], SLOW)
     try:
         time.sleep(0.5)  # the server has taken them all in (they are in its threads, if anywhere)
         times = []
