@@ -19,7 +19,6 @@ Why: images are large; a cache that only grows fills the nodes' disks.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -109,13 +108,8 @@ class Collector:
             log.info("dropped %d cached image record(s) of nodes that are no longer registered", len(gone_nodes))
         started = 0
         for o in ready:
-            with w._lock:
-                if o.key in w.in_flight:
-                    continue
-                w.in_flight.add(o.key)
-            fut = w.pool.submit(self.remove, nodes[o.node], o)
-            fut.add_done_callback(functools.partial(w._done, o.key))
-            started += 1
+            if w.submit_holding((o.key,), self.remove, nodes[o.node], o):
+                started += 1
         return started
 
     def remove(self, node: NodeRef, orphan: Orphan) -> bool:

@@ -17,7 +17,6 @@ StartInstances waits until the copy is done.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import tempfile
@@ -82,18 +81,7 @@ def run_pending(worker: ComputeWorker) -> None:
                                 node, task.restart, source.owner_id if source else None,
                                 source is not None and source.state == "available"))
     for job in jobs:
-        with worker._lock:
-            if job.instance_id in worker.in_flight or job.image_id in worker.in_flight:
-                continue
-            worker.in_flight.update((job.instance_id, job.image_id))
-        fut = worker.pool.submit(_run, worker, job)
-        fut.add_done_callback(functools.partial(_done, worker, job))
-
-
-def _done(worker: ComputeWorker, job: SaveJob, _future: object = None) -> None:
-    with worker._lock:
-        worker.in_flight.discard(job.instance_id)
-        worker.in_flight.discard(job.image_id)
+        worker.submit_holding((job.instance_id, job.image_id), _run, worker, job)
 
 
 def _run(worker: ComputeWorker, job: SaveJob) -> None:

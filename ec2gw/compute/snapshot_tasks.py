@@ -22,7 +22,6 @@ Progress: the node's copy counts for the first 60 %, the download and store for 
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import tempfile
@@ -107,17 +106,7 @@ def run_pending(worker: ComputeWorker) -> None:
                                     attached, pool, source))
     for job in jobs:
         held = [job.snapshot_id, job.volume_id] + ([job.instance_id] if job.instance_id else [])
-        with worker._lock:
-            if any(h in worker.in_flight for h in held):
-                continue
-            worker.in_flight.update(held)
-        fut = worker.pool.submit(_run, worker, job)
-        fut.add_done_callback(functools.partial(_done, worker, held))
-
-
-def _done(worker: ComputeWorker, held: list[str], _future: object = None) -> None:
-    with worker._lock:
-        worker.in_flight.difference_update(held)
+        worker.submit_holding(held, _run, worker, job)
 
 
 def _run(worker: ComputeWorker, job: SnapshotJob) -> None:

@@ -24,7 +24,6 @@ Instances that end (TerminateInstances) release their volumes in ``release_insta
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -99,17 +98,7 @@ def run_pending(worker: ComputeWorker) -> None:
                                   str(vol.storage)))
     for job in jobs:
         held = [job.volume_id] + ([job.instance_id] if job.instance_id and job.task in ("attach", "detach") else [])
-        with worker._lock:
-            if any(h in worker.in_flight for h in held):
-                continue
-            worker.in_flight.update(held)
-        fut = worker.pool.submit(_run, worker, job)
-        fut.add_done_callback(functools.partial(_done, worker, held))
-
-
-def _done(worker: ComputeWorker, held: list[str], _future: object = None) -> None:
-    with worker._lock:
-        worker.in_flight.difference_update(held)
+        worker.submit_holding(held, _run, worker, job)
 
 
 def _run(worker: ComputeWorker, job: VolumeJob) -> None:

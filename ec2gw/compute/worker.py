@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -171,17 +171,24 @@ class ComputeWorker:
             time.sleep(0.01)
         return False
 
-    def _submit(self, job: Job) -> None:
+    def submit_holding(self, held: Collection[str], fn: Callable[..., object], *args: Any) -> bool:
+        """Run ``fn(*args)`` on the pool with the ids ``held`` (instances, volumes, snapshots, images...)
+        in the in-flight set until it ends, so that no other job on any of them starts meanwhile;
+        False, and nothing run, while one of them is held already."""
         with self._lock:
-            if job.instance_id in self.in_flight:
-                return
-            self.in_flight.add(job.instance_id)
-        fut: Future[None] = self.pool.submit(self._run_job, job)
-        fut.add_done_callback(functools.partial(self._done, job.instance_id))
+            if any(h in self.in_flight for h in held):
+                return False
+            self.in_flight.update(held)
+        fut = self.pool.submit(fn, *args)
+        fut.add_done_callback(functools.partial(self._release, tuple(held)))
+        return True
 
-    def _done(self, instance_id: str, _future: object = None) -> None:
+    def _release(self, held: tuple[str, ...], _future: object = None) -> None:
         with self._lock:
-            self.in_flight.discard(instance_id)
+            self.in_flight.difference_update(held)
+
+    def _submit(self, job: Job) -> None:
+        self.submit_holding((job.instance_id,), self._run_job, job)
 
     def node_waits(self, name: str) -> bool:
         """True while a node that stopped answering a moment ago is left alone (NODE_RETRY_SECONDS)."""
