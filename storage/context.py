@@ -13,14 +13,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ec2gw.aws.dispatch import Registry
-from ec2gw.aws.pagination import Tokens
+from ec2gw.caller_context import CallerContext
 from ec2gw.errors import ServiceError
 
 if TYPE_CHECKING:
     from ec2gw.aws.auth import AuthResult
     from ec2gw.aws.gateway import Principal
-    from ec2gw.config import Settings
-    from ec2gw.db.session import Database
     from storage.blobstore import BlobStore
     from storage.host import Host, StorageQuota
     from storage.upload import UploadBody
@@ -31,7 +29,7 @@ operation = s3.operation
 
 
 @dataclass
-class S3Context:
+class S3Context(CallerContext):
     #: what Cumulus was given when it was built (storage/host.py)
     app: Host
     store: BlobStore
@@ -45,25 +43,12 @@ class S3Context:
     headers: Any = field(default_factory=dict)
 
     @property
-    def db(self) -> Database:
-        return self.app.db
-
-    @property
-    def settings(self) -> Settings:
-        return self.app.settings
-
-    @property
     def storage_quota(self) -> StorageQuota:
         return self.app.storage_quota
 
     @property
     def user_id(self) -> int | None:
         return None if self.principal is None else self.principal.user_id
-
-    @property
-    def tokens(self) -> Tokens:
-        """Continuation tokens for this caller under the installation's key."""
-        return Tokens(self.app.token_key, "anonymous" if self.principal is None else f"user:{self.principal.user_id}")
 
     @property
     def anonymous(self) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ec2gw.aws.pagination import Tokens
+from ec2gw.caller_context import CallerContext
 from ec2gw.errors import dry_run_ok
 from ec2gw.images import ImageServices
 
@@ -16,9 +16,7 @@ if TYPE_CHECKING:
 
     from ec2gw.aws.gateway import Principal
     from ec2gw.compute.placement import NodeRef
-    from ec2gw.config import Settings
     from ec2gw.db.models import Instance
-    from ec2gw.db.session import Database
     from ec2gw.network.selection import NicRequest
 
 
@@ -41,28 +39,15 @@ class Services(ImageServices, Protocol):
 
 
 @dataclass
-class RequestContext:
+class RequestContext(CallerContext):
     app: Services
     principal: Principal
     request_id: str
     version: str | None = None
 
     @property
-    def db(self) -> Database:
-        return self.app.db
-
-    @property
-    def settings(self) -> Settings:
-        return self.app.settings
-
-    @property
     def user_id(self) -> int:
         return self.principal.user_id
-
-    @property
-    def tokens(self) -> Tokens:
-        """NextTokens for this caller under the installation's key."""
-        return Tokens(self.app.token_key, f"user:{self.principal.user_id}")
 
     def check_dry_run(self, dry_run: bool | None) -> None:
         """EC2's DryRun: the request was valid and permitted, so answer DryRunOperation."""
