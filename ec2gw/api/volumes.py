@@ -15,9 +15,9 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, false, or_, select, true
+from sqlalchemy import Select, and_, false, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -172,6 +172,40 @@ def _page(ctx: RequestContext, rows: list[Any], key: Callable[[Any], str], max_r
     return rows, None
 
 
+#: a query over volumes (Select[Volume], Select[Volume, bool], ...)
+_Q = TypeVar("_Q", bound="Select[*tuple[Any, ...]]")
+
+
+def _listed_ids(volume_ids: list[str] | None, max_results: int | None) -> list[str]:
+    """The VolumeId.N asked for, checked; MaxResults pages over filters and cannot go with them."""
+    wanted = check_volume_ids(volume_ids)
+    if max_results is not None and wanted:
+        raise invalid_combination("MaxResults cannot be combined with VolumeId; page over filters instead.")
+    return wanted
+
+
+def _narrowed(q: _Q, ctx: RequestContext, wanted: list[str], next_token: str | None, scope: str) -> _Q:
+    """`q` (over volumes, ordered by id) kept to the volumes asked for, if any, and past NextToken, if given."""
+    if wanted:
+        q = q.where(Volume.id.in_(wanted))
+    if next_token:
+        q = q.where(Volume.id > ctx.tokens.decode(next_token, scope))
+    return q
+
+
+def _all_found(wanted: list[str], found: set[str]) -> None:
+    missing = [v for v in wanted if v not in found]
+    if missing:
+        raise not_found(missing[0])
+
+
+def _answer(member: str, items: list[Any], token: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {member: items}
+    if token:
+        out["NextToken"] = token
+    return out
+
+
 # --------------------------------------------------------------------------- CreateVolume
 
 
@@ -278,34 +312,24 @@ def describe_volumes(
     ctx: RequestContext, volume_ids: list[str] | None = None, filters: Any = None, next_token: str | None = None,
     max_results: int | None = None, include_managed_resources: bool | None = None, dry_run: bool | None = None,
 ) -> dict[str, Any]:
-    wanted = check_volume_ids(volume_ids)
-    if max_results is not None and wanted:
-        raise invalid_combination("MaxResults cannot be combined with VolumeId; page over filters instead.")
+    wanted = _listed_ids(volume_ids, max_results)
     check_max_results(max_results, 5, 500)
     conds = build_conditions(filters, FILTERS, tag_model=Tag, resource_column=Volume.id)
     ctx.check_dry_run(dry_run)
     scope = scope_digest("volumes", ctx.user_id, filters)
     matched = and_(true(), *conds)
-    q = select(Volume, matched.label("matched")).where(visible(ctx)).order_by(Volume.id)
-    if wanted:
-        q = q.where(Volume.id.in_(wanted))
-    else:
+    q = _narrowed(select(Volume, matched.label("matched")).where(visible(ctx)).order_by(Volume.id),
+                  ctx, wanted, next_token, scope)
+    if not wanted:
         q = q.where(matched)
-    if next_token:
-        q = q.where(Volume.id > ctx.tokens.decode(next_token, scope))
     if max_results:
         q = q.limit(max_results + 1)
     with ctx.db.session() as s:
         found = list(s.execute(q))
-        missing = [v for v in wanted if v not in {r.id for r, _ in found}]
-        if missing:
-            raise not_found(missing[0])
+        _all_found(wanted, {r.id for r, _ in found})
         rows, token = _page(ctx, [r for r, ok in found if ok], lambda r: r.id, max_results, scope)
         tags = tags_for(s, [r.id for r in rows])
-    out: dict[str, Any] = {"Volumes": [volume_view(r, tags.get(r.id, [])) for r in rows]}
-    if token:
-        out["NextToken"] = token
-    return out
+    return _answer("Volumes", [volume_view(r, tags.get(r.id, [])) for r in rows], token)
 
 
 # --------------------------------------------------------------------------- DeleteVolume
@@ -380,29 +404,19 @@ def describe_volume_status(
     ctx: RequestContext, volume_ids: list[str] | None = None, filters: Any = None, next_token: str | None = None,
     max_results: int | None = None, include_managed_resources: bool | None = None, dry_run: bool | None = None,
 ) -> dict[str, Any]:
-    wanted = check_volume_ids(volume_ids)
-    if max_results is not None and wanted:
-        raise invalid_combination("MaxResults cannot be combined with VolumeId; page over filters instead.")
+    wanted = _listed_ids(volume_ids, max_results)
     check_max_results(max_results, 5, 1000)
     filter_items([], filters, _STATUS_FILTERS)  # unknown filter names are refused even with no volume
     ctx.check_dry_run(dry_run)
     scope = scope_digest("volume-status", ctx.user_id, filters)
-    q = select(Volume).where(Volume.owner_id == ctx.user_id, Volume.state != "deleted").order_by(Volume.id)
-    if wanted:
-        q = q.where(Volume.id.in_(wanted))
-    if next_token:
-        q = q.where(Volume.id > ctx.tokens.decode(next_token, scope))
+    q = _narrowed(select(Volume).where(Volume.owner_id == ctx.user_id, Volume.state != "deleted").order_by(Volume.id),
+                  ctx, wanted, next_token, scope)
     with ctx.db.session() as s:
         rows = list(s.scalars(q))
-    missing = [v for v in wanted if v not in {r.id for r in rows}]
-    if missing:
-        raise not_found(missing[0])
+    _all_found(wanted, {r.id for r in rows})
     items, token = _page(ctx, filter_items([_status(r) for r in rows], filters, _STATUS_FILTERS),
                          lambda it: it["VolumeId"], max_results, scope)
-    out: dict[str, Any] = {"VolumeStatuses": items}
-    if token:
-        out["NextToken"] = token
-    return out
+    return _answer("VolumeStatuses", items, token)
 
 
 @operation("DescribeVolumeAttribute")
@@ -527,12 +541,9 @@ def describe_volumes_modifications(
     filter_items([], filters, _MOD_FILTERS)
     ctx.check_dry_run(dry_run)
     scope = scope_digest("volume-modifications", ctx.user_id, wanted, filters)
-    q = select(Volume).where(Volume.owner_id == ctx.user_id, Volume.state != "deleted",
-                             Volume.modification_state.is_not(None)).order_by(Volume.id)
-    if wanted:
-        q = q.where(Volume.id.in_(wanted))
-    if next_token:
-        q = q.where(Volume.id > ctx.tokens.decode(next_token, scope))
+    q = _narrowed(select(Volume).where(Volume.owner_id == ctx.user_id, Volume.state != "deleted",
+                                       Volume.modification_state.is_not(None)).order_by(Volume.id),
+                  ctx, wanted, next_token, scope)
     with ctx.db.session() as s:
         rows = list(s.scalars(q))
         if not next_token:
@@ -546,7 +557,4 @@ def describe_volumes_modifications(
                                        f"Modification for volume '{vid}' does not exist.")
     items, token = _page(ctx, filter_items([modification_view(r) for r in rows], filters, _MOD_FILTERS),
                          lambda it: it["VolumeId"], max_results, scope)
-    out: dict[str, Any] = {"VolumesModifications": items}
-    if token:
-        out["NextToken"] = token
-    return out
+    return _answer("VolumesModifications", items, token)
