@@ -6,7 +6,6 @@ Cumulus object; the rules shared with RunInstances and the admin CLI are in ec2g
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import and_, exists, false, or_, select, true
@@ -16,6 +15,7 @@ from ec2gw.api import ebs_images
 from ec2gw.api.context import RequestContext
 from ec2gw.api.image_views import image_item
 from ec2gw.api.instance_query import time_condition
+from ec2gw.api.owners import ACCOUNT_RE, owners_condition
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any, matches
 from ec2gw.aws.pagination import check_max_results, scope_digest
@@ -23,9 +23,6 @@ from ec2gw.compute.snapshot_models import ImageBlockDevice
 from ec2gw.db.models import Image, Tag, User
 from ec2gw.errors import ServiceError, invalid_value
 from ec2gw.tagging import tags_for, tags_from_specifications
-
-_ACCOUNT_RE = re.compile(r"^\d{12}$")
-_OWNER_ALIASES = ("amazon", "aws-marketplace", "aws-backup-vault")
 
 
 def _constant(value: str) -> Any:
@@ -79,23 +76,6 @@ FILTERS: dict[str, Any] = {
 }
 
 
-def owners_condition(ctx: RequestContext, owners: list[str]) -> Any:
-    conds: list[Any] = []
-    for o in owners:
-        if o == "self" or o == ctx.principal.account_id:
-            conds.append(Image.owner_id == ctx.user_id)
-        elif o in _OWNER_ALIASES:
-            conds.append(false())
-        elif _ACCOUNT_RE.match(o):
-            conds.append(Image.owner_id.in_(select(User.id).where(User.account_id == o)))
-        else:
-            raise ServiceError(
-                "InvalidUserID.Malformed",
-                f'Invalid user id: "{o}". Owners are 12-digit account ids, self, amazon, aws-marketplace or aws-backup-vault.',
-            )
-    return conds[0] if len(conds) == 1 else or_(*conds)
-
-
 def executable_condition(ctx: RequestContext, users: list[str]) -> Any:
     """all: public images; self or the caller's account: the caller's own (images are shared only publicly)."""
     conds: list[Any] = []
@@ -104,7 +84,7 @@ def executable_condition(ctx: RequestContext, users: list[str]) -> Any:
             conds.append(Image.is_public.is_(True))
         elif u == "self" or u == ctx.principal.account_id:
             conds.append(Image.owner_id == ctx.user_id)
-        elif _ACCOUNT_RE.match(u):
+        elif ACCOUNT_RE.match(u):
             conds.append(false())
         else:
             raise ServiceError(
@@ -128,7 +108,9 @@ def describe_images(
     check_max_results(max_results, 5, 1000)
     conds = build_conditions(filters, FILTERS, tag_model=Tag, resource_column=Image.id)
     if owners:
-        conds.append(owners_condition(ctx, owners))
+        conds.append(owners_condition(
+            ctx, Image.owner_id, owners,
+            "Owners are 12-digit account ids, self, amazon, aws-marketplace or aws-backup-vault."))
     if executable_users:
         conds.append(executable_condition(ctx, executable_users))
     ctx.check_dry_run(dry_run)

@@ -8,7 +8,6 @@ snapshot (state pending); the compute worker copies the volume into Cumulus
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, false, or_, select, true
@@ -18,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ec2gw import ids
 from ec2gw.api.context import RequestContext
 from ec2gw.api.instance_query import time_condition
+from ec2gw.api.owners import ACCOUNT_RE, owners_condition
 from ec2gw.aws.dispatch import operation
 from ec2gw.aws.filters import build_conditions, match_any
 from ec2gw.aws.pagination import check_max_results, scope_digest
@@ -27,10 +27,6 @@ from ec2gw.db.models import Tag, User
 from ec2gw.db.volume_models import Volume
 from ec2gw.errors import ServiceError, invalid_value
 from ec2gw.tagging import set_tags, tags_for, tags_from_specifications
-
-_ACCOUNT_RE = re.compile(r"^\d{12}$")
-_OWNER_ALIASES = ("amazon", "aws-marketplace", "aws-backup-vault")
-
 
 # --- rules shared with CreateVolume --------------------------------------------------------------
 
@@ -172,21 +168,6 @@ FILTERS: dict[str, Any] = {
 }
 
 
-def owners_condition(ctx: RequestContext, owners: list[str]) -> ColumnElement[bool]:
-    conds: list[ColumnElement[bool]] = []
-    for o in owners:
-        if o == "self" or o == ctx.principal.account_id:
-            conds.append(Snapshot.owner_id == ctx.user_id)
-        elif o in _OWNER_ALIASES:
-            conds.append(false())
-        elif _ACCOUNT_RE.match(o):
-            conds.append(Snapshot.owner_id.in_(select(User.id).where(User.account_id == o)))
-        else:
-            raise ServiceError("InvalidUserID.Malformed",
-                               f'Invalid user id: "{o}". Owners are 12-digit account ids, self or amazon.')
-    return or_(*conds)
-
-
 def restorable_condition(ctx: RequestContext, users: list[str]) -> ColumnElement[bool]:
     """all: public snapshots; self (or the caller's account): those the caller may make volumes
     from; another account: those that account may make volumes from."""
@@ -196,7 +177,7 @@ def restorable_condition(ctx: RequestContext, users: list[str]) -> ColumnElement
             conds.append(Snapshot.is_public.is_(True))
         elif u == "self" or u == ctx.principal.account_id:
             conds.append(visible(ctx.user_id))
-        elif _ACCOUNT_RE.match(u):
+        elif ACCOUNT_RE.match(u):
             other = select(User.id).where(User.account_id == u).scalar_subquery()
             # whom a snapshot is shared with is its owner's to know: others learn only what is
             # plain (the other account's own snapshots, public ones)
@@ -225,7 +206,8 @@ def describe_snapshots(
     check_max_results(max_results, 5, 1000)
     conds = build_conditions(filters, FILTERS, tag_model=Tag, resource_column=Snapshot.id)
     if owner_ids:
-        conds.append(owners_condition(ctx, owner_ids))
+        conds.append(owners_condition(ctx, Snapshot.owner_id, owner_ids,
+                                      "Owners are 12-digit account ids, self or amazon."))
     if restorable_by_user_ids:
         conds.append(restorable_condition(ctx, restorable_by_user_ids))
     ctx.check_dry_run(dry_run)
