@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ec2gw.caller_context import ServiceParts
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from ec2gw.aws.gateway import Principal
-    from ec2gw.config import Settings
-    from ec2gw.db.session import Database
     from ec2gw.errors import ServiceError
 
 
@@ -43,20 +43,12 @@ class StorageQuota(Protocol):
         ...
 
 
-class Host(Protocol):
-    """Everything Cumulus uses of the service it runs in."""
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def db(self) -> Database: ...
+class Host(ServiceParts, Protocol):
+    """Everything Cumulus uses of the service it runs in: the settings, the database and the token
+    key (ServiceParts), and the members below."""
 
     @property
     def storage_quota(self) -> StorageQuota: ...
-
-    @property
-    def token_key(self) -> bytes: ...
 
     def principal_lookup(self, access_key: str) -> Principal | None:
         """The caller owning `access_key` (None: no such key, or its user is disabled)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ec2gw.caller_context import CallerContext
+from ec2gw.caller_context import CallerContext, ServiceParts
 from ec2gw.errors import dry_run_ok
 from ec2gw.images import ImageServices
 
@@ -20,12 +20,9 @@ if TYPE_CHECKING:
     from ec2gw.network.selection import NicRequest
 
 
-class Services(ImageServices, Protocol):
+class Services(ImageServices, ServiceParts, Protocol):
     """The parts of the service the providers use (ec2gw.app.App builds them and is one): the image
-    rules' settings, database and Cumulus, and the rest below."""
-
-    @property
-    def token_key(self) -> bytes: ...
+    rules' settings, database and Cumulus, the token key, and the rest below."""
 
     def instance_limit(self, principal: Principal) -> int: ...
 
