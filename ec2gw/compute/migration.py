@@ -9,11 +9,14 @@ move is done or failed.
 Why recorded rather than done here: the worker is the one process that acts on nodes (the test
 driver's domains live in its process), and the instance's other tasks wait while its move runs.
 
+An instance's EBS volumes move with it (its data volumes, and the root volume of an EBS-backed
+image): the destination needs room for them in its volume storage too (`--volume-gb`).
+
 Refused, with what to do instead: unknown instances; instances that are neither running nor
-stopped, or busy with another task; those booting from an EBS root volume (it does not move);
+stopped, or busy with another task, or with a volume being attached, detached or modified;
 hibernated ones (their memory is saved on their node); instances of the implicit node `local`;
 a destination that is the instance's own node, of another zone, inactive, unreachable, not
-serving its pools, without room, or of another domain type; and live moves from or to libvirt's
+serving its pools, without room (for its vCPUs and memory, or its volumes), or of another domain type; and live moves from or to libvirt's
 test driver, which cannot migrate.
 """
 
@@ -23,14 +26,15 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ec2gw.compute import volume_placement
 from ec2gw.compute.migration_models import ACTIVE, InstanceMigration
 from ec2gw.compute.placement import LOCAL_NODE, Room, candidates, move_rooms, split_pools, spread
 from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node
-from ec2gw.db.volume_models import Volume
+from ec2gw.db.volume_models import LIVE_STATES, Volume, holds_volume_storage
 from ec2gw.network import pools as address_pools
 from ec2gw.network.pools import DEFAULT_POOL
 
@@ -111,6 +115,19 @@ def _check_kinds(src: Node, dest: Node, kind: str, instance_id: str) -> None:
                              "it cold")
 
 
+def _check_volumes(s: Session, instance_id: str) -> int:
+    """The GiB of volume storage the instance's volumes take on the destination; MigrationError
+    while one of them is being attached, detached or modified (its task runs on the source)."""
+    busy = s.execute(select(Volume.id, Volume.task).where(Volume.instance_id == instance_id,
+                                                          Volume.task.is_not(None)).limit(1)).first()
+    if busy is not None:
+        raise MigrationError(f"{instance_id}'s volume {busy[0]} is busy ({busy[1]}); try again once that is done "
+                             "(DescribeVolumes shows its state)")
+    total = s.scalar(select(func.coalesce(func.sum(Volume.size_gib), 0)).where(
+        Volume.instance_id == instance_id, Volume.state.in_(LIVE_STATES), holds_volume_storage()))
+    return int(total or 0)
+
+
 def _room_text(room: Room) -> str:
     return (f"{room.used_vcpus}/{room.vcpus} vCPUs and {room.used_memory_mib}/{room.memory_mib} MiB in use or "
             "reserved")
@@ -129,10 +146,7 @@ def request(s: Session, settings: Settings, instance_id: str, to: str | None = N
         raise MigrationError(f"{instance_id} runs on the implicit node '{LOCAL_NODE}', which has no other node to move "
                              "to; instances of registered nodes move (`ec2gw admin node add`)")
     kind = kind_of(inst)
-    if s.scalar(select(Volume.id).where(Volume.instance_id == inst.id, Volume.is_root.is_(True),
-                                        Volume.storage == "pool")) is not None:
-        raise MigrationError(f"{instance_id} boots from an EBS root volume, which does not move between nodes yet; "
-                             "snapshot it and launch its image on the other node instead")
+    volume_gib = _check_volumes(s, instance_id)
     pools = instance_pools(s, instance_id)
     rooms = move_rooms(s, settings, inst.availability_zone, pools, source_name)
     if to is not None:
@@ -151,15 +165,21 @@ def request(s: Session, settings: Settings, instance_id: str, to: str | None = N
             raise MigrationError(f"node {to} has no room for {instance_id} ({inst.vcpus} vCPUs, {inst.memory_mib} MiB): "
                                  f"{_room_text(room)}; pick another node, or raise its capacity with "
                                  f"`ec2gw admin node update {to}`")
+        if not volume_placement.room_to_grow(s, to, volume_gib):
+            raise MigrationError(f"node {to} has no room for the {volume_gib} GiB of {instance_id}'s volumes in its "
+                                 f"volume storage; pick another node, or raise it with `ec2gw admin node update {to} "
+                                 "--volume-gb`")
     else:
-        same_type = [r for r in rooms if r.node.domain_type == src.domain_type]
+        same_type = [r for r in rooms if r.node.domain_type == src.domain_type
+                     and volume_placement.room_to_grow(s, r.node.name, volume_gib)]
         chosen = spread(same_type, 1, inst.vcpus, inst.memory_mib)
         if not chosen:
             others = [n.name for n in candidates(s, inst.availability_zone, pools) if n.name != source_name]
             raise MigrationError(
                 f"no other node can take {instance_id} ({inst.vcpus} vCPUs, {inst.memory_mib} MiB, zone "
                 f"{inst.availability_zone}, pools {', '.join(pools) or DEFAULT_POOL}): "
-                + (f"{', '.join(others)} lack room or run other domain types" if others
+                + (f"{', '.join(others)} lack room (vCPUs, memory or {volume_gib} GiB of volume storage) or run other "
+                   "domain types" if others
                    else "no other active, reachable node of its zone serves its pools")
                 + "; add or activate a node, or free room")
         dest = chosen[0].node

@@ -5,22 +5,27 @@ Live (a running guest), on QEMU/KVM nodes, through libvirt's APIs only:
    (compute/image_cache.py; kernel and ramdisk too), the pool networks with the instance's DHCP
    host entries (so it keeps its addresses), and its seed (compute/provision.py), except that
    2. its overlay there is created empty beforehand, on the destination's copy of the image,
-   with the source overlay's capacity (incremental disk copies need the target to exist), and
+   with the source overlay's capacity (incremental disk copies need the target to exist), and so
+   is each EBS volume attached to it (its data volumes, and the root volume of an instance of an
+   EBS-backed image, which has no overlay), in the destination's volume pool, and
    3. its console log is copied there first, so GetConsoleOutput keeps what the guest printed;
-4. the source node migrates the guest peer to peer (backends Driver.migrate: memory and the
-   overlay's own blocks copied while it runs; defined on the destination, undefined on the
-   source), the streams going to the destination's address (the host of its URI);
-5. the instance's row names the destination (the move is done), and so do its elastic addresses'
-   records of where their NICs are; then the source's overlay, seed, log and DHCP entries go.
-If the migration fails, the guest runs on where it was, and what step 1-3 made on the destination
-is removed. Instances' NICs get any node-level filters through provision's preparation, which the
+4. the source node migrates the guest peer to peer (backends Driver.migrate: memory, the
+   overlay's own blocks and every block of its volumes copied while it runs; defined on the
+   destination, undefined on the source), the streams going to the destination's address (the
+   host of its URI);
+5. the instance's row names the destination (the move is done), and so do its volumes' and its
+   elastic addresses' records of where their bytes and NICs are; then the source's overlay, seed,
+   log, volumes and DHCP entries go.
+If the migration fails, the guest runs on where it was, with its volumes there, and what step 1-3
+made on the destination is removed. Instances' NICs get any node-level filters through provision's preparation, which the
 destination runs as for a launch; so do future per-instance pieces added there.
 
 Cold (a stopped instance): its overlay's bytes are streamed from the source into the
-destination (download, then upload; the overlay names the same image volume path on both), the
-log likewise; the destination is prepared as above and the domain defined there, not started;
-the source's domain is undefined and its pieces removed. On libvirt's test driver a disk is a
-name only: the domain is defined on the destination and undefined on the source.
+destination (download, then upload; the overlay names the same image volume path on both), its
+volumes' and its log likewise; the destination is prepared as above and the domain defined there
+with its volumes, not started; the source's domain is undefined and, once the move is recorded,
+its pieces and volumes removed. On libvirt's test driver a disk is a name only: the domain is
+defined on the destination and undefined on the source, its volumes made there empty.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from backends.base import (
     NotSupported,
     PowerState,
 )
-from ec2gw.compute import image_cache, launch_context, node_layout, provision
+from ec2gw.compute import image_cache, launch_context, launch_volumes, node_layout, provision, volume_store
 from ec2gw.compute.jobs import Job
 from ec2gw.compute.migration_models import ACTIVE, InstanceMigration
 from ec2gw.compute.placement import NodeRef, ref_of
@@ -87,25 +92,26 @@ def run(worker: ComputeWorker, job: Job) -> None:
         mig.state, mig.started_at = "running", datetime.now(UTC)
         mig_id, kind, dest = mig.id, mig.kind, ref_of(dest_row)
     started = time.monotonic()
+    volumes = attached_volumes(worker, job.instance_id)
     try:
         if kind == "live":
-            live(worker, job, dest)
+            live(worker, job, dest, volumes)
         else:
-            cold(worker, job, dest)
+            cold(worker, job, dest, volumes)
     except Exception as exc:  # the move ends failed whatever happened; the log has the trace
-        if isinstance(exc, (MoveFailed, DriverError)):
+        if isinstance(exc, (MoveFailed, DriverError, FileNotFoundError)):
             log.warning("%s: move from %s to %s failed: %s", job.instance_id, job.node.name, dest.name, exc)
         else:
             log.exception("%s: move from %s to %s failed", job.instance_id, job.node.name, dest.name)
         _record(worker, mig_id, job, "failed", str(exc) or type(exc).__name__, time.monotonic() - started)
         return
-    _record(worker, mig_id, job, "done", None, time.monotonic() - started)
+    _record(worker, mig_id, job, "done", None, time.monotonic() - started, volumes)
     log.info("%s: moved %s from node %s to %s in %.2f s", job.instance_id, kind, job.node.name, dest.name,
              time.monotonic() - started)
     # after the move is recorded: the guest runs on its new node, this is housekeeping (removing a
     # DHCP entry makes the node's dnsmasq reload, about 2 s of the move otherwise)
     cleaning = time.monotonic()
-    _clean_source(worker, job)
+    _clean_source(worker, job, volumes)
     log.info("%s: its pieces on node %s removed in %.2f s", job.instance_id, job.node.name, time.monotonic() - cleaning)
 
 
@@ -113,9 +119,20 @@ def _end(mig: InstanceMigration, state: str, error: str | None, seconds: float |
     mig.state, mig.error, mig.seconds, mig.finished_at = state, error, seconds, datetime.now(UTC)
 
 
-def _record(worker: ComputeWorker, mig_id: int, job: Job, state: str, error: str | None, seconds: float) -> None:
-    """End the move; when done, the instance names its new node, and its elastic addresses' NICs
-    are recorded there (they moved with the domain), in the same transaction."""
+def attached_volumes(worker: ComputeWorker, instance_id: str) -> tuple[str, ...]:
+    """The ids of the volume-pool volumes in the instance's domain, which move with it: its data
+    volumes (also one being detached: the domain still has it) and an EBS root volume. One still
+    being attached is not in the domain yet; it stays where it is and its attach follows the move."""
+    with worker.db.session() as s:
+        return tuple(s.scalars(select(Volume.id).where(
+            Volume.instance_id == instance_id, Volume.storage == "pool",
+            Volume.attach_state.in_(("attached", "detaching"))).order_by(Volume.id)))
+
+
+def _record(worker: ComputeWorker, mig_id: int, job: Job, state: str, error: str | None, seconds: float,
+            volumes: tuple[str, ...] = ()) -> None:
+    """End the move; when done, the instance names its new node, and so do its root volume, the
+    ``volumes`` that moved with it and its elastic addresses' NICs, in the same transaction."""
     with worker.db.session(write=True) as s:
         mig = s.get(InstanceMigration, mig_id)
         if mig is None:
@@ -126,6 +143,8 @@ def _record(worker: ComputeWorker, mig_id: int, job: Job, state: str, error: str
         if values:  # its root volume (its overlay) and its elastic addresses' NICs moved with it
             s.execute(update(Volume).where(Volume.instance_id == job.instance_id, Volume.is_root.is_(True),
                                            Volume.storage == "overlay").values(node_name=mig.destination))
+            if volumes:
+                s.execute(update(Volume).where(Volume.id.in_(volumes)).values(node_name=mig.destination))
             s.execute(update(Address).where(Address.plugged_into == job.instance_id)
                       .values(plugged_node=mig.destination))
         s.execute(update(Instance).where(Instance.id == job.instance_id, Instance.task == "migrate").values(task=None))
@@ -166,24 +185,33 @@ def _base_on(worker: ComputeWorker, dest: NodeRef, dst: Driver, instance_id: str
     env = image_cache.CacheEnv(worker.settings, worker.db, worker.cumulus)
     node_layout.ensure_pools(dst, worker.settings)
     if ctx.image is None:
-        raise launch_context.LaunchError(f"{instance_id} boots from an EBS root volume, which cannot move between "
-                                         "nodes yet; stop and start it elsewhere by launching from a snapshot of it")
+        raise launch_context.LaunchError(f"the image of {instance_id} is EBS-backed but it has no root volume")
     return image_cache.ensure(env, dest, dst, ctx.image)
 
 
-def _clean_destination(worker: ComputeWorker, job: Job, dest: NodeRef, dst: Driver) -> None:
-    """Remove what a failed move made on the destination; the domain only if the source still has it."""
+def _boots_from_volume(worker: ComputeWorker, instance_id: str) -> bool:
+    """True for an instance of an EBS-backed image: its root disk is a volume of the pool, no overlay."""
+    root = launch_volumes.root_of(worker, instance_id)
+    return root is not None and root.storage == "pool"
+
+
+def _clean_destination(worker: ComputeWorker, job: Job, dest: NodeRef, dst: Driver,
+                       volumes: tuple[str, ...] = ()) -> None:
+    """Remove what a failed move made on the destination; the domain, and the copies of its
+    volumes, only if the source still has the domain (its volumes stay there)."""
     try:
         here = worker.drivers.get(job.node).info(job.instance_id).state
         if here is not PowerState.MISSING:
             dst.destroy(job.instance_id)
+            for volume_id in volumes:
+                volume_store.delete(dst, volume_id)
         provision.cleanup(worker, _job_on(job, dest))
     except DriverError as exc:
         log.warning("%s: clean-up on node %s after the failed move left something behind: %s", job.instance_id,
                     dest.name, exc)
 
 
-def live(worker: ComputeWorker, job: Job, dest: NodeRef) -> None:
+def live(worker: ComputeWorker, job: Job, dest: NodeRef, volumes: tuple[str, ...] = ()) -> None:
     src, dst = worker.drivers.get(job.node), worker.drivers.get(dest)
     iid = job.instance_id
     if "test" in (src.domain_type, dst.domain_type):
@@ -195,18 +223,24 @@ def live(worker: ComputeWorker, job: Job, dest: NodeRef) -> None:
         raise MoveFailed(f"node {dest.name} already has a domain {iid}; remove it there first")
     started = time.monotonic()
     overlay = node_layout.overlay_name(iid)
-    ours = src.volumes.volume_info(node_layout.INSTANCES_POOL, overlay)
-    if ours is None:
+    from_volume = _boots_from_volume(worker, iid)
+    ours = None if from_volume else src.volumes.volume_info(node_layout.INSTANCES_POOL, overlay)
+    if ours is None and not from_volume:
         raise MoveFailed(f"{iid} has no overlay {overlay} on node {job.node.name}; it cannot be copied")
     try:
-        base = _base_on(worker, dest, dst, iid)
-        dst.volumes.delete_volume(node_layout.INSTANCES_POOL, overlay)  # a stale one from an earlier try
-        made = dst.volumes.create_overlay(node_layout.INSTANCES_POOL, overlay, base.pool, base.volume, ours.capacity)
+        copies: list[tuple[str, str, str]] = []
+        if ours is not None:
+            base = _base_on(worker, dest, dst, iid)
+            dst.volumes.delete_volume(node_layout.INSTANCES_POOL, overlay)  # a stale one from an earlier try
+            made = dst.volumes.create_overlay(node_layout.INSTANCES_POOL, overlay, base.pool, base.volume,
+                                              ours.capacity)
+            copies.append((node_layout.INSTANCES_POOL, overlay, made.path))
+        node_layout.ensure_pools(dst, worker.settings)
+        copies.extend(volume_store.blank_copy(src, dst, worker.settings, v) for v in volumes)
         _copy_log(src, dst, iid)
         spec = provision.prepare(worker, _job_on(job, dest))
         prepared = time.monotonic()
-        target = MigrationTarget(driver=dst, address=migration_address(dest),
-                                 copy_disks=((node_layout.INSTANCES_POOL, overlay, made.path),),
+        target = MigrationTarget(driver=dst, address=migration_address(dest), copy_disks=tuple(copies),
                                  kernel=spec.kernel, initrd=spec.initrd, timeout=MIGRATE_TIMEOUT)
         src.migrate(iid, target)
         log.info("%s: destination %s prepared in %.2f s, guest migrated in %.2f s", iid, dest.name,
@@ -215,7 +249,7 @@ def live(worker: ComputeWorker, job: Job, dest: NodeRef) -> None:
         if _arrived(worker, job, dest):  # the call failed after the guest had moved (a timeout, say)
             log.warning("%s: the migration call failed (%s) but the guest runs on node %s", iid, exc, dest.name)
         else:
-            _clean_destination(worker, job, dest, dst)
+            _clean_destination(worker, job, dest, dst, volumes)
             raise
 
 
@@ -229,14 +263,17 @@ def _arrived(worker: ComputeWorker, job: Job, dest: NodeRef) -> bool:
     return there in _RUNS and here is PowerState.MISSING
 
 
-def _clean_source(worker: ComputeWorker, job: Job) -> None:
+def _clean_source(worker: ComputeWorker, job: Job, volumes: tuple[str, ...] = ()) -> None:
     try:
         provision.cleanup(worker, job)
+        src = worker.drivers.get(job.node)
+        for volume_id in volumes:
+            volume_store.delete(src, volume_id)
     except DriverError as exc:
         log.warning("%s: moved, but its pieces on node %s were not all removed: %s", job.instance_id, job.node.name, exc)
 
 
-def cold(worker: ComputeWorker, job: Job, dest: NodeRef) -> None:
+def cold(worker: ComputeWorker, job: Job, dest: NodeRef, volumes: tuple[str, ...] = ()) -> None:
     src, dst = worker.drivers.get(job.node), worker.drivers.get(dest)
     iid = job.instance_id
     here = src.info(iid)
@@ -249,7 +286,7 @@ def cold(worker: ComputeWorker, job: Job, dest: NodeRef) -> None:
         raise MoveFailed(f"node {dest.name} already has a domain {iid}; remove it there first")
     defined = False
     try:
-        if dst.domain_type != "test":
+        if dst.domain_type != "test" and not _boots_from_volume(worker, iid):
             base = _base_on(worker, dest, dst, iid)
             overlay = node_layout.overlay_name(iid)
             ours = src.volumes.volume_info(node_layout.INSTANCES_POOL, overlay)
@@ -257,8 +294,14 @@ def cold(worker: ComputeWorker, job: Job, dest: NodeRef) -> None:
                 raise MoveFailed(f"{iid}'s overlay on node {job.node.name} is backed by {ours.backing_path}, the image "
                                  f"on node {dest.name} is {base.path}; it cannot be moved as it is")
             copy_volume(src, dst, node_layout.INSTANCES_POOL, overlay, backing_path=base.path)
+        if dst.domain_type != "test":
             _copy_log(src, dst, iid)
-        spec = provision.prepare(worker, _job_on(job, dest))
+        for volume_id in volumes:
+            if dst.domain_type == "test":  # it keeps no bytes and streams none: the volume is made there empty
+                volume_store.blank_copy(src, dst, worker.settings, volume_id)
+            else:
+                volume_store.copy(src, dst, worker.settings, volume_id)
+        spec = worker.domain_spec(_job_on(job, dest))
         try:
             dst.define(spec)
         except DomainExists:  # made meanwhile by nothing of ours: refuse to adopt it
@@ -268,6 +311,8 @@ def cold(worker: ComputeWorker, job: Job, dest: NodeRef) -> None:
         try:
             if defined:
                 dst.destroy(iid)
+            for volume_id in volumes:
+                volume_store.delete(dst, volume_id)
             provision.cleanup(worker, _job_on(job, dest))
         except DriverError as exc:
             log.warning("%s: clean-up on node %s after the failed move left something behind: %s", iid, dest.name, exc)

@@ -229,7 +229,7 @@ def _reconcile_instance(worker: ComputeWorker, node: NodeRef, inst: Seen, dom: D
     elif dom is None and is_volatile(node):
         job = Job(inst.id, "spawn", node, inst.vcpus, inst.memory_mib, inst.mac, False)
         try:
-            worker.drivers.get(node).spawn(worker._spec(job))
+            worker.drivers.get(node).spawn(worker.domain_spec(job))
         except DriverError as exc:  # created meanwhile, or the node went away: the next check sees
             log.warning("reconcile: could not recreate domain %s on node %s: %s", inst.id, node.name, exc)
             return

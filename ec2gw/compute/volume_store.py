@@ -5,7 +5,7 @@ node of its zone (under settings.node_storage_dir, like the other pools of compu
 made, grown, moved and deleted only through libvirt's storage API, so a remote node needs no
 shell. Every function here takes a driver and a volume id; nothing else in the service names
 pools or files of volumes. A shared backend (Ceph RBD, which libvirt attaches natively as a
-network disk) would replace this module and ``disk_spec`` and drop ``move``; the API, the database
+network disk) would replace this module and ``disk_spec`` and drop ``move`` and ``copy``; the API, the database
 model (ec2gw/db/volume_models.py) and the worker's tasks (compute/volume_tasks.py) stay.
 
 Seams for snapshots: ``create`` takes an optional ``fill`` (a readable of the snapshot's bytes
@@ -102,24 +102,29 @@ def disk_spec(volume_id: str, target: str, test_node: bool) -> DiskSpec:
 
 
 def move(src: Driver, dst: Driver, settings: Settings, volume_id: str) -> VolumeInfo:
-    """Copy the volume from node ``src`` to node ``dst`` through libvirt's volume download and
-    upload streams in bounded chunks, then delete it on ``src``. The upload must announce its
-    length: when the source node reports the file's length, the download streams straight into
-    the upload (one pass, a few MiB in memory); otherwise it is staged in a temporary file of the
-    data directory first.
+    """Copy the volume from node ``src`` to node ``dst`` (``copy``), then delete it on ``src``.
 
-    A copy half-made on ``dst`` is removed by upload_volume itself; the source is deleted only
-    once the copy is complete, so a failure leaves the volume where it was.
+    The source is deleted only once the copy is complete, so a failure leaves the volume where it was.
     """
-    ensure_pool(dst, settings)
     name = volume_name(volume_id)
-    source = src.volumes.volume_info(VOLUMES_POOL, name)
-    if source is None:
+    if src.volumes.volume_info(VOLUMES_POOL, name) is None:
         have = dst.volumes.volume_info(VOLUMES_POOL, name)
         if have is not None:  # moved before, the record did not follow: nothing to copy
             return have
         raise FileNotFoundError(f"volume {volume_id} is on neither node")
-    dst.volumes.delete_volume(VOLUMES_POOL, name)
+    moved = copy(src, dst, settings, volume_id)
+    src.volumes.delete_volume(VOLUMES_POOL, name)
+    return moved
+
+
+def copy(src: Driver, dst: Driver, settings: Settings, volume_id: str) -> VolumeInfo:
+    """Copy the volume from node ``src`` to node ``dst`` (one there is replaced) through libvirt's
+    volume download and upload streams in bounded chunks; ``src`` keeps its own. The upload must
+    announce its length: when the source node reports the file's length, the download streams
+    straight into the upload (one pass, a few MiB in memory); otherwise it is staged in a temporary
+    file of the data directory first. A copy half-made on ``dst`` is removed by upload_volume itself.
+    """
+    name, source = _replaceable(src, dst, settings, volume_id)
     started = time.monotonic()
     length = source.physical
     if length:  # the download's length is known: stream it straight into the upload
@@ -129,10 +134,29 @@ def move(src: Driver, dst: Driver, settings: Settings, volume_id: str) -> Volume
             size = src.volumes.download_volume(VOLUMES_POOL, name, staged)
             staged.seek(0)
             moved = dst.volumes.upload_volume(VOLUMES_POOL, name, staged, size, expect_format="qcow2")
-    src.volumes.delete_volume(VOLUMES_POOL, name)
-    log.info("volume %s moved between nodes (%d bytes in %.1f s, %s)", volume_id, size, time.monotonic() - started,
+    log.info("volume %s copied between nodes (%d bytes in %.1f s, %s)", volume_id, size, time.monotonic() - started,
              "streamed" if length else "staged")
     return moved
+
+
+def blank_copy(src: Driver, dst: Driver, settings: Settings, volume_id: str) -> tuple[str, str, str]:
+    """For a live migration, which copies a disk's blocks into a volume that exists beforehand:
+    the volume made on ``dst`` empty, with the capacity of the one on ``src`` (one there is
+    replaced). Returns (pool, volume name, path on ``dst``), as MigrationTarget.copy_disks takes it."""
+    name, source = _replaceable(src, dst, settings, volume_id)
+    made = dst.volumes.create_volume(VOLUMES_POOL, name, source.capacity, "qcow2")
+    return VOLUMES_POOL, name, made.path
+
+
+def _replaceable(src: Driver, dst: Driver, settings: Settings, volume_id: str) -> tuple[str, VolumeInfo]:
+    """The volume's name and its copy on ``src``, with ``dst``'s pool ready and any volume of that name there gone."""
+    ensure_pool(dst, settings)
+    name = volume_name(volume_id)
+    source = src.volumes.volume_info(VOLUMES_POOL, name)
+    if source is None:
+        raise FileNotFoundError(f"volume {volume_id} is not on its node; it cannot be copied")
+    dst.volumes.delete_volume(VOLUMES_POOL, name)
+    return name, source
 
 
 def _piped(src: Driver, dst: Driver, name: str, length: int) -> VolumeInfo:

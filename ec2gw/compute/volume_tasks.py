@@ -90,8 +90,8 @@ def run_pending(worker: ComputeWorker) -> None:
                     continue
                 if inst.task is not None:
                     continue  # the instance is spawning, stopping, ...: attach when it is done
-            if vol.task == "resize" and vol.storage == "overlay" and inst is not None and inst.task is not None:
-                continue  # its disk is being made, started or stopped: grow it once that is done
+            if vol.task == "resize" and inst is not None and inst.task is not None:
+                continue  # its disk is being made, started, stopped or moved: grow it once that is done
             jobs.append(VolumeJob(vol.id, str(vol.task), ref(vol.node_name), vol.size_gib, vol.target_size_gib,
                                   vol.instance_id, ref(inst.node_name) if inst is not None else None,
                                   inst.state if inst is not None else None, vol.target, vol.force_detach,

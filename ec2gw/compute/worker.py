@@ -240,7 +240,7 @@ class ComputeWorker:
                 return job
             return replace(job, node=node_ref(s, self.settings, name))
 
-    def _spec(self, job: Job) -> Any:
+    def domain_spec(self, job: Job) -> Any:
         """The domain to create: provisions disks, seed and network on the node first; the
         instance's attached volumes come after its own disks."""
         spec = provision.prepare(self, job)
@@ -250,7 +250,7 @@ class ComputeWorker:
     def _do_spawn(self, job: Job) -> None:
         drv = self.drivers.get(job.node)
         if drv.info(job.instance_id).state is PowerState.MISSING:
-            drv.spawn(self._spec(job))
+            drv.spawn(self.domain_spec(job))
         elif drv.info(job.instance_id).state is not PowerState.RUNNING:
             drv.start(job.instance_id)
         self._finish(job, "spawn", state="running")
@@ -258,7 +258,7 @@ class ComputeWorker:
     def _do_start(self, job: Job) -> None:
         drv = self.drivers.get(job.node)
         if drv.info(job.instance_id).state is PowerState.MISSING:
-            drv.spawn(self._spec(job))
+            drv.spawn(self.domain_spec(job))
         else:
             drv.start(job.instance_id)
         self._finish(job, "start", state="running", paused_at=None, hibernated=False)

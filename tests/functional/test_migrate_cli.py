@@ -8,7 +8,7 @@ n2 are in us-east-1a, n3 in us-east-1b. Instances are launched through boto3 by 
 The test driver cannot migrate a running guest between connections (libvirt answers "p2p
 migration is not supported by the source host", and virDomainMigrate3 is not implemented): the
 service says so and leaves the guest where it was. Stopped instances move cold: their domain is
-defined on the destination and undefined on the source. The live path runs on real QEMU nodes in
+defined on the destination and undefined on the source, and their attached volumes move along. The live path runs on real QEMU nodes in
 test_vm_migrate.py. Tests run in file order.
 """
 
@@ -26,6 +26,7 @@ from click.testing import CliRunner
 
 from ec2gw.cli import admin as _admin  # noqa: F401  (registers the commands)
 from ec2gw.cli.main import cli
+from ec2gw.compute import volume_store
 from tests import netns
 from tests.live import Creds, LiveServer
 from tests.vmhost import wait_for
@@ -63,6 +64,29 @@ class Env:
             return {d.name(): d.state()[0] for d in conn.listAllDomains(0) if d.name() != "test"}
         finally:
             conn.close()
+
+    def volumes(self, node: str) -> list[str]:
+        """The volumes in the node's EBS volume pool ([] before it has one)."""
+        conn = libvirt.open(self.sim.nodes[int(node[-1]) - 1].uri)
+        try:
+            try:
+                pool = conn.storagePoolLookupByName(volume_store.VOLUMES_POOL)
+            except libvirt.libvirtError:
+                return []
+            return sorted(v.name() for v in pool.listAllVolumes(0))
+        finally:
+            conn.close()
+
+    def domain_xml(self, node: str, name: str) -> str:
+        conn = libvirt.open(self.sim.nodes[int(node[-1]) - 1].uri)
+        try:
+            return str(conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        finally:
+            conn.close()
+
+    def attachment(self, vid: str) -> tuple[str, str] | None:
+        atts = self.ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0].get("Attachments") or []
+        return (atts[0]["InstanceId"], atts[0]["State"]) if atts else None
 
     def listed(self, iid: str) -> dict[str, Any]:
         return next(r for r in self.ok("instance", "list") if r["instance_id"] == iid)
@@ -168,6 +192,38 @@ def test_a_stopped_instance_moves_cold_and_starts_on_its_new_node(env: Env) -> N
     assert env.domains("n2")[iid] == libvirt.VIR_DOMAIN_RUNNING and iid not in env.domains("n1")
     text = env.run("instance", "list").stdout
     assert iid in text and " n2 " in text
+
+
+def test_an_attached_volume_moves_with_its_instance(env: Env) -> None:
+    """A stopped instance's attached EBS volume moves with it, both ways: the volume's storage and
+    record follow to the destination, the domain there has its disk, the attachment stays; a
+    destination without volume room for it is refused."""
+    iid = env.ids["cold"]  # running on n2
+    env.ok("node", "update", "n1", "--inactive")  # the volume is made on n2 (test nodes cannot stream one across)
+    try:
+        vid = env.ec2.create_volume(Size=1, AvailabilityZone="us-east-1a")["VolumeId"]
+    finally:
+        env.ok("node", "update", "n1", "--active")
+    env.ec2.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    assert env.volumes("n2") == [f"{vid}.qcow2"] and env.volumes("n1") == []
+    env.ec2.attach_volume(VolumeId=vid, InstanceId=iid, Device="/dev/sdf")
+    wait_for(f"{vid} attached", lambda: env.attachment(vid) == (iid, "attached"), 60)
+    env.stop(iid)
+    env.ok("node", "update", "n1", "--volume-gb", "0")
+    err = env.error("instance", "migrate", iid, "--to", "n1")
+    assert "node n1 has no room for the 1 GiB of" in err and "--volume-gb" in err
+    env.ok("node", "update", "n1", "--volume-gb", "10")
+    for there, back in (("n1", "n2"), ("n2", "n1")):
+        out = env.ok("instance", "migrate", iid, "--to", there)
+        assert (out["state"], out["kind"], out["destination"]) == ("done", "cold", there), out
+        assert env.volumes(there) == [f"{vid}.qcow2"] and env.volumes(back) == []
+        assert f"/volumes/{vid}.qcow2" in env.domain_xml(there, iid), "the domain there has the volume's disk"
+        shown = {n: env.ok("node", "show", n)["volume_storage"] for n in (there, back)}
+        assert (shown[there]["volumes"], shown[back]["volumes"]) == (1, 0), shown
+        assert env.attachment(vid) == (iid, "attached")
+    env.ec2.start_instances(InstanceIds=[iid])
+    wait_for(f"{iid} running", lambda: env.state(iid) == "running", 60)
+    assert env.domains("n2")[iid] == libvirt.VIR_DOMAIN_RUNNING
 
 
 def test_drain_moves_stopped_instances_and_reports_what_stays(env: Env) -> None:

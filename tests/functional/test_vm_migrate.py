@@ -13,7 +13,10 @@ Then an EBS volume on the same two nodes (issue 16): the guest sees it hot-plugg
 on it, sees it grow; detached, it is attached to a second guest on m2, so its bytes move from m1's
 volume pool to m2's through libvirt's download and upload streams, and the second guest reads the
 marker; a snapshot of it (taken while attached) makes a new volume that the first guest reads the
-marker from. At most two guests; every wait has a timeout; the guests are terminated at the end
+marker from; the first guest, moved live to m2 with that volume attached, reads the marker there.
+Last, an instance of an EBS-backed image (made from a snapshot of the second guest's root disk)
+with a data volume moves live to m2 and, stopped, cold back to m1, its volumes with it, and boots
+there from its root volume. At most two guests; every wait has a timeout; the guests are terminated at the end
 (and by the fixture, should a test fail before).
 """
 
@@ -200,12 +203,12 @@ def test_drain_moves_it_back(env: Env) -> None:
     env.ids["on_m1"] = iid  # running on m1: the volume test's first guest
 
 
-def _launch_on(env: Env, node: str) -> tuple[str, str]:
+def _launch_on(env: Env, node: str, image: str | None = None) -> tuple[str, str]:
     """A guest launched on ``node`` (the other node inactive meanwhile), running with its HTTP server up."""
     other = "m2" if node == "m1" else "m1"
     env.cli_json("admin", "node", "update", other, "--inactive")
     try:
-        iid = env.ec2.run_instances(ImageId=env.ids["ami"], MinCount=1, MaxCount=1,
+        iid = env.ec2.run_instances(ImageId=image or env.ids["ami"], MinCount=1, MaxCount=1,
                                     InstanceType="t2.micro")["Instances"][0]["InstanceId"]
     finally:
         env.cli_json("admin", "node", "update", other, "--active")
@@ -331,6 +334,26 @@ def test_a_volume_moves_between_nodes_with_its_marker_grows_and_snapshots(env: E
     assert added.groups() == (str(2 * GIB_SECTORS), "VOL-MARKER")
     assert env.http("m1", ip1, "/cgi-bin/read?dev=vdb") == "VOL-MARKER"
 
+    # the guest on m1 moves live to m2 with the volume attached: its blocks travel with the guest
+    boot = _boot_id(env.console(one))
+    out = env.cli_json("admin", "instance", "migrate", one, "--to", "m2", timeout=MOVE + 30)
+    assert (out["state"], out["kind"], out["destination"]) == ("done", "live", "m2"), out
+    copy_name = volume_store.volume_name(copy)
+    wait_for("the source's copy of the volume removed", lambda: copy_name not in env.volumes("m1", pool), 30, 0.5)
+    assert copy_name in env.volumes("m2", pool)
+    assert wait_for("the volume read on m2", lambda: env.http("m2", ip1, "/cgi-bin/read?dev=vdb"), 60, 0.5) == "VOL-MARKER"
+    assert env.http("m2", ip1, "/cgi-bin/write?dev=vdb&text=AFTER%2DMOVE") == "wrote 10 bytes to vdb\n"
+    assert env.http("m2", ip1, "/cgi-bin/read?dev=vdb") == "AFTER-MOVE"
+    assert _boot_id(env.console(one)) == boot
+    att = ec2.describe_volumes(VolumeIds=[copy])["Volumes"][0]["Attachments"][0]
+    assert (att["InstanceId"], att["Device"], att["State"]) == (one, "/dev/sdg", "attached")
+    # the second guest's root disk, snapshotted while it runs: the next test's EBS-backed image
+    inst = env.instance(two)
+    [root] = [m["Ebs"]["VolumeId"] for m in inst["BlockDeviceMappings"] if m["DeviceName"] == inst["RootDeviceName"]]
+    env.ids["root_snapshot"] = ec2.create_snapshot(VolumeId=root, Description="root of a guest")["SnapshotId"]
+    env.ids["root_writer"] = two
+    _waiter(env, "snapshot_completed", SnapshotIds=[env.ids["root_snapshot"]])
+
     # the guests end; their volumes are detached (available) and deleted from the nodes
     ec2.terminate_instances(InstanceIds=[one, two])
     _waiter(env, "instance_terminated", InstanceIds=[one, two])
@@ -340,4 +363,72 @@ def test_a_volume_moves_between_nodes_with_its_marker_grows_and_snapshots(env: E
         ec2.delete_volume(VolumeId=v)
     ec2.delete_snapshot(SnapshotId=sid)
     _waiter(env, "volume_deleted", VolumeIds=[vid, copy])
+    assert not env.volumes("m1", pool) and not env.volumes("m2", pool)
+
+
+def test_an_ebs_backed_guest_moves_live_then_cold_with_its_root_and_data_volumes(env: Env) -> None:
+    """An instance of an EBS-backed image (its root disk a volume, no overlay) with a data volume:
+    moved live from m1 to m2, both volumes' blocks go with it (same boot, the data volume's marker
+    read on m2); stopped and moved cold back to m1, it boots there from the root volume that its
+    first boot wrote its marker on, with the data volume's marker at the head of vdb."""
+    ec2: Any = env.ec2
+    pool = volume_store.VOLUMES_POOL
+    sid, writer = env.ids["root_snapshot"], env.ids["root_writer"]
+    ami = ec2.describe_images(ImageIds=[env.ids["ami"]])["Images"][0]
+    image = ec2.register_image(Name="mg-ebs", RootDeviceName="/dev/vda", KernelId=ami["KernelId"],
+                               RamdiskId=ami["RamdiskId"],
+                               BlockDeviceMappings=[{"DeviceName": "/dev/vda", "Ebs": {"SnapshotId": sid}}])["ImageId"]
+    iid, ip = _launch_on(env, "m1", image)
+    _console(env, iid, rf"EC2GW-DISK-READ: EC2GW-DISK written-by {writer}", 30)
+    boot = _boot_id(env.console(iid))
+    inst = env.instance(iid)
+    assert inst["RootDeviceType"] == "ebs"
+    root = inst["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+    zone = inst["Placement"]["AvailabilityZone"]
+    env.cli_json("admin", "node", "update", "m2", "--inactive")  # the data volume is made on m1
+    try:
+        data = ec2.create_volume(Size=1, AvailabilityZone=zone)["VolumeId"]
+    finally:
+        env.cli_json("admin", "node", "update", "m2", "--active")
+    _waiter(env, "volume_available", VolumeIds=[data])
+    mark = len(env.console(iid))
+    ec2.attach_volume(VolumeId=data, InstanceId=iid, Device="/dev/sdf")
+    _attached(env, data, iid)
+    _console(env, iid, r"EC2GW-BLK-ADD vdb ", 60, mark)
+    assert env.http("m1", ip, "/cgi-bin/write?dev=vdb&text=EBS%2DDATA") == "wrote 8 bytes to vdb\n"
+    names = sorted(volume_store.volume_name(v) for v in (root, data))
+    assert env.volumes("m1", pool) == names and env.volumes("m2", pool) == []
+
+    out = env.cli_json("admin", "instance", "migrate", iid, "--to", "m2", timeout=MOVE + 30)
+    assert (out["state"], out["kind"], out["destination"]) == ("done", "live", "m2"), out
+    assert iid not in env.domains("m1") and env.domains("m2")[iid] == libvirt.VIR_DOMAIN_RUNNING
+    wait_for("the source's volumes removed", lambda: env.volumes("m1", pool) == [], 30, 0.5)
+    assert env.volumes("m2", pool) == names
+    assert wait_for("the data volume read on m2", lambda: env.http("m2", ip, "/cgi-bin/read?dev=vdb"), 60,
+                    0.5) == "EBS-DATA"
+    assert _boot_id(env.console(iid)) == boot
+
+    ec2.stop_instances(InstanceIds=[iid], Force=True)
+    _waiter(env, "instance_stopped", InstanceIds=[iid])
+    out = env.cli_json("admin", "instance", "migrate", iid, timeout=MOVE + 30)  # the only other node: m1
+    assert (out["state"], out["kind"], out["destination"]) == ("done", "cold", "m1"), out
+    assert env.volumes("m1", pool) == names
+    wait_for("the source's volumes removed", lambda: env.volumes("m2", pool) == [], 30, 0.5)
+    mark = len(env.console(iid))
+    ec2.start_instances(InstanceIds=[iid])
+    _waiter(env, "instance_running", InstanceIds=[iid])
+    assert iid in env.domains("m1") and iid not in env.domains("m2")
+    _console(env, iid, rf"EC2GW-DISK-READ: EC2GW-DISK written-by {iid}", BOOT, mark)
+    _console(env, iid, r"EC2GW-BLK-ADD vdb size=\d+ head=EBS-DATA", 60, mark)
+    vols = {v["VolumeId"]: v for v in ec2.describe_volumes(VolumeIds=[root, data])["Volumes"]}
+    assert {v["State"] for v in vols.values()} == {"in-use"}
+    assert [a["InstanceId"] for v in vols.values() for a in v["Attachments"]] == [iid, iid]
+
+    ec2.terminate_instances(InstanceIds=[iid])
+    _waiter(env, "instance_terminated", InstanceIds=[iid])
+    _waiter(env, "volume_deleted", VolumeIds=[root])
+    _waiter(env, "volume_available", VolumeIds=[data])
+    ec2.delete_volume(VolumeId=data)
+    ec2.deregister_image(ImageId=image, DeleteAssociatedSnapshots=True)
+    _waiter(env, "volume_deleted", VolumeIds=[data])
     assert not env.volumes("m1", pool) and not env.volumes("m2", pool)

@@ -85,16 +85,58 @@ def test_refusals(db: Database) -> None:
     assert "implicit node 'local'" in refused()
 
 
-def test_an_instance_booting_from_an_ebs_root_volume_stays(db: Database) -> None:
-    iid = _iid(db)
+def _volume(db: Database, iid: str, vid: str, size: int, **kw: object) -> None:
     with db.session(write=True) as s:
-        s.add(Volume(id="vol-0000000000000000a", owner_id=s.get(Instance, iid).owner_id, availability_zone="us-east-1a",
-                     node_name="a", size_gib=1, state="in-use", instance_id=iid, device="/dev/sda1", target="vda",
-                     attach_state="attached", is_root=True, storage="pool"))
+        values: dict[str, object] = {"node_name": "a", "state": "in-use", "instance_id": iid, "attach_state": "attached",
+                                     "storage": "pool", **kw}
+        s.add(Volume(id=vid, owner_id=s.get(Instance, iid).owner_id, availability_zone="us-east-1a", size_gib=size,
+                     **values))
+
+
+def test_volumes_move_with_their_instance_where_there_is_room_for_them(db: Database) -> None:
+    """An EBS root volume and a data volume go with the instance: the destination needs room for
+    them in its volume storage, whether named or chosen; one being attached, detached or modified
+    keeps the instance where it is until that is done."""
+    iid = _iid(db)
+    _volume(db, iid, "vol-0000000000000000a", 3, device="/dev/sda1", target="vda", is_root=True)
+    _volume(db, iid, "vol-0000000000000000b", 2, device="/dev/sdf", target="vdb")
+    add_node(db, "c", vcpus=4, memory=4096)
+    with db.session(write=True) as s:
+        s.execute(update(Node).where(Node.name == "b").values(volume_gb=4))
+        s.execute(update(Node).where(Node.name == "c").values(volume_gb=5))
     with db.session(write=True) as s:
         with pytest.raises(migration.MigrationError) as exc:
             migration.request(s, Settings(), iid, "b")
-    assert "boots from an EBS root volume" in str(exc.value)
-    with db.session(write=True) as s:  # a root volume that is the instance's overlay moves with it
-        s.execute(update(Volume).values(storage="overlay"))
+    assert "no room for the 5 GiB of" in str(exc.value) and "--volume-gb" in str(exc.value)
+    with db.session(write=True) as s:
+        s.execute(update(Volume).where(Volume.id == "vol-0000000000000000b").values(task="detach",
+                                                                                 attach_state="detaching"))
+    with db.session(write=True) as s:
+        with pytest.raises(migration.MigrationError) as exc:
+            migration.request(s, Settings(), iid, "c")
+    assert "volume vol-0000000000000000b is busy (detach)" in str(exc.value)
+    with db.session(write=True) as s:
+        s.execute(update(Volume).values(task=None, attach_state="attached"))
+    with db.session(write=True) as s:  # b lacks volume room, c has it: the chosen node is c
+        req = migration.request(s, Settings(), iid)
+    assert (req.destination, req.kind) == ("c", "cold")
+
+
+def test_an_overlay_root_volume_counts_only_when_it_stays(db: Database) -> None:
+    """A root volume that is the instance's overlay needs volume room only when it outlives the
+    instance (DeleteOnTermination false), as volume storage counts it."""
+    iid = _iid(db)
+    _volume(db, iid, "vol-0000000000000000a", 8, device="/dev/sda1", target="vda", is_root=True, storage="overlay",
+            delete_on_termination=True)
+    with db.session(write=True) as s:
+        s.execute(update(Node).where(Node.name == "b").values(volume_gb=4))
+    with db.session(write=True) as s:
         assert migration.request(s, Settings(), iid, "b").destination == "b"
+    with db.session(write=True) as s:
+        s.execute(update(InstanceMigration).values(state="failed"))  # its room is free again
+        s.execute(update(Instance).values(task=None))
+        s.execute(update(Volume).values(delete_on_termination=False))
+    with db.session(write=True) as s:
+        with pytest.raises(migration.MigrationError) as exc:
+            migration.request(s, Settings(), iid, "b")
+    assert "no room for the 8 GiB" in str(exc.value)

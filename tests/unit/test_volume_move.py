@@ -50,7 +50,7 @@ class Volumes(FakeVolumes):
 
 
 def _nodes(physical: int | None) -> tuple[Any, Any, Any]:
-    src, dst = SimpleNamespace(volumes=Volumes()), SimpleNamespace(volumes=Volumes())
+    src, dst = SimpleNamespace(volumes=Volumes(), domain_type="qemu"), SimpleNamespace(volumes=Volumes(), domain_type="qemu")
     src.volumes.ensure_pool(POOL, "/src")
     src.volumes.vols[(POOL, NAME)] = VolumeInfo(POOL, NAME, f"/src/{NAME}", "qcow2", 1 << 30, len(DATA),
                                                 physical=physical)
