@@ -31,6 +31,7 @@ from backends.base import DriverError
 from ec2gw.compute.image_cache import lock_for, overlays_on
 from ec2gw.compute.image_models import NodeImage
 from ec2gw.compute.placement import LOCAL_NODE, NodeRef, implicit_node, ref_of
+from ec2gw.compute.retry_later import RetryLater
 from ec2gw.db.models import Image, Instance, Node
 
 if TYPE_CHECKING:
@@ -82,9 +83,17 @@ class Collector:
 
     def __init__(self, worker: ComputeWorker, recheck: float = RECHECK_SECONDS) -> None:
         self.worker = worker
-        self.recheck = recheck
-        #: orphan key -> monotonic time before which it is not tried again
-        self._retry_at: dict[str, float] = {}
+        #: orphans not tried again for `recheck` seconds
+        self._retry = RetryLater(recheck)
+
+    @property
+    def recheck(self) -> float:
+        """Seconds before an orphan that could not be removed is tried again."""
+        return self._retry.seconds
+
+    @recheck.setter
+    def recheck(self, seconds: float) -> None:
+        self._retry.seconds = seconds
 
     def run(self) -> int:
         """One pass; returns how many removals were started."""
@@ -100,7 +109,7 @@ class Collector:
             now = time.monotonic()
             gone_nodes = [o for o in found if o.node not in nodes]
             ready = [o for o in found if o.node in nodes and reachable.get(o.node, True)
-                     and self._retry_at.get(o.key, 0.0) <= now and not users(s, o.node, o.image_id)]
+                     and not self._retry.waits(o.key, now) and not users(s, o.node, o.image_id)]
         if gone_nodes:
             with w.db.session(write=True) as s:
                 for o in gone_nodes:
@@ -123,7 +132,7 @@ class Collector:
                 drv = w.drivers.get(node)
                 overlays = overlays_on(drv, orphan.pool, orphan.volume)
                 if overlays:
-                    self._retry_at[orphan.key] = time.monotonic() + self.recheck
+                    self._retry.later(orphan.key)
                     log.warning("image %s is deregistered, but its cached volume %s/%s on node %s still backs %s; "
                                 "it is kept until they are deleted", orphan.image_id, orphan.pool, orphan.volume,
                                 node.name, ", ".join(overlays))
@@ -132,12 +141,12 @@ class Collector:
                 with w.db.session(write=True) as s:
                     forget(s, orphan)
         except DriverError as exc:  # NodeUnavailable included: the node's check reports it
-            self._retry_at[orphan.key] = time.monotonic() + self.recheck
+            self._retry.later(orphan.key)
             log.warning("could not remove the cached volume %s/%s of deregistered image %s from node %s (%s); "
                         "trying again in %.0f s", orphan.pool, orphan.volume, orphan.image_id, node.name, exc,
                         self.recheck)
             return False
-        self._retry_at.pop(orphan.key, None)
+        self._retry.clear(orphan.key)
         log.info("removed the cached volume %s/%s of deregistered image %s from node %s", orphan.pool, orphan.volume,
                  orphan.image_id, node.name)
         return True

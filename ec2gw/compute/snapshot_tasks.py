@@ -36,6 +36,7 @@ from sqlalchemy import select, update
 from backends.base import InvalidState, NodeUnavailable, PowerState
 from ec2gw.compute import node_layout, volume_store
 from ec2gw.compute.placement import NodeRef, node_ref
+from ec2gw.compute.retry_later import RetryLater
 from ec2gw.compute.snapshot_models import ImageBlockDevice, Snapshot
 from ec2gw.db.models import Image, Instance, User
 from ec2gw.db.volume_models import Volume
@@ -51,7 +52,7 @@ log = logging.getLogger("ec2gw.compute")
 COPY_TIMEOUT = 3600.0
 #: seconds before a snapshot whose node did not answer is tried again
 RETRY_SECONDS = 5.0
-_retry_at: dict[str, float] = {}
+_retry = RetryLater(RETRY_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def run_pending(worker: ComputeWorker) -> None:
             .join(User, User.id == Snapshot.owner_id)
             .where(Snapshot.state == "pending").order_by(Snapshot.start_time).limit(50)))
         for snap, vol, owner_name in rows:
-            if _retry_at.get(snap.id, 0.0) > now:
+            if _retry.waits(snap.id, now):
                 continue
             if vol is None or vol.state in ("deleting", "deleted", "error"):
                 fail(worker, snap.id, f"the volume {snap.volume_id} was deleted before it was copied")
@@ -114,13 +115,13 @@ def _run(worker: ComputeWorker, job: SnapshotJob) -> None:
         size, etag, fmt = save(worker, job)
     except NodeUnavailable as exc:
         log.warning("snapshot %s: node %s does not answer (%s); will retry", job.snapshot_id, job.node.name, exc)
-        _retry_at[job.snapshot_id] = time.monotonic() + RETRY_SECONDS
+        _retry.later(job.snapshot_id)
         return
     except Exception as exc:
         log.exception("snapshot %s: copying volume %s failed", job.snapshot_id, job.volume_id)
         fail(worker, job.snapshot_id, f"copying the volume {job.volume_id} failed: {exc}")
         return
-    _retry_at.pop(job.snapshot_id, None)
+    _retry.clear(job.snapshot_id)
     with worker.db.session(write=True) as s:
         done = s.execute(update(Snapshot).where(Snapshot.id == job.snapshot_id, Snapshot.state == "pending")
                          .values(state="completed", progress=100, location=job.location, size_bytes=size, etag=etag,

@@ -35,6 +35,7 @@ from sqlalchemy import delete, select, update
 from backends.base import DetachTimeout, DiskSpec, DomainNotFound, NodeUnavailable, NotSupported
 from ec2gw.compute import node_layout, snapshot_tasks, volume_store
 from ec2gw.compute.placement import NodeRef, node_ref
+from ec2gw.compute.retry_later import RetryLater
 from ec2gw.db.models import Instance, Tag
 from ec2gw.db.volume_models import Volume
 
@@ -47,7 +48,7 @@ log = logging.getLogger("ec2gw.compute")
 DETACH_WAIT = 20.0
 #: seconds before a volume whose node did not answer, or whose guest kept the disk, is tried again
 RETRY_SECONDS = 5.0
-_retry_at: dict[str, float] = {}
+_retry = RetryLater(RETRY_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def run_pending(worker: ComputeWorker) -> None:
             return nodes[key]
 
         for vol, inst in rows:
-            if _retry_at.get(vol.id, 0.0) > now:
+            if _retry.waits(vol.id, now):
                 continue
             if vol.task in ("attach", "detach"):
                 if inst is None or inst.state in ("terminated", "shutting-down"):
@@ -104,13 +105,13 @@ def run_pending(worker: ComputeWorker) -> None:
 def _run(worker: ComputeWorker, job: VolumeJob) -> None:
     try:
         globals()[f"_do_{job.task}"](worker, job)
-        _retry_at.pop(job.volume_id, None)
+        _retry.clear(job.volume_id)
     except NodeUnavailable as exc:
         log.warning("volume %s: node does not answer (%s); will retry", job.volume_id, exc)
-        _retry_at[job.volume_id] = time.monotonic() + RETRY_SECONDS
+        _retry.later(job.volume_id)
     except DetachTimeout as exc:
         log.warning("volume %s: %s; will retry", job.volume_id, exc)
-        _retry_at[job.volume_id] = time.monotonic() + RETRY_SECONDS
+        _retry.later(job.volume_id)
     except Exception as exc:
         log.exception("volume %s: %s failed", job.volume_id, job.task)
         _failed(worker, job, str(exc))

@@ -46,6 +46,7 @@ from ec2gw.compute.cumulus import Cumulus
 from ec2gw.compute.drivers import DriverPool
 from ec2gw.compute.jobs import Job
 from ec2gw.compute.placement import LOCAL_NODE, NodeRef, node_ref
+from ec2gw.compute.retry_later import RetryLater
 from ec2gw.config import Settings
 from ec2gw.db.models import Instance, Node, Tag
 from ec2gw.db.session import Database
@@ -75,8 +76,8 @@ class ComputeWorker:
         self.in_flight: set[str] = set()
         self._lock = threading.Lock()
         self._reconciled = False
-        #: node name -> monotonic time before which its jobs wait (it stopped answering)
-        self._node_retry_at: dict[str, float] = {}
+        #: nodes whose jobs wait NODE_RETRY_SECONDS (they stopped answering)
+        self._node_retry = RetryLater(NODE_RETRY_SECONDS)
         self._last_sync = 0.0
         self._last_reap = 0.0
         self._last_gc = 0.0
@@ -192,7 +193,7 @@ class ComputeWorker:
 
     def node_waits(self, name: str) -> bool:
         """True while a node that stopped answering a moment ago is left alone (NODE_RETRY_SECONDS)."""
-        return self._node_retry_at.get(name, 0.0) > time.monotonic()
+        return self._node_retry.waits(name)
 
     def _pending_jobs(self) -> list[Job]:
         with self.db.session() as s:
@@ -210,7 +211,7 @@ class ComputeWorker:
                 if inst.node_name not in nodes:
                     nodes[inst.node_name] = node_ref(s, self.settings, inst.node_name)
                 task = inst.task or "reboot"
-                if self._node_retry_at.get(nodes[inst.node_name].name, 0.0) > time.monotonic():
+                if self._node_retry.waits(nodes[inst.node_name].name):
                     continue  # the node did not answer a moment ago: retry later, keep threads for other nodes
                 jobs.append(Job(inst.id, task, nodes[inst.node_name], inst.vcpus, inst.memory_mib, inst.mac, inst.force_stop))
         return jobs
@@ -223,7 +224,7 @@ class ComputeWorker:
             handler(job)
         except NodeUnavailable as exc:
             log.warning("%s: node %s does not answer (%s); will retry", job.instance_id, job.node.name, exc)
-            self._node_retry_at[job.node.name] = time.monotonic() + NODE_RETRY_SECONDS
+            self._node_retry.later(job.node.name)
             self._mark_node(job.node.name, False, str(exc))
         except Exception as exc:
             log.exception("%s: %s failed", job.instance_id, job.task)
