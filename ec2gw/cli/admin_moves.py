@@ -73,7 +73,8 @@ def instance_migrate(state: CliState, instance_id: str, to: str | None, timeout:
     runs, then it pauses for a fraction of a second), with its id, addresses and console. A stopped
     one moves cold (its disk is copied, its domain defined on the destination). The destination's
     room is checked and reserved as for a launch. If the move fails, the instance stays where it
-    was, running as before, and the error says why. Nodes on libvirt's test driver cannot move a
+    was, running as before, and the error says why (exit status 1; with --json the move's record,
+    state "failed" and its error, is printed too). Nodes on libvirt's test driver cannot move a
     running guest.
     """
     from ec2gw.compute.migration import MigrationError
@@ -85,7 +86,11 @@ def instance_migrate(state: CliState, instance_id: str, to: str | None, timeout:
     except MigrationError as exc:
         raise click.ClickException(str(exc)) from None
     if out["state"] != "done":
-        raise click.ClickException(_not_done(out, timeout))
+        if not as_json:
+            raise click.ClickException(_not_done(out, timeout))
+        emit(out, True)  # scripts read the move's record (state, error) as for a done one
+        click.echo(f"Error: {_not_done(out, timeout)}", err=True)
+        raise click.exceptions.Exit(1)
     emit(out, as_json, _done_text(out))
 
 

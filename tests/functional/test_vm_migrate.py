@@ -13,7 +13,9 @@ Then an EBS volume on the same two nodes (issue 16): the guest sees it hot-plugg
 on it, sees it grow; detached, it is attached to a second guest on m2, so its bytes move from m1's
 volume pool to m2's through libvirt's download and upload streams, and the second guest reads the
 marker; a snapshot of it (taken while attached) makes a new volume that the first guest reads the
-marker from; the first guest, moved live to m2 with that volume attached, reads the marker there.
+marker from. A live move of that guest to m2 while m2 refuses the migration streams fails and leaves
+it running on m1 with its volume, nothing of it on m2; then it moves, volume attached, and reads
+the marker on m2.
 Last, an instance of an EBS-backed image (made from a snapshot of the second guest's root disk)
 with a data volume moves live to m2 and, stopped, cold back to m1, its volumes with it, and boots
 there from its root volume. At most two guests; every wait has a timeout; the guests are terminated at the end
@@ -49,6 +51,8 @@ BOOT = 120.0  # seconds a TCG guest may take to its lease on a loaded 2-core mac
 MOVE = 300.0
 FAST = {"Delay": 1, "MaxAttempts": 120}  # boto3 waiters: at most two minutes
 GIB_SECTORS = 1 << 21
+#: the ports a destination's libvirtd gives the incoming memory and disk streams
+MIGRATION_PORTS = "49152:49215"
 
 
 class Env:
@@ -84,6 +88,13 @@ class Env:
             return sorted(v.name() for v in p.listAllVolumes(0))
         finally:
             conn.close()
+
+    def node_run(self, name: str, *cmd: str) -> None:
+        """Run ``cmd`` in node ``name``'s network namespace (which the test made)."""
+        subprocess.run(["ip", "netns", "exec", self.node(name).netns, *cmd], check=True, capture_output=True, timeout=30)
+
+    def instance_node(self, iid: str) -> str:
+        return str(next(r for r in self.cli_json("admin", "instance", "list") if r["instance_id"] == iid)["node"])
 
     def instance(self, iid: str) -> dict[str, Any]:
         return dict(self.ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0])
@@ -334,11 +345,29 @@ def test_a_volume_moves_between_nodes_with_its_marker_grows_and_snapshots(env: E
     assert added.groups() == (str(2 * GIB_SECTORS), "VOL-MARKER")
     assert env.http("m1", ip1, "/cgi-bin/read?dev=vdb") == "VOL-MARKER"
 
-    # the guest on m1 moves live to m2 with the volume attached: its blocks travel with the guest
+    # a move that fails half-way (m2 refuses the memory and disk streams) leaves the guest running on
+    # m1 with its volume, and nothing of it on m2
     boot = _boot_id(env.console(one))
+    copy_name = volume_store.volume_name(copy)
+    block = ["INPUT", "-p", "tcp", "--dport", f"{MIGRATION_PORTS}", "-j", "REJECT"]
+    env.node_run("m2", "iptables", "-I", *block)
+    try:
+        res = env.server.cli("admin", "instance", "migrate", one, "--to", "m2", "--json", check=False,
+                             timeout=MOVE + 30)
+    finally:
+        env.node_run("m2", "iptables", "-D", *block)
+    assert res.returncode == 1, f"{res.stdout}\n{res.stderr}"
+    out = json.loads(res.stdout)
+    assert (out["state"], out["kind"], out["destination"]) == ("failed", "live", "m2"), out
+    assert "migrating" in out["error"] and env.instance_node(one) == "m1", out
+    assert env.domains("m1")[one] == libvirt.VIR_DOMAIN_RUNNING and one not in env.domains("m2")
+    assert copy_name in env.volumes("m1", pool) and copy_name not in env.volumes("m2", pool)
+    assert not [v for v in env.volumes("m2", node_layout.INSTANCES_POOL) if v.startswith(one)]
+    assert env.http("m1", ip1, "/cgi-bin/read?dev=vdb") == "VOL-MARKER"
+
+    # the guest on m1 moves live to m2 with the volume attached: its blocks travel with the guest
     out = env.cli_json("admin", "instance", "migrate", one, "--to", "m2", timeout=MOVE + 30)
     assert (out["state"], out["kind"], out["destination"]) == ("done", "live", "m2"), out
-    copy_name = volume_store.volume_name(copy)
     wait_for("the source's copy of the volume removed", lambda: copy_name not in env.volumes("m1", pool), 30, 0.5)
     assert copy_name in env.volumes("m2", pool)
     assert wait_for("the volume read on m2", lambda: env.http("m2", ip1, "/cgi-bin/read?dev=vdb"), 60, 0.5) == "VOL-MARKER"
