@@ -225,6 +225,10 @@ class DomainStats:
     memory_rss_kib: int | None = None
 
 
+#: the console's earlier output lies beside its log file under the log's name plus this (see console_output)
+CONSOLE_EARLIER_SUFFIX = ".earlier"
+
+
 @dataclass(frozen=True, slots=True)
 class MigrationTarget:
     """Where :meth:`Driver.migrate` moves a running domain.
@@ -373,6 +377,9 @@ class Driver(ABC):
     def console_output(self, name: str, max_bytes: int = 65536) -> bytes:
         """The latest ``max_bytes`` bytes of the domain's serial console.
 
+        When the domain logs its console to a file and a file of the same name plus
+        CONSOLE_EARLIER_SUFFIX lies beside it (what the console printed before the domain came to
+        this node, written there by whoever moved it), that comes first.
         b"" when the driver has no console (libvirt's test driver) or nothing was written yet.
         Missing domain: DomainNotFound.
         """

@@ -1,6 +1,8 @@
 """Reading a domain's serial console, local or remote, without an interactive session.
 
-Preferred source is the serial log file (virtlogd writes every byte since the domain started):
+Preferred source is the serial log file (virtlogd writes every byte since the domain started),
+preceded by the file of the same name plus CONSOLE_EARLIER_SUFFIX when there is one (what the
+console printed on the node the domain was migrated from):
 read directly when the node is this machine, or, for a remote node, through the storage API when
 the log lives in a directory that is a storage pool (the log then appears as a volume that can be
 downloaded from an offset). Without a readable log, the live console is opened with
@@ -16,6 +18,7 @@ import time
 
 import libvirt
 
+from backends.base import CONSOLE_EARLIER_SUFFIX
 from backends.libvirt.config import GuestDomain, GuestSerial
 from backends.libvirt.config_storage import StoragePool
 from backends.libvirt.streams import abort_quietly, recv_into
@@ -87,15 +90,21 @@ def read_live(conn: libvirt.virConnect, dom: libvirt.virDomain, max_bytes: int, 
     return bytes(buf)
 
 
+def _tail(conn: libvirt.virConnect, path: str, max_bytes: int, local: bool) -> bytes | None:
+    data = tail_file(path, max_bytes) if local else None
+    return data if data is not None else tail_via_pool(conn, path, max_bytes)
+
+
 def read_console(conn: libvirt.virConnect, dom: libvirt.virDomain, max_bytes: int, *,
                  local: bool, wait: float) -> bytes:
     """The latest ``max_bytes`` of console output, from the best source available (see module)."""
     path = log_path(dom)
     if path:
-        data = tail_file(path, max_bytes) if local else None
-        if data is None:
-            data = tail_via_pool(conn, path, max_bytes)
+        data = _tail(conn, path, max_bytes, local)
         if data is not None:
+            if len(data) < max_bytes:
+                earlier = _tail(conn, path + CONSOLE_EARLIER_SUFFIX, max_bytes - len(data), local)
+                data = (earlier or b"") + data
             return data
     if not dom.isActive():
         return b""

@@ -8,14 +8,16 @@ Live (a running guest), on QEMU/KVM nodes, through libvirt's APIs only:
    with the source overlay's capacity (incremental disk copies need the target to exist), and so
    is each EBS volume attached to it (its data volumes, and the root volume of an instance of an
    EBS-backed image, which has no overlay), in the destination's volume pool, and
-   3. its console log is copied there first, so GetConsoleOutput keeps what the guest printed;
+   3. what its console printed so far is copied there first as the console's earlier output,
+   shown before the destination's log, so GetConsoleOutput keeps what the guest printed;
 4. the source node migrates the guest peer to peer (backends Driver.migrate: memory, the
    overlay's own blocks and every block of its volumes copied while it runs; defined on the
    destination, undefined on the source), the streams going to the destination's address (the
    host of its URI);
 5. the instance's row names the destination (the move is done), and so do its volumes' and its
    elastic addresses' records of where their bytes and NICs are; then the source's overlay, seed,
-   log, volumes and DHCP entries go.
+   log, volumes and DHCP entries go. Just before the move is recorded, the console's earlier output
+   on the destination is completed with what the guest printed on the source while it moved.
 If the migration fails, the guest runs on where it was, with its volumes there, and what step 1-3
 made on the destination is removed. Instances' NICs get any node-level filters through provision's preparation, which the
 destination runs as for a launch; so do future per-instance pieces added there.
@@ -63,6 +65,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ec2gw.compute")
 #: seconds a live migration may take before it is aborted
 MIGRATE_TIMEOUT = 900.0
+#: bytes of console output a move carries to the destination (GetConsoleOutput shows the last 64 KiB)
+CONSOLE_CARRIED = 1 << 20
 _RUNS = (PowerState.RUNNING, PowerState.PAUSED)
 
 
@@ -168,15 +172,31 @@ def copy_volume(src: Driver, dst: Driver, pool: str, name: str, backing_path: st
     return True
 
 
-def _copy_log(src: Driver, dst: Driver, instance_id: str) -> None:
-    pool, name = node_layout.CONSOLE_POOL, node_layout.console_name(instance_id)
+def _carry_console(src: Driver, dst: Driver, instance_id: str, *, fresh_log: bool) -> None:
+    """What the console printed on the source (its earlier output, then its log; the last
+    CONSOLE_CARRIED bytes) becomes the console's earlier output on the destination, which the node
+    shows before its own log. ``fresh_log``: the destination's log is removed as well, to start
+    empty (before the domain is there); after a live move it is left alone, the guest writes it."""
+    pool = node_layout.CONSOLE_POOL
+    log_name, earlier_name = node_layout.console_name(instance_id), node_layout.console_earlier_name(instance_id)
     try:
-        copy_volume(src, dst, pool, name)
+        with tempfile.TemporaryFile(prefix="ec2gw-console-") as buf:
+            for name in (earlier_name, log_name):
+                if src.volumes.volume_info(pool, name) is not None:
+                    src.volumes.download_volume(pool, name, buf)
+            size = buf.tell()
+            keep = min(size, CONSOLE_CARRIED)
+            buf.seek(size - keep)
+            if fresh_log:
+                dst.volumes.delete_volume(pool, log_name)
+            dst.volumes.delete_volume(pool, earlier_name)
+            if keep:
+                dst.volumes.upload_volume(pool, earlier_name, buf, keep)
     except (DriverError, OSError) as exc:  # the console history is worth a try, not a failed move
         if isinstance(exc, NodeUnavailable):
             raise
-        log.warning("%s: its console log could not be copied to the destination (%s); it starts empty there",
-                    instance_id, exc)
+        log.warning("%s: its console output could not be carried to the destination (%s); it shows only what the "
+                    "guest prints there", instance_id, exc)
 
 
 def _base_on(worker: ComputeWorker, dest: NodeRef, dst: Driver, instance_id: str) -> image_cache.CachedImage:
@@ -237,7 +257,7 @@ def live(worker: ComputeWorker, job: Job, dest: NodeRef, volumes: tuple[str, ...
             copies.append((node_layout.INSTANCES_POOL, overlay, made.path))
         node_layout.ensure_pools(dst, worker.settings)
         copies.extend(volume_store.blank_copy(src, dst, worker.settings, v) for v in volumes)
-        _copy_log(src, dst, iid)
+        _carry_console(src, dst, iid, fresh_log=True)
         spec = provision.prepare(worker, _job_on(job, dest))
         prepared = time.monotonic()
         target = MigrationTarget(driver=dst, address=migration_address(dest), copy_disks=tuple(copies),
@@ -251,6 +271,9 @@ def live(worker: ComputeWorker, job: Job, dest: NodeRef, volumes: tuple[str, ...
         else:
             _clean_destination(worker, job, dest, dst, volumes)
             raise
+    # before the move is recorded (until then GetConsoleOutput reads the source's log): what the
+    # guest printed on the source while it moved
+    _carry_console(src, dst, iid, fresh_log=False)
 
 
 def _arrived(worker: ComputeWorker, job: Job, dest: NodeRef) -> bool:
@@ -295,7 +318,7 @@ def cold(worker: ComputeWorker, job: Job, dest: NodeRef, volumes: tuple[str, ...
                                  f"on node {dest.name} is {base.path}; it cannot be moved as it is")
             copy_volume(src, dst, node_layout.INSTANCES_POOL, overlay, backing_path=base.path)
         if dst.domain_type != "test":
-            _copy_log(src, dst, iid)
+            _carry_console(src, dst, iid, fresh_log=True)
         for volume_id in volumes:
             if dst.domain_type == "test":  # it keeps no bytes and streams none: the volume is made there empty
                 volume_store.blank_copy(src, dst, worker.settings, volume_id)

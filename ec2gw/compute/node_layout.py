@@ -13,6 +13,8 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING
 
+from backends.base import CONSOLE_EARLIER_SUFFIX
+
 if TYPE_CHECKING:
     from backends.base import Driver
     from ec2gw.config import Settings
@@ -43,6 +45,12 @@ def seed_name(instance_id: str) -> str:
 
 def console_name(instance_id: str) -> str:
     return f"{instance_id}.log"
+
+
+def console_earlier_name(instance_id: str) -> str:
+    """What the console printed on the nodes the instance was moved from (compute/moves.py), which
+    the node shows before its log (backends.base.Driver.console_output)."""
+    return console_name(instance_id) + CONSOLE_EARLIER_SUFFIX
 
 
 def console_path(settings: Settings, instance_id: str) -> str:

@@ -181,3 +181,4 @@ def cleanup(worker: ComputeWorker, job: Job) -> None:
     drv.volumes.delete_volume(node_layout.INSTANCES_POOL, node_layout.overlay_name(iid))
     drv.volumes.delete_volume(node_layout.INSTANCES_POOL, node_layout.seed_name(iid))
     drv.volumes.delete_volume(node_layout.CONSOLE_POOL, node_layout.console_name(iid))
+    drv.volumes.delete_volume(node_layout.CONSOLE_POOL, node_layout.console_earlier_name(iid))

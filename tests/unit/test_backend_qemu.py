@@ -18,7 +18,7 @@ import libvirt
 import pytest
 
 from backends import driver_for
-from backends.base import DiskSpec, DomainSpec, NicSpec, PowerState
+from backends.base import CONSOLE_EARLIER_SUFFIX, DiskSpec, DomainSpec, NicSpec, PowerState
 from backends.libvirt import console
 from backends.libvirt.driver import LibvirtDriver
 from backends.libvirt.testing import PrivateLibvirtd, qemu_unavailable_reason, tiny_kernel
@@ -100,6 +100,30 @@ def test_console_log_of_a_remote_node_through_its_pool(node: tuple[LibvirtDriver
         conn.close()
     drv.destroy("i-remote")
     drv.volumes.delete_volume("ec2gw", "i-remote.console")
+
+
+def test_the_console_earlier_output_comes_first(node: tuple[LibvirtDriver, Path]) -> None:
+    """A file beside the log named as the log plus CONSOLE_EARLIER_SUFFIX (what the console printed
+    on another node) is shown before the log, on this node and through the pool as from a remote
+    one; a read of fewer bytes than the log holds takes them from the log's end."""
+    drv, root = node
+    log = root / "pool" / "i-earlier.console"
+    earlier = Path(str(log) + CONSOLE_EARLIER_SUFFIX)
+    earlier.write_bytes(b"printed on the node before\n")
+    drv.spawn(spec(root, "i-earlier", console_log=str(log)))
+    out = wait_for(lambda: MESSAGE in (data := drv.console_output("i-earlier")) and data)
+    assert out.startswith(b"printed on the node before\n" + MESSAGE), out[:100]
+    conn = libvirt.open(drv.uri)
+    try:
+        remote = console.read_console(conn, conn.lookupByName("i-earlier"), 1 << 20, local=False, wait=0.1)
+    finally:
+        conn.close()
+    assert remote.startswith(b"printed on the node before\n" + MESSAGE), remote[:100]
+    tail = drv.console_output("i-earlier", max_bytes=len(MESSAGE))
+    assert tail in {MESSAGE[i:] + MESSAGE[:i] for i in range(len(MESSAGE))}, tail
+    drv.destroy("i-earlier")
+    for name in (log.name, earlier.name):
+        drv.volumes.delete_volume("ec2gw", name)
 
 
 def test_guest_with_overlay_disk_seed_cdrom_and_network(node: tuple[LibvirtDriver, Path]) -> None:
