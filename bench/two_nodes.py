@@ -6,6 +6,8 @@ isolated network of their own, with the tiny guest of scripts/build-test-guest.s
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +26,17 @@ def cli(server: LiveServer, *args: str, timeout: float = 600) -> Any:
     if out.returncode != 0:
         raise RuntimeError(f"ec2gw {' '.join(args)}: {out.stderr}\n{server.log()[-3000:]}")
     return json.loads(out.stdout)
+
+
+def random_image(root: Path, gib: int) -> Path:
+    """A qcow2 file ``root``/fill.qcow2 of ``gib`` GiB virtual size, every byte written (random)."""
+    raw, image = root / "fill.raw", root / "fill.qcow2"
+    with open(raw, "wb") as f:
+        for _ in range(gib << 10):
+            f.write(os.urandom(1 << 20))
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(image)], check=True, timeout=600)
+    raw.unlink()
+    return image
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import statistics
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from common import LiveServer
-from two_nodes import cli, two_nodes
+from two_nodes import cli, random_image, two_nodes
 
 from ec2gw.compute import volume_store
 from tests import netns
@@ -41,7 +40,6 @@ from tests.vmhost import wait_for
 POOL = ("none\nbv-a 10.99.16.10 10.99.16.1 10.99.16.255 255.255.255.0\n"
         "bv-b 10.99.16.11 10.99.16.1 10.99.16.255 255.255.255.0\n")
 VPOOL = volume_store.VOLUMES_POOL
-GIB = 1 << 30
 FAST = {"Delay": 0.2, "MaxAttempts": 1500}  # waiters: at most five minutes
 
 
@@ -193,20 +191,9 @@ def virsh_move_runs(b: Bench, image: Path, runs: int) -> list[float]:
     return times
 
 
-def make_image(root: Path) -> Path:
-    """A qcow2 file of 1 GiB virtual size, every byte written (random)."""
-    raw, image = root / "fill.raw", root / "fill.qcow2"
-    with open(raw, "wb") as f:
-        for _ in range(GIB >> 20):
-            f.write(os.urandom(1 << 20))
-    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(image)], check=True, timeout=600)
-    raw.unlink()
-    return image
-
-
 def run(runs: int) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="ec2gw-bench-volumes-"))
-    image = make_image(root)
+    image = random_image(root, 1)
     out: dict[str, Any] = {"runs": runs, "bytes": image.stat().st_size}
     try:
         with two_nodes(root, "bvnet", POOL) as nodes:
