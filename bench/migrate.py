@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -75,6 +76,7 @@ def same_bytes(image: Path, path: str, what: str) -> None:
 
 
 def volume_path(uri: str, name: str) -> str:
+    """The file of volume ``name`` of the volumes pool, as the node sees it."""
     conn = libvirt.open(uri)
     try:
         pool = conn.storagePoolLookupByName(VPOOL)
@@ -82,6 +84,11 @@ def volume_path(uri: str, name: str) -> str:
         return str(pool.storageVolLookupByName(name).path())
     finally:
         conn.close()
+
+
+def host_path(node: netns.SimNode, name: str) -> str:
+    """The file of volume ``name`` as this host sees it (the node's /var/lib/libvirt is its root/lib)."""
+    return str(node.root / "lib" / Path(volume_path(node.qemu_uri, name)).relative_to("/var/lib/libvirt"))
 
 
 def launch(nodes: TwoNodes, image: Path | None) -> tuple[str, str | None]:
@@ -119,6 +126,17 @@ def launch(nodes: TwoNodes, image: Path | None) -> tuple[str, str | None]:
     return iid, vid
 
 
+def phases(nodes: TwoNodes, iid: str, runs: int) -> tuple[list[float], list[float]]:
+    """The worker's split of the last ``runs`` moves of ``iid``, from the server's log: seconds
+    preparing the destination, seconds in the migration call."""
+    path = nodes.server.log_path
+    text = path.read_text(errors="replace") if path else ""
+    found = re.findall(rf"{iid}: destination m\d prepared in ([\d.]+) s, guest migrated in ([\d.]+) s", text)[-runs:]
+    if len(found) != runs:
+        raise RuntimeError(f"the server's log shows {len(found)} of the {runs} moves' times: {text[-3000:]}")
+    return [float(p) for p, _ in found], [float(m) for _, m in found]
+
+
 def run(runs: int, volume_gib: int = 0) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="ec2gw-bench-migrate-"))
     out: dict[str, Any] = {"runs": runs, "volume_gib": volume_gib}
@@ -138,12 +156,13 @@ def run(runs: int, volume_gib: int = 0) -> dict[str, Any]:
                 moved = cli(server, "admin", "instance", "migrate", iid, "--to", to)
                 walls.append(time.perf_counter() - t)
                 recorded.append(float(moved["seconds"]))
+            out["ec2gw_prepare"], out["ec2gw_migrate"] = phases(nodes, iid, runs)
             if vid is not None and image is not None:
                 att = ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]["Attachments"]
                 if [(a["InstanceId"], a["State"]) for a in att] != [(iid, "attached")]:
                     raise RuntimeError(f"{vid} is no longer attached to {iid} after the moves: {att}")
-                uri = nodes.sim.nodes[int(to[1:]) - 1].qemu_uri
-                same_bytes(image, volume_path(uri, volume_store.volume_name(vid)), f"{vid} on {to}")
+                node = nodes.sim.nodes[int(to[1:]) - 1]
+                same_bytes(image, host_path(node, volume_store.volume_name(vid)), f"{vid} on {to}")
             ec2.terminate_instances(InstanceIds=[iid])
             wait_for("terminated", lambda: ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
                      ["State"]["Name"] == "terminated", 60)
@@ -154,13 +173,13 @@ def run(runs: int, volume_gib: int = 0) -> dict[str, Any]:
             out["ec2gw_cli"], out["ec2gw_worker"] = walls, recorded
     finally:
         shutil.rmtree(root, ignore_errors=True)  # the random volume image, the server's data
-    for key in ("ec2gw_cli", "ec2gw_worker", "virsh"):
+    for key in ("ec2gw_cli", "ec2gw_worker", "ec2gw_prepare", "ec2gw_migrate", "virsh"):
         out[f"{key}_median"] = statistics.median(out[key])
     out["ratio_cli"] = out["ec2gw_cli_median"] / out["virsh_median"]
     out["ratio_worker"] = out["ec2gw_worker_median"] / out["virsh_median"]
     if volume_gib:
         out["volume_bytes"] = volume_gib * GIB
-        for key in ("ec2gw_cli", "ec2gw_worker", "virsh"):
+        for key in ("ec2gw_cli", "ec2gw_worker", "ec2gw_migrate", "virsh"):
             out[f"{key}_volume_mib_s"] = volume_gib * 1024 / out[f"{key}_median"]
     return out
 
@@ -209,7 +228,7 @@ def virsh_runs(sim: netns.SimulatedNodes, runs: int, image: Path | None) -> list
                 times.append(took)
         last = (runs + 2) % 2
         if image is not None:
-            same_bytes(image, volume_path(uris[last], VIRSH_VOLUME), f"virsh's {VIRSH_VOLUME}")
+            same_bytes(image, host_path(sim.nodes[last], VIRSH_VOLUME), f"virsh's {VIRSH_VOLUME}")
         dom = conns[last].lookupByName(VIRSH_DOMAIN)
         dom.destroy()
         dom.undefine()
@@ -248,8 +267,11 @@ def main() -> None:
     print(f"  virsh migrate --live --p2p --copy-storage-inc   {out['virsh_median']:.2f} s")
     print(f"  ratio ec2gw/virsh: {out['ratio_cli']:.2f}x (command), {out['ratio_worker']:.2f}x (worker)")
     if args.volume_gib:
+        print(f"  the worker's move: preparing the destination {out['ec2gw_prepare_median']:.2f} s, "
+              f"the migration call {out['ec2gw_migrate_median']:.2f} s")
         print(f"  volume bytes per second: ec2gw {out['ec2gw_worker_volume_mib_s']:.0f} MiB/s (worker), "
-              f"{out['ec2gw_cli_volume_mib_s']:.0f} MiB/s (command); virsh {out['virsh_volume_mib_s']:.0f} MiB/s")
+              f"{out['ec2gw_cli_volume_mib_s']:.0f} MiB/s (command), {out['ec2gw_migrate_volume_mib_s']:.0f} MiB/s "
+              f"(migration call); virsh {out['virsh_volume_mib_s']:.0f} MiB/s")
 
 
 if __name__ == "__main__":
