@@ -84,7 +84,7 @@ def executable_condition(ctx: RequestContext, users: list[str]) -> Any:
             conds.append(Image.is_public.is_(True))
         elif u == "self" or u == ctx.principal.account_id:
             conds.append(Image.owner_id == ctx.user_id)
-        elif ACCOUNT_RE.match(u):
+        elif ACCOUNT_RE.fullmatch(u):
             conds.append(false())
         else:
             raise ServiceError(

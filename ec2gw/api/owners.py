@@ -13,7 +13,8 @@ from ec2gw.api.context import RequestContext
 from ec2gw.db.models import User
 from ec2gw.errors import ServiceError
 
-ACCOUNT_RE = re.compile(r"^\d{12}$")
+#: a 12-digit account id and nothing else: ASCII digits only, no trailing newline (which `$` would let through)
+ACCOUNT_RE = re.compile(r"[0-9]{12}")
 #: AWS's own owners, which own nothing here
 OWNER_ALIASES = ("amazon", "aws-marketplace", "aws-backup-vault")
 
@@ -28,7 +29,7 @@ def owners_condition(ctx: RequestContext, owner_id: Any, owners: list[str], acce
             conds.append(owner_id == ctx.user_id)
         elif o in OWNER_ALIASES:
             conds.append(false())
-        elif ACCOUNT_RE.match(o):
+        elif ACCOUNT_RE.fullmatch(o):
             conds.append(owner_id.in_(select(User.id).where(User.account_id == o)))
         else:
             raise ServiceError("InvalidUserID.Malformed", f'Invalid user id: "{o}". {accepted}')

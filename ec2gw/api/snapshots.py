@@ -177,7 +177,7 @@ def restorable_condition(ctx: RequestContext, users: list[str]) -> ColumnElement
             conds.append(Snapshot.is_public.is_(True))
         elif u == "self" or u == ctx.principal.account_id:
             conds.append(visible(ctx.user_id))
-        elif ACCOUNT_RE.match(u):
+        elif ACCOUNT_RE.fullmatch(u):
             other = select(User.id).where(User.account_id == u).scalar_subquery()
             # whom a snapshot is shared with is its owner's to know: others learn only what is
             # plain (the other account's own snapshots, public ones)

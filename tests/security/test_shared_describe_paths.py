@@ -379,3 +379,18 @@ def test_odd_owner_lists_are_refused_as_bad_input(hers: Hers) -> None:
         refused(bob.describe_images, Owners=[odd], codes={"InvalidUserID.Malformed"})
         refused(bob.describe_snapshots, OwnerIds=[odd], codes={"InvalidUserID.Malformed"})
 
+
+def test_an_account_id_is_twelve_ascii_digits_and_nothing_more(hers: Hers) -> None:
+    """An account id with a newline after it, or written in other digits, is malformed wherever an
+    account id is taken (Owner.N, OwnerId.N, ExecutableBy.N, RestorableBy.N): it used to pass the
+    check (a regular expression ending in `$`, with `\\d`) and be looked up as if it were an id."""
+    bob = hers.w.bob.ec2
+    other_digits = hers.account.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))  # Arabic-Indic
+    for odd in (hers.account + "\n", other_digits, "0" * 12 + "\n"):
+        for call, param in ((bob.describe_images, "Owners"), (bob.describe_images, "ExecutableUsers"),
+                            (bob.describe_snapshots, "OwnerIds"), (bob.describe_snapshots, "RestorableByUserIds")):
+            _, status, message = refused(call, **{param: [odd]}, codes={"InvalidUserID.Malformed"})
+            assert status == 400 and "12-digit" in message, (param, message)
+    # the id itself is still taken
+    assert bob.describe_images(Owners=[hers.account])["Images"] == []
+    assert hers.w.alice.ec2.describe_images(Owners=[hers.account], ImageIds=[hers.image])["Images"]
