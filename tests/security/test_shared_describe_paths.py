@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import botocore.auth
 import pytest
-from botocore.auth import SigV4Auth
+from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
@@ -292,6 +292,9 @@ QUERY_SERVICE_FAILURES = {
     "unknown_key": ("InvalidClientTokenId", 403),
     "malformed": ("IncompleteSignature", 400),
     "skew": ("RequestExpired", 400),
+    "unsupported": ("IncompleteSignature", 400),
+    "expired": ("RequestExpired", 400),
+    "malformed_query": ("IncompleteSignature", 400),
 }
 
 _BODIES = {"sts": "Action=GetCallerIdentity&Version=2011-06-15",
@@ -312,6 +315,27 @@ def _signed(url: str, service: str, access: str, secret: str, when: datetime.dat
         finally:
             botocore.auth.get_current_datetime = clock
     return dict(req.headers.items())
+
+
+def _presigned(url: str, service: str, access: str, secret: str, expires: int,
+               when: datetime.datetime) -> str:
+    """A presigned URL (the action in the query) signed at ``when``, good for ``expires`` seconds."""
+    req = AWSRequest(method="GET", url=url + "/?" + _BODIES[service])
+    clock = botocore.auth.get_current_datetime
+    botocore.auth.get_current_datetime = lambda: when.replace(tzinfo=None)  # type: ignore[assignment]
+    try:
+        SigV4QueryAuth(Credentials(access, secret), service, "us-east-1", expires=expires).add_auth(req)
+    finally:
+        botocore.auth.get_current_datetime = clock
+    return str(req.url)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def _post(url: str, service: str, headers: dict[str, str]) -> tuple[int, str]:
@@ -345,8 +369,18 @@ def test_query_service_authentication_failures_keep_their_codes(world: World, se
         "skew": _signed(url, service, a.access_key, a.secret_key,
                         datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=2)),
     }
+    cases["unsupported"] = {**good, "Authorization": sig.replace("AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512", 1)}
     for kind, headers in cases.items():
         status, body = _post(url, service, headers)
+        assert (_code(body), status) == QUERY_SERVICE_FAILURES[kind], (kind, status, body[:300])
+    now = datetime.datetime.now(datetime.UTC)
+    fresh = _presigned(url, service, a.access_key, a.secret_key, 300, now)
+    assert _get(fresh)[0] == 200, _get(fresh)
+    stale = _presigned(url, service, a.access_key, a.secret_key, 60, now - datetime.timedelta(minutes=10))
+    bad_expiry = fresh.replace("X-Amz-Expires=300", "X-Amz-Expires=soon")
+    assert bad_expiry != fresh
+    for kind, presigned in (("expired", stale), ("malformed_query", bad_expiry)):
+        status, body = _get(presigned)
         assert (_code(body), status) == QUERY_SERVICE_FAILURES[kind], (kind, status, body[:300])
     # cut off anywhere inside the Credential or the header list: still IncompleteSignature, never a 500
     for cut in (len("AWS4-HMAC-SHA256 "), sig.index("/") + 1, sig.index("SignedHeaders=") + 3, len(sig) - 70):
