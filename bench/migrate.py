@@ -20,6 +20,8 @@ volume with `virsh vol-upload` before it is attached: the test guest cannot writ
   creating an empty qcow2 volume of the same size on the destination beside the empty overlay;
 plus the volume's bytes per second of each median; after the last move both volumes are compared
 with the random file (`qemu-img compare`), so a move that lost bytes fails the run.
+Beside each, libvirt's own figures of each move (the destination's completed migration job: time,
+downtime and what else it reports), medians in --json ("ec2gw_job_median", "virsh_job_median").
 At most two guests run at once. Run: .venv/bin/python bench/migrate.py [--runs N] [--volume-gib N] [--json]
 """
 
@@ -91,6 +93,23 @@ def host_path(node: netns.SimNode, name: str) -> str:
     return str(node.root / "lib" / Path(volume_path(node.qemu_uri, name)).relative_to("/var/lib/libvirt"))
 
 
+def job_stats(uri: str, name: str) -> dict[str, float]:
+    """libvirt's figures of the migration that brought domain ``name`` to node ``uri`` (its completed
+    job there): seconds, downtime in ms, and every other number that job reports, by libvirt's name."""
+    conn = libvirt.open(uri)
+    try:
+        got = conn.lookupByName(name).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+    finally:
+        conn.close()
+    numbers = {k: float(v) for k, v in got.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {"seconds": numbers.get("time_elapsed", 0) / 1000, "downtime_ms": numbers.get("downtime", 0), **numbers}
+
+
+def job_medians(jobs: list[dict[str, float]]) -> dict[str, float]:
+    """The median of each figure all of ``jobs`` report."""
+    return {key: statistics.median(j[key] for j in jobs) for key in jobs[0] if all(key in j for j in jobs)}
+
+
 def launch(nodes: TwoNodes, image: Path | None) -> tuple[str, str | None]:
     """The guest on m1 (m2 inactive meanwhile), with a volume holding ``image``'s bytes attached
     when there is one; its instance and volume ids."""
@@ -148,7 +167,7 @@ def run(runs: int, volume_gib: int = 0) -> dict[str, Any]:
             # the image reaches m2 with the first move; a warm-up move each way, not counted
             for to in ("m2", "m1"):
                 cli(server, "admin", "instance", "migrate", iid, "--to", to)
-            walls, recorded = [], []
+            walls, recorded, jobs = [], [], []
             to = "m1"
             for i in range(runs):
                 to = "m2" if i % 2 == 0 else "m1"
@@ -156,6 +175,7 @@ def run(runs: int, volume_gib: int = 0) -> dict[str, Any]:
                 moved = cli(server, "admin", "instance", "migrate", iid, "--to", to)
                 walls.append(time.perf_counter() - t)
                 recorded.append(float(moved["seconds"]))
+                jobs.append(job_stats(nodes.sim.nodes[int(to[1:]) - 1].qemu_uri, iid))
             out["ec2gw_prepare"], out["ec2gw_migrate"] = phases(nodes, iid, runs)
             if vid is not None and image is not None:
                 att = ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]["Attachments"]
@@ -169,7 +189,8 @@ def run(runs: int, volume_gib: int = 0) -> dict[str, Any]:
             if vid is not None:
                 ec2.get_waiter("volume_available").wait(VolumeIds=[vid], WaiterConfig={"Delay": 0.5, "MaxAttempts": 240})
                 ec2.delete_volume(VolumeId=vid)
-            out["virsh"] = virsh_runs(nodes.sim, runs, image)
+            out["virsh"], virsh_jobs = virsh_runs(nodes.sim, runs, image)
+            out["ec2gw_job_median"], out["virsh_job_median"] = job_medians(jobs), job_medians(virsh_jobs)
             out["ec2gw_cli"], out["ec2gw_worker"] = walls, recorded
     finally:
         shutil.rmtree(root, ignore_errors=True)  # the random volume image, the server's data
@@ -184,7 +205,7 @@ def run(runs: int, volume_gib: int = 0) -> dict[str, Any]:
     return out
 
 
-def virsh_runs(sim: netns.SimulatedNodes, runs: int, image: Path | None) -> list[float]:
+def virsh_runs(sim: netns.SimulatedNodes, runs: int, image: Path | None) -> tuple[list[float], list[dict[str, float]]]:
     """The same kind of guest moved with plain virsh, same flags, alternating nodes; with a volume
     holding ``image``'s bytes as its vdb when there is one."""
     uris = [n.qemu_uri for n in sim.nodes]
@@ -211,7 +232,7 @@ def virsh_runs(sim: netns.SimulatedNodes, runs: int, image: Path | None) -> list
                           cmdline="console=ttyS0")
         conns[0].defineXML(domain_config(spec, "qemu").to_xml()).create()
         time.sleep(15)  # let it boot before the first move
-        times = []
+        times, jobs = [], []
         for i in range(runs + 2):
             src, dst = (0, 1) if i % 2 == 0 else (1, 0)
             conns[dst].storagePoolLookupByName(node_layout.INSTANCES_POOL).createXML(vol_xml, 0)
@@ -226,6 +247,7 @@ def virsh_runs(sim: netns.SimulatedNodes, runs: int, image: Path | None) -> list
                 conns[src].storagePoolLookupByName(VPOOL).storageVolLookupByName(VIRSH_VOLUME).delete(0)
             if i >= 2:  # the first two are the warm-up, as for ec2gw
                 times.append(took)
+                jobs.append(job_stats(uris[dst], VIRSH_DOMAIN))
         last = (runs + 2) % 2
         if image is not None:
             same_bytes(image, host_path(sim.nodes[last], VIRSH_VOLUME), f"virsh's {VIRSH_VOLUME}")
@@ -234,7 +256,7 @@ def virsh_runs(sim: netns.SimulatedNodes, runs: int, image: Path | None) -> list
         dom.undefine()
         if image is not None:
             conns[last].storagePoolLookupByName(VPOOL).storageVolLookupByName(VIRSH_VOLUME).delete(0)
-        return times
+        return times, jobs
     finally:
         for c in conns:
             c.close()
@@ -269,6 +291,10 @@ def main() -> None:
     if args.volume_gib:
         print(f"  the worker's move: preparing the destination {out['ec2gw_prepare_median']:.2f} s, "
               f"the migration call {out['ec2gw_migrate_median']:.2f} s")
+        for who in ("ec2gw", "virsh"):
+            job = out[f"{who}_job_median"]
+            print(f"  libvirt's migration job ({who}, on the destination): {job['seconds']:.2f} s, "
+                  f"downtime {job['downtime_ms']:.0f} ms")
         print(f"  volume bytes per second: ec2gw {out['ec2gw_worker_volume_mib_s']:.0f} MiB/s (worker), "
               f"{out['ec2gw_cli_volume_mib_s']:.0f} MiB/s (command), {out['ec2gw_migrate_volume_mib_s']:.0f} MiB/s "
               f"(migration call); virsh {out['virsh_volume_mib_s']:.0f} MiB/s")
