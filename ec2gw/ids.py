@@ -7,7 +7,7 @@ import secrets
 
 from ec2gw.errors import malformed_id
 
-_ID_RE = re.compile(r"^(?P<prefix>[a-z]+)-(?P<hex>[0-9a-f]{8}|[0-9a-f]{17})$")
+_ID_RE = re.compile(r"^(?P<prefix>[a-z]+)-(?P<hex>[0-9a-f]{8}|[0-9a-f]{17})\Z")
 
 #: the error family EC2 uses for a malformed id of each prefix
 MALFORMED_KIND = {

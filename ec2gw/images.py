@@ -47,8 +47,8 @@ class ImageServices(Protocol):
 KIND_PREFIX = {"machine": "ami", "kernel": "aki", "ramdisk": "ari"}
 PREFIX_KIND = {v: k for k, v in KIND_PREFIX.items()}
 ARCHITECTURES = ("i386", "x86_64", "arm64", "x86_64_mac", "arm64_mac")
-_NAME_RE = re.compile(r"^[A-Za-z0-9()\[\] ./\-'@_]{3,128}$")
-_DEVICE_RE = re.compile(r"^/dev/[a-z0-9]+$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9()\[\] ./\-'@_]{3,128}\Z")
+_DEVICE_RE = re.compile(r"^/dev/[a-z0-9]+\Z")
 _SNIFF_BYTES = 512
 
 

@@ -65,8 +65,8 @@ PUBLIC = ("public-read", "public-read-write")
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTH_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 
-_STRICT_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_LEGACY_BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
+_STRICT_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_LEGACY_BUCKET = re.compile(r"^[A-Za-z0-9._-]{1,255}\Z")
 MAX_KEY_BYTES = 1024
 
 

@@ -24,7 +24,7 @@ from ec2gw.db.models import Tag
 from ec2gw.errors import ServiceError, invalid_value
 
 VOLUME_TYPES = ("gp2", "gp3", "standard", "io1")
-_DEVICE_RE = re.compile(r"^/dev/(sd[a-z][1-9]?|xvd[a-z][1-9]?|vd[a-z][1-9]?|hd[a-z][1-9]?)$")
+_DEVICE_RE = re.compile(r"^/dev/(sd[a-z][1-9]?|xvd[a-z][1-9]?|vd[a-z][1-9]?|hd[a-z][1-9]?)\Z")
 MAX_VOLUME_GIB = 16384
 
 

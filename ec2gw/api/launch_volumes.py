@@ -37,7 +37,7 @@ from ec2gw.db.models import Image, Instance
 from ec2gw.db.volume_models import Volume
 from ec2gw.errors import ServiceError, invalid_value
 
-_DEVICE = re.compile(r"^/dev/(sd[b-z]|xvd[b-z]|vd[b-z]|sd[a-z][1-9]?|xvd[a-z][1-9]?|vd[a-z])$")
+_DEVICE = re.compile(r"^/dev/(sd[b-z]|xvd[b-z]|vd[b-z]|sd[a-z][1-9]?|xvd[a-z][1-9]?|vd[a-z])\Z")
 GIB = 1 << 30
 
 

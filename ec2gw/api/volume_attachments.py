@@ -24,7 +24,7 @@ from ec2gw.db.models import Instance
 from ec2gw.db.volume_models import Volume
 from ec2gw.errors import ServiceError, invalid_value, missing_parameter
 
-_DEVICE = re.compile(r"^/dev/(sd|xvd)[f-p]$")
+_DEVICE = re.compile(r"^/dev/(sd|xvd)[f-p]\Z")
 #: guest targets a volume can take (vda is the instance's root disk)
 TARGETS = tuple(f"vd{c}" for c in "bcdefghijklmnopqrstuvwxyz")
 
