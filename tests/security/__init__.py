@@ -7,6 +7,8 @@ docstring first). The helpers below state what a refusal must look like: an AWS-
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,6 +20,15 @@ def error_of(exc: ClientError) -> tuple[str, int, str]:
     """(Code, HTTP status, Message) of a botocore ClientError."""
     err = exc.response.get("Error", {})
     return str(err.get("Code", "")), int(exc.response["ResponseMetadata"]["HTTPStatusCode"]), str(err.get("Message", ""))
+
+
+def raw_answer(request: str | urllib.request.Request) -> tuple[int, str]:
+    """(HTTP status, body) of a request sent as it is, error statuses included."""
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def refused(call: Callable[..., Any], *args: Any, codes: Iterable[str] | None = None, status: Iterable[int] | None = None,

@@ -12,7 +12,7 @@ hers by ids, NextTokens (hers, tampered, of another operation), owner values or 
 from __future__ import annotations
 
 import datetime
-import urllib.error
+import re
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +24,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.functional.tools import wait_for
-from tests.security import refused
+from tests.security import raw_answer, refused
 from tests.security.conftest import Tenant, World, unique
 
 BAD_TOKEN = {"InvalidParameterValue", "InvalidNextToken"}
@@ -330,26 +330,12 @@ def _presigned(url: str, service: str, access: str, secret: str, expires: int,
     return str(req.url)
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def _post(url: str, service: str, headers: dict[str, str]) -> tuple[int, str]:
-    req = urllib.request.Request(url + "/", data=_BODIES[service].encode(), headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+    return raw_answer(urllib.request.Request(url + "/", data=_BODIES[service].encode(), headers=headers,
+                                             method="POST"))
 
 
 def _code(body: str) -> str:
-    import re
-
     m = re.search(r"<Code>([^<]+)</Code>", body)
     return m.group(1) if m else body[:200]
 
@@ -375,12 +361,12 @@ def test_query_service_authentication_failures_keep_their_codes(world: World, se
         assert (_code(body), status) == QUERY_SERVICE_FAILURES[kind], (kind, status, body[:300])
     now = datetime.datetime.now(datetime.UTC)
     fresh = _presigned(url, service, a.access_key, a.secret_key, 300, now)
-    assert _get(fresh)[0] == 200, _get(fresh)
+    assert raw_answer(fresh)[0] == 200, raw_answer(fresh)
     stale = _presigned(url, service, a.access_key, a.secret_key, 60, now - datetime.timedelta(minutes=10))
     bad_expiry = fresh.replace("X-Amz-Expires=300", "X-Amz-Expires=soon")
     assert bad_expiry != fresh
     for kind, presigned in (("expired", stale), ("malformed_query", bad_expiry)):
-        status, body = _get(presigned)
+        status, body = raw_answer(presigned)
         assert (_code(body), status) == QUERY_SERVICE_FAILURES[kind], (kind, status, body[:300])
     # cut off anywhere inside the Credential or the header list: still IncompleteSignature, never a 500
     for cut in (len("AWS4-HMAC-SHA256 "), sig.index("/") + 1, sig.index("SignedHeaders=") + 3, len(sig) - 70):

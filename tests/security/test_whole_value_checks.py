@@ -8,7 +8,6 @@ ListBuckets with the newline), "/dev/sdf\\n" as a device and "vol-...\\n" as a v
 
 from __future__ import annotations
 
-import urllib.error
 import urllib.request
 
 from botocore.auth import S3SigV4Auth
@@ -16,7 +15,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.functional.s3_fixtures import empty_and_delete, new_bucket_name
-from tests.security import refused
+from tests.security import raw_answer, refused
 from tests.security.conftest import Tenant, World, unique
 
 
@@ -26,12 +25,7 @@ def _s3_raw(t: Tenant, method: str, path: str) -> tuple[int, str]:
     req = AWSRequest(method=method, url=url, data=b"")
     req.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
     S3SigV4Auth(Credentials(t.access_key, t.secret_key), "s3", "us-east-1").add_auth(req)
-    raw = urllib.request.Request(url, method=method, headers=dict(req.headers.items()))
-    try:
-        with urllib.request.urlopen(raw, timeout=30) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+    return raw_answer(urllib.request.Request(url, method=method, headers=dict(req.headers.items())))
 
 
 def test_a_bucket_name_with_a_newline_is_refused(world: World) -> None:
