@@ -3,14 +3,12 @@ settings, and the caller's continuation tokens (ec2gw/api/context.py, storage/co
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from ec2gw.aws.gateway import Principal
 from ec2gw.aws.pagination import Tokens
-
-if TYPE_CHECKING:
-    from ec2gw.aws.gateway import Principal
-    from ec2gw.config import Settings
-    from ec2gw.db.session import Database
+from ec2gw.config import Settings
+from ec2gw.db.session import Database
 
 
 class ServiceParts(Protocol):
