@@ -203,7 +203,6 @@ def _base_on(worker: ComputeWorker, dest: NodeRef, dst: Driver, instance_id: str
     """The instance's image in the destination's cache (uploaded there if needed)."""
     ctx = launch_context.load(worker.db, instance_id)
     env = image_cache.CacheEnv(worker.settings, worker.db, worker.cumulus)
-    node_layout.ensure_pools(dst, worker.settings)
     if ctx.image is None:
         raise launch_context.LaunchError(f"the image of {instance_id} is EBS-backed but it has no root volume")
     return image_cache.ensure(env, dest, dst, ctx.image)
@@ -248,6 +247,7 @@ def live(worker: ComputeWorker, job: Job, dest: NodeRef, volumes: tuple[str, ...
     if ours is None and not from_volume:
         raise MoveFailed(f"{iid} has no overlay {overlay} on node {job.node.name}; it cannot be copied")
     try:
+        node_layout.ensure_pools(dst, worker.settings)
         copies: list[tuple[str, str, str]] = []
         if ours is not None:
             base = _base_on(worker, dest, dst, iid)
@@ -255,7 +255,6 @@ def live(worker: ComputeWorker, job: Job, dest: NodeRef, volumes: tuple[str, ...
             made = dst.volumes.create_overlay(node_layout.INSTANCES_POOL, overlay, base.pool, base.volume,
                                               ours.capacity)
             copies.append((node_layout.INSTANCES_POOL, overlay, made.path))
-        node_layout.ensure_pools(dst, worker.settings)
         copies.extend(volume_store.blank_copy(src, dst, worker.settings, v) for v in volumes)
         _carry_console(src, dst, iid, fresh_log=True)
         spec = provision.prepare(worker, _job_on(job, dest))
@@ -308,22 +307,24 @@ def cold(worker: ComputeWorker, job: Job, dest: NodeRef, volumes: tuple[str, ...
     if dst.info(iid).state is not PowerState.MISSING:
         raise MoveFailed(f"node {dest.name} already has a domain {iid}; remove it there first")
     defined = False
+    real = dst.domain_type != "test"  # libvirt's test driver keeps no bytes and streams none
     try:
-        if dst.domain_type != "test" and not _boots_from_volume(worker, iid):
-            base = _base_on(worker, dest, dst, iid)
-            overlay = node_layout.overlay_name(iid)
-            ours = src.volumes.volume_info(node_layout.INSTANCES_POOL, overlay)
-            if ours is not None and ours.backing_path != base.path:
-                raise MoveFailed(f"{iid}'s overlay on node {job.node.name} is backed by {ours.backing_path}, the image "
-                                 f"on node {dest.name} is {base.path}; it cannot be moved as it is")
-            copy_volume(src, dst, node_layout.INSTANCES_POOL, overlay, backing_path=base.path)
-        if dst.domain_type != "test":
+        if real:
+            node_layout.ensure_pools(dst, worker.settings)
+            if not _boots_from_volume(worker, iid):
+                base = _base_on(worker, dest, dst, iid)
+                overlay = node_layout.overlay_name(iid)
+                ours = src.volumes.volume_info(node_layout.INSTANCES_POOL, overlay)
+                if ours is not None and ours.backing_path != base.path:
+                    raise MoveFailed(f"{iid}'s overlay on node {job.node.name} is backed by {ours.backing_path}, the "
+                                     f"image on node {dest.name} is {base.path}; it cannot be moved as it is")
+                copy_volume(src, dst, node_layout.INSTANCES_POOL, overlay, backing_path=base.path)
             _carry_console(src, dst, iid, fresh_log=True)
-        for volume_id in volumes:
-            if dst.domain_type == "test":  # it keeps no bytes and streams none: the volume is made there empty
-                volume_store.blank_copy(src, dst, worker.settings, volume_id)
-            else:
+        for volume_id in volumes:  # on the test driver a volume is made there empty
+            if real:
                 volume_store.copy(src, dst, worker.settings, volume_id)
+            else:
+                volume_store.blank_copy(src, dst, worker.settings, volume_id)
         spec = worker.domain_spec(_job_on(job, dest))
         try:
             dst.define(spec)
